@@ -1,0 +1,303 @@
+"""The command line: one Invoke namespace behind both `invoke <task>` (tasks.py in the repo)
+and the `drfleet` console script of an installed package."""
+
+from __future__ import annotations
+
+import functools
+import json as _json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from invoke.collection import Collection
+from invoke.exceptions import Exit
+from invoke.program import Program
+from invoke.tasks import task
+from rich.console import Console
+from rich.table import Table
+
+from drfleet import __version__
+from drfleet import facts as facts_mod
+from drfleet import inventory as inventory_mod
+from drfleet.errors import DrfleetError
+from drfleet.remote import DEFAULT_LIMIT, Options
+from drfleet.ui import Board
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+COMMON_HELP = {
+    "inventory": "inventory file (default: $DRFLEET_INVENTORY, else inventory/local.yml, "
+    "else this machine alone)",
+    "env_dir": "directory with the DRfC files system.env, run.env, worker-N.env, custom_files/ "
+    "(default: the current directory)",
+    "json": "print one JSON document on stdout for scripts, and nothing else",
+    "host": "a host of the inventory; repeat it or separate names with commas (default: all)",
+    "group": "a group of the inventory (also `trainer` and `robomaker`); may be repeated",
+    "accept_new_host_keys": "trust and record the SSH key of hosts not yet in known_hosts "
+    "(trust on first use); a changed key is still refused",
+    "known_hosts": "known_hosts file to verify host keys against (default: the inventory's "
+    "known_hosts, else ~/.ssh/known_hosts)",
+    "limit": f"at most this many hosts at once (default {DEFAULT_LIMIT})",
+}
+
+
+def _help(*names: str, **extra: str) -> dict[str, str]:
+    out = {n: COMMON_HELP[n] for n in names}
+    out.update(extra)
+    return out
+
+
+def friendly(fn: F) -> F:
+    """A DrfleetError becomes one clear message and exit status 2, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _setup_logging()
+        try:
+            return fn(*args, **kwargs)
+        except DrfleetError as exc:
+            if os.environ.get("DRFLEET_DEBUG"):
+                raise
+            raise Exit(f"drfleet: {exc.message}", code=2) from None
+        except KeyboardInterrupt:
+            raise Exit("drfleet: interrupted", code=130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _setup_logging() -> None:
+    if os.environ.get("DRFLEET_DEBUG"):
+        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
+
+
+def _options(known_hosts: str | None, accept_new_host_keys: bool, limit: int) -> Options:
+    if limit < 1:
+        raise DrfleetError(f"--limit must be at least 1, not {limit}")
+    return Options(known_hosts=known_hosts, accept_new_host_keys=accept_new_host_keys, limit=limit)
+
+
+def _print_json(doc: Any) -> None:
+    sys.stdout.write(_json.dumps(doc, indent=2, sort_keys=False) + "\n")
+
+
+def not_built(name: str, issue: str) -> None:
+    raise DrfleetError(
+        f"`{name}` is not built yet ({issue}); nothing was done",
+        fix="see the README for what works today",
+    )
+
+
+@task(
+    iterable=["host", "group"],
+    help=_help(
+        "host", "group", "inventory", "json", "accept_new_host_keys", "known_hosts", "limit"
+    ),
+)
+@friendly
+def facts(
+    c: Any,
+    host: list[str] | None = None,
+    group: list[str] | None = None,
+    inventory: str | None = None,
+    json: bool = False,
+    accept_new_host_keys: bool = False,
+    known_hosts: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+) -> None:
+    """What drfleet knows of each host: OS, vCPUs, memory, disk, GPUs, docker, swarm."""
+    inv = inventory_mod.load(inventory)
+    hosts = inv.select(host or [], group or [])
+    options = _options(known_hosts, accept_new_host_keys, limit)
+    with Board([h.name for h in hosts], title="facts", quiet=json) as board:
+        outcomes = facts_mod.gather_all(hosts, options, board)
+    doc = facts_mod.report(outcomes)
+    if json:
+        _print_json(doc)
+    else:
+        _facts_table(doc)
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        if not json:
+            for o in failed:
+                sys.stderr.write(f"drfleet: {o.error.message if o.error else ''}\n")
+        raise Exit(code=1)
+
+
+def _facts_table(doc: dict[str, Any]) -> None:
+    table = Table(
+        "host", "address", "os", "vCPUs", "memory", "disk free", "GPUs", "docker", "swarm"
+    )
+    for name, f in doc["hosts"].items():
+        if "vcpus" not in f:
+            state = "unreachable" if not f.get("reachable") else "failed"
+            table.add_row(name, f["address"], f"[red]{state}[/]", "", "", "", "", "", "")
+            continue
+        d = f["docker"]
+        docker = (
+            f"{d['version']}"
+            if d["running"]
+            else "[yellow]stopped[/]"
+            if d["installed"]
+            else "[dim]not installed[/]"
+        )
+        gpus = ", ".join(f"{g['name']} ({g['memory_mb']} MB)" for g in f["gpus"]) or "-"
+        table.add_row(
+            name,
+            f["address"],
+            f"{f['os']['id']} {f['os']['version']}",
+            str(f["vcpus"]),
+            f"{f['memory_mb'] // 1024} GiB",
+            f"{f['disk']['free_mb'] // 1024} GiB",
+            gpus,
+            docker,
+            d["swarm"]["state"],
+        )
+    Console().print(table)
+
+
+@task(
+    iterable=["host", "group"],
+    help=_help(
+        "host",
+        "group",
+        "inventory",
+        "json",
+        "accept_new_host_keys",
+        "known_hosts",
+        "limit",
+        "env_dir",
+        playbook="playbook file to run (default: playbooks/provision.yml)",
+        check="change nothing; say what each task would do, with diffs",
+    ),
+)
+@friendly
+def provision(
+    c: Any,
+    host: list[str] | None = None,
+    group: list[str] | None = None,
+    playbook: str | None = None,
+    check: bool = False,
+    inventory: str | None = None,
+    env_dir: str | None = None,
+    json: bool = False,
+    accept_new_host_keys: bool = False,
+    known_hosts: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+) -> None:
+    """Prepare hosts for training: docker, GPU/OpenGL support, images, swarm, the agent."""
+    not_built("provision", "issue 3")
+
+
+@task(
+    help=_help(
+        "inventory", "env_dir", "json", suggest="say how many workers this inventory supports"
+    )
+)
+@friendly
+def plan(
+    c: Any,
+    inventory: str | None = None,
+    env_dir: str | None = None,
+    json: bool = False,
+    suggest: bool = False,
+) -> None:
+    """Check the training configuration and show where every worker would run, and why."""
+    not_built("plan", "issue 5")
+
+
+@task(
+    help=_help(
+        "inventory",
+        "env_dir",
+        "json",
+        workers="number of robomaker workers (default: DR_WORKERS from system.env)",
+        wipe="delete what the model prefix already holds in S3 before training",
+        dry_run="touch nothing; write what would be uploaded and sent to --out",
+        out="directory for --dry-run",
+    )
+)
+@friendly
+def train(
+    c: Any,
+    workers: int = 0,
+    wipe: bool = False,
+    dry_run: bool = False,
+    out: str | None = None,
+    inventory: str | None = None,
+    env_dir: str | None = None,
+    json: bool = False,
+) -> None:
+    """Upload the training config and start the trainer and every worker on its host."""
+    not_built("train", "issue 5")
+
+
+@task(help=_help("inventory", "json", watch="keep refreshing until interrupted"))
+@friendly
+def status(c: Any, inventory: str | None = None, json: bool = False, watch: bool = False) -> None:
+    """Every host, agent and container: state, restarts, uptime, last error."""
+    not_built("status", "issue 5")
+
+
+@task(
+    help=_help(
+        "inventory",
+        worker="worker slot number (1-based)",
+        trainer="the rl_coach / sagemaker logs",
+        follow="keep printing new lines",
+    )
+)
+@friendly
+def logs(
+    c: Any,
+    worker: int = 0,
+    trainer: bool = False,
+    follow: bool = False,
+    inventory: str | None = None,
+) -> None:
+    """Logs of one container, from whichever host runs it."""
+    not_built("logs", "issue 5")
+
+
+@task(help=_help("inventory", "json"))
+@friendly
+def stop(c: Any, inventory: str | None = None, json: bool = False) -> None:
+    """Stop the run everywhere (workers, rl_coach, the sagemaker container); keep the data."""
+    not_built("stop", "issue 5")
+
+
+@task(
+    help=_help(
+        "inventory",
+        port="local port of the page (default 8100)",
+        bind="local address to listen on (default 127.0.0.1)",
+        static="write a standalone page to this file instead of serving",
+    )
+)
+@friendly
+def viewer(
+    c: Any,
+    port: int = 8100,
+    bind: str = "127.0.0.1",
+    static: str | None = None,
+    inventory: str | None = None,
+) -> None:
+    """Serve one page with every worker's live video stream, proxied over SSH."""
+    not_built("viewer", "issue 6")
+
+
+@task(help=_help("env_dir"))
+@friendly
+def init(c: Any, env_dir: str | None = None) -> None:
+    """Write DRfC-compatible system.env, run.env, custom_files/ and inventory/local.yml
+    where they are missing (never overwriting)."""
+    not_built("init", "issue 5")
+
+
+ns = Collection(facts, provision, plan, train, status, logs, stop, viewer, init)
+ns.configure({"run": {"echo_stdin": False}})
+
+
+def main() -> None:
+    Program(namespace=ns, version=__version__, name="drfleet", binary="drfleet").run()

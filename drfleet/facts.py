@@ -1,0 +1,80 @@
+"""Facts: what each host is, gathered in ONE remote command per host that prints JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from drfleet import probe
+from drfleet.errors import DrfleetError
+from drfleet.inventory import Host
+from drfleet.remote import Options, Outcome, Session, fan_out, session
+from drfleet.shell import Command, Raw, cmd
+from drfleet.ui import Board
+
+PROBE_SOURCE = Path(probe.__file__).read_text()
+_NO_PYTHON = '{"probe": 0, "error": "python3 not found"}'
+
+
+def probe_command(params: dict[str, Any] | None = None) -> Command:
+    """`python3 -c <probe> <params>`, or a JSON error when the host has no python3."""
+    check = Command(
+        (Raw("command -v python3 >/dev/null 2>&1 || { echo"), _NO_PYTHON, Raw("; exit 0; }"))
+    )
+    return check.then(cmd("python3", "-c", PROBE_SOURCE, json.dumps(params or {})))
+
+
+def gather(sess: Session, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    result = sess.run(probe_command(params), timeout=120, task="gather facts")
+    try:
+        facts: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise DrfleetError(
+            "the fact probe printed no JSON: " + (result.tail() or "(nothing)"),
+            where=sess.host.name,
+        ) from None
+    if facts.get("probe") == 0:
+        raise DrfleetError(
+            "python3 is not installed on the host, and drfleet's probe needs it",
+            where=sess.host.name,
+            fix="install it (apt-get install -y python3); Debian 12 and Ubuntu "
+            "22.04+ images normally have it",
+        )
+    return facts
+
+
+def gather_all(
+    hosts: list[Host], options: Options, board: Board | None = None
+) -> list[Outcome[dict[str, Any]]]:
+    def one(host: Host) -> dict[str, Any]:
+        if board:
+            board.update(host.name, "connecting")
+        with session(host, options) as sess:
+            if board:
+                board.update(host.name, "gathering facts")
+            facts = gather(sess)
+        if board:
+            board.done(host.name, "ok")
+        return facts
+
+    outcomes = fan_out(hosts, one, limit=options.limit)
+    if board:
+        for o in outcomes:
+            if o.error:
+                board.done(o.host.name, "unreachable" if o.unreachable else "failed", ok=False)
+    return outcomes
+
+
+def report(outcomes: list[Outcome[dict[str, Any]]]) -> dict[str, Any]:
+    """The `invoke facts --json` document."""
+    hosts: dict[str, Any] = {}
+    for o in outcomes:
+        entry: dict[str, Any] = {"address": o.host.address, "roles": list(o.host.roles)}
+        if o.ok and o.value is not None:
+            entry.update(reachable=True, **o.value)
+        else:
+            entry.update(reachable=not o.unreachable, error=o.error.message if o.error else "")
+        entry["elapsed_s"] = round(o.elapsed, 3)
+        hosts[o.host.name] = entry
+    return {"hosts": hosts}

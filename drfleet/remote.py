@@ -1,0 +1,377 @@
+"""Running commands on hosts: one session per host (SSH through Fabric, or local), and a
+bounded parallel fan-out that returns an outcome per host and never lets one host's failure
+stop the others."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import IO, Any, Generic, TypeVar
+
+import paramiko
+from fabric import Config, Connection
+from invoke.context import Context
+from invoke.exceptions import CommandTimedOut
+
+from drfleet.errors import DrfleetError, HostKeyError
+from drfleet.hostkeys import KnownHosts
+from drfleet.inventory import Host
+from drfleet.shell import Command, Raw, cmd, sh
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DEFAULT_LIMIT = 32
+
+
+class Unreachable(DrfleetError):
+    """The host could not be reached (down, no route, port closed, timed out)."""
+
+
+class RemoteCommandError(DrfleetError):
+    """A command ran and failed; the message names host, command, exit status, stderr tail."""
+
+
+@dataclass(frozen=True)
+class Options:
+    known_hosts: str | None = None  # overrides the inventory's known_hosts
+    accept_new_host_keys: bool = False
+    connect_retries: int = 2
+    limit: int = DEFAULT_LIMIT
+    stream: IO[str] | None = None  # where live output goes, prefixed with the host name
+
+
+@dataclass(frozen=True)
+class Result:
+    host: str
+    command: str  # as displayed: secrets masked
+    exit_code: int
+    stdout: str
+    stderr: str
+    elapsed: float
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def tail(self, lines: int = 8) -> str:
+        text = self.stderr.strip() or self.stdout.strip()
+        return "\n".join(text.splitlines()[-lines:])
+
+    def error(self, task: str | None = None) -> RemoteCommandError:
+        what = f"`{self.command}` exited with status {self.exit_code}"
+        if task:
+            what = f"task {task!r}: {what}"
+        tail = self.tail()
+        if tail:
+            what += "\n    " + tail.replace("\n", "\n    ")
+        return RemoteCommandError(what, where=self.host)
+
+
+class PrefixWriter(io.TextIOBase):
+    """Writes complete lines to a stream as `host | line`, so parallel output stays legible."""
+
+    _lock = threading.Lock()
+
+    def __init__(self, host: str, target: IO[str]) -> None:
+        self.host = host
+        self.target = target
+        self.buffer_ = ""
+
+    def write(self, text: str) -> int:
+        self.buffer_ += text
+        *lines, self.buffer_ = self.buffer_.split("\n")
+        if lines:
+            with self._lock:
+                for line in lines:
+                    self.target.write(f"{self.host} | {line}\n")
+                self.target.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        if self.buffer_:
+            self.write("\n")
+
+
+class Session:
+    """Commands on one host. Use as a context manager; `run` opens the connection lazily."""
+
+    def __init__(self, host: Host, options: Options | None = None) -> None:
+        self.host = host
+        self.options = options or Options()
+        self.connections = 0  # how many SSH connections this session opened (for benchmarks)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        pass
+
+    @property
+    def is_root(self) -> bool:
+        raise NotImplementedError
+
+    def wrap(self, command: Command, become: bool | None) -> Command:
+        """Adds sudo when the host says `become` and we are not root already."""
+        if (self.host.become if become is None else become) and not self.is_root:
+            return cmd(Raw("sudo -n -H --"), *sh(command).parts)
+        return command
+
+    def run(
+        self,
+        command: Command,
+        *,
+        stdin: str | None = None,
+        timeout: float | None = None,
+        become: bool | None = None,
+        check: bool = True,
+        task: str | None = None,
+    ) -> Result:
+        wrapped = self.wrap(command, become)
+        started = time.monotonic()
+        code, out, err = self._exec(wrapped.render(), stdin, timeout)
+        result = Result(
+            self.host.name, command.display(), code, out, err, time.monotonic() - started
+        )
+        if code != 0 and "a password is required" in err and wrapped is not command:
+            raise DrfleetError(
+                f"sudo asks for a password for `{command.display()}`",
+                where=self.host.name,
+                fix="give the ssh_user password-less sudo (a line `USER ALL=(ALL) NOPASSWD:ALL` "
+                "in /etc/sudoers.d/), or connect as root",
+            )
+        if check and code != 0:
+            raise result.error(task)
+        return result
+
+    def _exec(self, line: str, stdin: str | None, timeout: float | None) -> tuple[int, str, str]:
+        raise NotImplementedError
+
+    def _runner_kwargs(self, stdin: str | None, timeout: float | None) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "warn": True,
+            "hide": True,
+            "pty": False,
+            "in_stream": io.StringIO(stdin) if stdin is not None else False,
+            "timeout": timeout,
+        }
+        if self.options.stream is not None:
+            kwargs["hide"] = False
+            kwargs["out_stream"] = PrefixWriter(self.host.name, self.options.stream)
+            kwargs["err_stream"] = PrefixWriter(self.host.name, self.options.stream)
+        return kwargs
+
+    def _invoke(
+        self, runner: Callable[..., Any], line: str, stdin: str | None, timeout: float | None
+    ) -> tuple[int, str, str]:
+        try:
+            res = runner(line, **self._runner_kwargs(stdin, timeout))
+        except CommandTimedOut as exc:
+            raise DrfleetError(
+                f"command timed out after {exc.timeout} s", where=self.host.name
+            ) from None
+        return res.exited, res.stdout, res.stderr
+
+
+class LocalSession(Session):
+    """`connection: local`: the machine drfleet runs on, without SSH."""
+
+    def __init__(self, host: Host, options: Options | None = None) -> None:
+        super().__init__(host, options)
+        self.context = Context()
+
+    @property
+    def is_root(self) -> bool:
+        return os.geteuid() == 0
+
+    def _exec(self, line: str, stdin: str | None, timeout: float | None) -> tuple[int, str, str]:
+        return self._invoke(self.context.run, line, stdin, timeout)
+
+
+class SSHSession(Session):
+    def __init__(self, host: Host, options: Options | None = None) -> None:
+        super().__init__(host, options)
+        self.known = KnownHosts(
+            self.options.known_hosts or host.known_hosts,
+            accept_new=self.options.accept_new_host_keys,
+        )
+        self.conn: Connection | None = None
+        self.gateway: Connection | None = None
+
+    @property
+    def is_root(self) -> bool:
+        return bool(self._connection().user == "root")
+
+    def _make(
+        self,
+        address: str,
+        port: int,
+        user: str | None,
+        name: str,
+        gateway: Connection | None = None,
+    ) -> Connection:
+        connect_kwargs: dict[str, Any] = {
+            "banner_timeout": self.host.connect_timeout,
+            "auth_timeout": self.host.connect_timeout,
+        }
+        if self.host.ssh_key:
+            connect_kwargs["key_filename"] = [os.path.expanduser(self.host.ssh_key)]
+            connect_kwargs["look_for_keys"] = False
+        conn = Connection(
+            address,
+            user=user,
+            port=port,
+            gateway=gateway,
+            connect_timeout=self.host.connect_timeout,
+            connect_kwargs=connect_kwargs,
+            config=Config(),
+        )
+        self.known.attach(conn.client, name)
+        return conn
+
+    def _connection(self) -> Connection:
+        if self.conn is None:
+            gateway = None
+            if self.host.proxy_jump:
+                juser, jhost, jport = parse_jump(self.host.proxy_jump)
+                gateway = self.gateway = self._make(
+                    jhost, jport, juser or self.host.ssh_user, f"{self.host.name} via {jhost}"
+                )
+            self.conn = self._make(
+                self.host.address, self.host.ssh_port, self.host.ssh_user, self.host.name, gateway
+            )
+        return self.conn
+
+    def open(self) -> None:
+        conn = self._connection()
+        if conn.is_connected:
+            return
+        attempts = 1 + max(0, self.options.connect_retries)
+        where = f"{self.host.name} ({conn.user}@{self.host.address}:{self.host.ssh_port})"
+        for attempt in range(attempts):
+            try:
+                conn.open()
+                self.connections += 1
+                return
+            except HostKeyError:
+                raise
+            except paramiko.BadHostKeyException as exc:
+                raise self.known.changed_error(self.host.name, exc) from None
+            except paramiko.AuthenticationException as exc:
+                raise DrfleetError(
+                    f"authentication failed: {exc}",
+                    where=where,
+                    fix="check ssh_user and ssh_key in the inventory, and that the key is in "
+                    "the user's ~/.ssh/authorized_keys on the host",
+                ) from None
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                reason = _reason(exc)
+                if attempt + 1 < attempts:
+                    log.debug("%s: connect failed (%s), retrying", where, reason)
+                    time.sleep(0.5 * 2**attempt)
+                    conn.close()
+                    continue
+                raise Unreachable(
+                    f"unreachable: {reason} (tried {attempts} times)",
+                    where=where,
+                    fix=f"check that the host is up and that port {self.host.ssh_port} is open "
+                    "from this machine",
+                ) from None
+
+    def _exec(self, line: str, stdin: str | None, timeout: float | None) -> tuple[int, str, str]:
+        self.open()
+        return self._invoke(self._connection().run, line, stdin, timeout)
+
+    def close(self) -> None:
+        for conn in (self.conn, self.gateway):
+            if conn is not None:
+                conn.close()
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return "connection timed out"
+    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+        errs = {
+            os.strerror(e.errno) if isinstance(e, OSError) and e.errno else str(e)
+            for e in exc.errors.values()
+        }
+        return ", ".join(sorted(errs))
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno)
+    return str(exc) or type(exc).__name__
+
+
+def parse_jump(spec: str) -> tuple[str | None, str, int]:
+    """`[user@]host[:port]` -> (user, host, port)."""
+    user, _, rest = spec.rpartition("@")
+    host, port = rest, 22
+    if rest.startswith("["):
+        host, _, tail = rest[1:].partition("]")
+        if tail.startswith(":"):
+            port = int(tail[1:])
+    elif rest.count(":") == 1:
+        host, p = rest.split(":")
+        port = int(p)
+    return (user or None), host, port
+
+
+def session(host: Host, options: Options | None = None) -> Session:
+    return LocalSession(host, options) if host.is_local else SSHSession(host, options)
+
+
+@dataclass
+class Outcome(Generic[T]):
+    host: Host
+    value: T | None = None
+    error: DrfleetError | None = None
+    elapsed: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def unreachable(self) -> bool:
+        return isinstance(self.error, Unreachable)
+
+
+def fan_out(
+    hosts: Iterable[Host], fn: Callable[[Host], T], *, limit: int = DEFAULT_LIMIT
+) -> list[Outcome[T]]:
+    """Runs fn on every host, at most `limit` at once; one outcome per host, in order."""
+    hosts = list(hosts)
+
+    def one(host: Host) -> Outcome[T]:
+        started = time.monotonic()
+        try:
+            value = fn(host)
+            return Outcome(host, value=value, elapsed=time.monotonic() - started)
+        except DrfleetError as exc:
+            return Outcome(host, error=exc, elapsed=time.monotonic() - started)
+        except Exception as exc:
+            log.debug("%s: unexpected error", host.name, exc_info=True)
+            err = DrfleetError(
+                f"internal error: {type(exc).__name__}: {exc}",
+                where=host.name,
+                fix="run with DRFLEET_DEBUG=1 for the traceback and report it",
+            )
+            return Outcome(host, error=err, elapsed=time.monotonic() - started)
+
+    if not hosts:
+        return []
+    with ThreadPoolExecutor(
+        max_workers=max(1, min(limit, len(hosts))), thread_name_prefix="drfleet-host"
+    ) as pool:
+        return list(pool.map(one, hosts))

@@ -1,0 +1,75 @@
+"""What people see while work runs: one live line per host on a terminal, plain lines
+otherwise, nothing at all with --json (the JSON document is the only output then)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import IO, Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+
+class Board:
+    """Per-host status lines. Thread-safe; a no-op when quiet."""
+
+    def __init__(
+        self,
+        hosts: list[str],
+        *,
+        title: str = "",
+        quiet: bool = False,
+        stream: IO[str] | None = None,
+    ) -> None:
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self.title = title
+        self.rows: dict[str, tuple[str, str, float]] = {
+            h: ("", "waiting", time.monotonic()) for h in hosts
+        }
+        self.lock = threading.Lock()
+        self.console = Console(file=self.stream, stderr=self.stream is sys.stderr)
+        self.live: Live | None = None
+
+    def __enter__(self) -> Board:
+        if not self.quiet and self.console.is_terminal:
+            self.live = Live(
+                self._render(), console=self.console, refresh_per_second=8, transient=False
+            )
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.live:
+            self.live.update(self._render())
+            self.live.__exit__(None, None, None)
+
+    def update(self, host: str, text: str) -> None:
+        self._set(host, "", text)
+
+    def done(self, host: str, text: str, *, ok: bool = True) -> None:
+        self._set(host, "ok" if ok else "fail", text, final=True)
+
+    def _set(self, host: str, mark: str, text: str, final: bool = False) -> None:
+        with self.lock:
+            started = self.rows.get(host, ("", "", time.monotonic()))[2]
+            self.rows[host] = (mark, text, started)
+            if self.quiet:
+                return
+            if self.live:
+                self.live.update(self._render())
+            elif final:
+                elapsed = time.monotonic() - started
+                self.stream.write(f"{host}: {text} ({elapsed:.1f} s)\n")
+                self.stream.flush()
+
+    def _render(self) -> Table:
+        table = Table.grid(padding=(0, 2))
+        now = time.monotonic()
+        for host, (mark, text, started) in self.rows.items():
+            icon = {"ok": "[green]✔[/]", "fail": "[red]✘[/]"}.get(mark, "[yellow]…[/]")
+            table.add_row(icon, f"[bold]{host}[/]", text, f"[dim]{now - started:.1f}s[/]")
+        return table

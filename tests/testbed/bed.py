@@ -1,0 +1,339 @@
+"""A test bed of real hosts on one machine (see ../shared/design/TESTBED.md).
+
+Each host is a container booting systemd with sshd, a non-root sudo user `fleet` and its own
+SSH host keys; all hosts sit on a private /24 of their own. Everything created carries the
+label `drfleet.testbed=<bed id>` and is removed by `close()`, and by the next bed if this
+process died before it could clean up. Nothing without that label is ever touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import ipaddress
+import os
+import secrets
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import yaml
+
+RECIPE = Path(__file__).with_name("build-rootfs.sh")
+CACHE = Path(os.environ.get("DRFLEET_TESTBED_CACHE", "/var/cache/drfleet-testbed"))
+LABEL = "drfleet.testbed"
+OWNER = "drfleet.testbed.owner"  # "<machine>:<pid>" of the process that made it
+USER = "fleet"
+_SUBNETS = [ipaddress.ip_network(f"10.213.{i}.0/24") for i in range(1, 250)]
+
+
+def _client() -> docker.DockerClient:
+    return docker.from_env(timeout=120)
+
+
+def recipe_hash() -> str:
+    return hashlib.sha256(RECIPE.read_bytes()).hexdigest()[:12]
+
+
+@contextlib.contextmanager
+def _lock(name: str) -> Iterator[None]:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / f"{name}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def ensure_image(client: docker.DockerClient | None = None) -> str:
+    """The host image for the current recipe: from docker, else from the cached root fs
+    tarball, else built with debootstrap (about 50 s, once per recipe change)."""
+    client = client or _client()
+    digest = recipe_hash()
+    tag = f"drfleet-testbed/host:{digest}"
+    with _lock("image"):
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            client.images.get(tag)
+            return tag
+        tar = CACHE / f"rootfs-{digest}.tar"
+        if not tar.exists():
+            subprocess.run(["bash", str(RECIPE), str(tar)], check=True)
+        client.api.import_image_from_file(
+            str(tar),
+            repository="drfleet-testbed/host",
+            tag=digest,
+            changes=['CMD ["/sbin/init"]', "STOPSIGNAL SIGRTMIN+3"],
+        )
+    return tag
+
+
+def _me() -> str:
+    return f"{os.uname().nodename}:{os.getpid()}"
+
+
+def _alive(owner: str) -> bool:
+    node, _, pid = owner.rpartition(":")
+    if node != os.uname().nodename or not pid.isdigit():
+        return True  # not ours to judge
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_orphans(client: docker.DockerClient | None = None) -> int:
+    """Removes test-bed resources whose creating process is gone (a crashed earlier run)."""
+    client = client or _client()
+    dead: set[str] = set()
+    for kind in ("containers", "networks", "volumes"):
+        coll = getattr(client, kind)
+        items = (
+            coll.list(all=True, filters={"label": LABEL})
+            if kind == "containers"
+            else coll.list(filters={"label": LABEL})
+        )
+        for item in items:
+            labels = item.attrs.get("Labels") or item.attrs.get("Config", {}).get("Labels") or {}
+            if not _alive(labels.get(OWNER, "")):
+                dead.add(labels.get(LABEL, ""))
+    for bed in dead:
+        _remove_bed(client, bed)
+    return len(dead)
+
+
+def _remove_bed(client: docker.DockerClient, bed: str) -> None:
+    flt = {"label": f"{LABEL}={bed}"}
+    for c in client.containers.list(all=True, filters=flt):
+        with contextlib.suppress(docker.errors.NotFound):
+            c.remove(force=True, v=True)
+    for n in client.networks.list(filters=flt):
+        with contextlib.suppress(docker.errors.NotFound):
+            n.remove()
+    for v in client.volumes.list(filters=flt):
+        with contextlib.suppress(docker.errors.NotFound):
+            v.remove(force=True)
+
+
+def _free_subnet(client: docker.DockerClient) -> ipaddress.IPv4Network:
+    used = []
+    for net in client.networks.list():
+        for cfg in (net.attrs.get("IPAM") or {}).get("Config") or []:
+            if cfg.get("Subnet"):
+                used.append(ipaddress.ip_network(cfg["Subnet"], strict=False))
+    routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True).stdout
+    for line in routes.splitlines():
+        dest = line.split()[0]
+        if "/" in dest:
+            used.append(ipaddress.ip_network(dest, strict=False))
+    for cand in _SUBNETS:
+        if not any(cand.overlaps(u) for u in used):
+            return cand
+    raise RuntimeError("no free /24 in 10.213.0.0/16 for the test bed")
+
+
+@dataclass
+class TestHost:
+    name: str
+    address: str
+    container: str
+    roles: list[str] = field(default_factory=list)
+    host_keys: list[str] = field(default_factory=list)  # "type base64" lines
+
+    __test__ = False  # not a pytest test class
+
+
+class TestBed:
+    """N hosts; `inventory` is an inventory file for them (strict host keys, become: true)."""
+
+    __test__ = False
+
+    def __init__(
+        self,
+        n: int,
+        workdir: Path,
+        *,
+        roles: dict[str, list[str]] | None = None,
+        image: str | None = None,
+    ) -> None:
+        self.client = _client()
+        self.id = f"dftb{secrets.token_hex(3)}"
+        self.workdir = workdir
+        self.n = n
+        self.image = image
+        self.roles = roles or {"h1": ["trainer", "robomaker"]}
+        self.hosts: dict[str, TestHost] = {}
+        self.key = workdir / "id_ed25519"
+        self.known_hosts = workdir / "known_hosts"
+        self.inventory = workdir / "inventory.yml"
+        self._lock = threading.Lock()
+
+    # -- life cycle ---------------------------------------------------------------------
+    def start(self) -> TestBed:
+        reap_orphans(self.client)
+        self.image = self.image or ensure_image(self.client)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", self.id, "-f", str(self.key)],
+            check=True,
+        )
+        self.subnet = _free_subnet(self.client)
+        gateway = str(self.subnet.network_address + 1)
+        ipam = docker.types.IPAMConfig(
+            pool_configs=[docker.types.IPAMPool(subnet=str(self.subnet), gateway=gateway)]
+        )
+        self.network = self.client.networks.create(
+            f"{self.id}-net", driver="bridge", ipam=ipam, labels=self._labels()
+        )
+        names = [f"h{i}" for i in range(1, self.n + 1)]
+        try:
+            with ThreadPoolExecutor(max_workers=len(names)) as pool:
+                list(pool.map(self._boot, names))
+        except BaseException:
+            self.close()
+            raise
+        self.write_inventory()
+        return self
+
+    def close(self) -> None:
+        _remove_bed(self.client, self.id)
+
+    def __enter__(self) -> TestBed:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _labels(self) -> dict[str, str]:
+        return {LABEL: self.id, OWNER: _me()}
+
+    def _boot(self, name: str) -> TestHost:
+        index = int(name[1:])
+        address = str(self.subnet.network_address + 10 + index)
+        container = f"{self.id}-{name}"
+        volume = f"{container}-docker"
+        self.client.volumes.create(volume, labels=self._labels())
+        self.client.api.create_container(
+            self.image,
+            name=container,
+            hostname=name,
+            labels=self._labels(),
+            detach=True,
+            host_config=self.client.api.create_host_config(
+                cap_add=["SYS_ADMIN", "NET_ADMIN"],
+                security_opt=["seccomp=unconfined", "apparmor=unconfined"],
+                cgroupns="host",
+                binds={
+                    "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
+                    volume: {"bind": "/var/lib/docker", "mode": "rw"},
+                },
+                tmpfs={"/run": "", "/run/lock": ""},
+                network_mode=self.network.name,
+            ),
+            networking_config=self.client.api.create_networking_config(
+                {self.network.name: self.client.api.create_endpoint_config(ipv4_address=address)}
+            ),
+        )
+        self.client.api.start(container)
+        host = TestHost(
+            name=name,
+            address=address,
+            container=container,
+            roles=self.roles.get(name, ["robomaker"]),
+        )
+        self._await_ready(host)
+        with self._lock:
+            self.hosts[name] = host
+        return host
+
+    def _await_ready(self, host: TestHost, timeout: float = 90) -> None:
+        """Waits for systemd and sshd, installs our public key, reads the host keys."""
+        deadline = time.monotonic() + timeout
+        state = ""
+        while time.monotonic() < deadline:
+            state = self.exec(host, "systemctl is-system-running --wait", check=False).strip()
+            if state in ("running", "degraded"):
+                break
+            time.sleep(0.3)
+        else:
+            raise RuntimeError(f"{host.name}: systemd did not finish booting: {state!r}")
+        while self.exec(host, "systemctl is-active ssh", check=False).strip() != "active":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{host.name}: sshd did not start")
+            time.sleep(0.2)
+        pub = self.key.with_suffix(".pub").read_text()
+        self.exec(
+            host,
+            f"install -m 0600 -o {USER} -g {USER} /dev/stdin /home/{USER}/.ssh/authorized_keys",
+            stdin=pub,
+        )
+        keys = self.exec(host, "cat /etc/ssh/ssh_host_*_key.pub")
+        host.host_keys = [" ".join(line.split()[:2]) for line in keys.splitlines() if line]
+
+    # -- faults and changes -------------------------------------------------------------
+    def stop(self, name: str) -> None:
+        self.client.api.stop(self.hosts[name].container, timeout=5)
+
+    def start_host(self, name: str) -> None:
+        host = self.hosts[name]
+        self.client.api.start(host.container)
+        self._await_ready(host)
+
+    def recreate(self, name: str, *, trust: bool = True) -> None:
+        """A rebuilt machine at the same address: new host keys. With trust, the bed's
+        known_hosts learns the new keys (as an operator would after checking them)."""
+        host = self.hosts[name]
+        self.client.api.remove_container(host.container, force=True)
+        with contextlib.suppress(docker.errors.NotFound):
+            self.client.volumes.get(f"{host.container}-docker").remove(force=True)
+        self._boot(name)
+        if trust:
+            self.write_inventory()
+
+    # -- helpers -----------------------------------------------------------------------
+    def exec(
+        self, host: TestHost | str, cmd: str, *, stdin: str | None = None, check: bool = True
+    ) -> str:
+        """Runs a shell command in a host as root, out of band (docker exec, not SSH)."""
+        h = self.hosts[host] if isinstance(host, str) else host
+        proc = subprocess.run(
+            ["docker", "exec", "-i", h.container, "sh", "-c", cmd],
+            input=stdin,
+            capture_output=True,
+            text=True,
+        )
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"{h.name}: {cmd!r} exited {proc.returncode}: {proc.stderr}")
+        return proc.stdout
+
+    def write_inventory(self, path: Path | None = None, **all_vars: Any) -> Path:
+        lines = [f"{h.address} {k}" for h in self.hosts.values() for k in h.host_keys]
+        self.known_hosts.write_text("\n".join(lines) + "\n")
+        self.known_hosts.chmod(0o600)
+        doc = {
+            "all": {
+                "vars": {
+                    "ssh_user": USER,
+                    "ssh_key": str(self.key),
+                    "become": True,
+                    "known_hosts": str(self.known_hosts),
+                    "connect_timeout": 5,
+                    **all_vars,
+                },
+                "hosts": {
+                    h.name: {"address": h.address, "roles": h.roles}
+                    for h in sorted(self.hosts.values(), key=lambda h: h.name)
+                },
+            }
+        }
+        target = path or self.inventory
+        target.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return target
