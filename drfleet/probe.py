@@ -174,6 +174,7 @@ def gather(params: Dict[str, Any]) -> Dict[str, Any]:
         "probe": 1,
         "hostname": socket.gethostname(),
         "user": pwd.getpwuid(uid).pw_name,
+        "login_user": os.environ.get("SUDO_USER") or pwd.getpwuid(uid).pw_name,
         "uid": uid,
         "os": parse_os_release(_read("/etc/os-release")),
         "arch": platform.machine(),

@@ -68,7 +68,7 @@ def ensure_image(client: docker.DockerClient | None = None) -> str:
             str(tar),
             repository="drfleet-testbed/host",
             tag=digest,
-            changes=['CMD ["/sbin/init"]', "STOPSIGNAL SIGRTMIN+3"],
+            changes=['CMD ["/sbin/init"]'],
         )
     return tag
 
@@ -227,6 +227,7 @@ class TestBed:
             hostname=name,
             labels=self._labels(),
             detach=True,
+            stop_signal="SIGRTMIN+3",  # what systemd takes as "shut down cleanly"
             host_config=self.client.api.create_host_config(
                 cap_add=["SYS_ADMIN", "NET_ADMIN"],
                 security_opt=["seccomp=unconfined", "apparmor=unconfined"],

@@ -1,0 +1,3 @@
+from drfleet.cli import main
+
+main()

@@ -1,0 +1,43 @@
+"""The command line on the embedded default inventory: this machine, no SSH."""
+
+from pathlib import Path
+
+from tests.conftest import REPO, drfleet, invoke
+
+
+def test_facts_on_this_machine_from_anywhere(tmp_path: Path) -> None:
+    run = drfleet("facts", "--json", cwd=tmp_path)
+    assert run.code == 0, run.stderr
+    (name, facts), = run.json["hosts"].items()
+    assert name == "localhost" and facts["reachable"] is True
+    assert facts["vcpus"] >= 1 and facts["memory_mb"] > 0
+    assert facts["os"]["id"] and isinstance(facts["gpus"], list)
+    assert set(facts["docker"]) >= {"installed", "running", "version", "swarm"}
+
+
+def test_every_task_has_help_for_every_flag() -> None:
+    from drfleet.cli import ns
+
+    for name in ns.task_names:
+        task = ns[name]
+        params = [p for p in task.argspec(task.body).parameters if p != "c"]
+        assert task.__doc__, name
+        missing = [p for p in params if p not in task.help]
+        assert not missing, f"{name}: no help for {missing}"
+
+
+def test_unbuilt_tasks_say_so_plainly() -> None:
+    run = invoke("train")
+    assert run.code == 2
+    assert "not built yet" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_bad_inventory_is_one_message_no_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "inv.yml"
+    bad.write_text("all:\n  hosts:\n    a: {ssh_port: 0}\n")
+    run = invoke("facts", "--inventory", str(bad))
+    assert run.code == 2
+    assert f"{bad}:3: ssh_port: 0 is out of range" in run.stderr
+    assert "Traceback" not in run.stderr
+    run = invoke("facts", "--inventory", str(REPO / "inventory" / "local.yml"), "--host", "h9")
+    assert run.code == 2 and "--host h9: no such host" in run.stderr
