@@ -54,9 +54,22 @@ def main() -> None:
             cli, inproc = [], []
             for _ in range(args.rounds):
                 t = time.perf_counter()
-                subprocess.run([sys.executable, "-m", "invoke", "facts", "--inventory",
-                                str(bed.inventory), "--host", ",".join(names), "--json"],
-                               cwd=REPO, check=True, capture_output=True)
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "invoke",
+                        "facts",
+                        "--inventory",
+                        str(bed.inventory),
+                        "--host",
+                        ",".join(names),
+                        "--json",
+                    ],
+                    cwd=REPO,
+                    check=True,
+                    capture_output=True,
+                )
                 cli.append(time.perf_counter() - t)
             counts.update(connections=0, commands=0)
             for _ in range(args.rounds):
@@ -64,22 +77,31 @@ def main() -> None:
                 out = facts.gather_all(inv.select(names), remote.Options())
                 inproc.append(time.perf_counter() - t)
                 assert all(o.ok for o in out)
-            per_host = (counts["connections"] / (n * args.rounds),
-                        counts["commands"] / (n * args.rounds))
+            per_host = (
+                counts["connections"] / (n * args.rounds),
+                counts["commands"] / (n * args.rounds),
+            )
             rows.append((n, statistics.median(cli), statistics.median(inproc), per_host))
     one, three = rows[0], rows[1]
     lines = [
-        "## invoke facts (bench/bench_facts.py)", "", machine(), "",
+        "## invoke facts (bench/bench_facts.py)",
+        "",
+        machine(),
+        "",
         f"Median of {args.rounds} runs against test-bed hosts (containers with sshd on this "
-        "machine), strict host-key checking, become via sudo.", "",
+        "machine), strict host-key checking, become via sudo.",
+        "",
         "| hosts | whole command (s) | fan-out in-process (s) | SSH connections / host | "
         "remote commands / host |",
         "|---|---|---|---|---|",
     ]
     for n, c, i, (conns, cmds) in rows:
         lines.append(f"| {n} | {c:.3f} | {i:.3f} | {conns:g} | {cmds:g} |")
-    lines += ["", f"3 hosts / 1 host: whole command {three[1] / one[1]:.2f}x, "
-              f"fan-out {three[2] / one[2]:.2f}x (goal: well under 2x)."]
+    lines += [
+        "",
+        f"3 hosts / 1 host: whole command {three[1] / one[1]:.2f}x, "
+        f"fan-out {three[2] / one[2]:.2f}x (goal: well under 2x).",
+    ]
     write_section("facts", "\n".join(lines))
     print("\n".join(lines))
 

@@ -13,8 +13,10 @@ HEADER = "# Benchmark results\n\nEach section is rewritten by the script named i
 
 
 def machine() -> str:
-    return (f"{platform.node()}: {os.cpu_count()} vCPUs, Python {platform.python_version()}, "
-            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    return (
+        f"{platform.node()}: {os.cpu_count()} vCPUs, Python {platform.python_version()}, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
 
 
 def write_section(name: str, body: str) -> None:

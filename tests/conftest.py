@@ -30,15 +30,25 @@ class Run:
 
 def invoke(*args: str, cwd: Path = REPO, timeout: float = 300) -> Run:
     """Runs `invoke ARGS` from the repo, as a user would."""
-    proc = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "invoke", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     return Run(proc.returncode, proc.stdout, proc.stderr)
 
 
 def drfleet(*args: str, cwd: Path, timeout: float = 300) -> Run:
     """Runs the installed `drfleet` command (python -m drfleet) from any directory."""
-    proc = subprocess.run([sys.executable, "-m", "drfleet", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "drfleet", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     return Run(proc.returncode, proc.stdout, proc.stderr)
 
 

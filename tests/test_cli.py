@@ -8,7 +8,7 @@ from tests.conftest import REPO, drfleet, invoke
 def test_facts_on_this_machine_from_anywhere(tmp_path: Path) -> None:
     run = drfleet("facts", "--json", cwd=tmp_path)
     assert run.code == 0, run.stderr
-    (name, facts), = run.json["hosts"].items()
+    ((name, facts),) = run.json["hosts"].items()
     assert name == "localhost" and facts["reachable"] is True
     assert facts["vcpus"] >= 1 and facts["memory_mb"] > 0
     assert facts["os"]["id"] and isinstance(facts["gpus"], list)

@@ -40,8 +40,12 @@ def test_facts_of_three_hosts_over_ssh(bed3: TestBed) -> None:
     for name, f in hosts.items():
         assert f["reachable"] is True
         assert f["hostname"] == name and f["address"] == bed3.hosts[name].address
-        assert f["os"] == {"id": "debian", "version": "12", "codename": "bookworm",
-                           "pretty": "Debian GNU/Linux 12 (bookworm)"}
+        assert f["os"] == {
+            "id": "debian",
+            "version": "12",
+            "codename": "bookworm",
+            "pretty": "Debian GNU/Linux 12 (bookworm)",
+        }
         assert f["vcpus"] >= 1 and f["memory_mb"] > 256 and f["disk"]["free_mb"] > 0
         assert f["gpus"] == []
         assert f["docker"]["installed"] is False and f["docker"]["running"] is False
