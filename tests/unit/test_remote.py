@@ -1,0 +1,79 @@
+import io
+import threading
+import time
+
+import pytest
+
+from drfleet.errors import DrfleetError
+from drfleet.inventory import Host
+from drfleet.remote import LocalSession, Options, PrefixWriter, Unreachable, fan_out, parse_jump
+from drfleet.shell import Secret, cmd
+
+
+def hosts(n: int) -> list[Host]:
+    return [Host(name=f"h{i}", address=f"10.0.0.{i}") for i in range(1, n + 1)]
+
+
+def test_one_failure_does_not_stop_the_others() -> None:
+    def fn(h: Host) -> str:
+        if h.name == "h2":
+            raise Unreachable("down", where=h.name)
+        if h.name == "h3":
+            raise RuntimeError("bug")
+        return h.name.upper()
+
+    out = fan_out(hosts(4), fn)
+    assert [o.host.name for o in out] == ["h1", "h2", "h3", "h4"]
+    assert [o.value for o in out] == ["H1", None, None, "H4"]
+    assert out[1].unreachable and not out[2].unreachable
+    assert "internal error: RuntimeError: bug" in out[2].error.message  # type: ignore[union-attr]
+
+
+def test_concurrency_is_bounded() -> None:
+    running, peak, lock = 0, 0, threading.Lock()
+
+    def fn(h: Host) -> None:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.05)
+        with lock:
+            running -= 1
+
+    fan_out(hosts(12), fn, limit=4)
+    assert peak == 4
+
+
+def test_prefix_writer_keeps_lines_whole() -> None:
+    out = io.StringIO()
+    w = PrefixWriter("h1", out)
+    w.write("par")
+    w.write("tial\nsecond\nthi")
+    assert out.getvalue() == "h1 | partial\nh1 | second\n"
+    w.flush()
+    assert out.getvalue().endswith("h1 | thi\n")
+
+
+def test_local_session_streams_prefixed_output_and_masks_secrets() -> None:
+    out = io.StringIO()
+    host = Host(name="me", address="localhost", connection="local")
+    with LocalSession(host, Options(stream=out)) as s:
+        res = s.run(cmd("echo", Secret("hunter2")))
+    assert res.stdout == "hunter2\n" and res.command == "echo '***'"
+    assert out.getvalue() == "me | hunter2\n"
+
+
+def test_failed_command_names_host_command_status_and_stderr() -> None:
+    host = Host(name="me", address="localhost", connection="local")
+    with pytest.raises(DrfleetError) as exc:
+        LocalSession(host).run(cmd("sh", "-c", "echo boom >&2; exit 3"), task="demo")
+    msg = exc.value.message
+    assert msg.startswith("me: task 'demo': `sh -c 'echo boom >&2; exit 3'` exited with status 3")
+    assert "boom" in msg
+
+
+def test_parse_jump() -> None:
+    assert parse_jump("bastion") == (None, "bastion", 22)
+    assert parse_jump("ec2-user@10.0.0.1:2222") == ("ec2-user", "10.0.0.1", 2222)
+    assert parse_jump("u@[fe80::1]:22") == ("u", "fe80::1", 22)
