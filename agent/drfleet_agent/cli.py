@@ -1,13 +1,236 @@
-"""`drfleet-agent`: run | apply | status | logs (built in issue 4)."""
+"""drfleet-agent run | apply | status | logs.
+
+Runs on the host's own python3 (3.10+) with nothing from PyPI on the host: the controller ships
+the agent and its few pure-Python dependencies as one zip application.
+"""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
 import sys
+import time
+from typing import Any
+
+from drfleet_agent import __version__
+from drfleet_agent.engine import ActionFailed, DockerDown, Engine
+from drfleet_agent.reconcile import Backoff
+from drfleet_agent.spec import SpecError, parse
+from drfleet_agent.store import DEFAULT_DIR, StateDir
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="drfleet-agent",
+        description=("Keeps this host's assigned containers running, as the controller desires."),
+    )
+    ap.add_argument("--version", action="version", version=__version__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    def state_dir(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--state-dir",
+            default=str(DEFAULT_DIR),
+            help=f"where desired.json and status.json live (default {DEFAULT_DIR})",
+        )
+
+    run = sub.add_parser("run", help="the daemon: reconcile containers against desired.json")
+    state_dir(run)
+    run.add_argument(
+        "--docker-host",
+        default=os.environ.get("DOCKER_HOST"),
+        help="dockerd address (default: the local socket)",
+    )
+    run.add_argument(
+        "--backoff-base",
+        type=float,
+        default=10.0,
+        help="first restart delay after a crash, in seconds (default 10)",
+    )
+    run.add_argument(
+        "--backoff-cap",
+        type=float,
+        default=300.0,
+        help="longest restart delay, in seconds (default 300)",
+    )
+    run.add_argument(
+        "--reset-after",
+        type=float,
+        default=600.0,
+        help="seconds of clean running that forgive earlier crashes (default 600)",
+    )
+    run.add_argument(
+        "--periodic",
+        type=float,
+        default=10.0,
+        help="reconcile at least this often, in seconds (default 10)",
+    )
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+    apply = sub.add_parser("apply", help="validate a desired state from stdin and hand it over")
+    state_dir(apply)
+    apply.add_argument(
+        "--force", action="store_true", help="accept a generation older than the current one"
+    )
+    apply.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="then wait until every container runs; print the status as JSON",
+    )
+
+    status = sub.add_parser("status", help="what runs, restarts, last errors")
+    state_dir(status)
+    status.add_argument("--json", action="store_true", help="the status document as JSON")
+
+    logs = sub.add_parser("logs", help="a managed container's logs")
+    state_dir(logs)
+    logs.add_argument("name")
+    logs.add_argument("-f", "--follow", action="store_true")
+    logs.add_argument("--tail", type=int, default=None)
+    logs.add_argument("--docker-host", default=os.environ.get("DOCKER_HOST"))
+    return ap
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.stderr.write("drfleet-agent: not built yet (issue 4)\n")
-    return 2
+    args = _parser().parse_args(argv)
+    state = StateDir(args.state_dir)
+    try:
+        return int(COMMANDS[args.cmd](args, state))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def cmd_run(args: argparse.Namespace, state: StateDir) -> int:
+    from drfleet_agent.daemon import Agent
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    if not state.lock():
+        sys.stderr.write(
+            f"drfleet-agent: another agent runs on {state.path} (pid {state.daemon_pid()})\n"
+        )
+        return 2
+    backoff = Backoff(args.backoff_base, args.backoff_cap, args.reset_after)
+    Agent(state, lambda: Engine(args.docker_host), backoff=backoff, periodic=args.periodic).run()
+    return 0
+
+
+def cmd_apply(args: argparse.Namespace, state: StateDir) -> int:
+    data = sys.stdin.buffer.read()
+    try:
+        new = parse(data)
+    except SpecError as exc:
+        sys.stderr.write(f"drfleet-agent apply: refused: {exc}; the previous state stays\n")
+        return 2
+    try:
+        old = state.read_desired()
+    except SpecError:
+        old = None
+    if (
+        old
+        and not args.force
+        and old.fleet == new.fleet
+        and old.run_id == new.run_id
+        and new.generation < old.generation
+    ):
+        sys.stderr.write(
+            f"drfleet-agent apply: refused: generation {new.generation} is older than the "
+            f"current {old.generation}; a newer assignment wins (use --force to override)\n"
+        )
+        return 2
+    state.write_desired(new)
+    pid = state.daemon_pid()
+    if pid:
+        # if the signal cannot be sent, the daemon still notices the file within a second
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGHUP)
+    if args.wait > 0:
+        return _wait(state, new.generation, len(new.containers), args.wait)
+    sys.stdout.write(
+        json.dumps(
+            {
+                "accepted": True,
+                "generation": new.generation,
+                "containers": len(new.containers),
+                "agent_running": pid is not None,
+            }
+        )
+        + "\n"
+    )
+    return 0
+
+
+def _wait(state: StateDir, generation: int, count: int, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    doc: dict[str, Any] | None = None
+    while time.monotonic() < deadline:
+        doc = state.read_status()
+        if doc and doc["agent"]["generation"] == generation and len(doc["containers"]) == count:
+            states = {c["state"] for c in doc["containers"]}
+            if states <= {"running", "completed"}:
+                sys.stdout.write(json.dumps(doc) + "\n")
+                return 0
+        time.sleep(0.2)
+    sys.stdout.write(json.dumps(doc or {}) + "\n")
+    sys.stderr.write(f"drfleet-agent apply: not everything runs after {timeout:g} s\n")
+    return 1
+
+
+def cmd_status(args: argparse.Namespace, state: StateDir) -> int:
+    doc = state.read_status()
+    pid = state.daemon_pid()
+    if doc is None:
+        doc = {"agent": {"running": pid is not None, "pid": pid}, "containers": []}
+    doc["agent"]["running"] = pid is not None
+    if args.json:
+        sys.stdout.write(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+        return 0
+    a = doc["agent"]
+    docker_state = (
+        "reachable"
+        if (a.get("docker") or {}).get("reachable")
+        else f"UNREACHABLE: {(a.get('docker') or {}).get('error', '')}"
+    )
+    print(
+        f"agent {'running' if a['running'] else 'NOT RUNNING'} (pid {a.get('pid')}), "
+        f"generation {a.get('generation')}, docker {docker_state}, "
+        f"last reconcile {a.get('last_reconcile')}"
+    )
+    for c in doc["containers"]:
+        ports = ",".join(f"{h}->{p}" for p, h in (c.get("ports") or {}).items())
+        err = f"  error: {c['last_error']}" if c.get("last_error") else ""
+        print(
+            f"  {c['name']:<28} {c['state']:<10} restarts={c['restarts']:<3} "
+            f"exit={c['last_exit_code']} {c['container_id']} {ports}{err}"
+        )
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace, state: StateDir) -> int:
+    try:
+        fleet = state.read_desired().fleet
+        stream = Engine(args.docker_host).logs(args.name, fleet, args.follow, args.tail)
+        for chunk in stream:
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+    except (ActionFailed, DockerDown) as exc:
+        sys.stderr.write(f"drfleet-agent logs: {exc}\n")
+        return 1
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "apply": cmd_apply, "status": cmd_status, "logs": cmd_logs}
 
 
 if __name__ == "__main__":

@@ -1,0 +1,253 @@
+"""The desired state a controller hands an agent, validated strictly before it is accepted.
+
+An error names the field (`containers[2].ports`) and what is wrong, and nothing is accepted
+in part: an invalid document leaves the previous state in force.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+PORT = re.compile(r"^([0-9]{1,5})(/(tcp|udp))?$")
+ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+RESTART = ("always", "on-failure", "never")
+MAX_BYTES = 8 * 1024 * 1024
+
+
+class SpecError(ValueError):
+    """The desired state is not acceptable; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str
+    target: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    name: str
+    image: str
+    command: list[str] | None = None
+    entrypoint: list[str] | None = None
+    working_dir: str | None = None
+    env: dict[str, str] = field(default_factory=dict, repr=False)  # values are secrets
+    labels: dict[str, str] = field(default_factory=dict)
+    networks: list[str] = field(default_factory=list)
+    ports: dict[str, int | None] = field(default_factory=dict)
+    mounts: list[Mount] = field(default_factory=list)
+    gpus: int | list[str] = 0  # a count (-1: all) or device ids
+    init: bool = False
+    ipc: str | None = None
+    shm_size: str | None = None
+    hostname: str | None = None
+    restart: str = "on-failure"
+    role: str = ""
+
+    def spec_hash(self, run_id: str) -> str:
+        """Changes whenever anything that shapes the container changes (the run included)."""
+        doc = json.dumps({"run": run_id, "spec": asdict(self)}, sort_keys=True)
+        return hashlib.sha256(doc.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    fleet: str
+    run_id: str
+    generation: int
+    containers: list[ContainerSpec]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True)
+
+
+EMPTY = DesiredState(fleet="drfleet", run_id="", generation=0, containers=[])
+
+
+def _fail(where: str, what: str) -> SpecError:
+    return SpecError(f"{where}: {what}")
+
+
+def _str(v: Any, where: str, *, pattern: re.Pattern[str] | None = None, empty: bool = False) -> str:
+    if not isinstance(v, str) or (not v and not empty):
+        raise _fail(where, f"must be a {'' if empty else 'non-empty '}string, not {v!r}")
+    if "\x00" in v:
+        raise _fail(where, "contains a NUL byte")
+    if pattern is not None and not pattern.match(v):
+        raise _fail(where, f"{v!r} is not valid")
+    return v
+
+
+def _str_list(v: Any, where: str) -> list[str]:
+    if not isinstance(v, list):
+        raise _fail(where, f"must be a list of strings, not {type(v).__name__}")
+    return [_str(x, f"{where}[{i}]", empty=True) for i, x in enumerate(v)]
+
+
+def _str_map(v: Any, where: str, key: re.Pattern[str] | None = None) -> dict[str, str]:
+    if not isinstance(v, dict):
+        raise _fail(where, f"must be an object of strings, not {type(v).__name__}")
+    out = {}
+    for k, x in v.items():
+        _str(k, f"{where} key", pattern=key)
+        if isinstance(x, bool) or not isinstance(x, str | int | float):
+            raise _fail(f"{where}.{k}", f"must be a string, not {type(x).__name__}")
+        out[k] = x if isinstance(x, str) else json.dumps(x)
+        _str(out[k], f"{where}.{k}", empty=True)
+    return out
+
+
+def _ports(v: Any, where: str) -> dict[str, int | None]:
+    if not isinstance(v, dict):
+        raise _fail(where, 'must be an object like {"8080/tcp": 18080}')
+    out: dict[str, int | None] = {}
+    for k, x in v.items():
+        m = PORT.match(k) if isinstance(k, str) else None
+        if not m or not 1 <= int(m.group(1)) <= 65535:
+            raise _fail(where, f'{k!r} is not a container port (use e.g. "8080/tcp")')
+        key = k if m.group(2) else f"{k}/tcp"
+        if x is not None and (isinstance(x, bool) or not isinstance(x, int) or not 1 <= x <= 65535):
+            raise _fail(f"{where}.{k}", f"host port must be 1..65535 or null, not {x!r}")
+        out[key] = x
+    return out
+
+
+def _mounts(v: Any, where: str) -> list[Mount]:
+    if not isinstance(v, list):
+        raise _fail(where, "must be a list of {source, target, read_only}")
+    out = []
+    for i, m in enumerate(v):
+        w = f"{where}[{i}]"
+        if not isinstance(m, dict):
+            raise _fail(w, "must be an object {source, target, read_only}")
+        _unknown(m, {"source", "target", "read_only"}, w)
+        src = _str(m.get("source"), f"{w}.source")
+        dst = _str(m.get("target"), f"{w}.target")
+        if not src.startswith("/") or not dst.startswith("/"):
+            raise _fail(w, "source and target must be absolute paths")
+        ro = m.get("read_only", False)
+        if not isinstance(ro, bool):
+            raise _fail(f"{w}.read_only", "must be true or false")
+        out.append(Mount(src, dst, ro))
+    return out
+
+
+def _gpus(v: Any, where: str) -> int | list[str]:
+    if isinstance(v, bool):
+        raise _fail(where, "must be a count (-1 for all) or a list of device ids")
+    if isinstance(v, int):
+        if v < -1:
+            raise _fail(where, "must be -1 (all), 0 (none) or a positive count")
+        return v
+    return _str_list(v, where)
+
+
+def _unknown(obj: dict[str, Any], known: set[str], where: str) -> None:
+    extra = sorted(set(obj) - known)
+    if extra:
+        raise _fail(where, f"unknown field {extra[0]!r} (known: {', '.join(sorted(known))})")
+
+
+_FIELDS = {f for f in ContainerSpec.__dataclass_fields__}
+
+
+def container(obj: Any, where: str) -> ContainerSpec:
+    if not isinstance(obj, dict):
+        raise _fail(where, "must be an object")
+    _unknown(obj, _FIELDS, where)
+    if "image" not in obj:
+        raise _fail(where, "missing field 'image'")
+    name = _str(obj.get("name"), f"{where}.name", pattern=NAME)
+    kw: dict[str, Any] = {"name": name, "image": _str(obj["image"], f"{where}.image")}
+    w = f"{where}({name})"
+    for key in ("command", "entrypoint"):
+        if obj.get(key) is not None:
+            kw[key] = _str_list(obj[key], f"{w}.{key}")
+    for key in ("working_dir", "ipc", "hostname", "role"):
+        if obj.get(key) is not None:
+            kw[key] = _str(obj[key], f"{w}.{key}", empty=key == "role")
+    if obj.get("shm_size") is not None:
+        kw["shm_size"] = str(obj["shm_size"])
+    if "env" in obj:
+        kw["env"] = _str_map(obj["env"], f"{w}.env", ENV_KEY)
+    if "labels" in obj:
+        kw["labels"] = _str_map(obj["labels"], f"{w}.labels")
+        if any(k.startswith("drfleet.") for k in kw["labels"]):
+            raise _fail(f"{w}.labels", "labels starting with 'drfleet.' are the agent's own")
+    if "networks" in obj:
+        kw["networks"] = [
+            _str(n, f"{w}.networks[{i}]", pattern=NAME)
+            for i, n in enumerate(_str_list(obj["networks"], f"{w}.networks"))
+        ]
+    if "ports" in obj:
+        kw["ports"] = _ports(obj["ports"], f"{w}.ports")
+    if "mounts" in obj:
+        kw["mounts"] = _mounts(obj["mounts"], f"{w}.mounts")
+    if "gpus" in obj:
+        kw["gpus"] = _gpus(obj["gpus"], f"{w}.gpus")
+    if "init" in obj:
+        if not isinstance(obj["init"], bool):
+            raise _fail(f"{w}.init", "must be true or false")
+        kw["init"] = obj["init"]
+    if "restart" in obj:
+        if obj["restart"] not in RESTART:
+            raise _fail(f"{w}.restart", f"must be one of {', '.join(RESTART)}")
+        kw["restart"] = obj["restart"]
+    return ContainerSpec(**kw)
+
+
+def parse(text: str | bytes) -> DesiredState:
+    """Parses and validates a desired-state document, or raises SpecError."""
+    if len(text) > MAX_BYTES:
+        raise SpecError(f"desired state is {len(text)} bytes; the limit is {MAX_BYTES}")
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SpecError(f"desired state is not UTF-8 (byte {exc.start})") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SpecError(
+            f"not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    if not isinstance(doc, dict):
+        raise SpecError("desired state must be a JSON object")
+    _unknown(doc, {"fleet", "run_id", "generation", "containers"}, "desired state")
+    fleet = _str(doc.get("fleet", "drfleet"), "fleet", pattern=NAME)
+    run_id = _str(str(doc.get("run_id", "")), "run_id", empty=True)
+    gen = doc.get("generation", 0)
+    if isinstance(gen, bool) or not isinstance(gen, int) or gen < 0:
+        raise SpecError(f"generation: must be a whole number >= 0, not {gen!r}")
+    items = doc.get("containers", [])
+    if not isinstance(items, list):
+        raise SpecError("containers: must be a list")
+    specs = [container(c, f"containers[{i}]") for i, c in enumerate(items)]
+    seen: dict[str, int] = {}
+    for i, s in enumerate(specs):
+        if s.name in seen:
+            raise SpecError(
+                f"containers[{i}].name: duplicate name {s.name!r} (also containers[{seen[s.name]}])"
+            )
+        seen[s.name] = i
+    host_ports: dict[int, str] = {}
+    for s in specs:
+        for hp in s.ports.values():
+            if hp is not None:
+                if hp in host_ports:
+                    raise SpecError(
+                        f"containers({s.name}).ports: host port {hp} is also "
+                        f"published by {host_ports[hp]}"
+                    )
+                host_ports[hp] = s.name
+    return DesiredState(fleet=fleet, run_id=run_id, generation=gen, containers=specs)
+
+
+def from_dict(doc: dict[str, Any]) -> DesiredState:
+    return parse(json.dumps(doc))

@@ -1,0 +1,127 @@
+"""The agent's state directory: desired.json, records.json, status.json, agent.pid.
+
+Every write is atomic (temp file, fsync, rename), so a crash leaves the old file or the new
+one, never half of one. Files are 0600: the desired state holds credentials.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import IO, Any
+
+from drfleet_agent import spec
+from drfleet_agent.reconcile import Record
+
+DEFAULT_DIR = Path("/var/lib/drfleet")
+
+
+def atomic_write(path: Path, data: str, mode: int = 0o600) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fchmod(fh.fileno(), mode)
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class StateDir:
+    def __init__(self, path: str | Path = DEFAULT_DIR) -> None:
+        self.path = Path(path)
+        self.desired = self.path / "desired.json"
+        self.records = self.path / "records.json"
+        self.status = self.path / "status.json"
+        self.pid = self.path / "agent.pid"
+        self._lock_fh: IO[str] | None = None
+
+    def ensure(self) -> None:
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    # desired state --------------------------------------------------------------------
+    def read_desired(self) -> spec.DesiredState:
+        try:
+            return spec.parse(self.desired.read_bytes())
+        except FileNotFoundError:
+            return spec.EMPTY
+
+    def write_desired(self, state: spec.DesiredState) -> None:
+        self.ensure()
+        atomic_write(self.desired, state.to_json() + "\n")
+
+    def desired_mtime(self) -> float:
+        try:
+            return self.desired.stat().st_mtime_ns / 1e9
+        except FileNotFoundError:
+            return 0.0
+
+    # restart records -------------------------------------------------------------------
+    def read_records(self) -> dict[str, Record]:
+        try:
+            raw = json.loads(self.records.read_text())
+            return {k: Record(**v) for k, v in raw.items()}
+        except (FileNotFoundError, ValueError, TypeError):
+            return {}
+
+    def write_records(self, records: dict[str, Record]) -> None:
+        self.ensure()
+        doc = {k: asdict(v) for k, v in sorted(records.items())}
+        atomic_write(self.records, json.dumps(doc, indent=1) + "\n")
+
+    # status ------------------------------------------------------------------------------
+    def write_status(self, doc: dict[str, Any]) -> None:
+        self.ensure()
+        atomic_write(self.status, json.dumps(doc, indent=1, sort_keys=True) + "\n", 0o644)
+
+    def read_status(self) -> dict[str, Any] | None:
+        try:
+            data: dict[str, Any] = json.loads(self.status.read_text())
+            return data
+        except (FileNotFoundError, ValueError):
+            return None
+
+    # the daemon's identity ---------------------------------------------------------------
+    def lock(self) -> bool:
+        """One daemon per state dir. False when another one holds it."""
+        self.ensure()
+        fh = open(self.path / "agent.lock", "w")  # noqa: SIM115 - held for the daemon's life
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            return False
+        self._lock_fh = fh
+        atomic_write(self.pid, f"{os.getpid()}\n", 0o644)
+        return True
+
+    def daemon_pid(self) -> int | None:
+        """The running daemon's pid, or None (checked by its lock, not just the pid file)."""
+        try:
+            pid = int(self.pid.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            with open(self.path / "agent.lock") as fh:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return pid  # someone holds the lock: the daemon is alive
+                fcntl.flock(fh, fcntl.LOCK_UN)
+                return None
+        except FileNotFoundError:
+            return None
