@@ -116,13 +116,22 @@ def cmd_run(args: argparse.Namespace, state: StateDir) -> int:
         format="%(asctime)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    # Handlers go in before the pid file exists: `apply` signals that pid, and SIGHUP's
+    # default action would kill an agent that is still starting.
+    agent = Agent(
+        state,
+        lambda: Engine(args.docker_host),
+        backoff=Backoff(args.backoff_base, args.backoff_cap, args.reset_after),
+        periodic=args.periodic,
+    )
+    agent.install_signal_handlers()
     if not state.lock():
         sys.stderr.write(
             f"drfleet-agent: another agent runs on {state.path} (pid {state.daemon_pid()})\n"
         )
         return 2
-    backoff = Backoff(args.backoff_base, args.backoff_cap, args.reset_after)
-    Agent(state, lambda: Engine(args.docker_host), backoff=backoff, periodic=args.periodic).run()
+    agent.reload()  # whatever was applied while we were starting
+    agent.run()
     return 0
 
 

@@ -72,10 +72,18 @@ class Agent:
         self.last_reconcile: float | None = None
 
     # -- the loop --------------------------------------------------------------------------
-    def run(self) -> None:
+    def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGHUP, lambda *_: self.wake.set())
         signal.signal(signal.SIGTERM, lambda *_: self.stop())
         signal.signal(signal.SIGINT, lambda *_: self.stop())
+
+    def reload(self) -> None:
+        self.desired = self.state.read_desired()
+        self.desired_mtime = self.state.desired_mtime()
+        self.records = self.state.read_records()
+
+    def run(self) -> None:
+        self.install_signal_handlers()
         threading.Thread(target=self._watch_events, name="events", daemon=True).start()
         next_periodic = 0.0
         due: float | None = None

@@ -73,6 +73,29 @@ def ensure_image(client: docker.DockerClient | None = None) -> str:
     return tag
 
 
+DOCKER_HOST_STEPS = (
+    "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+    "--no-install-recommends docker.io >/dev/null && systemctl enable docker >/dev/null 2>&1"
+)
+
+
+def ensure_docker_host_image(workdir: Path) -> str:
+    """A host image that already has the Docker engine (for tests of what runs on a ready
+    host, such as the agent): baked once from the base image, cached as an image."""
+    client = _client()
+    base = ensure_image(client)
+    digest = hashlib.sha256((base + DOCKER_HOST_STEPS).encode()).hexdigest()[:12]
+    tag = f"drfleet-testbed/docker-host:{digest}"
+    with _lock("docker-host"):
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            client.images.get(tag)
+            return tag
+        with TestBed(1, workdir, image=base) as bed:
+            bed.exec("h1", DOCKER_HOST_STEPS)
+            bed.bake("h1", tag)
+    return tag
+
+
 def _me() -> str:
     return f"{os.uname().nodename}:{os.getpid()}"
 
@@ -298,6 +321,21 @@ class TestBed:
         self._boot(name)
         if trust:
             self.write_inventory()
+
+    def bake(self, name: str, tag: str) -> None:
+        """Commits a host as an image, minus what must differ per host (host keys,
+        machine id, our login key). Stops the host."""
+        self.exec(
+            name,
+            "rm -f /etc/ssh/ssh_host_* /home/fleet/.ssh/authorized_keys; "
+            ": > /etc/machine-id; systemctl stop docker docker.socket 2>/dev/null; "
+            "apt-get clean; rm -rf /var/lib/apt/lists/*; true",
+        )
+        self.client.api.stop(self.hosts[name].container, timeout=10)
+        repo, _, version = tag.partition(":")
+        self.client.api.commit(
+            self.hosts[name].container, repository=repo, tag=version, changes=['CMD ["/sbin/init"]']
+        )
 
     # -- helpers -----------------------------------------------------------------------
     def exec(

@@ -1,0 +1,191 @@
+"""The host agent against a real dockerd (this machine's), with small local images."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from tests.testbed.agent_harness import AgentHarness, all_running, mode
+from tests.testbed.images import ensure_busybox
+
+pytestmark = pytest.mark.testbed
+
+
+@pytest.fixture(scope="session")
+def busybox() -> str:
+    return ensure_busybox()
+
+
+@pytest.fixture
+def ag(tmp_path: Path, busybox: str) -> Iterator[AgentHarness]:
+    h = AgentHarness(tmp_path, busybox)
+    h.start()
+    try:
+        yield h
+    finally:
+        h.close()
+
+
+def ids(h: AgentHarness) -> dict[str, str]:
+    return {c.labels["drfleet.name"]: c.id for c in h.containers()}
+
+
+def test_apply_three_runs_them_and_status_shows_them(ag: AgentHarness) -> None:
+    specs = [
+        ag.spec("a", ports={"8080/tcp": None}),
+        ag.spec("b"),
+        ag.spec("c", networks=["sagemaker-" + ag.fleet], env={"SECRET": "hunter2"}),
+    ]
+    started = time.monotonic()
+    res = ag.apply(ag.doc(*specs))
+    assert res.returncode == 0, res.stderr
+    rows = ag.wait(all_running(*[s["name"] for s in specs]), timeout=10)
+    elapsed = time.monotonic() - started
+    assert elapsed < 10
+    for s in specs:
+        row = rows[s["name"]]
+        assert row["container_id"] and row["restarts"] == 0 and row["image"] == ag.image
+        assert row["role"] == "robomaker" and row["started_at"]
+    assert isinstance(rows[ag.name("a")]["ports"]["8080/tcp"], int)  # an ephemeral host port
+    # the local bridge got the compose labels the SageMaker SDK insists on
+    net = ag.client.networks.get("sagemaker-" + ag.fleet)
+    assert net.attrs["Labels"]["com.docker.compose.network"] == "sagemaker-" + ag.fleet
+    # secrets reach the container, never the status, the log or a world-readable file
+    c = ag.client.containers.get(ag.name("c"))
+    assert "SECRET=hunter2" in c.attrs["Config"]["Env"]
+    assert "hunter2" not in (ag.state / "status.json").read_text()
+    assert "hunter2" not in ag.log.read_text()
+    assert "hunter2" not in ag.agent("status").stdout
+    assert mode(ag.state / "desired.json") == 0o600 and mode(ag.state) == 0o700
+
+
+def test_killed_container_comes_back_with_a_restart_count(ag: AgentHarness) -> None:
+    ag.apply(ag.doc(ag.spec("a", restart="always")))
+    first = ag.wait(all_running(ag.name("a")))[ag.name("a")]
+    ag.client.containers.get(ag.name("a")).kill()
+    rows = ag.wait(
+        lambda r: r[ag.name("a")]["restarts"] == 1 and r[ag.name("a")]["state"] == "running",
+        timeout=15,
+    )
+    assert rows[ag.name("a")]["container_id"] == first["container_id"]
+    assert rows[ag.name("a")]["last_exit_code"] == 137
+
+
+def test_crash_loop_is_restarted_with_growing_delays(ag: AgentHarness) -> None:
+    ag.apply(ag.doc(ag.spec("crash", command=["sh", "-c", "exit 3"], restart="always")))
+    client = ag.client
+    starts: list[str] = []
+    deadline = time.monotonic() + 20
+    while len(starts) < 4 and time.monotonic() < deadline:
+        try:
+            s = client.api.inspect_container(ag.name("crash"))["State"]["StartedAt"]
+        except docker.errors.NotFound:
+            s = None
+        if s and not s.startswith("0001") and (not starts or s != starts[-1]):
+            starts.append(s)
+        time.sleep(0.05)
+    from drfleet_agent.engine import parse_time
+
+    t = [parse_time(s) or 0.0 for s in starts]
+    gaps = [b - a for a, b in itertools.pairwise(t)]
+    assert len(gaps) == 3, starts
+    assert 0.8 < gaps[0] < gaps[1] < gaps[2]  # 1 s, 2 s, 4 s
+    assert gaps[2] > 1.5 * gaps[0] * 2
+    row = ag.rows()[ag.name("crash")]
+    assert row["last_exit_code"] == 3 and row["restarts"] >= 3
+
+
+def test_agent_restart_readopts_without_duplicates(ag: AgentHarness) -> None:
+    ag.apply(ag.doc(ag.spec("a"), ag.spec("b", restart="always")))
+    ag.wait(all_running(ag.name("a"), ag.name("b")))
+    ag.client.containers.get(ag.name("b")).kill()
+    ag.wait(lambda r: r[ag.name("b")]["restarts"] == 1 and r[ag.name("b")]["state"] == "running")
+    before = ids(ag)
+    ag.kill(signal.SIGKILL)
+    ag.start()
+    time.sleep(3)  # several reconciles
+    rows = ag.wait(all_running(ag.name("a"), ag.name("b")))
+    assert ids(ag) == before and len(ag.containers()) == 2
+    assert rows[ag.name("b")]["restarts"] == 1
+    assert ag.status()["agent"]["pid"] == ag.proc.pid  # type: ignore[union-attr]
+
+
+def test_changed_spec_replaces_only_it_and_removed_spec_is_removed(ag: AgentHarness) -> None:
+    ag.apply(ag.doc(ag.spec("a"), ag.spec("b"), ag.spec("c")))
+    ag.wait(all_running(ag.name("a"), ag.name("b"), ag.name("c")))
+    before = ids(ag)
+    ag.apply(ag.doc(ag.spec("a"), ag.spec("b", env={"X": "2"}), ag.spec("c"), generation=2))
+    ag.wait(
+        lambda r: (
+            all_running(ag.name("b"))(r)
+            and r[ag.name("b")]["container_id"] != before[ag.name("b")][:12]
+        )
+    )
+    after = ids(ag)
+    assert after[ag.name("a")] == before[ag.name("a")]
+    assert after[ag.name("c")] == before[ag.name("c")]
+    assert after[ag.name("b")] != before[ag.name("b")]
+    ag.apply(ag.doc(ag.spec("a"), ag.spec("b", env={"X": "2"}), generation=3))
+    deadline = time.monotonic() + 10
+    while ag.name("c") in ids(ag) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert set(ids(ag)) == {ag.name("a"), ag.name("b")}
+
+
+def test_containers_without_labels_are_never_touched(ag: AgentHarness) -> None:
+    similar = ag.client.containers.run(
+        ag.image, ["sleep", "3600"], name=ag.name("a-copy"), detach=True
+    )
+    squatter = ag.client.containers.run(ag.image, ["sleep", "3600"], name=ag.name("b"), detach=True)
+    ag.foreign += [similar.name, squatter.name]
+    ag.apply(ag.doc(ag.spec("a"), ag.spec("b")))
+    rows = ag.wait(
+        lambda r: r[ag.name("a")]["state"] == "running" and r[ag.name("b")]["state"] == "conflict"
+    )
+    assert "did not create" in rows[ag.name("b")]["last_error"]
+    ag.apply(ag.doc(generation=2))  # nothing desired: only our own container goes
+    time.sleep(3)
+    for c in (similar, squatter):
+        c.reload()
+        assert c.status == "running" and "drfleet.fleet" not in c.labels
+    assert ids(ag) == {}
+
+
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        ("{not json", "not valid JSON at line 1"),
+        ('{"containers": [{"name": "x", "image": "i", "bogus": 1}]}', "unknown field 'bogus'"),
+        ('{"containers": [{"name": "x"}]}', "missing field 'image'"),
+        (
+            '{"containers": [{"name": "x", "image": "i"}, {"name": "x", "image": "i"}]}',
+            "duplicate name 'x'",
+        ),
+    ],
+)
+def test_invalid_desired_state_is_refused_and_nothing_changes(
+    ag: AgentHarness, bad: str, message: str
+) -> None:
+    ag.apply(ag.doc(ag.spec("a")))
+    ag.wait(all_running(ag.name("a")))
+    before, desired = ids(ag), (ag.state / "desired.json").read_bytes()
+    res = ag.apply(bad)
+    assert res.returncode == 2
+    assert message in res.stderr and "previous state stays" in res.stderr
+    time.sleep(2.5)
+    assert (ag.state / "desired.json").read_bytes() == desired
+    assert ids(ag) == before and ag.rows()[ag.name("a")]["state"] == "running"
+
+
+def test_an_older_generation_is_refused(ag: AgentHarness) -> None:
+    assert ag.apply(ag.doc(ag.spec("a"), generation=5)).returncode == 0
+    res = ag.apply(ag.doc(generation=4))
+    assert res.returncode == 2 and "older than the current 5" in res.stderr
+    assert json.loads((ag.state / "desired.json").read_text())["generation"] == 5
