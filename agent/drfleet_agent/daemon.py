@@ -145,6 +145,7 @@ class Agent:
         now = self.clock()
         try:
             engine = self._engine()
+            self._mark_ok(now)  # before deciding: exits during an outage are judged by it
             names = {s.name for s in self.desired.containers}
             for _ in range(3):
                 observed = engine.observe(names)
@@ -153,7 +154,6 @@ class Agent:
                 )
                 if not self._act(engine, plan):
                     break
-            self._mark_ok(now)
             self.last_reconcile = now
             self._forgive(plan)
             self._write_status(observed, plan)
