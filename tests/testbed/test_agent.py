@@ -189,3 +189,16 @@ def test_an_older_generation_is_refused(ag: AgentHarness) -> None:
     res = ag.apply(ag.doc(generation=4))
     assert res.returncode == 2 and "older than the current 5" in res.stderr
     assert json.loads((ag.state / "desired.json").read_text())["generation"] == 5
+
+
+def test_logs_of_a_managed_container(ag: AgentHarness) -> None:
+    ag.apply(ag.doc(ag.spec("talk", command=["sh", "-c", "echo one; echo two; sleep 3600"])))
+    ag.wait(all_running(ag.name("talk")))
+    deadline = time.monotonic() + 10
+    out = ""
+    while "two" not in out and time.monotonic() < deadline:
+        out = ag.agent("logs", ag.name("talk"), "--tail", "1").stdout
+        time.sleep(0.1)
+    assert out == "two\n"
+    missing = ag.agent("logs", ag.name("nope"))
+    assert missing.returncode == 1 and "no container" in missing.stderr
