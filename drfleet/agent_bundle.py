@@ -11,13 +11,21 @@ import io
 import zipfile
 from pathlib import Path
 
-PACKAGES = ("drfleet_agent", "docker", "requests", "urllib3", "idna", "certifi",
-            "charset_normalizer")
+PACKAGES = (
+    "drfleet_agent",
+    "docker",
+    "requests",
+    "urllib3",
+    "idna",
+    "certifi",
+    "charset_normalizer",
+)
 _SKIP_SUFFIXES = (".so", ".pyc", ".pyd", ".typed")
 _SKIP_DIRS = ("__pycache__", "tests")
 MAIN = "import sys\nfrom drfleet_agent.cli import main\nsys.exit(main())\n"
-UNIT = Path(importlib.import_module("drfleet_agent").__file__ or "").parent / \
-    "drfleet-agent.service"
+UNIT = (
+    Path(importlib.import_module("drfleet_agent").__file__ or "").parent / "drfleet-agent.service"
+)
 
 
 def _files() -> list[tuple[str, Path]]:
@@ -27,8 +35,11 @@ def _files() -> list[tuple[str, Path]]:
         root = Path(pkg.__file__ or "").parent
         for path in sorted(root.rglob("*")):
             rel = path.relative_to(root.parent)
-            if (path.is_file() and not path.name.endswith(_SKIP_SUFFIXES)
-                    and not any(part in _SKIP_DIRS for part in rel.parts)):
+            if (
+                path.is_file()
+                and not path.name.endswith(_SKIP_SUFFIXES)
+                and not any(part in _SKIP_DIRS for part in rel.parts)
+            ):
                 out.append((rel.as_posix(), path))
     return out
 
@@ -38,6 +49,7 @@ def build() -> bytes:
     tells provisioning whether a host already has this agent."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+
         def add(name: str, data: bytes) -> None:
             info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED

@@ -4,21 +4,23 @@ stop the others."""
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import io
 import logging
 import os
+import select
 import socket
+import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any, Generic, TypeVar
 
 import paramiko
 from fabric import Config, Connection
-from invoke.context import Context
-from invoke.exceptions import CommandTimedOut
 
 from drfleet.errors import DrfleetError, HostKeyError
 from drfleet.hostkeys import KnownHosts
@@ -131,7 +133,7 @@ class Session:
         self,
         command: Command,
         *,
-        stdin: str | None = None,
+        stdin: Stdin = None,
         timeout: float | None = None,
         become: bool | None = None,
         check: bool = True,
@@ -154,48 +156,122 @@ class Session:
             raise result.error(task)
         return result
 
-    def _exec(self, line: str, stdin: str | None, timeout: float | None) -> tuple[int, str, str]:
+    def _exec(self, line: str, stdin: Stdin, timeout: float | None) -> tuple[int, str, str]:
         raise NotImplementedError
 
-    def _runner_kwargs(self, stdin: str | None, timeout: float | None) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            "warn": True,
-            "hide": True,
-            "pty": False,
-            "in_stream": io.StringIO(stdin) if stdin is not None else False,
-            "timeout": timeout,
-        }
-        if self.options.stream is not None:
-            kwargs["hide"] = False
-            kwargs["out_stream"] = PrefixWriter(self.host.name, self.options.stream)
-            kwargs["err_stream"] = PrefixWriter(self.host.name, self.options.stream)
-        return kwargs
+    def _sinks(self) -> tuple[_Sink, _Sink]:
+        stream = self.options.stream
+        return (
+            _Sink(PrefixWriter(self.host.name, stream) if stream else None),
+            _Sink(PrefixWriter(self.host.name, stream) if stream else None),
+        )
 
-    def _invoke(
-        self, runner: Callable[..., Any], line: str, stdin: str | None, timeout: float | None
-    ) -> tuple[int, str, str]:
+    def _timed_out(self, timeout: float | None) -> DrfleetError:
+        return DrfleetError(f"command timed out after {timeout:g} s", where=self.host.name)
+
+
+Stdin = str | bytes | Iterable[bytes] | None
+
+
+def _chunks(stdin: Stdin) -> Iterator[bytes]:
+    if stdin is None:
+        return
+    if isinstance(stdin, str):
+        stdin = stdin.encode()
+    if isinstance(stdin, bytes):
+        for i in range(0, len(stdin), 1 << 16):
+            yield stdin[i : i + (1 << 16)]
+        return
+    yield from stdin
+
+
+class _Sink:
+    """Collects one output stream, and echoes it live (prefixed) when asked to."""
+
+    def __init__(self, echo: PrefixWriter | None) -> None:
+        self.data = bytearray()
+        self.echo = echo
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def feed(self, chunk: bytes) -> None:
+        self.data += chunk
+        if self.echo is not None:
+            self.echo.write(self.decoder.decode(chunk))
+
+    def text(self) -> str:
+        if self.echo is not None:
+            self.echo.write(self.decoder.decode(b"", final=True))
+            self.echo.flush()
+        return self.data.decode("utf-8", errors="replace")
+
+
+class _Feeder(threading.Thread):
+    """Writes stdin from its own thread, so a command that fills its output before reading
+    all its input cannot deadlock us."""
+
+    def __init__(
+        self, chunks: Iterator[bytes], write: Callable[[bytes], Any], close: Callable[[], Any]
+    ) -> None:
+        super().__init__(daemon=True, name="drfleet-stdin")
+        self.chunks, self.write, self.close = chunks, write, close
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
         try:
-            res = runner(line, **self._runner_kwargs(stdin, timeout))
-        except CommandTimedOut as exc:
-            raise DrfleetError(
-                f"command timed out after {exc.timeout} s", where=self.host.name
-            ) from None
-        return res.exited, res.stdout, res.stderr
+            for chunk in self.chunks:
+                self.write(chunk)
+        except (OSError, EOFError) as exc:  # the command stopped reading; its status says why
+            log.debug("stdin feed stopped: %s", exc)
+        except BaseException as exc:  # the source failed (e.g. docker save): fail the run
+            self.error = exc
+        finally:
+            with contextlib.suppress(OSError):
+                self.close()
+
+
+def _pump(fh: IO[bytes], sink: _Sink) -> None:
+    while chunk := os.read(fh.fileno(), 1 << 16):
+        sink.feed(chunk)
 
 
 class LocalSession(Session):
     """`connection: local`: the machine drfleet runs on, without SSH."""
 
-    def __init__(self, host: Host, options: Options | None = None) -> None:
-        super().__init__(host, options)
-        self.context = Context()
-
     @property
     def is_root(self) -> bool:
         return os.geteuid() == 0
 
-    def _exec(self, line: str, stdin: str | None, timeout: float | None) -> tuple[int, str, str]:
-        return self._invoke(self.context.run, line, stdin, timeout)
+    def _exec(self, line: str, stdin: Stdin, timeout: float | None) -> tuple[int, str, str]:
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", line],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdin and proc.stdout and proc.stderr
+        out, err = self._sinks()
+        feeder = _Feeder(_chunks(stdin), proc.stdin.write, proc.stdin.close)
+        feeder.start()
+        readers = [
+            threading.Thread(target=_pump, args=(fh, sink), daemon=True)
+            for fh, sink in ((proc.stdout, out), (proc.stderr, err))
+        ]
+        for r in readers:
+            r.start()
+        try:
+            code = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise self._timed_out(timeout) from None
+        for r in readers:
+            r.join()
+        feeder.join()
+        if feeder.error is not None:
+            raise DrfleetError(
+                f"input for the command failed: {feeder.error}", where=self.host.name
+            )
+        return code, out.text(), err.text()
 
 
 class SSHSession(Session):
@@ -288,9 +364,45 @@ class SSHSession(Session):
                     "from this machine",
                 ) from None
 
-    def _exec(self, line: str, stdin: str | None, timeout: float | None) -> tuple[int, str, str]:
+    def _exec(self, line: str, stdin: Stdin, timeout: float | None) -> tuple[int, str, str]:
         self.open()
-        return self._invoke(self._connection().run, line, stdin, timeout)
+        transport = self._connection().transport
+        try:
+            chan = transport.open_session(timeout=self.host.connect_timeout)
+            chan.exec_command(line)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise Unreachable(f"connection lost: {_reason(exc)}", where=self.host.name) from None
+        out, err = self._sinks()
+        feeder = _Feeder(_chunks(stdin), chan.sendall, chan.shutdown_write)
+        feeder.start()
+        deadline = time.monotonic() + timeout if timeout else None
+        try:
+            while True:
+                select.select([chan], [], [], 0.2)
+                while chan.recv_ready():
+                    out.feed(chan.recv(1 << 16))
+                while chan.recv_stderr_ready():
+                    err.feed(chan.recv_stderr(1 << 16))
+                if (
+                    chan.exit_status_ready()
+                    and chan.eof_received
+                    and not chan.recv_ready()
+                    and not chan.recv_stderr_ready()
+                ):
+                    break
+                if chan.closed and not chan.exit_status_ready():
+                    raise Unreachable("connection lost while the command ran", where=self.host.name)
+                if deadline and time.monotonic() > deadline:
+                    raise self._timed_out(timeout)
+            code = chan.recv_exit_status()
+        finally:
+            chan.close()
+            feeder.join(5)
+        if feeder.error is not None:
+            raise DrfleetError(
+                f"input for the command failed: {feeder.error}", where=self.host.name
+            )
+        return code, out.text(), err.text()
 
     def close(self) -> None:
         for conn in (self.conn, self.gateway):
