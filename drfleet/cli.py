@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from invoke.collection import Collection
@@ -170,6 +171,8 @@ def _facts_table(doc: dict[str, Any]) -> None:
         "env_dir",
         playbook="playbook file to run (default: playbooks/provision.yml)",
         check="change nothing; say what each task would do, with diffs",
+        images_from="where hosts get the simulation images: pull (a registry, the default), "
+        "controller (streamed from this machine's docker) or peer (from a host that has them)",
     ),
 )
 @friendly
@@ -179,6 +182,7 @@ def provision(
     group: list[str] | None = None,
     playbook: str | None = None,
     check: bool = False,
+    images_from: str = "pull",
     inventory: str | None = None,
     env_dir: str | None = None,
     json: bool = False,
@@ -187,7 +191,56 @@ def provision(
     limit: int = DEFAULT_LIMIT,
 ) -> None:
     """Prepare hosts for training: docker, GPU/OpenGL support, images, swarm, the agent."""
-    not_built("provision", "issue 3")
+    from drfleet.playbook import loader, recap
+    from drfleet.playbook.runner import Runner, RunOptions, report_json
+
+    if images_from not in ("pull", "controller", "peer"):
+        raise DrfleetError(f"--images-from {images_from}: use pull, controller or peer")
+    book = loader.load(playbook or default_playbook())
+    inv = inventory_mod.load(inventory)
+    hosts = inv.select(host or [], group or [])
+    options = RunOptions(
+        check=check,
+        remote=_options(known_hosts, accept_new_host_keys, limit),
+        extra_vars=drfc_vars(env_dir),
+        images_from=images_from,
+    )
+    with Board([h.name for h in hosts], title="provision", quiet=json) as board:
+        reports = Runner(book, inv, hosts, options, board).run()
+    if json:
+        _print_json(report_json(reports, check))
+    else:
+        recap.show(reports, check)
+    if any(r.failed for r in reports.values()):
+        raise Exit(code=1)
+
+
+def default_playbook() -> Path:
+    for candidate in (
+        Path("playbooks/provision.yml"),
+        Path(__file__).resolve().parent.parent / "playbooks" / "provision.yml",
+        Path(__file__).resolve().parent / "data" / "playbooks" / "provision.yml",
+    ):
+        if candidate.exists():
+            return candidate
+    raise DrfleetError(
+        "no playbooks/provision.yml here or in the drfleet installation", fix="pass --playbook FILE"
+    )
+
+
+def drfc_vars(env_dir: str | None) -> dict[str, Any]:
+    """What the provision playbook needs from the user's DRfC files: the images."""
+    from drfleet.drfc import envfile, images
+
+    path = Path(env_dir or ".") / "system.env"
+    if not path.exists():
+        return {"drfc_images": {}, "drfc_system_env": None}
+    system = envfile.load(path)
+    found: dict[str, Any] = dict(images.simapp_images(system))
+    minio = images.minio_image(system)
+    if minio:
+        found["minio"] = minio
+    return {"drfc_images": found, "drfc_system_env": str(path)}
 
 
 @task(

@@ -25,8 +25,10 @@ def probe_command(params: dict[str, Any] | None = None) -> Command:
     return check.then(cmd("python3", "-c", PROBE_SOURCE, json.dumps(params or {})))
 
 
-def gather(sess: Session, params: dict[str, Any] | None = None) -> dict[str, Any]:
-    result = sess.run(probe_command(params), timeout=120, task="gather facts")
+def gather(
+    sess: Session, params: dict[str, Any] | None = None, become: bool | None = None
+) -> dict[str, Any]:
+    result = sess.run(probe_command(params), timeout=120, task="gather facts", become=become)
     try:
         facts: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):

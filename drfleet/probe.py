@@ -2,6 +2,8 @@
 so it must use only the standard library of Python 3.8+ and print exactly one JSON object.
 It is also importable, so its parsers are unit-tested like any other module."""
 
+import grp
+import hashlib
 import http.client
 import json
 import os
@@ -9,6 +11,7 @@ import platform
 import pwd
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 from typing import Any, Dict, List, Optional, Tuple
@@ -111,6 +114,22 @@ def gpus() -> Tuple[List[Dict[str, Any]], Optional[str]]:
     return parse_nvidia_smi(out.stdout.decode(errors="replace")), None
 
 
+def nvidia_pci() -> int:
+    """NVIDIA display controllers on the PCI bus: a GPU is there even without a driver."""
+    count = 0
+    base = "/sys/bus/pci/devices"
+    try:
+        devices = os.listdir(base)
+    except OSError:
+        return 0
+    for dev in devices:
+        vendor = _read(os.path.join(base, dev, "vendor")).strip()
+        klass = _read(os.path.join(base, dev, "class")).strip()
+        if vendor == "0x10de" and klass.startswith("0x03"):
+            count += 1
+    return count
+
+
 def docker() -> Dict[str, Any]:
     info: Dict[str, Any] = {
         "installed": bool(shutil.which("dockerd") or shutil.which("docker")),
@@ -163,7 +182,7 @@ def disk(path: str) -> Dict[str, Any]:
     }
 
 
-def gather(params: Dict[str, Any]) -> Dict[str, Any]:
+def base() -> Dict[str, Any]:
     try:
         vcpus = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -185,9 +204,260 @@ def gather(params: Dict[str, Any]) -> Dict[str, Any]:
         "disk": disk("/var/lib/docker"),
         "gpus": gpu_list,
         "gpu_error": gpu_error,
+        "nvidia_pci": nvidia_pci(),
         "systemd": os.path.isdir("/run/systemd/system"),
-        "docker": docker(),
     }
+
+
+def _run(argv: List[str]) -> str:
+    try:
+        out = subprocess.run(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return out.stdout.decode(errors="replace")
+
+
+def parse_dpkg(text: str) -> Dict[str, str]:
+    """`Package<TAB>Status-Abbrev<TAB>Version` lines -> installed packages and versions."""
+    out = {}
+    for line in text.splitlines():
+        cells = line.split("\t")
+        if len(cells) == 3 and cells[1].strip() == "ii":
+            out[cells[0].split(":")[0]] = cells[2]
+    return out
+
+
+def parse_systemctl_show(text: str) -> Dict[str, Dict[str, str]]:
+    out: Dict[str, Dict[str, str]] = {}
+    for block in text.strip().split("\n\n"):
+        props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        if props.get("Id"):
+            out[props["Id"]] = {
+                "load": props.get("LoadState", ""),
+                "active": props.get("ActiveState", ""),
+                "enabled": props.get("UnitFileState", ""),
+                "need_reload": props.get("NeedDaemonReload", ""),
+            }
+    return out
+
+
+def apt_lists_time(base: str = "/var/lib/apt/lists") -> float:
+    """When the package lists were last fetched (0: never, or cleaned away)."""
+    newest = 0.0
+    try:
+        for name in os.listdir(base):
+            if "_Packages" in name:
+                newest = max(newest, os.stat(os.path.join(base, name)).st_mtime)
+    except OSError:
+        return 0.0
+    return newest
+
+
+def units(names: List[str]) -> Dict[str, Dict[str, str]]:
+    if not names:
+        return {}
+    text = _run(
+        [
+            "systemctl",
+            "show",
+            "--no-pager",
+            "-p",
+            "Id,LoadState,ActiveState,UnitFileState,NeedDaemonReload",
+            *names,
+        ]
+    )
+    found = parse_systemctl_show(text)
+    # systemctl names the unit by its Id; ask for "docker" and it answers "docker.service"
+    return {
+        n: found.get(
+            n if "." in n else n + ".service",
+            {"load": "not-found", "active": "inactive", "enabled": ""},
+        )
+        for n in names
+    }
+
+
+def files(paths: List[str], contents: List[str]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for path in paths:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            out[path] = {"exists": False}
+            continue
+        info: Dict[str, Any] = {
+            "exists": True,
+            "mode": "%04o" % (st.st_mode & 0o7777),
+            "uid": st.st_uid,
+            "gid": st.st_gid,
+            "size": st.st_size,
+        }
+        try:
+            info["owner"] = pwd.getpwuid(st.st_uid).pw_name
+        except KeyError:
+            info["owner"] = str(st.st_uid)
+        try:
+            info["group"] = grp.getgrgid(st.st_gid).gr_name
+        except KeyError:
+            info["group"] = str(st.st_gid)
+        if stat.S_ISLNK(st.st_mode):
+            info.update(type="link", target=os.readlink(path))
+        elif stat.S_ISDIR(st.st_mode):
+            info["type"] = "directory"
+        elif stat.S_ISREG(st.st_mode):
+            info["type"] = "file"
+            try:
+                with open(path, "rb") as fh:
+                    data = fh.read()
+                info["sha256"] = hashlib.sha256(data).hexdigest()
+                if path in contents and len(data) <= 1 << 20:
+                    info["content"] = data.decode("utf-8", errors="replace")
+            except OSError as exc:
+                info["error"] = str(exc)
+        else:
+            info["type"] = "other"
+        out[path] = info
+    return out
+
+
+def users(names: List[str]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for name in names:
+        try:
+            pw = pwd.getpwnam(name)
+        except KeyError:
+            out[name] = {"exists": False, "groups": []}
+            continue
+        groups = [g.gr_name for g in grp.getgrall() if name in g.gr_mem]
+        groups.append(grp.getgrgid(pw.pw_gid).gr_name)
+        out[name] = {"exists": True, "groups": sorted(set(groups)), "home": pw.pw_dir}
+    return out
+
+
+def images() -> Dict[str, str]:
+    out = {}
+    for img in docker_api("/images/json"):
+        for tag in img.get("RepoTags") or []:
+            if tag != "<none>:<none>":
+                out[tag] = img["Id"]
+    return out
+
+
+def networks() -> Dict[str, Any]:
+    out = {}
+    for net in docker_api("/networks"):
+        subnets = [
+            c.get("Subnet")
+            for c in ((net.get("IPAM") or {}).get("Config") or [])
+            if c.get("Subnet")
+        ]
+        out[net["Name"]] = {
+            "id": net["Id"],
+            "driver": net.get("Driver"),
+            "scope": net.get("Scope"),
+            "attachable": net.get("Attachable"),
+            "subnets": subnets,
+            "labels": net.get("Labels") or {},
+        }
+    return out
+
+
+def nodes() -> List[Dict[str, Any]]:
+    return [
+        {
+            "id": n["ID"],
+            "hostname": (n.get("Description") or {}).get("Hostname", ""),
+            "addr": (n.get("Status") or {}).get("Addr", ""),
+            "state": (n.get("Status") or {}).get("State", ""),
+            "role": (n.get("Spec") or {}).get("Role", ""),
+            "labels": (n.get("Spec") or {}).get("Labels") or {},
+            "version": (n.get("Version") or {}).get("Index", 0),
+        }
+        for n in docker_api("/nodes")
+    ]
+
+
+def parse_ip_addr(text: str) -> List[Dict[str, str]]:
+    """`ip -4 -o addr show` -> [{"dev", "cidr"}]."""
+    out = []
+    for line in text.splitlines():
+        cells = line.split()
+        if len(cells) >= 4 and cells[2] == "inet":
+            out.append({"dev": cells[1], "cidr": cells[3]})
+    return out
+
+
+def parse_routes(text: str) -> List[str]:
+    """`ip -4 route show` -> destination networks (the default route left out)."""
+    out = []
+    for line in text.splitlines():
+        dest = line.split()[0] if line.strip() else ""
+        if dest and dest != "default":
+            out.append(dest if "/" in dest else dest + "/32")
+    return out
+
+
+def default_source(text: str) -> str:
+    """`ip -4 route get 1.1.1.1` (a lookup; nothing is sent) -> the source address."""
+    cells = text.split()
+    return cells[cells.index("src") + 1] if "src" in cells else ""
+
+
+PENDING = "/var/lib/drfleet/pending-handlers"
+
+
+def section(name: str, fn: Any, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except (OSError, ValueError, KeyError) as exc:
+        return {"error": "%s: %s" % (name, exc)}
+
+
+def gather(params: Dict[str, Any]) -> Dict[str, Any]:
+    """Base facts, docker, and whatever sections the params ask for."""
+    only = params.get("only")
+    want = set(params.get("sections") or [])
+    out: Dict[str, Any] = {}
+    if not only:
+        out.update(base())
+        out["docker"] = docker()
+    sections = set(only or []) | want
+    running = (
+        (out.get("docker") or docker())["running"]
+        if sections & {"images", "networks", "nodes"}
+        else False
+    )
+    if "packages" in sections:
+        out["packages"] = parse_dpkg(
+            _run(["dpkg-query", "-W", "-f", "${Package}\t${db:Status-Abbrev}\t${Version}\n"])
+        )
+        out["apt_updated_at"] = apt_lists_time()
+    if "units" in sections:
+        out["units"] = units(list(params.get("units") or []))
+    if "files" in sections:
+        out["files"] = files(list(params.get("files") or []), list(params.get("contents") or []))
+    if "users" in sections:
+        out["users"] = users(list(params.get("users") or []))
+    if "images" in sections:
+        out["images"] = section("images", images) if running else {}
+    if "networks" in sections:
+        out["networks"] = section("networks", networks) if running else {}
+    if "nodes" in sections:
+        info = out.get("docker") or docker()
+        out["nodes"] = section("nodes", nodes) if info["swarm"]["is_manager"] else []
+    if "net" in sections:
+        out["net"] = {
+            "addresses": parse_ip_addr(_run(["ip", "-4", "-o", "addr", "show"])),
+            "routes": parse_routes(_run(["ip", "-4", "route", "show"])),
+            "default_source": default_source(_run(["ip", "-4", "route", "get", "1.1.1.1"])),
+        }
+    if "pending" in sections:
+        out["pending"] = [h for h in _read(PENDING).splitlines() if h]
+    if "docker" in sections and only:
+        out["docker"] = docker()
+    return out
 
 
 def main(argv: List[str]) -> None:

@@ -166,6 +166,10 @@ class Session:
             _Sink(PrefixWriter(self.host.name, stream) if stream else None),
         )
 
+    def stream_out(self, command: Command, become: bool | None = None) -> Iterator[bytes]:
+        """A command's stdout as chunks, while it runs (e.g. `docker save` to relay)."""
+        raise NotImplementedError
+
     def _timed_out(self, timeout: float | None) -> DrfleetError:
         return DrfleetError(f"command timed out after {timeout:g} s", where=self.host.name)
 
@@ -237,6 +241,9 @@ def _pump(fh: IO[bytes], sink: _Sink) -> None:
 class LocalSession(Session):
     """`connection: local`: the machine drfleet runs on, without SSH."""
 
+    def stream_out(self, command: Command, become: bool | None = None) -> Iterator[bytes]:
+        return _stream_local(self.wrap(command, become).render(), self.host.name)
+
     @property
     def is_root(self) -> bool:
         return os.geteuid() == 0
@@ -272,6 +279,29 @@ class LocalSession(Session):
                 f"input for the command failed: {feeder.error}", where=self.host.name
             )
         return code, out.text(), err.text()
+
+
+def _stream_local(line: str, where: str) -> Iterator[bytes]:
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", line],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.stdout and proc.stderr
+    try:
+        while chunk := os.read(proc.stdout.fileno(), 1 << 16):
+            yield chunk
+        code = proc.wait()
+        if code != 0:
+            err = proc.stderr.read().decode(errors="replace").strip()
+            raise DrfleetError(
+                f"`{line[:80]}` exited with status {code}: {err[-500:]}", where=where
+            )
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 class SSHSession(Session):
@@ -403,6 +433,27 @@ class SSHSession(Session):
                 f"input for the command failed: {feeder.error}", where=self.host.name
             )
         return code, out.text(), err.text()
+
+    def stream_out(self, command: Command, become: bool | None = None) -> Iterator[bytes]:
+        self.open()
+        chan = self._connection().transport.open_session(timeout=self.host.connect_timeout)
+        try:
+            chan.exec_command(self.wrap(command, become).render())
+            chan.shutdown_write()
+            while chunk := chan.recv(1 << 16):
+                yield chunk
+            code = chan.recv_exit_status()
+            if code != 0:
+                err = b""
+                while chan.recv_stderr_ready():
+                    err += chan.recv_stderr(1 << 16)
+                raise DrfleetError(
+                    f"`{command.display()[:80]}` exited with status {code}: "
+                    f"{err.decode(errors='replace').strip()[-500:]}",
+                    where=self.host.name,
+                )
+        finally:
+            chan.close()
 
     def close(self) -> None:
         for conn in (self.conn, self.gateway):

@@ -1,0 +1,1 @@
+"""deepracer-for-cloud configuration: its env files, read unchanged."""

@@ -1,0 +1,336 @@
+"""Tasks that need several hosts at once: images from the controller or a peer, the swarm.
+Each is given every host of the play that reached it (state and rendered arguments) and
+returns a result per host. Decisions are pure functions in the modules; this is the I/O."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from drfleet.errors import DrfleetError
+from drfleet.playbook.model import TaskResult
+from drfleet.playbook.modules.docker import (
+    COMPOSE,
+    advertise_address,
+    network_args,
+    node_label_changes,
+    plan_swarm,
+)
+from drfleet.remote import fan_out
+from drfleet.shell import Secret, cmd
+
+if TYPE_CHECKING:
+    from drfleet.playbook.model import Task
+    from drfleet.playbook.runner import HostState, Runner
+
+Chosen = list[tuple["HostState", dict[str, Any]]]
+
+
+def _images(args: dict[str, Any]) -> list[str]:
+    value = args["images"]
+    return [value] if isinstance(value, str) else [str(v) for v in value if v]
+
+
+# -- docker_image ----------------------------------------------------------------------------
+def docker_image(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskResult]:
+    source = chosen[0][1]["source"] or runner.options.images_from
+    results: dict[str, TaskResult] = {}
+    wanted = {st.host.name: (st, _images(args)) for st, args in chosen}
+    controller_ids: dict[str, str | None] = {}
+    if source == "controller":
+        controller_ids = _controller_ids({i for _st, imgs in wanted.values() for i in imgs})
+
+    def one(name: str) -> TaskResult:
+        st, images = wanted[name]
+        started = time.monotonic()
+        have = st.facts.get("images") or {}
+        todo: list[tuple[str, Any]] = []
+        for image in images:
+            if source == "controller":
+                cid = controller_ids.get(image)
+                if cid is None:
+                    return TaskResult(
+                        task.name,
+                        "failed",
+                        f"{name}: image {image} is not on this controller; "
+                        "load or pull it here first, or use --images-from pull",
+                    )
+                if have.get(image) != cid:
+                    todo.append((image, cid))
+            elif source == "peer":
+                if image not in have:
+                    peer = _peer_with(runner, chosen, image)
+                    if peer is None:
+                        return TaskResult(
+                            task.name,
+                            "failed",
+                            f"{name}: no host has {image} to copy from; pull it on "
+                            "one host first, or use --images-from controller",
+                        )
+                    todo.append((image, peer))
+            elif image not in have:
+                todo.append((image, None))
+        if not todo:
+            return TaskResult(task.name, "ok")
+        what = ", ".join(i for i, _ in todo)
+        if runner.options.check:
+            return TaskResult(task.name, "changed", f"would copy {what} from {source}")
+        try:
+            for image, ref in todo:
+                runner._say(st, f"image {image} from {source}")
+                if source == "controller":
+                    st.run(
+                        cmd("docker", "load", "-q"),
+                        stdin=_controller_save(image),
+                        timeout=3600,
+                        become=st.become,
+                    )
+                elif source == "peer":
+                    peer_st: HostState = ref
+                    assert peer_st.session is not None
+                    stream = peer_st.session.stream_out(
+                        cmd("docker", "save", image), become=peer_st.become
+                    )
+                    st.run(
+                        cmd("docker", "load", "-q"), stdin=stream, timeout=3600, become=st.become
+                    )
+                else:
+                    st.run(cmd("docker", "pull", "-q", image), timeout=3600, become=st.become)
+        except DrfleetError as exc:
+            return TaskResult(
+                task.name,
+                "failed",
+                f"{name}: task {task.name!r}: {exc.message}",
+                elapsed=time.monotonic() - started,
+            )
+        st.dirty.add("images")
+        return TaskResult(
+            task.name, "changed", f"copied {what} from {source}", elapsed=time.monotonic() - started
+        )
+
+    outcomes = fan_out(
+        [st.host for st, _ in chosen], lambda h: one(h.name), limit=runner.options.remote.limit
+    )
+    for o in outcomes:
+        results[o.host.name] = (
+            o.value
+            if o.value is not None
+            else TaskResult(task.name, "failed", o.error.message if o.error else "failed")
+        )
+    return results
+
+
+def _controller_ids(images: set[str]) -> dict[str, str | None]:
+    import docker
+    import docker.errors
+
+    try:
+        client = docker.from_env()
+    except docker.errors.DockerException as exc:
+        raise DrfleetError(
+            f"--images-from controller needs docker on this machine: {exc}"
+        ) from None
+    out: dict[str, str | None] = {}
+    for image in images:
+        try:
+            out[image] = client.images.get(image).id
+        except docker.errors.ImageNotFound:
+            out[image] = None
+    return out
+
+
+def _controller_save(image: str) -> Iterator[bytes]:
+    import docker
+
+    client = docker.from_env(timeout=3600)
+    yield from client.api.get_image(image, chunk_size=1 << 20)
+
+
+def _peer_with(runner: Runner, chosen: Chosen, image: str) -> HostState | None:
+    for st, _ in chosen:
+        if image in (st.facts.get("images") or {}):
+            return st
+    return None
+
+
+# -- swarm -------------------------------------------------------------------------------------
+def swarm(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskResult]:
+    args = chosen[0][1]
+    trainer_name = runner.trainer_name
+    if not trainer_name:
+        return {
+            st.host.name: TaskResult(
+                task.name,
+                "failed",
+                "no host has the trainer role; the swarm is managed from the trainer",
+            )
+            for st, _ in chosen
+        }
+    trainer = runner.peer_state(trainer_name)
+    if trainer.session is None or (
+        trainer.stopped and trainer_name not in {st.host.name for st, _ in chosen}
+    ):
+        return {
+            st.host.name: TaskResult(
+                task.name,
+                "failed",
+                f"the trainer {trainer_name} is not reachable: {trainer.report.error}",
+            )
+            for st, _ in chosen
+        }
+    members = {st.host.name: st for st, _ in chosen}
+    members[trainer_name] = trainer
+    for st in members.values():
+        runner._ensure(st, _swarm_needs())
+    if runner.options.check and any(not st.facts["docker"]["running"] for st in members.values()):
+        # docker comes with this very run: say what would happen once it runs
+        out = {}
+        for name, st in members.items():
+            what = (
+                f"init the swarm and create overlay {args['network']}"
+                if name == trainer_name
+                else f"join the swarm of {trainer_name}"
+            )
+            out[name] = TaskResult(task.name, "changed", f"would {what} (once docker runs)")
+        return out
+    plan = plan_swarm(
+        trainer_name, {n: st.facts for n, st in members.items()}, args["network"], args["subnet"]
+    )
+    results: dict[str, TaskResult] = {}
+    changed: dict[str, list[str]] = {n: [] for n in members}
+    for name, err in plan.errors.items():
+        results[name] = TaskResult(task.name, "failed", f"{name}: swarm: {err}")
+    if trainer_name in plan.errors:
+        return {
+            n: results.get(
+                n,
+                TaskResult(
+                    task.name,
+                    "failed",
+                    f"the trainer cannot lead a swarm: {plan.errors[trainer_name]}",
+                ),
+            )
+            for n in members
+        }
+    addr = advertise_address(trainer.host, trainer.facts)
+    check = runner.options.check
+    try:
+        if plan.init:
+            changed[trainer_name].append(f"swarm init (advertise {addr})")
+            if not check:
+                trainer.run(
+                    cmd("docker", "swarm", "init", "--advertise-addr", addr),
+                    become=trainer.become,
+                    task=task.name,
+                )
+        token = Secret("")
+        if plan.join and not check:
+            out = trainer.run(
+                cmd("docker", "swarm", "join-token", "-q", "worker"),
+                become=trainer.become,
+                task=task.name,
+            )
+            token = Secret(out.stdout.strip())
+
+        def join(host: Any) -> None:
+            st = members[host.name]
+            mine = advertise_address(st.host, st.facts)
+            changed[host.name].append(f"join the swarm of {trainer_name} ({addr}:2377)")
+            if not check:
+                st.run(
+                    cmd(
+                        "docker",
+                        "swarm",
+                        "join",
+                        "--advertise-addr",
+                        mine,
+                        "--token",
+                        token,
+                        f"{addr}:2377",
+                    ),
+                    become=st.become,
+                    task=task.name,
+                    timeout=120,
+                )
+                st.dirty.add("docker")
+
+        for o in fan_out([members[n].host for n in plan.join], join):
+            if o.error:
+                results[o.host.name] = TaskResult(task.name, "failed", o.error.message)
+        if not check:
+            _labels(runner, trainer, members, task, changed, args)
+            if plan.network:
+                _network(trainer, plan.network, task, changed)
+        elif plan.network:
+            changed[trainer_name].append(
+                f"create overlay {plan.network['name']} ({plan.network['subnet']})"
+            )
+    except DrfleetError as exc:
+        results.setdefault(trainer_name, TaskResult(task.name, "failed", exc.message))
+    if plan.network_error:
+        results[trainer_name] = TaskResult(
+            task.name, "failed", f"{trainer_name}: {plan.network_error}"
+        )
+    for name in members:
+        if name in results:
+            continue
+        what = changed[name]
+        status = "changed" if what else "ok"
+        prefix = "would " if check and what else ""
+        results[name] = TaskResult(task.name, status, prefix + "; ".join(what))
+    return results
+
+
+def _swarm_needs() -> Any:
+    from drfleet.playbook.model import Needs
+
+    return Needs({"docker", "net", "networks", "nodes"})
+
+
+def _labels(
+    runner: Runner,
+    trainer: HostState,
+    members: dict[str, HostState],
+    task: Task,
+    changed: dict[str, list[str]],
+    args: dict[str, Any],
+) -> None:
+    from drfleet.playbook.model import Needs
+
+    for st in members.values():
+        st.dirty |= {"docker", "nodes", "networks"}
+        runner._ensure(st, Needs({"docker"}))
+    runner._ensure(trainer, Needs({"nodes"}))
+    wanted: dict[str, dict[str, str]] = {}
+    for st in members.values():
+        node = st.facts["docker"]["swarm"].get("node_id")
+        if not node:
+            continue
+        labels = dict(args.get("labels") or {})
+        if "trainer" in st.host.roles:
+            labels["Sagemaker"] = "true"
+        if "robomaker" in st.host.roles:
+            labels["Robomaker"] = "true"
+        wanted[node] = labels
+    by_node = {st.facts["docker"]["swarm"].get("node_id"): n for n, st in members.items()}
+    for node, labels in node_label_changes(trainer.facts.get("nodes") or [], wanted).items():
+        argv = ["docker", "node", "update"]
+        for k, v in sorted(labels.items()):
+            argv += ["--label-add", f"{k}={v}"]
+        trainer.run(cmd(*argv, node), become=trainer.become, task=task.name)
+        changed[by_node.get(node, trainer.host.name)].append(
+            "node labels " + ", ".join(f"{k}={v}" for k, v in labels.items())
+        )
+
+
+def _network(
+    trainer: HostState, net: dict[str, Any], task: Task, changed: dict[str, list[str]]
+) -> None:
+    labels = {k: net["name"] for k in COMPOSE}
+    argv = network_args(net["name"], "overlay", net["subnet"], True, labels)
+    with contextlib.suppress(KeyError):
+        trainer.run(cmd(*argv), become=trainer.become, task=task.name)
+    trainer.dirty.add("networks")
+    changed[trainer.host.name].append(f"create overlay {net['name']} ({net['subnet']})")

@@ -1,0 +1,138 @@
+"""Plain data for playbooks, what modules decide, and what the engine reports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from drfleet.shell import Command
+
+StdinSource = bytes | Callable[[], Iterable[bytes]] | None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One remote command. `unless` is a guard: when it succeeds, the step is not needed."""
+
+    command: Command
+    stdin: StdinSource = None
+    unless: Command | None = None
+    timeout: float | None = 1800
+    become: bool | None = None
+
+
+@dataclass
+class Change:
+    steps: list[Step]
+    msg: str
+    diff: str = ""
+
+
+class ModuleFailure(Exception):
+    """A module refuses (bad facts, unsupported host): the message says what to do."""
+
+
+@dataclass
+class Needs:
+    """Facts a task needs: probe sections and the files, units and users it looks at."""
+
+    sections: set[str] = field(default_factory=set)
+    files: set[str] = field(default_factory=set)
+    contents: set[str] = field(default_factory=set)
+    units: set[str] = field(default_factory=set)
+    users: set[str] = field(default_factory=set)
+
+    def __or__(self, other: Needs) -> Needs:
+        return Needs(
+            self.sections | other.sections,
+            self.files | other.files,
+            self.contents | other.contents,
+            self.units | other.units,
+            self.users | other.users,
+        )
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "sections": sorted(self.sections),
+            "files": sorted(self.files),
+            "contents": sorted(self.contents),
+            "units": sorted(self.units),
+            "users": sorted(self.users),
+        }
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    module: str
+    args: dict[str, Any]
+    source: str  # file:line
+    when: str | None = None
+    notify: tuple[str, ...] = ()
+    become: bool | None = None
+    tags: tuple[str, ...] = ()
+    ignore_errors: bool = False
+
+
+@dataclass(frozen=True)
+class Play:
+    name: str
+    hosts: str
+    vars: dict[str, Any]
+    tasks: tuple[Task, ...]
+    handlers: tuple[Task, ...]
+    source: str
+    become: bool | None = None
+
+
+@dataclass(frozen=True)
+class Playbook:
+    path: str
+    plays: tuple[Play, ...]
+
+
+@dataclass
+class TaskResult:
+    name: str
+    status: str  # ok | changed | failed | skipped
+    msg: str = ""
+    diff: str = ""
+    commands: list[str] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    def as_json(self, check: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "status": self.status, "msg": self.msg}
+        if check:
+            out["commands"] = self.commands
+            if self.diff:
+                out["diff"] = self.diff
+        return out
+
+
+@dataclass
+class HostReport:
+    host: str
+    tasks: list[TaskResult] = field(default_factory=list)
+    unreachable: bool = False
+    error: str = ""
+    elapsed: float = 0.0
+
+    def count(self, status: str) -> int:
+        return sum(1 for t in self.tasks if t.status == status)
+
+    @property
+    def failed(self) -> bool:
+        return self.unreachable or self.count("failed") > 0
+
+    def as_json(self, check: bool) -> dict[str, Any]:
+        return {
+            "ok": self.count("ok"),
+            "changed": self.count("changed"),
+            "failed": self.count("failed"),
+            "skipped": self.count("skipped"),
+            "unreachable": self.unreachable,
+            "elapsed_s": round(self.elapsed, 3),
+            "error": self.error,
+            "tasks": [t.as_json(check) for t in self.tasks],
+        }

@@ -1,0 +1,157 @@
+"""Debian packages: present, absent or latest; an apt repository with its signing key.
+
+The package cache is refreshed only when something is to be installed and the cache is older
+than cache_valid_time, so a run that installs nothing never counts as a change."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+from drfleet.playbook.model import Change, ModuleFailure, Needs, Step
+from drfleet.playbook.modules.base import Arg, Module
+from drfleet.playbook.modules.files import atomic_write
+from drfleet.shell import Command, Raw, cmd, join
+
+if TYPE_CHECKING:
+    from drfleet.playbook.context import HostContext
+
+_PKG = re.compile(r"^[a-z0-9][a-z0-9+.-]*(=[A-Za-z0-9.+:~-]+)?$")
+APT_ENV = Raw("env DEBIAN_FRONTEND=noninteractive")
+APT_OPTS = (
+    "-y",
+    "-q",
+    "-o",
+    "Dpkg::Options::=--force-confdef",
+    "-o",
+    "Dpkg::Options::=--force-confold",
+)
+LOCK_WAIT = ("-o", "DPkg::Lock::Timeout=300")
+
+
+def packages(value: Any) -> list[str]:
+    names = [value] if isinstance(value, str) else list(value or [])
+    for n in names:
+        if not isinstance(n, str) or not _PKG.match(n):
+            raise ModuleFailure(f"{n!r} is not a Debian package name")
+    return names
+
+
+class Apt(Module):
+    name = "apt"
+    spec = {
+        "name": Arg((str, list)),
+        "state": Arg(default="present", choices=("present", "absent", "latest")),
+        "update_cache": Arg((bool,), default=True),
+        "cache_valid_time": Arg((int,), default=3600),
+        "install_recommends": Arg((bool,), default=False),
+        "repo": Arg(),  # a deb line, e.g. "deb [signed-by=/etc/apt/keyrings/x.asc] URL suite main"
+        "repo_file": Arg(),  # its file name under /etc/apt/sources.list.d/
+        "key_url": Arg(),
+        "key_file": Arg(),  # where the key goes, e.g. /etc/apt/keyrings/docker.asc
+    }
+    touches = frozenset({"packages", "files"})
+
+    def needs(self, args: dict[str, Any]) -> Needs:
+        n = Needs({"packages"})
+        if args.get("repo_file"):
+            path = f"/etc/apt/sources.list.d/{args['repo_file']}"
+            n = n | Needs({"files"}, files={path}, contents={path})
+        if args.get("key_file"):
+            n = n | Needs({"files"}, files={args["key_file"]})
+        return n
+
+    def plan(self, args: dict[str, Any], facts: dict[str, Any], ctx: HostContext) -> Change | None:
+        steps: list[Step] = []
+        what: list[str] = []
+        repo_changed = False
+        if args["repo"]:
+            if not args["repo_file"]:
+                raise ModuleFailure("repo needs repo_file (its name in sources.list.d)")
+            key_present = facts["files"].get(args["key_file"], {}).get("exists")
+            if args["key_url"] and args["key_file"] and not key_present:
+                tmp = args["key_file"] + ".drfleet-new"
+                steps.append(
+                    Step(
+                        join(
+                            [
+                                cmd(
+                                    "mkdir",
+                                    "-p",
+                                    "-m",
+                                    "0755",
+                                    args["key_file"].rsplit("/", 1)[0],
+                                ),
+                                cmd("curl", "-fsSL", "--retry", "3", "-o", tmp, args["key_url"]),
+                                cmd("chmod", "0644", tmp),
+                                cmd("mv", "-f", tmp, args["key_file"]),
+                            ]
+                        )
+                    )
+                )
+                what.append(f"signing key {args['key_file']}")
+            path = f"/etc/apt/sources.list.d/{args['repo_file']}"
+            line = args["repo"].strip() + "\n"
+            if facts["files"].get(path, {}).get("content") != line:
+                steps.append(Step(atomic_write(path, "0644", "root", "root"), stdin=line.encode()))
+                what.append(f"repository {path}")
+                repo_changed = True
+        names = packages(args["name"])
+        installed: dict[str, str] = facts["packages"]
+        state = args["state"]
+        if state == "absent":
+            remove = [n for n in names if n.split("=")[0] in installed]
+            if remove:
+                steps.append(
+                    Step(
+                        Command(
+                            (
+                                APT_ENV,
+                                *cmd("apt-get", "remove", *APT_OPTS, *LOCK_WAIT, *remove).parts,
+                            )
+                        )
+                    )
+                )
+                what.append("remove " + " ".join(remove))
+            return Change(steps, ", ".join(what)) if steps else None
+        missing = [n for n in names if n.split("=")[0] not in installed]
+        install_cmd = cmd(
+            "apt-get",
+            "install",
+            *APT_OPTS,
+            *LOCK_WAIT,
+            *(() if args["install_recommends"] else ("--no-install-recommends",)),
+        )
+        stale = time.time() - float(facts.get("apt_updated_at") or 0) > args["cache_valid_time"]
+        if missing or (state == "latest" and names):
+            update = None
+            if repo_changed or (args["update_cache"] and stale):
+                update = Command((APT_ENV, *cmd("apt-get", "update", "-q", *LOCK_WAIT).parts))
+            if missing:
+                steps += [Step(update)] if update else []
+                steps.append(Step(Command((APT_ENV, *install_cmd.parts, *missing))))
+                what.append("install " + " ".join(missing))
+            if state == "latest":
+                present = [n for n in names if n not in missing]
+                if present:
+                    # simulate first: only an upgrade that would happen counts as a change
+                    sim = Command(
+                        (
+                            APT_ENV,
+                            *cmd("apt-get", "-s", "install", "--only-upgrade", *present).parts,
+                        )
+                    )
+                    unless = Command((Raw("!"), *sim.parts, Raw("| grep -q '^Inst '")))
+                    if update and not missing:
+                        steps.append(Step(update, unless=unless))
+                    steps.append(
+                        Step(
+                            Command((APT_ENV, *install_cmd.parts, "--only-upgrade", *present)),
+                            unless=unless,
+                        )
+                    )
+                    what.append("upgrade " + " ".join(present) + " if newer")
+        elif repo_changed:
+            steps.append(Step(Command((APT_ENV, *cmd("apt-get", "update", "-q").parts))))
+        return Change(steps, ", ".join(what)) if steps else None

@@ -1,0 +1,120 @@
+"""The provision playbook planned offline from facts: the GPU, OpenGL and OS branches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drfleet import inventory
+from drfleet.playbook import loader
+from drfleet.playbook.model import TaskResult
+from drfleet.playbook.runner import RunOptions, Runner
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGES = {"cpu": "awsdeepracercommunity/deepracer-simapp:6.0.4-cpu",
+          "gpu": "awsdeepracercommunity/deepracer-simapp:6.0.4-gpu",
+          "minio": "minio/minio:latest"}
+
+
+def facts(**kw: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "os": {"id": "ubuntu", "version": "22.04", "codename": "jammy",
+               "pretty": "Ubuntu 22.04.4 LTS"},
+        "arch": "x86_64", "python": "3.10.12", "login_user": "ubuntu", "user": "root",
+        "gpus": [], "gpu_error": None, "nvidia_pci": 0, "apt_updated_at": 0,
+        "docker": {"installed": False, "running": False,
+                   "swarm": {"state": "inactive", "is_manager": False, "node_id": "",
+                             "cluster_id": ""}},
+        "users": {"ubuntu": {"exists": True, "groups": ["ubuntu"]}},
+    }
+    base.update(kw)
+    return base
+
+
+def plan(tmp_path: Path, host_facts: dict[str, Any], **host: Any) -> dict[str, TaskResult]:
+    inv_file = tmp_path / "inv.yml"
+    settings = ", ".join(f"{k}: {str(v).lower()}" for k, v in host.items())
+    inv_file.write_text("all:\n  hosts:\n    g1: {roles: [trainer, robomaker]"
+                        + (f", {settings}" if settings else "") + "}\n")
+    inv = inventory.load(inv_file)
+    book = loader.load(REPO / "playbooks" / "provision.yml")
+    runner = Runner(book, inv, inv.select(), RunOptions(
+        check=True, extra_vars={"drfc_images": IMAGES}))
+    report = runner.simulate({"g1": host_facts})["g1"]
+    return {t.name: t for t in report.tasks}
+
+
+GPU_560 = [{"index": "0", "name": "Tesla T4", "memory_mb": 15360, "driver": "560.35.03"}]
+
+
+def test_gpu_host_with_driver_560(tmp_path: Path) -> None:
+    tasks = plan(tmp_path, facts(gpus=GPU_560, nvidia_pci=1))
+    assert tasks["NVIDIA driver new enough"].status == "ok"
+    toolkit = tasks["NVIDIA container toolkit"]
+    assert toolkit.status == "changed"
+    assert any("nvidia-container-toolkit" in c for c in toolkit.commands)
+    assert any("nvidia.github.io/libnvidia-container/gpgkey" in c for c in toolkit.commands)
+    merge = tasks["Docker uses the NVIDIA runtime by default"]
+    assert merge.status == "changed"
+    assert '"default-runtime": "nvidia"' in merge.diff
+    assert '"path": "nvidia-container-runtime"' in merge.diff
+    assert tasks["handler: restart docker"].status == "changed"
+    assert tasks["Simulation images"].msg.endswith(
+        "deepracer-simapp:6.0.4-gpu, minio/minio:latest from pull")
+
+
+def test_gpu_merge_keeps_what_daemon_json_has(tmp_path: Path) -> None:
+    existing = {"/etc/docker/daemon.json": {
+        "exists": True, "type": "file", "sha256": "x", "mode": "0644",
+        "content": '{"log-driver": "journald", "runtimes": {"other": {"path": "o"}}}'}}
+    tasks = plan(tmp_path, facts(gpus=GPU_560, nvidia_pci=1, files=existing))
+    diff = tasks["Docker uses the NVIDIA runtime by default"].diff
+    assert '"log-driver": "journald"' in diff and '"other"' in diff
+
+
+def test_gpu_driver_535_is_refused_clearly(tmp_path: Path) -> None:
+    old = [{**GPU_560[0], "driver": "535.183.01"}]
+    tasks = plan(tmp_path, facts(gpus=old, nvidia_pci=1))
+    check = tasks["NVIDIA driver new enough"]
+    assert check.status == "failed"
+    assert "535.183.01 is too old" in check.msg and "560 or later" in check.msg
+    assert "NVIDIA container toolkit" not in tasks  # the host stops there
+
+
+def test_gpu_without_driver_says_what_to_install(tmp_path: Path) -> None:
+    tasks = plan(tmp_path, facts(nvidia_pci=1, gpu_error=None))
+    msg = tasks["NVIDIA driver present"].msg
+    assert tasks["NVIDIA driver present"].status == "failed"
+    assert "no working driver" in msg and "nvidia-driver-560" in msg
+
+
+def test_cpu_host_gets_no_gpu_tasks(tmp_path: Path) -> None:
+    tasks = plan(tmp_path, facts())
+    assert tasks["NVIDIA container toolkit"].status == "skipped"
+    assert tasks["Xorg as a systemd unit"].status == "skipped"
+    assert tasks["Simulation images"].msg.endswith("6.0.4-cpu, minio/minio:latest from pull")
+    assert tasks["Swarm (trainer manages, the others join) and the overlay network "
+                 "sagemaker-local"].status == "skipped"  # one host: no swarm
+
+
+def test_opengl_host_gets_the_xorg_unit(tmp_path: Path) -> None:
+    tasks = plan(tmp_path, facts(), opengl=True)
+    unit = tasks["Xorg as a systemd unit"]
+    assert unit.status == "changed"
+    assert "/usr/bin/Xorg :99" in unit.diff and "-nolisten tcp" in unit.diff
+    assert 'Driver "dummy"' in tasks["Xorg configuration"].diff
+    assert tasks["Xorg running (display xorg_display)"].status == "changed"
+
+
+@pytest.mark.parametrize("os_facts", [
+    {"id": "centos", "version": "7", "pretty": "CentOS Linux 7"},
+    {"id": "ubuntu", "version": "20.04", "pretty": "Ubuntu 20.04.6 LTS"},
+    {"id": "debian", "version": "11", "pretty": "Debian GNU/Linux 11 (bullseye)"}])
+def test_unsupported_os_is_refused(tmp_path: Path, os_facts: dict[str, str]) -> None:
+    tasks = plan(tmp_path, facts(os={**os_facts, "codename": ""}))
+    first = tasks["Supported operating system"]
+    assert first.status == "failed"
+    assert os_facts["pretty"] in first.msg and "Ubuntu 22.04 or later" in first.msg
+    assert len(tasks) == 1
