@@ -187,7 +187,7 @@ def swarm(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskResult]:
     if runner.options.check and any(not st.facts["docker"]["running"] for st in members.values()):
         # docker comes with this very run: say what would happen once it runs
         out = {}
-        for name, st in members.items():
+        for name in members:
             what = (
                 f"init the swarm and create overlay {args['network']}"
                 if name == trainer_name
@@ -276,10 +276,10 @@ def swarm(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskResult]:
     for name in members:
         if name in results:
             continue
-        what = changed[name]
-        status = "changed" if what else "ok"
-        prefix = "would " if check and what else ""
-        results[name] = TaskResult(task.name, status, prefix + "; ".join(what))
+        done = changed[name]
+        status = "changed" if done else "ok"
+        prefix = "would " if check and done else ""
+        results[name] = TaskResult(task.name, status, prefix + "; ".join(done))
     return results
 
 

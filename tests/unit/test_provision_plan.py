@@ -10,23 +10,37 @@ import pytest
 from drfleet import inventory
 from drfleet.playbook import loader
 from drfleet.playbook.model import TaskResult
-from drfleet.playbook.runner import RunOptions, Runner
+from drfleet.playbook.runner import Runner, RunOptions
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGES = {"cpu": "awsdeepracercommunity/deepracer-simapp:6.0.4-cpu",
-          "gpu": "awsdeepracercommunity/deepracer-simapp:6.0.4-gpu",
-          "minio": "minio/minio:latest"}
+IMAGES = {
+    "cpu": "awsdeepracercommunity/deepracer-simapp:6.0.4-cpu",
+    "gpu": "awsdeepracercommunity/deepracer-simapp:6.0.4-gpu",
+    "minio": "minio/minio:latest",
+}
 
 
 def facts(**kw: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
-        "os": {"id": "ubuntu", "version": "22.04", "codename": "jammy",
-               "pretty": "Ubuntu 22.04.4 LTS"},
-        "arch": "x86_64", "python": "3.10.12", "login_user": "ubuntu", "user": "root",
-        "gpus": [], "gpu_error": None, "nvidia_pci": 0, "apt_updated_at": 0,
-        "docker": {"installed": False, "running": False,
-                   "swarm": {"state": "inactive", "is_manager": False, "node_id": "",
-                             "cluster_id": ""}},
+        "os": {
+            "id": "ubuntu",
+            "version": "22.04",
+            "codename": "jammy",
+            "pretty": "Ubuntu 22.04.4 LTS",
+        },
+        "arch": "x86_64",
+        "python": "3.10.12",
+        "login_user": "ubuntu",
+        "user": "root",
+        "gpus": [],
+        "gpu_error": None,
+        "nvidia_pci": 0,
+        "apt_updated_at": 0,
+        "docker": {
+            "installed": False,
+            "running": False,
+            "swarm": {"state": "inactive", "is_manager": False, "node_id": "", "cluster_id": ""},
+        },
         "users": {"ubuntu": {"exists": True, "groups": ["ubuntu"]}},
     }
     base.update(kw)
@@ -36,12 +50,16 @@ def facts(**kw: Any) -> dict[str, Any]:
 def plan(tmp_path: Path, host_facts: dict[str, Any], **host: Any) -> dict[str, TaskResult]:
     inv_file = tmp_path / "inv.yml"
     settings = ", ".join(f"{k}: {str(v).lower()}" for k, v in host.items())
-    inv_file.write_text("all:\n  hosts:\n    g1: {roles: [trainer, robomaker]"
-                        + (f", {settings}" if settings else "") + "}\n")
+    inv_file.write_text(
+        "all:\n  hosts:\n    g1: {roles: [trainer, robomaker]"
+        + (f", {settings}" if settings else "")
+        + "}\n"
+    )
     inv = inventory.load(inv_file)
     book = loader.load(REPO / "playbooks" / "provision.yml")
-    runner = Runner(book, inv, inv.select(), RunOptions(
-        check=True, extra_vars={"drfc_images": IMAGES}))
+    runner = Runner(
+        book, inv, inv.select(), RunOptions(check=True, extra_vars={"drfc_images": IMAGES})
+    )
     report = runner.simulate({"g1": host_facts})["g1"]
     return {t.name: t for t in report.tasks}
 
@@ -62,13 +80,20 @@ def test_gpu_host_with_driver_560(tmp_path: Path) -> None:
     assert '"path": "nvidia-container-runtime"' in merge.diff
     assert tasks["handler: restart docker"].status == "changed"
     assert tasks["Simulation images"].msg.endswith(
-        "deepracer-simapp:6.0.4-gpu, minio/minio:latest from pull")
+        "deepracer-simapp:6.0.4-gpu, minio/minio:latest from pull"
+    )
 
 
 def test_gpu_merge_keeps_what_daemon_json_has(tmp_path: Path) -> None:
-    existing = {"/etc/docker/daemon.json": {
-        "exists": True, "type": "file", "sha256": "x", "mode": "0644",
-        "content": '{"log-driver": "journald", "runtimes": {"other": {"path": "o"}}}'}}
+    existing = {
+        "/etc/docker/daemon.json": {
+            "exists": True,
+            "type": "file",
+            "sha256": "x",
+            "mode": "0644",
+            "content": '{"log-driver": "journald", "runtimes": {"other": {"path": "o"}}}',
+        }
+    }
     tasks = plan(tmp_path, facts(gpus=GPU_560, nvidia_pci=1, files=existing))
     diff = tasks["Docker uses the NVIDIA runtime by default"].diff
     assert '"log-driver": "journald"' in diff and '"other"' in diff
@@ -95,8 +120,12 @@ def test_cpu_host_gets_no_gpu_tasks(tmp_path: Path) -> None:
     assert tasks["NVIDIA container toolkit"].status == "skipped"
     assert tasks["Xorg as a systemd unit"].status == "skipped"
     assert tasks["Simulation images"].msg.endswith("6.0.4-cpu, minio/minio:latest from pull")
-    assert tasks["Swarm (trainer manages, the others join) and the overlay network "
-                 "sagemaker-local"].status == "skipped"  # one host: no swarm
+    assert (
+        tasks[
+            "Swarm (trainer manages, the others join) and the overlay network sagemaker-local"
+        ].status
+        == "skipped"
+    )  # one host: no swarm
 
 
 def test_opengl_host_gets_the_xorg_unit(tmp_path: Path) -> None:
@@ -108,10 +137,14 @@ def test_opengl_host_gets_the_xorg_unit(tmp_path: Path) -> None:
     assert tasks["Xorg running (display xorg_display)"].status == "changed"
 
 
-@pytest.mark.parametrize("os_facts", [
-    {"id": "centos", "version": "7", "pretty": "CentOS Linux 7"},
-    {"id": "ubuntu", "version": "20.04", "pretty": "Ubuntu 20.04.6 LTS"},
-    {"id": "debian", "version": "11", "pretty": "Debian GNU/Linux 11 (bullseye)"}])
+@pytest.mark.parametrize(
+    "os_facts",
+    [
+        {"id": "centos", "version": "7", "pretty": "CentOS Linux 7"},
+        {"id": "ubuntu", "version": "20.04", "pretty": "Ubuntu 20.04.6 LTS"},
+        {"id": "debian", "version": "11", "pretty": "Debian GNU/Linux 11 (bullseye)"},
+    ],
+)
 def test_unsupported_os_is_refused(tmp_path: Path, os_facts: dict[str, str]) -> None:
     tasks = plan(tmp_path, facts(os={**os_facts, "codename": ""}))
     first = tasks["Supported operating system"]
