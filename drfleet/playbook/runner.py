@@ -175,8 +175,10 @@ class Runner:
             else:
                 segment.append(task)
         flush()
+        # a failed host runs no handlers now (its state is unknown); they stay recorded on it
+        # and the next run performs them
         fan_out(
-            [s.host for s in members if not s.stopped or s.pending],
+            [s.host for s in members if not s.stopped],
             lambda h: self._handlers(self.states[h.name], play),
             limit=self.options.remote.limit,
         )

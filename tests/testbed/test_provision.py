@@ -1,0 +1,230 @@
+"""`invoke provision` on fresh test-bed hosts (no docker on them), as a user runs it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from tests.conftest import Run, invoke
+from tests.testbed import TestBed
+from tests.testbed.images import ensure_busybox
+
+pytestmark = pytest.mark.testbed
+SIMAPP, MINIO = "drfleet-test/simapp:1.0-cpu", "drfleet-test/minio:test"
+
+
+@pytest.fixture(scope="module")
+def env_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A DRfC system.env naming images that exist only on this controller."""
+    busybox = docker.from_env().images.get(ensure_busybox())
+    for tag in (SIMAPP, MINIO):
+        busybox.tag(tag)
+    d = tmp_path_factory.mktemp("drfc")
+    (d / "system.env").write_text(
+        "# DRfC system.env (excerpt)\nDR_CLOUD=local\nDR_SIMAPP_SOURCE=drfleet-test/simapp\n"
+        f"DR_SIMAPP_VERSION=1.0-cpu\nDR_MINIO_IMAGE={MINIO}\n"
+    )
+    return d
+
+
+def provision(bed: TestBed, env_dir: Path, *extra: str) -> Run:
+    return invoke(
+        "provision",
+        "--inventory",
+        str(bed.inventory),
+        "--env-dir",
+        str(env_dir),
+        "--images-from",
+        "controller",
+        "--json",
+        *extra,
+        timeout=900,
+    )
+
+
+def counts(run: Run) -> dict[str, tuple[int, int, int]]:
+    return {h: (r["changed"], r["failed"], r["unreachable"]) for h, r in run.json["hosts"].items()}
+
+
+@pytest.fixture(scope="module")
+def fleet3(tmp_path_factory: pytest.TempPathFactory, env_dir: Path) -> Iterator[TestBed]:
+    with TestBed(3, tmp_path_factory.mktemp("fleet3")) as bed:
+        first = provision(bed, env_dir)
+        bed.first_run = first  # type: ignore[attr-defined]
+        yield bed
+
+
+def test_three_fresh_hosts_provisioned_at_once(fleet3: TestBed) -> None:
+    run: Run = fleet3.first_run  # type: ignore[attr-defined]
+    assert run.code == 0, run.stdout + run.stderr
+    for name, r in run.json["hosts"].items():
+        assert r["failed"] == 0 and r["changed"] >= 5, (name, r)
+        h = fleet3.hosts[name]
+        assert fleet3.exec(h, "systemctl is-active docker").strip() == "active"
+        assert fleet3.exec(h, "systemctl is-enabled docker").strip() == "enabled"
+        assert fleet3.exec(h, "systemctl is-active drfleet-agent").strip() == "active"
+        assert "docker" in fleet3.exec(h, "id -nG fleet").split()
+        images = fleet3.exec(h, "docker images --format '{{.Repository}}:{{.Tag}}'").split()
+        assert SIMAPP in images
+        assert (MINIO in images) == (name == "h1")  # minio only on the trainer
+
+
+def test_swarm_and_overlay_connect_hosts(fleet3: TestBed) -> None:
+    nodes = fleet3.exec("h1", "docker node ls --format '{{.Hostname}} {{.Status}}'").split("\n")
+    assert sorted(n for n in nodes if n) == ["h1 Ready", "h2 Ready", "h3 Ready"]
+    labels = {
+        n: json.loads(fleet3.exec("h1", f"docker node inspect -f '{{{{json .Spec.Labels}}}}' {n}"))
+        for n in ("h1", "h2", "h3")
+    }
+    assert labels["h1"] == {"Sagemaker": "true", "Robomaker": "true"}
+    assert labels["h2"] == {"Robomaker": "true"}
+    net = json.loads(fleet3.exec("h1", "docker network inspect sagemaker-local"))[0]
+    assert net["Driver"] == "overlay" and net["Attachable"] is True
+    assert net["Labels"] == {
+        "com.docker.compose.network": "sagemaker-local",
+        "com.docker.compose.project": "sagemaker-local",
+    }
+    subnet = net["IPAM"]["Config"][0]["Subnet"]
+    assert not subnet.startswith("10.213.")  # no clash with the hosts' own network
+    fleet3.exec("h2", f"docker run -d --name target --network sagemaker-local {SIMAPP} sleep 300")
+    try:
+        out = fleet3.exec(
+            "h3", f"docker run --rm --network sagemaker-local {SIMAPP} ping -c 1 -W 5 target"
+        )
+        assert "1 packets received" in out
+    finally:
+        fleet3.exec("h2", "docker rm -f target", check=False)
+
+
+def test_second_run_changes_nothing(fleet3: TestBed, env_dir: Path) -> None:
+    run = provision(fleet3, env_dir)
+    assert run.code == 0, run.stdout + run.stderr
+    assert counts(run) == {"h1": (0, 0, False), "h2": (0, 0, False), "h3": (0, 0, False)}
+
+
+# -- faults and bad input on a second, smaller bed ------------------------------------------
+@pytest.fixture(scope="module")
+def bed2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestBed]:
+    with TestBed(2, tmp_path_factory.mktemp("bed2")) as bed:
+        yield bed
+
+
+def docker_installed(bed: TestBed, name: str) -> bool:
+    return bed.exec(name, "command -v dockerd", check=False).strip() != ""
+
+
+def test_check_mode_on_a_fresh_host_lists_changes_and_changes_nothing(
+    bed2: TestBed, env_dir: Path
+) -> None:
+    before = bed2.exec(
+        "h1", "find /etc /usr/local /var/lib/drfleet -newer /etc/hostname 2>/dev/null | sort"
+    )
+    run = provision(bed2, env_dir, "--check", "--host", "h1")
+    assert run.code == 0, run.stdout + run.stderr
+    tasks = {t["name"]: t for t in run.json["hosts"]["h1"]["tasks"]}
+    assert run.json["check"] is True
+    assert "docker.io" in tasks["Docker engine (Debian's docker.io)"]["msg"]
+    assert tasks["Docker engine (Debian's docker.io)"]["status"] == "changed"
+    assert any("apt-get install" in c for c in tasks["Base packages"]["commands"])
+    assert tasks["drfleet agent"]["status"] == "changed"
+    assert tasks["Simulation images"]["msg"].startswith("would copy")
+    assert not docker_installed(bed2, "h1")
+    after = bed2.exec(
+        "h1", "find /etc /usr/local /var/lib/drfleet -newer /etc/hostname 2>/dev/null | sort"
+    )
+    assert after == before
+
+
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ("- hosts: all\n  tasks:\n    - name: x\n      apt: {name: [jq\n", "YAML syntax error"),
+        (
+            "- hosts: all\n  tasks:\n    - name: x\n      aptt: {name: jq}\n",
+            "unknown module 'aptt'",
+        ),
+        (
+            "- hosts: all\n  tasks:\n    - name: x\n      apt: {nam: jq}\n",
+            "unknown argument 'nam' (did you mean 'name'?)",
+        ),
+        (
+            "- hosts: all\n  tasks:\n    - name: x\n      apt: {name: jq}\n      when: 'a ==='\n",
+            "does not parse",
+        ),
+    ],
+)
+def test_bad_playbook_is_one_message_and_touches_no_host(
+    bed2: TestBed, tmp_path: Path, body: str, message: str
+) -> None:
+    book = tmp_path / "bad.yml"
+    book.write_text(body)
+    run = invoke("provision", "--inventory", str(bed2.inventory), "--playbook", str(book))
+    assert run.code == 2
+    assert message in run.stderr and f"{book}:" in run.stderr
+    assert "Traceback" not in run.stderr and run.stderr.count("drfleet:") == 1
+    assert not docker_installed(bed2, "h1") and not docker_installed(bed2, "h2")
+
+
+def test_failing_task_fails_only_its_host_and_handlers_survive(
+    bed2: TestBed, tmp_path: Path
+) -> None:
+    book = tmp_path / "fail.yml"
+    book.write_text("""\
+- hosts: all
+  become: true
+  tasks:
+    - name: marker file
+      copy: {dest: /etc/drfleet-test-marker, content: "v1\\n"}
+      notify: note handler
+    - name: a package that does not exist
+      apt: {name: [drfleet-no-such-package]}
+      when: host.name == 'h2' and fail_it
+  handlers:
+    - name: note handler
+      command: {shell: "echo ran >> /etc/drfleet-test-handler"}
+""")
+    inv = bed2.write_inventory(tmp_path / "inv.yml", fail_it=True)
+    run = invoke("provision", "--inventory", str(inv), "--playbook", str(book), "--json")
+    assert run.code == 1
+    hosts = run.json["hosts"]
+    assert hosts["h1"]["failed"] == 0 and hosts["h2"]["failed"] == 1
+    failed = next(t for t in hosts["h2"]["tasks"] if t["status"] == "failed")
+    msg = failed["msg"]
+    assert msg.startswith("h2: task 'a package that does not exist': `")
+    assert "apt-get install" in msg and "exited with status 100" in msg
+    assert "drfleet-no-such-package" in msg  # the last lines of stderr
+    # h1 ran its handler; h2 stopped before handlers, but remembers it owes one
+    assert bed2.exec("h1", "cat /etc/drfleet-test-handler") == "ran\n"
+    assert bed2.exec("h2", "cat /etc/drfleet-test-handler", check=False) == ""
+    assert bed2.exec("h2", "cat /var/lib/drfleet/pending-handlers") == "note handler\n"
+    inv = bed2.write_inventory(tmp_path / "inv.yml", fail_it=False)
+    run = invoke("provision", "--inventory", str(inv), "--playbook", str(book), "--json")
+    assert run.code == 0, run.stdout
+    assert bed2.exec("h2", "cat /etc/drfleet-test-handler") == "ran\n"
+    assert bed2.exec("h1", "cat /etc/drfleet-test-handler") == "ran\n"  # not again
+    assert bed2.exec("h2", "ls /var/lib/drfleet/pending-handlers", check=False) == ""
+    bed2.write_inventory()
+
+
+def test_stopped_host_is_unreachable_others_finish_rerun_completes(
+    bed2: TestBed, env_dir: Path
+) -> None:
+    bed2.stop("h2")
+    try:
+        run = provision(bed2, env_dir)
+        assert run.code == 1
+        hosts = run.json["hosts"]
+        assert hosts["h2"]["unreachable"] is True and "unreachable" in hosts["h2"]["error"]
+        assert hosts["h1"]["failed"] == 0 and hosts["h1"]["changed"] >= 5
+        assert docker_installed(bed2, "h1")
+    finally:
+        bed2.start_host("h2")
+    run = provision(bed2, env_dir)
+    assert run.code == 0, run.stdout + run.stderr
+    assert counts(run)["h1"] == (0, 0, False)
+    assert run.json["hosts"]["h2"]["changed"] >= 5
+    assert bed2.exec("h1", "docker node ls -q | wc -l").strip() == "2"
