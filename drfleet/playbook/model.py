@@ -102,7 +102,12 @@ class TaskResult:
     elapsed: float = 0.0
 
     def as_json(self, check: bool) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "status": self.status, "msg": self.msg}
+        out: dict[str, Any] = {
+            "name": self.name,
+            "status": self.status,
+            "msg": self.msg,
+            "elapsed_s": round(self.elapsed, 3),
+        }
         if check:
             out["commands"] = self.commands
             if self.diff:

@@ -144,7 +144,9 @@ class Runner:
 
     def _say(self, st: HostState, text: str) -> None:
         if self.board:
-            self.board.update(st.host.name, text)
+            r = st.report
+            counts = f"ok={r.count('ok')} changed={r.count('changed')}" if r.tasks else ""
+            self.board.update(st.host.name, f"{text}  {counts}".rstrip())
 
     def _members(self, play: Play) -> list[HostState]:
         names = self.inventory.groups.get(play.hosts)
