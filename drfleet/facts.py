@@ -18,17 +18,20 @@ _NO_PYTHON = '{"probe": 0, "error": "python3 not found"}'
 
 
 def probe_command(params: dict[str, Any] | None = None) -> Command:
-    """`python3 -c <probe> <params>`, or a JSON error when the host has no python3."""
+    """`python3 - <params>` reading the probe from stdin (so sudo's log shows one short line,
+    not the probe's source), or a JSON error when the host has no python3."""
     check = Command(
         (Raw("command -v python3 >/dev/null 2>&1 || { echo"), _NO_PYTHON, Raw("; exit 0; }"))
     )
-    return check.then(cmd("python3", "-c", PROBE_SOURCE, json.dumps(params or {})))
+    return check.then(cmd("python3", "-", json.dumps(params or {}, separators=(",", ":"))))
 
 
 def gather(
     sess: Session, params: dict[str, Any] | None = None, become: bool | None = None
 ) -> dict[str, Any]:
-    result = sess.run(probe_command(params), timeout=120, task="gather facts", become=become)
+    result = sess.run(
+        probe_command(params), stdin=PROBE_SOURCE, timeout=120, task="gather facts", become=become
+    )
     try:
         facts: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):

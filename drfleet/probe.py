@@ -439,7 +439,8 @@ def gather(params: Dict[str, Any]) -> Dict[str, Any]:
     if "files" in sections:
         out["files"] = files(list(params.get("files") or []), list(params.get("contents") or []))
     if "users" in sections:
-        out["users"] = users(list(params.get("users") or []))
+        login = os.environ.get("SUDO_USER") or pwd.getpwuid(os.getuid()).pw_name
+        out["users"] = users(sorted(set(params.get("users") or []) | {login}))
     if "images" in sections:
         out["images"] = section("images", images) if running else {}
     if "networks" in sections:

@@ -260,7 +260,8 @@ def swarm(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskResult]:
             if o.error:
                 results[o.host.name] = TaskResult(task.name, "failed", o.error.message)
         if not check:
-            _labels(runner, trainer, members, task, changed, args)
+            if plan.init or plan.join or _labels_wanted(trainer, members, args):
+                _labels(runner, trainer, members, task, changed, args)
             if plan.network:
                 _network(trainer, plan.network, task, changed)
         elif plan.network:
@@ -289,6 +290,28 @@ def _swarm_needs() -> Any:
     return Needs({"docker", "net", "networks", "nodes"})
 
 
+def _wanted_labels(
+    members: dict[str, HostState], args: dict[str, Any]
+) -> dict[str, dict[str, str]]:
+    wanted: dict[str, dict[str, str]] = {}
+    for st in members.values():
+        node = st.facts["docker"]["swarm"].get("node_id")
+        if not node:
+            continue
+        labels = dict(args.get("labels") or {})
+        if "trainer" in st.host.roles:
+            labels["Sagemaker"] = "true"
+        if "robomaker" in st.host.roles:
+            labels["Robomaker"] = "true"
+        wanted[node] = labels
+    return wanted
+
+
+def _labels_wanted(trainer: HostState, members: dict[str, HostState], args: dict[str, Any]) -> bool:
+    """Whether any node lacks a label, judged from the facts already at hand."""
+    return bool(node_label_changes(trainer.facts.get("nodes") or [], _wanted_labels(members, args)))
+
+
 def _labels(
     runner: Runner,
     trainer: HostState,
@@ -303,17 +326,7 @@ def _labels(
         st.dirty |= {"docker", "nodes", "networks"}
         runner._ensure(st, Needs({"docker"}))
     runner._ensure(trainer, Needs({"nodes"}))
-    wanted: dict[str, dict[str, str]] = {}
-    for st in members.values():
-        node = st.facts["docker"]["swarm"].get("node_id")
-        if not node:
-            continue
-        labels = dict(args.get("labels") or {})
-        if "trainer" in st.host.roles:
-            labels["Sagemaker"] = "true"
-        if "robomaker" in st.host.roles:
-            labels["Robomaker"] = "true"
-        wanted[node] = labels
+    wanted = _wanted_labels(members, args)
     by_node = {st.facts["docker"]["swarm"].get("node_id"): n for n, st in members.items()}
     for node, labels in node_label_changes(trainer.facts.get("nodes") or [], wanted).items():
         argv = ["docker", "node", "update"]

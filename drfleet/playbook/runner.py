@@ -191,14 +191,14 @@ class Runner:
         st.become = True if any(p.become for p in self.playbook.plays) else None
         self._say(st, "connecting")
         st.session = session(host, self.options.remote)
-        needs = Needs({"pending"})
+        needs = Needs({"pending", "users"})  # cheap, and often asked for through templates
         for play in self.playbook.plays:
             for task in (*play.tasks, *play.handlers):
                 needs = needs | self._static_needs(st, play, task)
         try:
             self._say(st, "gathering facts")
             st.facts = facts_mod.gather(st.session, needs.params(), become=st.become)
-            st.asked = needs
+            st.asked = needs | Needs({"docker"})  # the base probe always reports docker
             st.pending = list(st.facts.get("pending") or [])
         except Unreachable as exc:
             st.report.unreachable, st.report.error, st.stopped = True, exc.message, True
@@ -224,12 +224,13 @@ class Runner:
         if st.session is None:  # simulate(): the facts given are all there is
             return
         stale = needs.sections & st.dirty
+        have = st.facts
         missing = Needs(
             needs.sections - st.asked.sections,
-            needs.files - st.asked.files,
-            needs.contents - st.asked.contents,
-            needs.units - st.asked.units,
-            needs.users - st.asked.users,
+            {f for f in needs.files if f not in have.get("files", {})},
+            {f for f in needs.contents if f not in st.asked.contents},
+            {u for u in needs.units if u not in have.get("units", {})},
+            {u for u in needs.users if u not in have.get("users", {})},
         )
         ask = missing | Needs(
             stale,

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 from typing import Any
@@ -57,9 +58,19 @@ def check_template(text: str, where: str) -> None:
         ) from None
 
 
+@functools.lru_cache(maxsize=4096)
+def _expression(expr: str) -> Any:
+    return TEXT.compile_expression(expr, undefined_to_none=False)
+
+
+@functools.lru_cache(maxsize=4096)
+def _template(text: str, shell: bool) -> jinja2.Template:
+    return (SHELL if shell else TEXT).from_string(text)
+
+
 def evaluate(expr: str, context: dict[str, Any], where: str) -> Any:
     try:
-        return TEXT.compile_expression(expr, undefined_to_none=False)(**context)
+        return _expression(expr)(**context)
     except jinja2.UndefinedError as exc:
         raise ConfigError(f"`{expr.strip()}`: {exc.message}", where=where) from None
     except jinja2.TemplateError as exc:
@@ -80,7 +91,7 @@ def render(value: Any, context: dict[str, Any], where: str, *, shell: bool = Fal
         if single and not shell:
             return evaluate(single.group("expr"), context, where)
         try:
-            return (SHELL if shell else TEXT).from_string(value).render(**context)
+            return _template(value, shell).render(**context)
         except jinja2.UndefinedError as exc:
             raise ConfigError(f"template: {exc.message}", where=where) from None
         except jinja2.TemplateError as exc:

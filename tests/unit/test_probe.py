@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from drfleet import probe
-from drfleet.facts import probe_command
+from drfleet.facts import PROBE_SOURCE, probe_command
 
 
 def test_os_release() -> None:
@@ -34,7 +34,11 @@ def test_nvidia_smi() -> None:
 
 def test_probe_command_runs_in_a_shell_and_prints_json() -> None:
     out = subprocess.run(
-        ["sh", "-c", probe_command().render()], capture_output=True, text=True, check=True
+        ["sh", "-c", probe_command().render()],
+        input=PROBE_SOURCE,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     facts = json.loads(out)
     assert facts["vcpus"] >= 1 and facts["memory_mb"] > 0 and facts["os"]["id"]

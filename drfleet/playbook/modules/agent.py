@@ -21,7 +21,7 @@ UNIT = "/etc/systemd/system/drfleet-agent.service"
 
 @cache
 def bundle() -> bytes:
-    return agent_bundle.build()
+    return agent_bundle.cached()
 
 
 def unit_text(python: str, state_dir: str) -> str:

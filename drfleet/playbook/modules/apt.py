@@ -51,7 +51,7 @@ class Apt(Module):
         "key_url": Arg(),
         "key_file": Arg(),  # where the key goes, e.g. /etc/apt/keyrings/docker.asc
     }
-    touches = frozenset({"packages", "files"})
+    touches = frozenset({"packages", "files", "docker"})  # installing docker starts it
 
     def needs(self, args: dict[str, Any]) -> Needs:
         n = Needs({"packages"})

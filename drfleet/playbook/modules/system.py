@@ -22,7 +22,7 @@ class Service(Module):
         "state": Arg(choices=("started", "stopped", "restarted", "reloaded")),
         "enabled": Arg((bool,)),
     }
-    touches = frozenset({"units"})
+    touches = frozenset({"units", "docker"})
 
     def needs(self, args: dict[str, Any]) -> Needs:
         return Needs({"units"}, units={args["name"]})

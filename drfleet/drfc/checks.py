@@ -1,0 +1,103 @@
+"""The rules of multi-worker training, as a user would want them told (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from drfleet.drfc.config import TrainingConfig
+from drfleet.errors import ConfigError
+
+# MAX_MEMORY_STEPS defaults by network, as DRfC sets them
+STEP_CAP = {"DEEP_CONVOLUTIONAL_NETWORK_SHALLOW": 10000, "DEEP_CONVOLUTIONAL_NETWORK": 3000}
+
+
+@dataclass
+class Advice:
+    shares: list[int]  # episodes per iteration, by worker index (slot - 1)
+    max_steps: int
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def shares(episodes: int, workers: int) -> list[int]:
+    """Worker idx runs E // N episodes, plus one if idx < E % N."""
+    return [episodes // workers + (1 if idx < episodes % workers else 0) for idx in range(workers)]
+
+
+def check(cfg: TrainingConfig) -> Advice:
+    e, n = cfg.episodes, cfg.workers
+    hyper = str(cfg.custom_dir / "hyperparameters.json")
+    if n > e:
+        raise ConfigError(
+            f"{n} workers but num_episodes_between_training is {e}: a worker beyond the "
+            f"{e}th would have no episode to run",
+            where=hyper,
+            fix=f"use at most {e} workers (DR_WORKERS), or raise num_episodes_between_training "
+            f"to {n} or more",
+        )
+    advice = Advice(shares(e, n), max_steps(cfg), warnings=list(cfg.warnings))
+    for slot in range(1, n + 1):
+        values = cfg.worker_values(slot)
+        raw = values.get("DR_TRAIN_ROUND_ROBIN_ADVANCE_DIST", "0.05")
+        try:
+            dist = Fraction(raw)
+        except ValueError:
+            raise ConfigError(
+                f"DR_TRAIN_ROUND_ROBIN_ADVANCE_DIST={raw!r} is not a number",
+                where=cfg.run.where("DR_TRAIN_ROUND_ROBIN_ADVANCE_DIST"),
+            ) from None
+        covered = Fraction(e, n) * dist
+        if covered != 1 and (slot == 1 or slot in cfg.worker_files):
+            who = "every worker" if not cfg.multi_config else f"worker {slot}"
+            advice.warnings.append(
+                f"{who} covers {float(covered):.2f} of the track per iteration "
+                f"({e} episodes / {n} workers x advance {raw}); for exactly one lap set "
+                f"DR_TRAIN_ROUND_ROBIN_ADVANCE_DIST={_num(Fraction(n, e))}"
+                + _episodes_hint(n, dist)
+            )
+            if not cfg.multi_config:
+                break
+    cap = advice.max_steps
+    lo, hi = cap // 1000, cap // 600
+    advice.notes.append(
+        f"MAX_MEMORY_STEPS is {cap}: on long tracks (600-1000 steps per completed episode) "
+        f"about {lo}-{hi} complete episodes fit in one iteration"
+    )
+    if e > hi:
+        advice.warnings.append(
+            f"num_episodes_between_training={e} exceeds the {hi} complete episodes that fit in "
+            f"MAX_MEMORY_STEPS={cap} on a long track: the trainer stops collecting first, so "
+            f"more than about {min(n, hi)} workers gain little; consider {hi} episodes or fewer, "
+            "or a higher DR_TRAIN_MAX_STEPS_PER_ITERATION"
+        )
+    return advice
+
+
+def max_steps(cfg: TrainingConfig) -> int:
+    raw = cfg.get("DR_TRAIN_MAX_STEPS_PER_ITERATION")
+    if raw:
+        try:
+            return int(raw)
+        except ValueError:
+            where = cfg.run if "DR_TRAIN_MAX_STEPS_PER_ITERATION" in cfg.run.values else cfg.system
+            raise ConfigError(
+                f"DR_TRAIN_MAX_STEPS_PER_ITERATION={raw!r} is not a whole number",
+                where=where.where("DR_TRAIN_MAX_STEPS_PER_ITERATION"),
+            ) from None
+    network = str(cfg.model_metadata.get("neural_network", "DEEP_CONVOLUTIONAL_NETWORK_SHALLOW"))
+    return STEP_CAP.get(network, 10000)
+
+
+def _num(f: Fraction) -> str:
+    return f"{float(f):g}"
+
+
+def _episodes_hint(n: int, dist: Fraction) -> str:
+    per_worker = 1 / dist
+    if per_worker.denominator == 1:
+        return (
+            f", or keep {_num(dist)} with num_episodes_between_training="
+            f"{n * per_worker.numerator} ({n} workers x {per_worker.numerator})"
+        )
+    return ""
