@@ -245,8 +245,14 @@ def drfc_vars(env_dir: str | None) -> dict[str, Any]:
 
 @task(
     help=_help(
-        "inventory", "env_dir", "json", suggest="say how many workers this inventory supports"
-    )
+        "inventory",
+        "env_dir",
+        "json",
+        "accept_new_host_keys",
+        "known_hosts",
+        suggest="say how many workers this inventory supports, and stop there",
+        workers="number of robomaker workers (default: DR_WORKERS)",
+    ),
 )
 @friendly
 def plan(
@@ -255,9 +261,54 @@ def plan(
     env_dir: str | None = None,
     json: bool = False,
     suggest: bool = False,
+    workers: int = 0,
+    accept_new_host_keys: bool = False,
+    known_hosts: str | None = None,
 ) -> None:
     """Check the training configuration and show where every worker would run, and why."""
-    not_built("plan", "issue 5")
+    from drfleet import plan as plan_mod
+    from drfleet import training
+
+    inv = inventory_mod.load(inventory)
+    options = _options(known_hosts, accept_new_host_keys, DEFAULT_LIMIT)
+    if suggest:
+        caps = training.capacities(inv, options)
+        n = plan_mod.suggest(list(caps.values()))
+        slots = {h: c.slots for h, c in caps.items()}
+        doc = {"workers": n, "hosts": slots}
+        if json:
+            _print_json(doc)
+        else:
+            per = ", ".join(f"{h}: {k}" for h, k in slots.items())
+            print(f"this inventory supports {n} workers ({per})")
+        return
+    prepared = training.prepare(env_dir or ".", inv, options, workers)
+    if json:
+        _print_json(prepared.plan.as_json())
+    else:
+        _plan_table(prepared.plan)
+
+
+def _plan_table(p: Any) -> None:
+    console = Console()
+    table = Table(
+        "slot",
+        "host",
+        "world",
+        "episodes / iteration",
+        "params file",
+        "video port",
+        title=f"trainer: {p.trainer}",
+    )
+    for w in p.workers:
+        table.add_row(
+            str(w.slot), w.host, w.world, str(w.episodes), w.config_file, str(w.video_port)
+        )
+    console.print(table)
+    for note in p.notes:
+        console.print(f"note: {note}", style="dim", markup=False)
+    for warning in p.warnings:
+        console.print(f"warning: {warning}", style="yellow", markup=False)
 
 
 @task(
@@ -265,11 +316,13 @@ def plan(
         "inventory",
         "env_dir",
         "json",
+        "accept_new_host_keys",
+        "known_hosts",
         workers="number of robomaker workers (default: DR_WORKERS from system.env)",
         wipe="delete what the model prefix already holds in S3 before training",
         dry_run="touch nothing; write what would be uploaded and sent to --out",
         out="directory for --dry-run",
-    )
+    ),
 )
 @friendly
 def train(
@@ -281,9 +334,25 @@ def train(
     inventory: str | None = None,
     env_dir: str | None = None,
     json: bool = False,
+    accept_new_host_keys: bool = False,
+    known_hosts: str | None = None,
 ) -> None:
     """Upload the training config and start the trainer and every worker on its host."""
-    not_built("train", "issue 5")
+    from drfleet import training
+
+    if not dry_run:
+        not_built("train (without --dry-run)", "issue 5: the launch is next")
+    if not out:
+        raise DrfleetError("--dry-run needs --out DIR", fix="e.g. --dry-run --out /tmp/plan")
+    inv = inventory_mod.load(inventory)
+    options = _options(known_hosts, accept_new_host_keys, DEFAULT_LIMIT)
+    prepared = training.prepare(env_dir or ".", inv, options, workers)
+    written = training.dry_run(prepared, Path(out))
+    if json:
+        _print_json({"plan": prepared.plan.as_json(), "written": [str(w) for w in written]})
+    else:
+        _plan_table(prepared.plan)
+        print(f"wrote {len(written)} files under {out} (credentials shown as placeholders)")
 
 
 @task(help=_help("inventory", "json", watch="keep refreshing until interrupted"))
@@ -345,7 +414,13 @@ def viewer(
 def init(c: Any, env_dir: str | None = None) -> None:
     """Write DRfC-compatible system.env, run.env, custom_files/ and inventory/local.yml
     where they are missing (never overwriting)."""
-    not_built("init", "issue 5")
+    from drfleet import training
+
+    created, kept = training.init(Path(env_dir or "."))
+    for f in created:
+        print(f"created {f}")
+    for f in kept:
+        print(f"kept    {f} (exists)")
 
 
 ns = Collection(facts, provision, plan, train, status, logs, stop, viewer, init)

@@ -142,7 +142,7 @@ class Engine:
         net_config = None
         if first:
             net_config = self.api.create_networking_config(
-                {first: self.api.create_endpoint_config(aliases=[spec.name])}
+                {first: self.api.create_endpoint_config(aliases=[spec.name, *spec.aliases])}
             )
         with _guard(f"create {spec.name}"):
             created = self.api.create_container(
@@ -162,7 +162,9 @@ class Engine:
             cid: str = created["Id"]
             try:
                 for net in spec.networks[1:]:
-                    self.api.connect_container_to_network(cid, net, aliases=[spec.name])
+                    self.api.connect_container_to_network(
+                        cid, net, aliases=[spec.name, *spec.aliases]
+                    )
             except docker.errors.APIError:
                 self.api.remove_container(cid, force=True)
                 raise

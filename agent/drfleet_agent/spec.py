@@ -40,6 +40,7 @@ class ContainerSpec:
     env: dict[str, str] = field(default_factory=dict, repr=False)  # values are secrets
     labels: dict[str, str] = field(default_factory=dict)
     networks: list[str] = field(default_factory=list)
+    aliases: list[str] = field(default_factory=list)  # more names on its networks
     ports: dict[str, int | None] = field(default_factory=dict)
     mounts: list[Mount] = field(default_factory=list)
     gpus: int | list[str] = 0  # a count (-1: all) or device ids
@@ -184,6 +185,11 @@ def container(obj: Any, where: str) -> ContainerSpec:
         kw["networks"] = [
             _str(n, f"{w}.networks[{i}]", pattern=NAME)
             for i, n in enumerate(_str_list(obj["networks"], f"{w}.networks"))
+        ]
+    if "aliases" in obj:
+        kw["aliases"] = [
+            _str(a, f"{w}.aliases[{i}]", pattern=NAME)
+            for i, a in enumerate(_str_list(obj["aliases"], f"{w}.aliases"))
         ]
     if "ports" in obj:
         kw["ports"] = _ports(obj["ports"], f"{w}.ports")

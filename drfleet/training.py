@@ -1,0 +1,150 @@
+"""plan, train --dry-run and init: from the user's files to a plan and what would be sent.
+The decisions are in drfc/, plan.py and specs.py; this module gathers their inputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from drfleet import facts as facts_mod
+from drfleet.drfc import checks, config, params
+from drfleet.errors import DrfleetError
+from drfleet.inventory import Inventory
+from drfleet.plan import Capacity, Plan, capacity, place
+from drfleet.remote import Options
+from drfleet.specs import build, masked
+
+DATA = Path(__file__).parent / "data"
+PLACEHOLDER_CREDS = {"access_key": "<minio access key>", "secret_key": "<minio secret key>"}
+
+
+@dataclass
+class Prepared:
+    cfg: config.TrainingConfig
+    advice: checks.Advice
+    plan: Plan
+    caps: dict[str, Capacity]
+    params: dict[str, dict[str, Any]]
+
+
+def capacities(inv: Inventory, options: Options) -> dict[str, Capacity]:
+    """From the inventory where it declares capacity; otherwise asks the hosts (in parallel)."""
+    hosts = [h for h in inv.hosts.values() if h.roles]
+    if not hosts:
+        raise DrfleetError(
+            "no host of the inventory has a role",
+            where=inv.path,
+            fix="give hosts roles: [trainer, robomaker]",
+        )
+    unknown = [h for h in hosts if h.declared("vcpus") is None]
+    found: dict[str, dict[str, Any]] = {}
+    if unknown:
+        for o in facts_mod.gather_all(unknown, options):
+            if not o.ok:
+                raise DrfleetError(
+                    f"cannot learn its capacity: {o.error.message if o.error else ''}",
+                    where=o.host.name,
+                    fix="make it reachable, or declare vcpus in the inventory",
+                )
+            found[o.host.name] = o.value or {}
+    return {h.name: capacity(h, found.get(h.name)) for h in hosts}
+
+
+def prepare(env_dir: str | Path, inv: Inventory, options: Options, workers: int = 0) -> Prepared:
+    cfg = config.load(env_dir, workers or None)
+    advice = checks.check(cfg)
+    caps = capacities(inv, options)
+    files = params.files(cfg)
+    names = list(files)
+    worlds = [
+        cfg.worker_values(k).get("DR_WORLD_NAME", "LGSWide")
+        if cfg.multi_config
+        else cfg.get("DR_WORLD_NAME", "LGSWide")
+        for k in range(1, cfg.workers + 1)
+    ]
+    config_files = names if cfg.multi_config else names * cfg.workers
+    plan = place(cfg.workers, list(caps.values()), worlds, advice.shares, config_files)
+    plan.warnings.extend(advice.warnings)
+    plan.notes.extend(advice.notes)
+    return Prepared(cfg, advice, plan, caps, files)
+
+
+def desired(p: Prepared, creds: dict[str, str], generation: int) -> dict[str, Any]:
+    return build(
+        p.plan, p.cfg, p.caps, creds, list(p.params), params.multi_config(p.params), generation
+    )
+
+
+def dry_run(p: Prepared, out: Path) -> list[Path]:
+    """Writes what train would upload (under S3 key names) and send (per host), touching
+    nothing else. Credentials are placeholders: secrets never land in these files."""
+    written = []
+    bucket = out / "s3" / p.cfg.get("DR_LOCAL_S3_BUCKET", "bucket")
+    for name, doc in p.params.items():
+        written.append(_write(bucket / params.s3_key(p.cfg, name), params.dump(doc)))
+    written.append(
+        _write(bucket / params.s3_key(p.cfg, "reward_function.py"), p.cfg.reward_function)
+    )
+    prefix = p.cfg.get("DR_LOCAL_S3_CUSTOM_FILES_PREFIX", "custom_files")
+    for f in sorted(p.cfg.custom_dir.iterdir()):
+        if f.is_file():
+            written.append(_write(bucket / prefix / f.name, f.read_text(errors="replace")))
+    for host, doc in desired(p, PLACEHOLDER_CREDS, generation=0).items():
+        written.append(
+            _write(out / "hosts" / host / "desired.json", json.dumps(masked(doc), indent=2) + "\n")
+        )
+    written.append(_write(out / "plan.json", json.dumps(p.plan.as_json(), indent=2) + "\n"))
+    return written
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+    return path
+
+
+def credentials(env_dir: Path) -> dict[str, str]:
+    """minio credentials: generated once, kept in a 0600 file beside the DRfC files."""
+    path = env_dir / ".drfleet" / "minio-credentials.json"
+    try:
+        data: dict[str, str] = json.loads(path.read_text())
+        return data
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    creds = {"access_key": "drfleet" + secrets.token_hex(4), "secret_key": secrets.token_hex(24)}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(creds, fh)
+    return creds
+
+
+def init(env_dir: Path) -> tuple[list[Path], list[Path]]:
+    """DRfC defaults where missing: (created, kept as they were)."""
+    created, kept = [], []
+    targets = [
+        (DATA / "drfc" / "system.env", env_dir / "system.env"),
+        (DATA / "drfc" / "run.env", env_dir / "run.env"),
+        (DATA / "local.yml", env_dir / "inventory" / "local.yml"),
+    ]
+    for f in sorted((DATA / "drfc" / "custom_files").iterdir()):
+        targets.append((f, env_dir / "custom_files" / f.name))
+    for src, dst in targets:
+        if dst.exists():
+            kept.append(dst)
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_name(f".{dst.name}.drfleet-new")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+        created.append(dst)
+    return created, kept

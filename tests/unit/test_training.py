@@ -1,0 +1,332 @@
+"""DRfC configuration, checks, training params, planner and container specs (all pure)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from drfleet.drfc import checks, config, params
+from drfleet.errors import ConfigError
+from drfleet.plan import Capacity, place, suggest
+from drfleet.specs import build, masked
+
+SYSTEM = """\
+# system.env, as DRfC writes it
+DR_CLOUD=local
+DR_AWS_APP_REGION=us-east-1
+DR_LOCAL_S3_BUCKET=bucket
+DR_SIMAPP_SOURCE=awsdeepracercommunity/deepracer-simapp
+DR_SIMAPP_VERSION=6.0.4-cpu
+DR_MINIO_IMAGE=latest
+DR_WORKERS=3
+"""
+RUN = """\
+DR_RUN_ID=0
+DR_WORLD_NAME=reInvent2019_track
+
+DR_RACE_TYPE=TIME_TRIAL
+DR_CAR_NAME=FastCar
+DR_DISPLAY_NAME=$DR_CAR_NAME
+DR_RACER_NAME=${DR_CAR_NAME}
+DR_TRAIN_MULTI_CONFIG=True
+DR_TRAIN_ROUND_ROBIN_ADVANCE_DIST=0.1
+DR_LOCAL_S3_MODEL_PREFIX=rl-deepracer-sagemaker
+DR_LOCAL_S3_METRICS_PREFIX=rl-deepracer-sagemaker/metrics
+"""
+
+
+def drfc(
+    tmp_path: Path,
+    *,
+    system: str = SYSTEM,
+    run: str = RUN,
+    episodes: int = 30,
+    workers: dict[int, str] | None = None,
+    network: str = "DEEP_CONVOLUTIONAL_NETWORK_SHALLOW",
+) -> Path:
+    (tmp_path / "system.env").write_text(system)
+    (tmp_path / "run.env").write_text(run)
+    custom = tmp_path / "custom_files"
+    custom.mkdir(exist_ok=True)
+    (custom / "hyperparameters.json").write_text(
+        json.dumps({"batch_size": 64, "num_episodes_between_training": episodes})
+    )
+    (custom / "model_metadata.json").write_text(json.dumps({"neural_network": network}))
+    (custom / "reward_function.py").write_text("def reward_function(params):\n    return 1.0\n")
+    default_workers = {
+        2: "# worker 2\n\nDR_WORLD_NAME=Monaco\nDR_CAR_COLOR=Blue\n",
+        3: "DR_WORLD_NAME=Bowtie_track\nDR_RACE_TYPE=OBJECT_AVOIDANCE\n"
+        'DR_OA_OBJECT_POSITIONS="0.2,1;0.5,-1"\nDR_UNKNOWN_THING=a=b\n',
+    }
+    for k, text in (workers if workers is not None else default_workers).items():
+        (tmp_path / f"worker-{k}.env").write_text(text)
+    return tmp_path
+
+
+def test_multi_config_layers_each_worker_on_run_env(tmp_path: Path) -> None:
+    cfg = config.load(drfc(tmp_path))
+    assert cfg.workers == 3 and cfg.multi_config and cfg.episodes == 30
+    assert cfg.worker_values(1)["DR_WORLD_NAME"] == "reInvent2019_track"
+    assert cfg.worker_values(2)["DR_CAR_COLOR"] == "Blue"
+    assert "DR_CAR_COLOR" not in cfg.worker_values(3)  # not inherited from worker 2
+    assert cfg.get("DR_DISPLAY_NAME") == "FastCar" and cfg.get("DR_RACER_NAME") == "FastCar"
+    assert any("DR_UNKNOWN_THING is not a per-worker setting" in w for w in cfg.warnings)
+
+
+def test_missing_worker_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as exc:
+        config.load(drfc(tmp_path, workers={2: "DR_WORLD_NAME=Monaco\n"}))
+    assert "worker-3.env" in exc.value.message and "missing" in exc.value.message
+
+
+def test_zero_workers_and_too_many_workers(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="at least 1 worker"):
+        config.load(drfc(tmp_path, system=SYSTEM.replace("DR_WORKERS=3", "DR_WORKERS=0")))
+    cfg = config.load(drfc(tmp_path, episodes=2, run=RUN.replace("=True", "=False")))
+    with pytest.raises(ConfigError) as exc:
+        checks.check(cfg)
+    assert "3 workers but num_episodes_between_training is 2" in exc.value.message
+    assert "hyperparameters.json" in exc.value.message
+
+
+def test_malformed_hyperparameters_names_file_and_line(tmp_path: Path) -> None:
+    d = drfc(tmp_path)
+    (d / "custom_files" / "hyperparameters.json").write_text('{\n  "batch_size": 64,\n}\n')
+    with pytest.raises(ConfigError) as exc:
+        config.load(d)
+    assert "hyperparameters.json:3: not valid JSON" in exc.value.message
+
+
+def test_env_line_that_cannot_be_read(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as exc:
+        config.load(drfc(tmp_path, run=RUN + "this is not a setting\n"))
+    assert "run.env:12: cannot read this line" in exc.value.message
+
+
+def test_experiment_directory(tmp_path: Path) -> None:
+    d = drfc(tmp_path, system=SYSTEM + "DR_EXPERIMENT_NAME=exp1\n")
+    exp = d / "experiments" / "exp1"
+    exp.mkdir(parents=True)
+    drfc(
+        exp,
+        run=RUN.replace("reInvent2019_track", "Vegas"),
+        workers={2: "DR_WORLD_NAME=A\n", 3: "DR_WORLD_NAME=B\n"},
+    )
+    cfg = config.load(d)
+    assert cfg.get("DR_WORLD_NAME") == "Vegas" and cfg.custom_dir == exp / "custom_files"
+
+
+def test_shares_and_round_robin(tmp_path: Path) -> None:
+    assert checks.shares(20, 3) == [7, 7, 6] and checks.shares(30, 3) == [10, 10, 10]
+    cfg = config.load(drfc(tmp_path, run=RUN.replace("=True", "=False")))
+    assert not [w for w in checks.check(cfg).warnings if "of the track" in w]  # 30x0.1/3 = 1
+    cfg = config.load(
+        drfc(
+            tmp_path,
+            episodes=20,
+            run=RUN.replace("=True", "=False").replace("ADVANCE_DIST=0.1", "ADVANCE_DIST=0.05"),
+        )
+    )
+    warning = next(w for w in checks.check(cfg).warnings if "of the track" in w)
+    assert "covers 0.33 of the track" in warning
+    assert "DR_TRAIN_ROUND_ROBIN_ADVANCE_DIST=0.15" in warning
+    assert "num_episodes_between_training=60" in warning
+
+
+def test_step_cap_advice(tmp_path: Path) -> None:
+    cfg = config.load(
+        drfc(
+            tmp_path,
+            episodes=10,
+            network="DEEP_CONVOLUTIONAL_NETWORK",
+            run=RUN.replace("=True", "=False"),
+        )
+    )
+    advice = checks.check(cfg)
+    assert advice.max_steps == 3000
+    assert any("num_episodes_between_training=10 exceeds the 5" in w for w in advice.warnings)
+
+
+def test_params_single_config_like_drfc(tmp_path: Path) -> None:
+    cfg = config.load(drfc(tmp_path, run=RUN.replace("=True", "=False")))
+    files = params.files(cfg, now=0)
+    assert list(files) == ["training_params.yaml"]
+    p = files["training_params.yaml"]
+    assert p["WORLD_NAME"] == "reInvent2019_track" and p["NUM_WORKERS"] == "3"
+    assert p["METRICS_S3_OBJECT_KEY"] == "rl-deepracer-sagemaker/metrics/TrainingMetrics.json"
+    assert p["DISPLAY_NAME"] == "FastCar" and p["REVERSE_DIR"] is False
+    assert "NUMBER_OF_OBSTACLES" not in p
+    text = params.dump(p)
+    assert text.startswith("---\n'ALTERNATE_DRIVING_DIRECTION': 'false'\n")
+    assert "'WORLD_NAME': 'reInvent2019_track'" in text
+    assert yaml.safe_load(text) == p
+    assert (
+        params.s3_key(cfg, "training_params.yaml") == "rl-deepracer-sagemaker/training_params.yaml"
+    )
+
+
+def test_params_multi_config_and_race_keys_do_not_leak(tmp_path: Path) -> None:
+    cfg = config.load(
+        drfc(
+            tmp_path,
+            workers={
+                2: "DR_WORLD_NAME=Monaco\nDR_RACE_TYPE=HEAD_TO_BOT\n",
+                3: "DR_WORLD_NAME=Bowtie_track\n",
+            },
+        )
+    )
+    files = params.files(cfg, now=0)
+    assert list(files) == [
+        "training_params_1.yaml",
+        "training_params_2.yaml",
+        "training_params_3.yaml",
+    ]
+    assert files["training_params_2.yaml"]["PENALTY_SECONDS"] == "2.0"
+    assert "PENALTY_SECONDS" not in files["training_params_3.yaml"]  # DRfC leaks it
+    assert files["training_params_3.yaml"]["RACE_TYPE"] == "TIME_TRIAL"
+    assert "MULTI_CONFIG" not in files["training_params_1.yaml"]
+    assert files["training_params_2.yaml"]["MULTI_CONFIG"] == "True"
+    mc = json.loads(params.multi_config(files))
+    assert mc == {
+        "multi_config": [
+            {"config_file": "training_params_1.yaml", "world_name": "reInvent2019_track"},
+            {"config_file": "training_params_2.yaml", "world_name": "Monaco"},
+            {"config_file": "training_params_3.yaml", "world_name": "Bowtie_track"},
+        ]
+    }
+
+
+def test_object_positions(tmp_path: Path) -> None:
+    cfg = config.load(drfc(tmp_path))
+    w3 = params.files(cfg, now=0)["training_params_3.yaml"]
+    assert w3["OBJECT_POSITIONS"] == ["0.2,1", "0.5,-1"] and w3["NUMBER_OF_OBSTACLES"] == "2"
+
+
+C5 = {"vcpus": 16, "memory_mb": 32768}
+
+
+def caps(*specs: tuple[str, int, bool]) -> list[Capacity]:
+    return [Capacity(host=n, vcpus=v, trainer=t) for n, v, t in specs]
+
+
+def test_c5_4xlarge_trainer_takes_trainer_and_three_workers() -> None:
+    c = caps(("t", 16, True))
+    assert suggest(c) == 3
+    plan = place(3, c, ["w"] * 3, [10, 10, 10], ["p"] * 3)
+    assert [w.host for w in plan.workers] == ["t", "t", "t"]
+    assert [w.video_port for w in plan.workers] == [8080, 8081, 8082]
+
+
+def test_workers_spread_evenly() -> None:
+    c = caps(("t", 16, True), ("a", 16, False), ("b", 16, False))
+    plan = place(5, c, [f"w{i}" for i in range(5)], [6, 6, 6, 6, 6], ["p"] * 5)
+    hosts = [w.host for w in plan.workers]
+    assert {h: hosts.count(h) for h in "tab"} == {"t": 1, "a": 2, "b": 2}
+    assert [w.slot for w in plan.workers] == [1, 2, 3, 4, 5]
+
+
+def test_not_enough_capacity_says_what_fits() -> None:
+    c = caps(("t", 16, True), ("a", 8, False))
+    with pytest.raises(ConfigError) as exc:
+        place(6, c, ["w"] * 6, [1] * 6, ["p"] * 6)
+    msg = exc.value.message
+    assert "6 workers do not fit: this inventory has room for 5" in msg
+    assert "DR_WORKERS=5" in msg
+
+
+def test_specs_follow_the_plan(tmp_path: Path) -> None:
+    cfg = config.load(drfc(tmp_path))
+    files = params.files(cfg, now=0)
+    c = caps(("t", 16, True), ("g", 16, False))
+    c[1] = Capacity(host="g", vcpus=16, gpus=1, opengl=True, worker_vcpus=2)
+    plan = place(3, c, ["a", "b", "c"], [10, 10, 10], list(files))
+    docs = build(
+        plan,
+        cfg,
+        {x.host: x for x in c},
+        {"access_key": "AK", "secret_key": "SK"},
+        list(files),
+        params.multi_config(files),
+        generation=1,
+    )
+    names = {h: [s["name"] for s in d["containers"]] for h, d in docs.items()}
+    assert names["t"][:2] == ["drfleet-minio", "drfleet-rlcoach"]
+    robo = {
+        s["name"]: s for d in docs.values() for s in d["containers"] if s["role"] == "robomaker"
+    }
+    assert set(robo) == {"drfleet-robomaker-1", "drfleet-robomaker-2", "drfleet-robomaker-3"}
+    r = robo["drfleet-robomaker-2"]
+    assert r["env"]["DOCKER_REPLICA_SLOT"] == "2"
+    assert r["command"] == ["/opt/ml/code/run.sh", "multi", "distributed_training.launch.py"]
+    assert r["env"]["MULTI_CONFIG"] == params.multi_config(files)
+    gpu_worker = next(s for s in robo.values() if s["image"].endswith("-gpu"))
+    assert gpu_worker["gpus"] == -1 and gpu_worker["env"]["DISPLAY"] == ":99"
+    assert {"source": "/tmp/.X11-unix", "target": "/tmp/.X11-unix"} in gpu_worker["mounts"]
+    shown = json.dumps([masked(d) for d in docs.values()])
+    assert "SK" not in shown and "<secret>" in shown
+
+
+def test_plan_and_dry_run_from_the_command_line(tmp_path: Path) -> None:
+    from drfleet_agent.spec import parse
+
+    from tests.conftest import drfleet
+
+    d = drfc(tmp_path)
+    (d / "inv.yml").write_text(
+        "all:\n  hosts:\n"
+        "    t: {address: 10.0.0.10, roles: [trainer, robomaker], instance_type: c5.4xlarge}\n"
+        "    w1: {address: 10.0.0.11, roles: [robomaker], vcpus: 8}\n"
+    )
+    run = drfleet("plan", "--inventory", "inv.yml", "--json", cwd=d)
+    assert run.code == 0, run.stderr
+    doc = run.json
+    assert doc["trainer"] == {"host": "t"}
+    assert [(w["slot"], w["world"], w["episodes"], w["config_file"]) for w in doc["workers"]] == [
+        (1, "reInvent2019_track", 10, "training_params_1.yaml"),
+        (2, "Monaco", 10, "training_params_2.yaml"),
+        (3, "Bowtie_track", 10, "training_params_3.yaml"),
+    ]
+    assert {w["host"] for w in doc["workers"]} == {"t", "w1"}
+    run = drfleet("train", "--dry-run", "--out", "out", "--inventory", "inv.yml", cwd=d)
+    assert run.code == 0, run.stderr
+    s3 = d / "out" / "s3" / "bucket" / "rl-deepracer-sagemaker"
+    assert sorted(p.name for p in s3.iterdir()) == [
+        "reward_function.py",
+        "training_params_1.yaml",
+        "training_params_2.yaml",
+        "training_params_3.yaml",
+    ]
+    assert yaml.safe_load((s3 / "training_params_2.yaml").read_text())["WORLD_NAME"] == "Monaco"
+    for host in ("t", "w1"):
+        desired = (d / "out" / "hosts" / host / "desired.json").read_text()
+        state = parse(desired)  # exactly what an agent accepts
+        assert all(
+            c.env.get("AWS_SECRET_ACCESS_KEY", "<secret>") == "<secret>" for c in state.containers
+        )
+    assert not (d / ".drfleet").exists()  # a dry run makes no credentials
+
+
+def test_init_writes_defaults_and_never_overwrites(tmp_path: Path) -> None:
+    from tests.conftest import drfleet
+
+    (tmp_path / "run.env").write_text("DR_WORLD_NAME=Mine\n")
+    run = drfleet("init", cwd=tmp_path)
+    assert run.code == 0, run.stderr
+    assert "kept    run.env (exists)" in run.stdout
+    assert (tmp_path / "run.env").read_text() == "DR_WORLD_NAME=Mine\n"
+    for f in (
+        "system.env",
+        "inventory/local.yml",
+        "custom_files/hyperparameters.json",
+        "custom_files/model_metadata.json",
+        "custom_files/reward_function.py",
+    ):
+        assert (tmp_path / f).exists(), f
+    (tmp_path / "run.env").unlink()
+    drfleet("init", cwd=tmp_path)
+    cfg = config.load(tmp_path)  # the defaults load and pass the checks
+    checks.check(cfg)
+    assert cfg.get("DR_DISPLAY_NAME") == "FastCar"
