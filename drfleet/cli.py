@@ -341,7 +341,23 @@ def train(
     from drfleet import training
 
     if not dry_run:
-        not_built("train (without --dry-run)", "issue 5: the launch is next")
+        from drfleet import launch
+
+        inv = inventory_mod.load(inventory)
+        options = _options(known_hosts, accept_new_host_keys, DEFAULT_LIMIT)
+        names = [h.name for h in inv.hosts.values() if h.roles]
+        with Board(names, title="train", quiet=json) as board:
+            result = launch.train(inv, Path(env_dir or "."), options, workers, wipe, board)
+        failed = {h: r for h, r in result["hosts"].items() if not r["ok"]}
+        if json:
+            _print_json(result)
+        else:
+            for h, r in result["hosts"].items():
+                state = ", ".join(f"{n} {st}" for n, st in r.get("containers", {}).items())
+                print(f"{h}: {state or r.get('error', '')}")
+        if failed:
+            raise Exit(code=1)
+        return
     if not out:
         raise DrfleetError("--dry-run needs --out DIR", fix="e.g. --dry-run --out /tmp/plan")
     inv = inventory_mod.load(inventory)
@@ -355,19 +371,88 @@ def train(
         print(f"wrote {len(written)} files under {out} (credentials shown as placeholders)")
 
 
-@task(help=_help("inventory", "json", watch="keep refreshing until interrupted"))
+@task(
+    help=_help(
+        "inventory",
+        "json",
+        "accept_new_host_keys",
+        "known_hosts",
+        watch="keep refreshing every 2 s until interrupted",
+    )
+)
 @friendly
-def status(c: Any, inventory: str | None = None, json: bool = False, watch: bool = False) -> None:
+def status(
+    c: Any,
+    inventory: str | None = None,
+    json: bool = False,
+    watch: bool = False,
+    accept_new_host_keys: bool = False,
+    known_hosts: str | None = None,
+) -> None:
     """Every host, agent and container: state, restarts, uptime, last error."""
-    not_built("status", "issue 5")
+    import time as _time
+
+    from drfleet import launch
+
+    inv = inventory_mod.load(inventory)
+    options = _options(known_hosts, accept_new_host_keys, DEFAULT_LIMIT)
+    while True:
+        doc = launch.status(inv, options)
+        if json:
+            _print_json(doc)
+        else:
+            _status_table(doc)
+        if not watch:
+            break
+        _time.sleep(2)
+    if any(not h.get("reachable", False) or "error" in h for h in doc["hosts"].values()):
+        raise Exit(code=1)
+
+
+def _status_table(doc: dict[str, Any]) -> None:
+    table = Table(
+        "host", "container", "state", "restarts", "exit", "started", "ports", "last error"
+    )
+    for host, st in doc["hosts"].items():
+        if "error" in st:
+            table.add_row(
+                host,
+                "",
+                "[red]unreachable[/]" if not st["reachable"] else "[red]error[/]",
+                "",
+                "",
+                "",
+                "",
+                st["error"][:80],
+            )
+            continue
+        agent = st.get("agent", {})
+        if not agent.get("running"):
+            table.add_row(host, "(agent)", "[red]not running[/]", "", "", "", "", "")
+        for ctr in st.get("containers", []):
+            ports = ",".join(f"{h}" for h in (ctr.get("ports") or {}).values())
+            table.add_row(
+                host,
+                ctr["name"],
+                ctr["state"],
+                str(ctr["restarts"]),
+                str(ctr.get("last_exit_code") or ""),
+                str(ctr.get("started_at") or ""),
+                ports,
+                (ctr.get("last_error") or "")[:60],
+            )
+    Console().print(table)
 
 
 @task(
     help=_help(
         "inventory",
+        "accept_new_host_keys",
+        "known_hosts",
         worker="worker slot number (1-based)",
         trainer="the rl_coach / sagemaker logs",
         follow="keep printing new lines",
+        tail="how many lines from the end (default 200)",
     )
 )
 @friendly
@@ -376,17 +461,49 @@ def logs(
     worker: int = 0,
     trainer: bool = False,
     follow: bool = False,
+    tail: int = 200,
     inventory: str | None = None,
+    accept_new_host_keys: bool = False,
+    known_hosts: str | None = None,
 ) -> None:
     """Logs of one container, from whichever host runs it."""
-    not_built("logs", "issue 5")
+    from drfleet import launch
+    from drfleet.remote import session
+
+    if bool(worker) == trainer:
+        raise DrfleetError("say which logs: --worker N or --trainer")
+    name = "drfleet-rlcoach" if trainer else f"drfleet-robomaker-{worker}"
+    inv = inventory_mod.load(inventory)
+    options = _options(known_hosts, accept_new_host_keys, DEFAULT_LIMIT)
+    host = launch.find(inv, options, name)
+    args = ["logs", name, "--tail", str(tail)] + (["--follow"] if follow else [])
+    with session(host, options) as s:
+        for chunk in s.stream_out(launch.agent_cmd(*args), become=True):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
 
 
-@task(help=_help("inventory", "json"))
+@task(help=_help("inventory", "json", "accept_new_host_keys", "known_hosts"))
 @friendly
-def stop(c: Any, inventory: str | None = None, json: bool = False) -> None:
+def stop(
+    c: Any,
+    inventory: str | None = None,
+    json: bool = False,
+    accept_new_host_keys: bool = False,
+    known_hosts: str | None = None,
+) -> None:
     """Stop the run everywhere (workers, rl_coach, the sagemaker container); keep the data."""
-    not_built("stop", "issue 5")
+    from drfleet import launch
+
+    inv = inventory_mod.load(inventory)
+    doc = launch.stop(inv, _options(known_hosts, accept_new_host_keys, DEFAULT_LIMIT))
+    if json:
+        _print_json(doc)
+    else:
+        for h, r in doc["hosts"].items():
+            print(f"{h}: {'stopped' if r['ok'] else r['error']}")
+    if any(not r["ok"] for r in doc["hosts"].values()):
+        raise Exit(code=1)
 
 
 @task(

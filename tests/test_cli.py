@@ -27,9 +27,16 @@ def test_every_task_has_help_for_every_flag() -> None:
 
 
 def test_unbuilt_tasks_say_so_plainly() -> None:
-    run = invoke("train")
+    run = invoke("viewer")
     assert run.code == 2
     assert "not built yet" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_train_without_drfc_files_is_one_clear_message(tmp_path: Path) -> None:
+    run = drfleet("train", cwd=tmp_path)
+    assert run.code == 2
+    assert f"{tmp_path / 'system.env'}: file not found" in run.stderr
+    assert "Traceback" not in run.stderr
 
 
 def test_bad_inventory_is_one_message_no_traceback(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -34,3 +35,104 @@ def ensure_busybox(client: docker.DockerClient | None = None) -> str:
             (Path(ctx) / "Dockerfile").write_text(DOCKERFILE)
             client.images.build(path=ctx, tag=tag, rm=True, forcerm=True)
     return tag
+
+
+SIMAPP_DIR = Path(__file__).with_name("simapp")
+STANDIN_SIMAPP = "drfleet-standin/simapp"  # tags 1.0-cpu and 1.0-gpu
+STANDIN_MINIO = "drfleet-standin/minio:1"
+WHEELS_SPEC = "moto[server]"
+
+
+def _cache() -> Path:
+    from tests.testbed.bed import CACHE
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    return CACHE
+
+
+def ensure_standin(client: docker.DockerClient | None = None) -> dict[str, str]:
+    """The stand-in simapp (all three roles) and its S3 server image, built once per recipe:
+    a debootstrap root (cached tarball), moto wheels fetched on this controller (hosts and
+    images never reach PyPI), and the stand-in's scripts."""
+    import subprocess
+
+    from tests.testbed.bed import _lock
+
+    client = client or docker.from_env()
+    parts = [
+        SIMAPP_DIR / n
+        for n in ("build-rootfs.sh", "Dockerfile", "standin.py", "run.sh", "start.py")
+    ]
+    digest = hashlib.sha256(
+        b"".join(p.read_bytes() for p in parts) + WHEELS_SPEC.encode()
+    ).hexdigest()[:12]
+    tags = {
+        "cpu": f"{STANDIN_SIMAPP}:1.0-cpu",
+        "gpu": f"{STANDIN_SIMAPP}:1.0-gpu",
+        "minio": STANDIN_MINIO,
+    }
+    with _lock("standin"):
+        try:
+            img = client.images.get(tags["cpu"])
+            if img.labels.get("drfleet.recipe") == digest:
+                client.images.get(tags["minio"])
+                return tags
+        except docker.errors.ImageNotFound:
+            pass
+        rootfs_hash = hashlib.sha256(parts[0].read_bytes()).hexdigest()[:12]
+        base = f"drfleet-standin/base:{rootfs_hash}"
+        try:
+            client.images.get(base)
+        except docker.errors.ImageNotFound:
+            tar = _cache() / f"simapp-rootfs-{rootfs_hash}.tar"
+            if not tar.exists():
+                subprocess.run(["bash", str(parts[0]), str(tar)], check=True)
+            client.api.import_image_from_file(
+                str(tar),
+                repository="drfleet-standin/base",
+                tag=rootfs_hash,
+                changes=['CMD ["bash"]'],
+            )
+        wheels = _cache() / f"wheels-{hashlib.sha256(WHEELS_SPEC.encode()).hexdigest()[:8]}"
+        if not (wheels / ".complete").exists():
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "-q",
+                    "-d",
+                    str(wheels),
+                    "--python-version",
+                    "3.11",
+                    "--only-binary=:all:",
+                    "--platform",
+                    "manylinux2014_x86_64",
+                    "--platform",
+                    "manylinux_2_17_x86_64",
+                    "--platform",
+                    "any",
+                    WHEELS_SPEC,
+                ],
+                check=True,
+            )
+            (wheels / ".complete").touch()
+        with tempfile.TemporaryDirectory() as ctx:
+            shutil.copytree(wheels, Path(ctx) / "wheels")
+            for p in parts[1:]:
+                shutil.copy(p, Path(ctx) / p.name)
+            client.images.build(
+                path=ctx,
+                tag=tags["cpu"],
+                buildargs={"BASE": base},
+                labels={"drfleet.recipe": digest},
+                rm=True,
+                forcerm=True,
+            )
+            client.images.get(tags["cpu"]).tag(tags["gpu"])
+            (Path(ctx) / "Dockerfile").write_text(
+                f'FROM {tags["cpu"]}\nENTRYPOINT ["python3", "/opt/ml/code/standin.py", "minio"]\n'
+            )
+            client.images.build(path=ctx, tag=tags["minio"], rm=True, forcerm=True)
+    return tags

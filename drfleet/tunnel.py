@@ -1,0 +1,62 @@
+"""Local port forwards over a host's SSH connection (direct-tcpip), so the controller reaches
+a port on the host (minio's 9000, a worker's video) without that port being open to it."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from drfleet.remote import Session, SSHSession
+
+
+def _pump(src: Any, dst: Any) -> None:
+    try:
+        while True:
+            data = src.recv(1 << 16)
+            if not data:
+                break
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (src, dst):
+            with contextlib.suppress(OSError, EOFError):
+                s.close()
+
+
+@contextlib.contextmanager
+def forward(sess: Session, host: str, port: int) -> Iterator[int]:
+    """Yields a local port that reaches host:port as seen from the session's host."""
+    if not isinstance(sess, SSHSession):
+        yield port  # this machine: nothing to forward
+        return
+    sess.open()
+    transport = sess._connection().transport
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                client, peer = server.accept()
+            except OSError:
+                return
+            try:
+                chan = transport.open_channel("direct-tcpip", (host, port), peer, timeout=10)
+            except Exception:
+                client.close()
+                continue
+            threading.Thread(target=_pump, args=(client, chan), daemon=True).start()
+            threading.Thread(target=_pump, args=(chan, client), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True, name=f"forward-{port}").start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        server.close()
