@@ -54,7 +54,14 @@ class TrainingConfig:
 
 
 def load(env_dir: str | Path, workers: int | None = None) -> TrainingConfig:
-    root = Path(env_dir)
+    root = Path(env_dir).resolve()
+    if not (root / "system.env").exists():
+        raise ConfigError(
+            "file not found",
+            where=str(root / "system.env"),
+            fix="pass --env-dir with your DRfC files, or run `invoke init` there "
+            "for DRfC's defaults",
+        )
     system = envfile.load(root / "system.env")
     experiment = system.get("DR_EXPERIMENT_NAME")
     base = root / "experiments" / experiment if experiment else root
