@@ -190,9 +190,11 @@ def _wait(state: StateDir, generation: int, count: int, timeout: float) -> int:
             if states <= {"running", "completed"}:
                 sys.stdout.write(json.dumps(doc) + "\n")
                 return 0
+            if states & {"error", "conflict"}:  # definite: waiting longer will not help
+                break
         time.sleep(0.2)
     sys.stdout.write(json.dumps(doc or {}) + "\n")
-    sys.stderr.write(f"drfleet-agent apply: not everything runs after {timeout:g} s\n")
+    sys.stderr.write("drfleet-agent apply: not everything runs\n")
     return 1
 
 

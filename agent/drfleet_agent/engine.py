@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -144,6 +145,15 @@ class Engine:
             net_config = self.api.create_networking_config(
                 {first: self.api.create_endpoint_config(aliases=[spec.name, *spec.aliases])}
             )
+        for m in spec.mounts:
+            # as `docker run -v` does: a missing bind source becomes an empty directory
+            if not os.path.exists(m.source):
+                try:
+                    os.makedirs(m.source, mode=0o755, exist_ok=True)
+                except OSError as exc:
+                    raise ActionFailed(
+                        f"create {spec.name}: cannot create {m.source}: {exc.strerror}"
+                    ) from None
         with _guard(f"create {spec.name}"):
             created = self.api.create_container(
                 spec.image,

@@ -40,7 +40,8 @@ def ensure_busybox(client: docker.DockerClient | None = None) -> str:
 SIMAPP_DIR = Path(__file__).with_name("simapp")
 STANDIN_SIMAPP = "drfleet-standin/simapp"  # tags 1.0-cpu and 1.0-gpu
 STANDIN_MINIO = "drfleet-standin/minio:1"
-WHEELS_SPEC = "moto[server]"
+# docker>=7: Debian's python3-docker 6.1 breaks with the newer requests moto brings
+WHEELS_SPEC = ("moto[server]", "docker>=7")
 
 
 def _cache() -> Path:
@@ -64,7 +65,7 @@ def ensure_standin(client: docker.DockerClient | None = None) -> dict[str, str]:
         for n in ("build-rootfs.sh", "Dockerfile", "standin.py", "run.sh", "start.py")
     ]
     digest = hashlib.sha256(
-        b"".join(p.read_bytes() for p in parts) + WHEELS_SPEC.encode()
+        b"".join(p.read_bytes() for p in parts) + " ".join(WHEELS_SPEC).encode()
     ).hexdigest()[:12]
     tags = {
         "cpu": f"{STANDIN_SIMAPP}:1.0-cpu",
@@ -93,7 +94,9 @@ def ensure_standin(client: docker.DockerClient | None = None) -> dict[str, str]:
                 tag=rootfs_hash,
                 changes=['CMD ["bash"]'],
             )
-        wheels = _cache() / f"wheels-{hashlib.sha256(WHEELS_SPEC.encode()).hexdigest()[:8]}"
+        wheels = (
+            _cache() / f"wheels-{hashlib.sha256(' '.join(WHEELS_SPEC).encode()).hexdigest()[:8]}"
+        )
         if not (wheels / ".complete").exists():
             subprocess.run(
                 [
@@ -113,7 +116,7 @@ def ensure_standin(client: docker.DockerClient | None = None) -> dict[str, str]:
                     "manylinux_2_17_x86_64",
                     "--platform",
                     "any",
-                    WHEELS_SPEC,
+                    *WHEELS_SPEC,
                 ],
                 check=True,
             )
