@@ -1,0 +1,180 @@
+"""invoke train end to end on the test bed, with the stand-in simapp (DEEPRACER.md's contract)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.conftest import Run, invoke
+from tests.testbed import TestBed, ensure_docker_host_image
+from tests.testbed.images import ensure_standin
+
+pytestmark = pytest.mark.testbed
+PREFIX = "rl-deepracer-sagemaker"
+
+
+def write_drfc(d: Path, workers: int, worlds: dict[int, str], episodes: int) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    assert invoke("init", "--env-dir", str(d)).code == 0
+    system = (d / "system.env").read_text()
+    for a, b in [
+        (
+            "DR_SIMAPP_SOURCE=awsdeepracercommunity/deepracer-simapp",
+            "DR_SIMAPP_SOURCE=drfleet-standin/simapp",
+        ),
+        ("DR_SIMAPP_VERSION=6.0.4-cpu", "DR_SIMAPP_VERSION=1.0-cpu"),
+        ("DR_MINIO_IMAGE=latest", "DR_MINIO_IMAGE=drfleet-standin/minio:1"),
+        ("DR_WORKERS=1", f"DR_WORKERS={workers}"),
+    ]:
+        system = system.replace(a, b)
+    (d / "system.env").write_text(system)
+    run = (
+        (d / "run.env")
+        .read_text()
+        .replace("DR_TRAIN_MULTI_CONFIG=False", f"DR_TRAIN_MULTI_CONFIG={workers > 1}")
+    )
+    (d / "run.env").write_text(run)
+    for k, world in worlds.items():
+        (d / f"worker-{k}.env").write_text(f"# worker {k}\n\nDR_WORLD_NAME={world}\n")
+    hp = d / "custom_files" / "hyperparameters.json"
+    hp.write_text(
+        json.dumps({**json.loads(hp.read_text()), "num_episodes_between_training": episodes})
+    )
+    return d
+
+
+def provisioned(bed: TestBed, env_dir: Path) -> None:
+    bed.write_inventory(worker_vcpus=1, trainer_vcpus=1)  # test hosts have 2 vCPUs
+    run = invoke(
+        "provision",
+        "--inventory",
+        str(bed.inventory),
+        "--env-dir",
+        str(env_dir),
+        "--images-from",
+        "controller",
+        "--json",
+        timeout=900,
+    )
+    assert run.code == 0, run.stdout[-3000:] + run.stderr
+
+
+def s3(bed: TestBed) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=f"http://{bed.hosts['h1'].address}:9000",
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="y",
+    )
+
+
+def iterations(bed: TestBed, count: int, timeout: float = 120) -> list[list[dict[str, Any]]]:
+    client = s3(bed)
+    deadline = time.monotonic() + timeout
+    out: list[list[dict[str, Any]]] = []
+    while len(out) < count:
+        try:
+            body = client.get_object(
+                Bucket="bucket", Key=f"{PREFIX}/standin/iteration-{len(out)}.json"
+            )["Body"]
+            out.append(json.loads(body.read()))
+        except client.exceptions.NoSuchKey:
+            assert time.monotonic() < deadline, f"only {len(out)} iterations after {timeout} s"
+            time.sleep(1)
+    return out
+
+
+def containers(bed: TestBed) -> dict[str, list[str]]:
+    return {
+        name: bed.exec(name, "docker ps -a --format '{{.Names}}'").split() for name in bed.hosts
+    }
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestBed, Path]]:
+    ensure_standin()
+    image = ensure_docker_host_image(tmp_path_factory.mktemp("bake"))
+    env_dir = write_drfc(
+        tmp_path_factory.mktemp("drfc"),
+        5,
+        {2: "Monaco", 3: "Bowtie_track", 4: "Monaco", 5: "Bowtie_track"},
+        10,
+    )
+    with TestBed(3, tmp_path_factory.mktemp("fleet"), image=image) as bed:
+        provisioned(bed, env_dir)
+        yield bed, env_dir
+
+
+def test_five_workers_on_three_hosts_train_as_planned(fleet: tuple[TestBed, Path]) -> None:
+    bed, env_dir = fleet
+    inv = str(bed.inventory)
+    plan = invoke("plan", "--inventory", inv, "--env-dir", str(env_dir), "--json")
+    assert plan.code == 0, plan.stderr
+    planned = {w["slot"]: w for w in plan.json["workers"]}
+    run: Run = invoke("train", "--inventory", inv, "--env-dir", str(env_dir), "--json")
+    assert run.code == 0, run.stdout[-3000:] + run.stderr
+    try:
+        running = containers(bed)
+        for slot, w in planned.items():
+            assert f"drfleet-robomaker-{slot}" in running[w["host"]]
+        assert {"drfleet-minio", "drfleet-rlcoach"} <= set(running["h1"])
+        its = iterations(bed, 2)
+        for it in its:
+            assert len(it) == 10  # exactly num_episodes_between_training
+            per_slot = Counter(e["slot"] for e in it)
+            assert per_slot == {s: w["episodes"] for s, w in planned.items()}
+            assert {e["slot"]: e["world"] for e in it} == {
+                s: w["world"] for s, w in planned.items()
+            }
+        assert {w["world"] for w in planned.values()} == {
+            "reInvent2019_track",
+            "Monaco",
+            "Bowtie_track",
+        }
+        status = invoke("status", "--inventory", inv, "--json")
+        assert status.code == 0, status.stderr
+        states = {
+            c["name"]: c["state"] for h in status.json["hosts"].values() for c in h["containers"]
+        }
+        assert len(states) == 7 and set(states.values()) == {"running"}
+        logs = invoke("logs", "--inventory", inv, "--worker", "2", "--tail", "50")
+        assert "slot 2 world Monaco" in logs.stdout
+        again = invoke("train", "--inventory", inv, "--env-dir", str(env_dir))
+        assert again.code == 2 and "--wipe" in again.stderr  # an earlier run is not overwritten
+    finally:
+        stop = invoke("stop", "--inventory", inv)
+    assert stop.code == 0, stop.stderr
+    assert containers(bed) == {"h1": [], "h2": [], "h3": []}  # algo-* included
+
+
+def test_one_host_one_worker(tmp_path_factory: pytest.TempPathFactory) -> None:
+    ensure_standin()
+    image = ensure_docker_host_image(tmp_path_factory.mktemp("bake"))
+    env_dir = write_drfc(tmp_path_factory.mktemp("drfc1"), 1, {}, 4)
+    with TestBed(1, tmp_path_factory.mktemp("one"), image=image) as bed:
+        provisioned(bed, env_dir)
+        inv = str(bed.inventory)
+        run = invoke("train", "--inventory", inv, "--env-dir", str(env_dir), "--json")
+        assert run.code == 0, run.stdout[-3000:] + run.stderr
+        try:
+            its = iterations(bed, 2)
+            assert [len(i) for i in its] == [4, 4]
+            assert {e["slot"] for i in its for e in i} == {1}
+            spec = json.loads(bed.exec("h1", "docker inspect drfleet-robomaker-1"))[0]
+            assert spec["Config"]["Cmd"] == [
+                "/opt/ml/code/run.sh",
+                "run",
+                "distributed_training.launch.py",
+            ]
+            assert "MULTI_CONFIG=" in spec["Config"]["Env"]
+        finally:
+            assert invoke("stop", "--inventory", inv).code == 0
+        assert containers(bed) == {"h1": []}
