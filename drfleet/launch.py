@@ -144,6 +144,9 @@ def train(
                     s3_client(None, creds, p.cfg.get("DR_AWS_APP_REGION", "us-east-1")), p, wipe
                 )
 
+            if local and len(hosts) > 1:
+                reach_check(p, sessions, trainer.name, board)
+
             def push(host: Host) -> dict[str, Any]:
                 if board:
                     board.update(
@@ -164,6 +167,65 @@ def train(
         "generation": generation + 1,
         "hosts": {o.host.name: _host_result(o) for o in outcomes},
     }
+
+
+PORTS = "2377/tcp, 7946/tcp and udp, 4789/udp (the swarm overlay) and 9000/tcp (minio)"
+PROBE = (
+    "import sys, urllib.request, urllib.error\n"
+    "try:\n"
+    "    urllib.request.urlopen('http://minio:9000/minio/health/live', timeout=8)\n"
+    "except urllib.error.HTTPError:\n"
+    "    pass\n"
+    "except Exception as exc:\n"
+    "    sys.exit(str(exc))\n"
+)
+
+
+def reach_check(
+    p: training.Prepared, sessions: dict[str, Session], trainer: str, board: Board | None
+) -> None:
+    """Every worker host must reach minio on the trainer over sagemaker-local before its
+    workers start; otherwise they would wait 20 minutes for the trainer and fail."""
+    from drfleet.specs import NETWORK, simapp_image
+
+    workers = sorted({w.host for w in p.plan.workers} - {trainer})
+
+    def one(host: Host) -> None:
+        if board:
+            board.update(host.name, "checking the way to the trainer")
+        image = simapp_image(p.cfg, p.caps[host.name].gpus > 0)
+        res = sessions[host.name].run(
+            cmd(
+                "docker",
+                "run",
+                "--rm",
+                "--network",
+                NETWORK,
+                "--entrypoint",
+                "python3",
+                image,
+                "-c",
+                PROBE,
+            ),
+            become=True,
+            check=False,
+            timeout=90,
+            task="reach the trainer",
+        )
+        if res.exit_code != 0:
+            raise DrfleetError(
+                f"cannot reach minio on the trainer {trainer} over the {NETWORK} overlay: "
+                f"{res.tail(2)}",
+                where=host.name,
+                fix=f"open between {host.name} and {trainer}: {PORTS}; then run train again",
+            )
+
+    failed = [o for o in fan_out([sessions[h].host for h in workers], one) if o.error]
+    if failed:
+        raise DrfleetError(
+            "\n".join(o.error.message for o in failed if o.error)
+            + "\nnothing was started on the worker hosts"
+        )
 
 
 def _wait_s3(s3: Any, timeout: float = 60) -> None:

@@ -178,3 +178,30 @@ def test_one_host_one_worker(tmp_path_factory: pytest.TempPathFactory) -> None:
         finally:
             assert invoke("stop", "--inventory", inv).code == 0
         assert containers(bed) == {"h1": []}
+
+
+def test_a_host_that_cannot_reach_the_trainer_is_named(fleet: tuple[TestBed, Path]) -> None:
+    bed, env_dir = fleet
+    inv = str(bed.inventory)
+    drop = "iptables -{} INPUT -p udp --dport 4789 -j DROP"  # the overlay's VXLAN traffic
+    bed.exec("h3", drop.format("I"))
+    try:
+        run = invoke("train", "--inventory", inv, "--env-dir", str(env_dir), "--wipe")
+        assert run.code == 2
+        assert (
+            "h3: cannot reach minio on the trainer h1 over the sagemaker-local overlay"
+            in run.stderr
+        )
+        assert "4789/udp" in run.stderr and "9000/tcp" in run.stderr
+        assert "nothing was started on the worker hosts" in run.stderr
+        assert not [c for c in containers(bed)["h3"] if c.startswith("drfleet-robomaker")]
+        assert not [c for c in containers(bed)["h2"] if c.startswith("drfleet-robomaker")]
+    finally:
+        bed.exec("h3", drop.format("D"))
+    try:
+        run = invoke("train", "--inventory", inv, "--env-dir", str(env_dir), "--wipe")
+        assert run.code == 0, run.stdout[-2000:] + run.stderr
+        assert len(iterations(bed, 1)[0]) == 10
+    finally:
+        assert invoke("stop", "--inventory", inv).code == 0
+    assert containers(bed) == {"h1": [], "h2": [], "h3": []}
