@@ -85,7 +85,7 @@ def dry_run(p: Prepared, out: Path) -> list[Path]:
     """Writes what train would upload (under S3 key names) and send (per host), touching
     nothing else. Credentials are placeholders: secrets never land in these files."""
     written = []
-    bucket = out / "s3" / p.cfg.get("DR_LOCAL_S3_BUCKET", "bucket")
+    bucket = out  # objects land at DIR/<their S3 key>
     for name, doc in p.params.items():
         written.append(_write(bucket / params.s3_key(p.cfg, name), params.dump(doc)))
     written.append(

@@ -292,7 +292,8 @@ def test_plan_and_dry_run_from_the_command_line(tmp_path: Path) -> None:
     assert {w["host"] for w in doc["workers"]} == {"t", "w1"}
     run = drfleet("train", "--dry-run", "--out", "out", "--inventory", "inv.yml", cwd=d)
     assert run.code == 0, run.stderr
-    s3 = d / "out" / "s3" / "bucket" / "rl-deepracer-sagemaker"
+    s3 = d / "out" / "rl-deepracer-sagemaker"
+    assert (d / "out" / "custom_files" / "hyperparameters.json").exists()
     assert sorted(p.name for p in s3.iterdir()) == [
         "reward_function.py",
         "training_params_1.yaml",
