@@ -28,28 +28,41 @@ class Run:
         return json.loads(self.stdout)
 
 
-def invoke(*args: str, cwd: Path = REPO, timeout: float = 300) -> Run:
-    """Runs `invoke ARGS` from the repo, as a user would."""
+def _run(module: str, args: tuple[str, ...], cwd: Path, timeout: float) -> Run:
     proc = subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
+        [sys.executable, "-m", module, *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
     )
     return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+def invoke(*args: str, cwd: Path = REPO, timeout: float = 300) -> Run:
+    """Runs `invoke ARGS` from the repo, as a user would."""
+    return _run("invoke", args, cwd, timeout)
 
 
 def drfleet(*args: str, cwd: Path, timeout: float = 300) -> Run:
     """Runs the installed `drfleet` command (python -m drfleet) from any directory."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "drfleet", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+    return _run("drfleet", args, cwd, timeout)
+
+
+def provision(bed: TestBed, env_dir: Path, *extra: str) -> Run:
+    """`invoke provision` on a test bed, images streamed from this controller."""
+    return invoke(
+        "provision",
+        "--inventory",
+        str(bed.inventory),
+        "--env-dir",
+        str(env_dir),
+        "--images-from",
+        "controller",
+        "--json",
+        *extra,
+        timeout=900,
     )
-    return Run(proc.returncode, proc.stdout, proc.stderr)
 
 
 @pytest.fixture(scope="session")

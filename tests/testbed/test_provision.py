@@ -9,7 +9,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.conftest import Run, invoke
+from tests.conftest import Run, invoke, provision
 from tests.testbed import TestBed
 from tests.testbed.images import ensure_busybox
 
@@ -29,21 +29,6 @@ def env_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         f"DR_SIMAPP_VERSION=1.0-cpu\nDR_MINIO_IMAGE={MINIO}\n"
     )
     return d
-
-
-def provision(bed: TestBed, env_dir: Path, *extra: str) -> Run:
-    return invoke(
-        "provision",
-        "--inventory",
-        str(bed.inventory),
-        "--env-dir",
-        str(env_dir),
-        "--images-from",
-        "controller",
-        "--json",
-        *extra,
-        timeout=900,
-    )
 
 
 def counts(run: Run) -> dict[str, tuple[int, int, int]]:

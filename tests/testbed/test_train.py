@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.conftest import Run, invoke
+from tests.conftest import Run, invoke, provision
 from tests.testbed import TestBed, ensure_docker_host_image
 from tests.testbed.images import ensure_standin
 
@@ -52,17 +52,7 @@ def write_drfc(d: Path, workers: int, worlds: dict[int, str], episodes: int) -> 
 
 def provisioned(bed: TestBed, env_dir: Path) -> None:
     bed.write_inventory(worker_vcpus=1, trainer_vcpus=1)  # test hosts have 2 vCPUs
-    run = invoke(
-        "provision",
-        "--inventory",
-        str(bed.inventory),
-        "--env-dir",
-        str(env_dir),
-        "--images-from",
-        "controller",
-        "--json",
-        timeout=900,
-    )
+    run = provision(bed, env_dir)
     assert run.code == 0, run.stdout[-3000:] + run.stderr
 
 
