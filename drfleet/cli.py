@@ -83,13 +83,6 @@ def _print_json(doc: Any) -> None:
     sys.stdout.write(_json.dumps(doc, indent=2, sort_keys=False) + "\n")
 
 
-def not_built(name: str, issue: str) -> None:
-    raise DrfleetError(
-        f"`{name}` is not built yet ({issue}); nothing was done",
-        fix="see the README for what works today",
-    )
-
-
 @task(
     iterable=["host", "group"],
     help=_help(
@@ -509,9 +502,12 @@ def stop(
 @task(
     help=_help(
         "inventory",
+        "accept_new_host_keys",
+        "known_hosts",
         port="local port of the page (default 8100)",
         bind="local address to listen on (default 127.0.0.1)",
-        static="write a standalone page to this file instead of serving",
+        static="write a standalone page to this file instead of serving (for browsers that reach "
+        "the hosts directly)",
     )
 )
 @friendly
@@ -521,9 +517,21 @@ def viewer(
     bind: str = "127.0.0.1",
     static: str | None = None,
     inventory: str | None = None,
+    accept_new_host_keys: bool = False,
+    known_hosts: str | None = None,
 ) -> None:
     """Serve one page with every worker's live video stream, proxied over SSH."""
-    not_built("viewer", "issue 6")
+    from drfleet import launch
+    from drfleet import viewer as viewer_mod
+
+    inv = inventory_mod.load(inventory)
+    options = _options(known_hosts, accept_new_host_keys, DEFAULT_LIMIT)
+    if static:
+        workers = viewer_mod.workers_from_status(launch.status(inv, options), inv)
+        viewer_mod.write_static(Path(static), workers)
+        print(f"wrote {static}: {sum(1 for w in workers if w['port'])} streams")
+        return
+    viewer_mod.serve(inv, options, bind, port)
 
 
 @task(help=_help("env_dir"))

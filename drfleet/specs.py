@@ -119,6 +119,7 @@ def build(
             },
             "networks": [NETWORK],
             "ports": {"8080/tcp": w.video_port},
+            "labels": {"drfleet-slot": str(w.slot), "drfleet-world": w.world},
             "restart": "on-failure",
         }
         if gpu:

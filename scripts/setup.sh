@@ -10,7 +10,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 packages=(docker.io openssh-client iproute2)
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip python3-venv)
-[ "${1:-}" = "--test" ] && packages+=(debootstrap busybox-static)
+[ "${1:-}" = "--test" ] && packages+=(debootstrap busybox-static chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -26,12 +26,6 @@ def test_every_task_has_help_for_every_flag() -> None:
         assert not missing, f"{name}: no help for {missing}"
 
 
-def test_unbuilt_tasks_say_so_plainly() -> None:
-    run = invoke("viewer")
-    assert run.code == 2
-    assert "not built yet" in run.stderr and "Traceback" not in run.stderr
-
-
 def test_train_without_drfc_files_is_one_clear_message(tmp_path: Path) -> None:
     run = drfleet("train", cwd=tmp_path)
     assert run.code == 2

@@ -265,6 +265,7 @@ class Agent:
                 "started_at": None,
                 "ports": {},
                 "next_restart_at": None,
+                "labels": s.labels,
             }
             if o is None:
                 row["state"] = (

@@ -1,0 +1,328 @@
+"""invoke viewer: one page with every worker's live video stream.
+
+The browser talks only to this server. Streams come through SSH (a direct-tcpip channel on
+the host's existing connection to the worker's published port), so no port on any host needs
+to be open to the user's machine. The page follows workers as they come and go, shows a tile
+as down when its stream breaks, and retries it by itself."""
+
+from __future__ import annotations
+
+import html
+import json
+import socket
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from drfleet import launch
+from drfleet.inventory import Host, Inventory
+from drfleet.remote import Options, Session, SSHSession, fan_out, session
+
+TOPICS = {
+    "kvs_stream": "/racecar/deepracer/kvs_stream",
+    "main_camera": "/racecar/main_camera/zed/rgb/image_rect_color",
+    "sub_camera": "/sub_camera/zed/rgb/image_rect_color",
+    "camera": "/racecar/camera/zed/rgb/image_rect_color",
+}
+
+
+def stream_path(topic: str, quality: int, width: int, height: int) -> str:
+    query = urllib.parse.urlencode(
+        {
+            "topic": TOPICS.get(topic, TOPICS["kvs_stream"]),
+            "quality": quality,
+            "width": width,
+            "height": height,
+        },
+        safe="/",
+    )
+    return f"/stream?{query}"
+
+
+def workers_from_status(doc: dict[str, Any], inv: Inventory) -> list[dict[str, Any]]:
+    """Every robomaker the agents know, with where its video is (pure)."""
+    out = []
+    for host, st in doc["hosts"].items():
+        for c in st.get("containers", []):
+            if c.get("role") != "robomaker":
+                continue
+            labels = c.get("labels") or {}
+            slot = int(labels.get("drfleet-slot") or c["name"].rsplit("-", 1)[-1])
+            port = (c.get("ports") or {}).get("8080/tcp")
+            out.append(
+                {
+                    "slot": slot,
+                    "host": host,
+                    "address": inv.hosts[host].address,
+                    "world": labels.get("drfleet-world", ""),
+                    "state": c["state"],
+                    "restarts": c.get("restarts", 0),
+                    "port": port,
+                }
+            )
+        if "error" in st:  # a host we cannot ask: its workers are unknown, show that
+            out.append(
+                {
+                    "slot": 0,
+                    "host": host,
+                    "state": "unreachable",
+                    "world": "",
+                    "address": inv.hosts[host].address,
+                    "restarts": 0,
+                    "port": None,
+                }
+            )
+    return sorted(out, key=lambda w: (w["slot"] == 0, w["slot"]))
+
+
+class Fleet:
+    """Long-lived connections to the hosts, the worker list (cached briefly), streams."""
+
+    def __init__(self, inv: Inventory, options: Options) -> None:
+        self.inv = inv
+        self.options = options
+        self.hosts = [h for h in inv.hosts.values() if h.roles]
+        self.sessions: dict[str, Session] = {h.name: session(h, options) for h in self.hosts}
+        self.lock = threading.Lock()
+        self.cached: tuple[float, list[dict[str, Any]]] = (0.0, [])
+
+    def workers(self) -> list[dict[str, Any]]:
+        with self.lock:
+            at, value = self.cached
+            if time.monotonic() - at < 1.5:
+                return value
+
+            def one(host: Host) -> dict[str, Any]:
+                res = self.sessions[host.name].run(
+                    launch.agent_cmd("status", "--json"), become=True, timeout=20
+                )
+                doc: dict[str, Any] = json.loads(res.stdout)
+                return doc
+
+            doc: dict[str, Any] = {"hosts": {}}
+            for o in fan_out(self.hosts, one):
+                if o.error:
+                    doc["hosts"][o.host.name] = {"error": o.error.message}
+                    self._reset(o.host.name)
+                else:
+                    doc["hosts"][o.host.name] = o.value
+            value = workers_from_status(doc, self.inv)
+            self.cached = (time.monotonic(), value)
+            return value
+
+    def _reset(self, host: str) -> None:
+        old = self.sessions[host]
+        old.close()
+        self.sessions[host] = session(self.inv.hosts[host], self.options)
+
+    def open(self, host: str, port: int) -> Any:
+        """A socket-like connection to 127.0.0.1:port as the host sees it."""
+        sess = self.sessions[host]
+        if isinstance(sess, SSHSession):
+            sess.open()
+            return sess._connection().transport.open_channel(
+                "direct-tcpip", ("127.0.0.1", port), ("127.0.0.1", 0), timeout=10
+            )
+        return socket.create_connection(("127.0.0.1", port), timeout=10)
+
+    def close(self) -> None:
+        for s in self.sessions.values():
+            s.close()
+
+
+def make_handler(fleet: Fleet) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            url = urllib.parse.urlsplit(self.path)
+            if url.path == "/":
+                self._send(200, "text/html; charset=utf-8", PAGE.encode())
+            elif url.path == "/api/workers":
+                self._send(200, "application/json", json.dumps(fleet.workers()).encode())
+            elif url.path.startswith("/stream/"):
+                self._stream(url)
+            else:
+                self._send(404, "text/plain", b"not found\n")
+
+        def _send(self, code: int, ctype: str, body: bytes) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _stream(self, url: urllib.parse.SplitResult) -> None:
+            try:
+                slot = int(url.path.rsplit("/", 1)[-1])
+            except ValueError:
+                self._send(404, "text/plain", b"no such worker\n")
+                return
+            q = dict(urllib.parse.parse_qsl(url.query))
+            worker = next((w for w in fleet.workers() if w["slot"] == slot), None)
+            if worker is None or not worker["port"] or worker["state"] != "running":
+                self._send(503, "text/plain", b"worker is not running\n")
+                return
+            path = stream_path(
+                q.get("topic", "kvs_stream"),
+                _int(q, "quality", 75, 1, 100),
+                _int(q, "width", 480, 16, 1920),
+                _int(q, "height", 360, 16, 1080),
+            )
+            try:
+                upstream = fleet.open(worker["host"], worker["port"])
+            except Exception as exc:
+                self._send(502, "text/plain", f"cannot reach the worker: {exc}\n".encode())
+                return
+            try:
+                upstream.sendall(f"GET {path} HTTP/1.0\r\nHost: worker\r\n\r\n".encode())
+                while chunk := upstream.recv(1 << 16):
+                    self.wfile.write(chunk)  # the worker's own status line and headers too
+            except (OSError, EOFError):
+                pass
+            finally:
+                upstream.close()
+
+    return Handler
+
+
+def _int(q: dict[str, str], key: str, default: int, lo: int, hi: int) -> int:
+    try:
+        return max(lo, min(hi, int(q.get(key, default))))
+    except ValueError:
+        return default
+
+
+def serve(inv: Inventory, options: Options, bind: str, port: int) -> None:
+    fleet = Fleet(inv, options)
+    server = ThreadingHTTPServer((bind, port), make_handler(fleet))
+    server.daemon_threads = True
+    print(f"viewer on http://{bind}:{server.server_address[1]}/ (Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+        fleet.close()
+
+
+def static_page(
+    workers: list[dict[str, Any]],
+    topic: str = "kvs_stream",
+    quality: int = 75,
+    width: int = 480,
+    height: int = 360,
+) -> str:
+    """A standalone page for browsers that reach the hosts directly (DRfC's local browser)."""
+    path = stream_path(topic, quality, width, height)
+    tiles = "\n".join(
+        f'<figure><img src="http://{html.escape(w["address"])}:{w["port"]}{html.escape(path)}"'
+        f' width="{width}" height="{height}" alt="worker {w["slot"]}">'
+        f"<figcaption>worker {w['slot']} on {html.escape(w['host'])}: "
+        f"{html.escape(w['world'])}</figcaption></figure>"
+        for w in workers
+        if w["port"]
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>DeepRacer workers"
+        f"</title><style>body{{background:#111;color:#eee;font-family:sans-serif}}"
+        f"figure{{display:inline-block;margin:6px}}</style></head><body>{tiles}"
+        f"</body></html>\n"
+    )
+
+
+def write_static(path: Path, workers: list[dict[str, Any]]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(static_page(workers))
+    tmp.replace(path)
+
+
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>drfleet: DeepRacer workers</title>
+<style>
+ body { background:#111; color:#eee; font-family:sans-serif; margin:12px }
+ header { margin-bottom:10px } select, input { margin-right:12px }
+ #tiles { display:flex; flex-wrap:wrap; gap:10px }
+ .tile { background:#222; padding:6px; border-radius:6px; position:relative }
+ .tile img { display:block; background:#000 }
+ .tile .cap { font-size:14px; margin-top:4px }
+ .tile.down img { opacity:0.25 } .tile.down .cap::after { content:" - down"; color:#f66 }
+</style></head><body>
+<header>
+ camera <select id="topic">
+  <option value="kvs_stream">kvs_stream</option><option value="main_camera">main camera</option>
+  <option value="sub_camera">sub camera</option><option value="camera">camera</option></select>
+ quality <input id="quality" type="number" min="1" max="100" value="75" size="3">
+ width <select id="width"><option>320</option><option selected>480</option>
+  <option>640</option></select>
+ <span id="summary"></span>
+</header>
+<div id="tiles"></div>
+<script>
+const tiles = document.getElementById("tiles");
+function settings() {
+  const w = +document.getElementById("width").value;
+  return {topic: document.getElementById("topic").value,
+          quality: document.getElementById("quality").value, width: w,
+          height: Math.round(w * 3 / 4)};
+}
+function src(slot) {
+  const s = settings();
+  return `/stream/${slot}?topic=${s.topic}&quality=${s.quality}&width=${s.width}` +
+         `&height=${s.height}&t=${Date.now()}`;
+}
+function tile(w) {
+  let t = document.getElementById("w" + w.slot);
+  if (!t) {
+    t = document.createElement("div"); t.className = "tile down"; t.id = "w" + w.slot;
+    t.dataset.slot = w.slot;
+    const img = document.createElement("img");
+    img.onload = () => { t.classList.remove("down"); t.dataset.live = "1"; };
+    img.onerror = () => { t.classList.add("down"); t.dataset.live = "0"; };
+    const cap = document.createElement("div"); cap.className = "cap";
+    t.append(img, cap); tiles.append(t);
+  }
+  return t;
+}
+function size(t) {
+  const s = settings(); const img = t.querySelector("img");
+  img.width = s.width; img.height = s.height;
+}
+async function refresh() {
+  let ws = [];
+  try { ws = await (await fetch("/api/workers")).json(); } catch (e) { return; }
+  const seen = new Set();
+  for (const w of ws.filter(w => w.slot > 0)) {
+    seen.add("w" + w.slot);
+    const t = tile(w); size(t);
+    t.querySelector(".cap").textContent =
+      `worker ${w.slot} on ${w.host}: ${w.world} (${w.state}, restarts ${w.restarts})`;
+    const img = t.querySelector("img");
+    const running = w.state === "running";
+    if (!running) { t.classList.add("down"); t.dataset.live = "0"; img.removeAttribute("src"); }
+    else if (!img.getAttribute("src") || t.classList.contains("down")) { img.src = src(w.slot); }
+  }
+  for (const t of [...tiles.children]) if (!seen.has(t.id)) t.remove();
+  document.getElementById("summary").textContent = `${seen.size} workers`;
+}
+for (const id of ["topic", "quality", "width"])
+  document.getElementById(id).onchange = () => {
+    for (const t of tiles.children) t.querySelector("img").removeAttribute("src");
+    refresh();
+  };
+// a stream that stalls without an error also counts as down: watch the decoded size
+setInterval(() => {
+  for (const t of tiles.children) {
+    const img = t.querySelector("img");
+    if (img.naturalWidth > 0 && !t.classList.contains("down")) t.dataset.live = "1";
+  }
+}, 1000);
+refresh(); setInterval(refresh, 2000);
+</script></body></html>
+"""

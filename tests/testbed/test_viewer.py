@@ -1,0 +1,196 @@
+"""invoke viewer on a training fleet, checked in a real browser (headless Chromium, driven
+over the DevTools protocol so one page can be watched while a worker goes down and back)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO, invoke
+from tests.testbed import TestBed, ensure_docker_host_image
+from tests.testbed.images import ensure_standin
+from tests.testbed.test_train import provisioned, write_drfc
+
+pytestmark = pytest.mark.testbed
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(url: str, timeout: float = 10) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return bytes(r.read())
+
+
+def frames(url: str, count: int = 2, timeout: float = 15) -> int:
+    """How many JPEG frames of a multipart MJPEG stream arrive (stops at `count`)."""
+    seen = 0
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        assert r.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+        buf = b""
+        deadline = time.monotonic() + timeout
+        while seen < count and time.monotonic() < deadline:
+            buf += r.read1(65536)
+            while b"\xff\xd8" in buf:  # JPEG start of image
+                seen += 1
+                buf = buf[buf.index(b"\xff\xd8") + 2 :]
+    return seen
+
+
+@pytest.fixture(scope="module")
+def viewer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestBed, str]]:
+    ensure_standin()
+    image = ensure_docker_host_image(tmp_path_factory.mktemp("bake"))
+    env_dir = write_drfc(tmp_path_factory.mktemp("drfc"), 3, {2: "Monaco", 3: "Bowtie_track"}, 6)
+    with TestBed(2, tmp_path_factory.mktemp("vbed"), image=image) as bed:
+        provisioned(bed, env_dir)
+        inv = str(bed.inventory)
+        assert invoke("train", "--inventory", inv, "--env-dir", str(env_dir)).code == 0
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "invoke", "viewer", "--inventory", inv, "--port", str(port)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    get(base + "/")
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, proc.stdout.read1(4096)  # type: ignore[union-attr]
+                    time.sleep(0.2)
+            yield bed, base
+        finally:
+            proc.terminate()
+            proc.wait(10)
+            invoke("stop", "--inventory", inv)
+
+
+def test_page_lists_every_worker_and_streams_come_through_ssh(viewer: tuple[TestBed, str]) -> None:
+    _bed, base = viewer
+    workers = json.loads(get(base + "/api/workers"))
+    assert [(w["slot"], w["world"], w["state"]) for w in workers] == [
+        (1, "reInvent2019_track", "running"),
+        (2, "Monaco", "running"),
+        (3, "Bowtie_track", "running"),
+    ]
+    for w in workers:
+        assert frames(f"{base}/stream/{w['slot']}?topic=kvs_stream&quality=60&width=320") >= 2
+    page = get(base + "/").decode()
+    assert "kvs_stream" in page and "main camera" in page and "sub camera" in page
+
+
+class Browser:
+    """Headless Chromium with one page, driven over the DevTools protocol."""
+
+    def __init__(self, url: str, tmp: Path) -> None:
+        import websocket  # websocket-client
+
+        port = free_port()
+        self.proc = subprocess.Popen(
+            [
+                CHROMIUM or "chromium",
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--window-size=1100,900",
+                f"--user-data-dir={tmp}",
+                f"--remote-debugging-port={port}",
+                url,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                pages = json.loads(get(f"http://127.0.0.1:{port}/json"))
+                target = next(p for p in pages if p["type"] == "page")
+                break
+            except (OSError, StopIteration):
+                assert time.monotonic() < deadline, "chromium did not start"
+                time.sleep(0.3)
+        self.ws = websocket.create_connection(target["webSocketDebuggerUrl"], timeout=30)
+        self.next_id = 0
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        self.next_id += 1
+        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.ws.recv())
+            if msg.get("id") == self.next_id:
+                return msg.get("result", {})  # type: ignore[no-any-return]
+
+    def tiles(self) -> dict[str, tuple[str, bool]]:
+        expr = (
+            "JSON.stringify([...document.querySelectorAll('.tile')].map(t => "
+            "[t.dataset.slot, t.dataset.live || '', t.classList.contains('down'), "
+            "t.querySelector('img').naturalWidth]))"
+        )
+        value = self.call("Runtime.evaluate", expression=expr, returnByValue=True)
+        rows = json.loads(value["result"]["value"])
+        return {slot: (live, not down and width > 0) for slot, live, down, width in rows}
+
+    def wait(self, pred: Any, timeout: float) -> dict[str, tuple[str, bool]]:
+        deadline = time.monotonic() + timeout
+        tiles: dict[str, tuple[str, bool]] = {}
+        while time.monotonic() < deadline:
+            tiles = self.tiles()
+            if pred(tiles):
+                return tiles
+            time.sleep(0.5)
+        raise AssertionError(f"browser tiles: {tiles}")
+
+    def screenshot(self, path: Path) -> None:
+        shot = self.call("Page.captureScreenshot", format="png")
+        path.write_bytes(base64.b64decode(shot["data"]))
+
+    def close(self) -> None:
+        self.ws.close()
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (scripts/setup.sh --test)")
+def test_browser_shows_every_stream_and_follows_a_restart(
+    viewer: tuple[TestBed, str], tmp_path: Path
+) -> None:
+    bed, base = viewer
+    browser = Browser(base + "/", tmp_path / "profile")
+    try:
+        live = browser.wait(lambda t: len(t) == 3 and all(ok for _, ok in t.values()), 30)
+        assert set(live) == {"1", "2", "3"}
+        shot = tmp_path / "viewer.png"
+        browser.screenshot(shot)
+        assert shot.stat().st_size > 5000
+        host = next(w["host"] for w in json.loads(get(base + "/api/workers")) if w["slot"] == 2)
+        bed.exec(host, "docker kill drfleet-robomaker-2")
+        browser.wait(lambda t: not t["2"][1], 20)  # its tile says it is down
+        # the agent restarts it after its backoff; the same page picks the stream up again
+        browser.wait(lambda t: all(ok for _, ok in t.values()), 60)
+    finally:
+        browser.close()
