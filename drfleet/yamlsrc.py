@@ -57,7 +57,15 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 
 def load_text(text: str, name: str) -> Any:
     """Parses YAML text; `name` is used in messages (normally the file's path)."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        raise ConfigError(
+            f"character {exc.character!r} is not allowed in YAML",
+            where=f"{name}:{line}",
+            fix="remove it; a config file is plain text",
+        ) from None
     loader.name = name
     try:
         return loader.get_single_data()

@@ -33,8 +33,11 @@ class EnvFile:
 def parse(text: str, path: str, base: dict[str, str] | None = None) -> EnvFile:
     env = EnvFile(path)
     scope = dict(base or {})
-    for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
+    # bash ends a line at \n only (str.splitlines would also split on form feed, U+2028 ...);
+    # a CRLF file is forgiven
+    for n, raw in enumerate(text.split("\n"), 1):
+        raw = raw.removesuffix("\r")
+        line = raw.strip(" \t")
         if not line or line.startswith("#"):
             continue
         m = _KEY.match(line)

@@ -124,8 +124,16 @@ def test_dockerd_restart_agent_reconnects_and_reruns_everything(host: TestBed) -
     wait_running(host, names)
     before = {n: started(host, n) for n in names}
     host.exec("h1", "systemctl restart docker")
+    # status.json may still say "running" from before the restart until the agent's next
+    # pass; what counts is that each container was started again, and runs
+    deadline = time.monotonic() + 60
+    after = before
+    while time.monotonic() < deadline:
+        after = {n: started(host, n) for n in names}
+        if all(after[n] != before[n] for n in names):
+            break
+        time.sleep(0.5)
     doc = wait_running(host, names, timeout=40)
-    after = {n: started(host, n) for n in names}
     for n in names:
         assert after[n].split()[0] == before[n].split()[0]  # same container, started again
         assert after[n] != before[n]
