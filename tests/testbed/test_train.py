@@ -195,3 +195,61 @@ def test_a_host_that_cannot_reach_the_trainer_is_named(fleet: tuple[TestBed, Pat
     finally:
         assert invoke("stop", "--inventory", inv).code == 0
     assert containers(bed) == {"h1": [], "h2": [], "h3": []}
+
+
+HOSTILE = ["$(touch /tmp/pwned)", "`touch /tmp/pwned`", "a; touch /tmp/pwned", "'\";|&<>"]
+
+
+def test_hostile_values_are_passed_literally_and_never_run(
+    fleet: tuple[TestBed, Path], tmp_path: Path
+) -> None:
+    bed, _ = fleet
+    env_dir = write_drfc(tmp_path / "drfc", 2, {2: "Monaco"}, 4)
+    run_env = env_dir / "run.env"
+    run_env.write_text(
+        run_env.read_text()
+        + f"DR_CAR_NAME='{HOSTILE[0]}'\n"
+        + f'DR_RACER_NAME="{HOSTILE[1].replace("`", chr(92) + "`")}"\n'
+        + "DR_CAR_COLOR='a; touch /tmp/pwned'\n"
+    )
+    (env_dir / "worker-2.env").write_text("DR_WORLD_NAME='Monaco; touch /tmp/pwned'\n")
+    inv = bed.write_inventory(
+        tmp_path / "inv.yml", worker_vcpus=1, trainer_vcpus=1, note=HOSTILE[0], other=HOSTILE[3]
+    )
+    Path("/tmp/pwned").unlink(missing_ok=True)
+    try:
+        plan = invoke("plan", "--inventory", str(inv), "--env-dir", str(env_dir), "--json")
+        assert plan.code == 0, plan.stderr
+        assert plan.json["workers"][1]["world"] == "Monaco; touch /tmp/pwned"
+        assert (
+            invoke(
+                "train",
+                "--dry-run",
+                "--out",
+                str(tmp_path / "out"),
+                "--inventory",
+                str(inv),
+                "--env-dir",
+                str(env_dir),
+            ).code
+            == 0
+        )
+        run = invoke("train", "--inventory", str(inv), "--env-dir", str(env_dir), "--wipe")
+        assert run.code == 0, run.stderr
+        iterations(bed, 1)  # training really ran with these values
+        params = s3(bed).get_object(Bucket="bucket", Key=f"{PREFIX}/training_params_1.yaml")
+        text = params["Body"].read().decode()
+        assert "'CAR_NAME': '$(touch /tmp/pwned)'" in text  # passed literally
+        assert "'RACER_NAME': '`touch /tmp/pwned`'" in text
+        worker = json.loads(
+            bed.exec(
+                next(h for h, names in containers(bed).items() if "drfleet-robomaker-2" in names),
+                "docker inspect drfleet-robomaker-2",
+            )
+        )[0]
+        assert "WORLD_NAME=Monaco; touch /tmp/pwned" in worker["Config"]["Env"]
+    finally:
+        invoke("stop", "--inventory", str(inv))
+    assert not Path("/tmp/pwned").exists()
+    for name in bed.hosts:
+        assert bed.exec(name, "ls /tmp/pwned 2>/dev/null; true") == ""
