@@ -204,6 +204,8 @@ def cmd_status(args: argparse.Namespace, state: StateDir) -> int:
     if doc is None:
         doc = {"agent": {"running": pid is not None, "pid": pid}, "containers": []}
     doc["agent"]["running"] = pid is not None
+    # written by an earlier daemon (the running one has not finished its first pass yet)
+    doc["agent"]["stale"] = pid is not None and doc["agent"].get("pid") != pid
     if args.json:
         sys.stdout.write(json.dumps(doc, indent=1, sort_keys=True) + "\n")
         return 0

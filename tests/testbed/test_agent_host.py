@@ -75,8 +75,10 @@ def wait_running(bed: TestBed, names: list[str], timeout: float = 30) -> dict[st
     while time.monotonic() < deadline:
         doc = status(bed)
         rows = {c["name"]: c for c in doc["containers"]}
-        if doc["agent"].get("docker", {}).get("reachable") and all(
-            rows.get(n, {}).get("state") == "running" for n in names
+        if (
+            doc["agent"].get("docker", {}).get("reachable")
+            and not doc["agent"].get("stale")
+            and all(rows.get(n, {}).get("state") == "running" for n in names)
         ):
             return doc
         time.sleep(0.3)
