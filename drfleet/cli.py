@@ -79,6 +79,16 @@ def _options(known_hosts: str | None, accept_new_host_keys: bool, limit: int) ->
     return Options(known_hosts=known_hosts, accept_new_host_keys=accept_new_host_keys, limit=limit)
 
 
+def _fleet(
+    inventory: str | None,
+    known_hosts: str | None,
+    accept_new_host_keys: bool,
+    limit: int = DEFAULT_LIMIT,
+) -> tuple[inventory_mod.Inventory, Options]:
+    """The inventory and how to reach its hosts: what every command that connects needs."""
+    return inventory_mod.load(inventory), _options(known_hosts, accept_new_host_keys, limit)
+
+
 def _print_json(doc: Any) -> None:
     sys.stdout.write(_json.dumps(doc, indent=2, sort_keys=False) + "\n")
 
@@ -101,9 +111,8 @@ def facts(
     limit: int = DEFAULT_LIMIT,
 ) -> None:
     """What drfleet knows of each host: OS, vCPUs, memory, disk, GPUs, docker, swarm."""
-    inv = inventory_mod.load(inventory)
+    inv, options = _fleet(inventory, known_hosts, accept_new_host_keys, limit)
     hosts = inv.select(host or [], group or [])
-    options = _options(known_hosts, accept_new_host_keys, limit)
     with Board([h.name for h in hosts], title="facts", quiet=json) as board:
         outcomes = facts_mod.gather_all(hosts, options, board)
     doc = facts_mod.report(outcomes)
@@ -190,11 +199,11 @@ def provision(
     if images_from not in ("pull", "controller", "peer"):
         raise DrfleetError(f"--images-from {images_from}: use pull, controller or peer")
     book = loader.load(playbook or default_playbook())
-    inv = inventory_mod.load(inventory)
+    inv, remote = _fleet(inventory, known_hosts, accept_new_host_keys, limit)
     hosts = inv.select(host or [], group or [])
     options = RunOptions(
         check=check,
-        remote=_options(known_hosts, accept_new_host_keys, limit),
+        remote=remote,
         extra_vars=drfc_vars(env_dir),
         images_from=images_from,
     )
@@ -262,8 +271,7 @@ def plan(
     from drfleet import plan as plan_mod
     from drfleet import training
 
-    inv = inventory_mod.load(inventory)
-    options = _options(known_hosts, accept_new_host_keys, DEFAULT_LIMIT)
+    inv, options = _fleet(inventory, known_hosts, accept_new_host_keys)
     if suggest:
         caps = training.capacities(inv, options)
         n = plan_mod.suggest(list(caps.values()))
@@ -336,8 +344,7 @@ def train(
     if not dry_run:
         from drfleet import launch
 
-        inv = inventory_mod.load(inventory)
-        options = _options(known_hosts, accept_new_host_keys, DEFAULT_LIMIT)
+        inv, options = _fleet(inventory, known_hosts, accept_new_host_keys)
         names = [h.name for h in inv.hosts.values() if h.roles]
         with Board(names, title="train", quiet=json) as board:
             result = launch.train(inv, Path(env_dir or "."), options, workers, wipe, board)
@@ -353,8 +360,7 @@ def train(
         return
     if not out:
         raise DrfleetError("--dry-run needs --out DIR", fix="e.g. --dry-run --out /tmp/plan")
-    inv = inventory_mod.load(inventory)
-    options = _options(known_hosts, accept_new_host_keys, DEFAULT_LIMIT)
+    inv, options = _fleet(inventory, known_hosts, accept_new_host_keys)
     prepared = training.prepare(env_dir or ".", inv, options, workers)
     written = training.dry_run(prepared, Path(out))
     if json:
@@ -387,8 +393,7 @@ def status(
 
     from drfleet import launch
 
-    inv = inventory_mod.load(inventory)
-    options = _options(known_hosts, accept_new_host_keys, DEFAULT_LIMIT)
+    inv, options = _fleet(inventory, known_hosts, accept_new_host_keys)
     while True:
         doc = launch.status(inv, options)
         if json:
@@ -466,8 +471,7 @@ def logs(
     if bool(worker) == trainer:
         raise DrfleetError("say which logs: --worker N or --trainer")
     name = "drfleet-rlcoach" if trainer else f"drfleet-robomaker-{worker}"
-    inv = inventory_mod.load(inventory)
-    options = _options(known_hosts, accept_new_host_keys, DEFAULT_LIMIT)
+    inv, options = _fleet(inventory, known_hosts, accept_new_host_keys)
     host = launch.find(inv, options, name)
     args = ["logs", name, "--tail", str(tail)] + (["--follow"] if follow else [])
     with session(host, options) as s:
@@ -488,8 +492,8 @@ def stop(
     """Stop the run everywhere (workers, rl_coach, the sagemaker container); keep the data."""
     from drfleet import launch
 
-    inv = inventory_mod.load(inventory)
-    doc = launch.stop(inv, _options(known_hosts, accept_new_host_keys, DEFAULT_LIMIT))
+    inv, options = _fleet(inventory, known_hosts, accept_new_host_keys)
+    doc = launch.stop(inv, options)
     if json:
         _print_json(doc)
     else:
@@ -524,8 +528,7 @@ def viewer(
     from drfleet import launch
     from drfleet import viewer as viewer_mod
 
-    inv = inventory_mod.load(inventory)
-    options = _options(known_hosts, accept_new_host_keys, DEFAULT_LIMIT)
+    inv, options = _fleet(inventory, known_hosts, accept_new_host_keys)
     if static:
         workers = viewer_mod.workers_from_status(launch.status(inv, options), inv)
         viewer_mod.write_static(Path(static), workers)

@@ -13,7 +13,6 @@ change, so a failure (or a killed controller) cannot lose them: the next run per
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -443,10 +442,6 @@ class Runner:
 
 def report_json(reports: dict[str, HostReport], check: bool) -> dict[str, Any]:
     return {"check": check, "hosts": {n: r.as_json(check) for n, r in reports.items()}}
-
-
-def dumps(doc: Any) -> str:
-    return json.dumps(doc, indent=2)
 
 
 __all__ = ["RunOptions", "Runner", "Step", "report_json"]
