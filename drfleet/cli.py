@@ -323,6 +323,8 @@ def _plan_table(p: Any) -> None:
         wipe="delete what the model prefix already holds in S3 before training",
         dry_run="touch nothing; write what would be uploaded and sent to --out",
         out="directory for --dry-run",
+        rebalance="move the workers of unreachable hosts to hosts with room (slots, worlds and "
+        "params kept) and converge every reachable host to the run's plan",
     ),
 )
 @friendly
@@ -331,6 +333,7 @@ def train(
     workers: int = 0,
     wipe: bool = False,
     dry_run: bool = False,
+    rebalance: bool = False,
     out: str | None = None,
     inventory: str | None = None,
     env_dir: str | None = None,
@@ -341,6 +344,13 @@ def train(
     """Upload the training config and start the trainer and every worker on its host."""
     from drfleet import training
 
+    if rebalance:
+        if dry_run or wipe or workers:
+            raise DrfleetError(
+                "--rebalance keeps the running plan: drop --dry-run, --wipe, --workers"
+            )
+        _rebalance(Path(env_dir or "."), inventory, known_hosts, accept_new_host_keys, json)
+        return
     if not dry_run:
         from drfleet import launch
 
@@ -370,9 +380,33 @@ def train(
         print(f"wrote {len(written)} files under {out} (credentials shown as placeholders)")
 
 
+def _rebalance(
+    env_dir: Path, inventory: str | None, known_hosts: str | None, accept: bool, json: bool
+) -> None:
+    from drfleet import launch
+
+    inv, options = _fleet(inventory, known_hosts, accept)
+    names = [h.name for h in inv.hosts.values() if h.roles]
+    with Board(names, title="rebalance", quiet=json) as board:
+        result = launch.rebalance(inv, env_dir, options, board)
+    if json:
+        _print_json(result)
+    else:
+        if not result["moved"]:
+            print("nothing to move: every host of the run answers")
+        for slot, m in result["moved"].items():
+            print(f"slot {slot}: {m['from']} (unreachable) -> {m['to']}")
+        for h, r in result["hosts"].items():
+            state = ", ".join(f"{n} {st}" for n, st in r.get("containers", {}).items())
+            print(f"{h}: {state or r.get('error', '')}")
+    if any(not r["ok"] for r in result["hosts"].values()):
+        raise Exit(code=1)
+
+
 @task(
     help=_help(
         "inventory",
+        "env_dir",
         "json",
         "accept_new_host_keys",
         "known_hosts",
@@ -383,23 +417,26 @@ def train(
 def status(
     c: Any,
     inventory: str | None = None,
+    env_dir: str | None = None,
     json: bool = False,
     watch: bool = False,
     accept_new_host_keys: bool = False,
     known_hosts: str | None = None,
 ) -> None:
-    """Every host, agent and container: state, restarts, uptime, last error."""
+    """Every host, agent and container: state, restarts, uptime, last error; with the run
+    started from --env-dir, each slot and the slots lost with an unreachable host."""
     import time as _time
 
     from drfleet import launch
 
     inv, options = _fleet(inventory, known_hosts, accept_new_host_keys)
     while True:
-        doc = launch.status(inv, options)
+        doc = launch.status(inv, options, Path(env_dir or "."))
         if json:
             _print_json(doc)
         else:
             _status_table(doc)
+            _run_lines(doc.get("run"))
         if not watch:
             break
         _time.sleep(2)
@@ -442,6 +479,38 @@ def _status_table(doc: dict[str, Any]) -> None:
     Console().print(table)
 
 
+def _run_lines(run: dict[str, Any] | None) -> None:
+    if not run:
+        return
+    console = Console()
+    for host, names in run["dropped"].items():
+        console.print(
+            f"{host}: its slots had moved while it was away; "
+            f"dropped {', '.join(names) or 'nothing'}",
+            markup=False,
+        )
+    if run["trainer"]["state"] == "lost":
+        console.print(
+            f"the trainer host {run['trainer']['host']} is unreachable: training is stalled "
+            "until it is back",
+            style="red",
+            markup=False,
+        )
+    for host, slots in run["lost"].items():
+        console.print(
+            f"{host} is unreachable: slots {', '.join(map(str, slots))} are lost; "
+            "`invoke train --rebalance` moves them to hosts with room",
+            style="red",
+            markup=False,
+        )
+    for host in run["fence_pending"]:
+        console.print(
+            f"{host} is still to be told that its slots moved (it will be when next reached)",
+            style="yellow",
+            markup=False,
+        )
+
+
 @task(
     help=_help(
         "inventory",
@@ -480,11 +549,12 @@ def logs(
             sys.stdout.buffer.flush()
 
 
-@task(help=_help("inventory", "json", "accept_new_host_keys", "known_hosts"))
+@task(help=_help("inventory", "env_dir", "json", "accept_new_host_keys", "known_hosts"))
 @friendly
 def stop(
     c: Any,
     inventory: str | None = None,
+    env_dir: str | None = None,
     json: bool = False,
     accept_new_host_keys: bool = False,
     known_hosts: str | None = None,
@@ -493,7 +563,7 @@ def stop(
     from drfleet import launch
 
     inv, options = _fleet(inventory, known_hosts, accept_new_host_keys)
-    doc = launch.stop(inv, options)
+    doc = launch.stop(inv, options, Path(env_dir or "."))
     if json:
         _print_json(doc)
     else:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
 from typing import Any
 
-from drfleet import training
+from drfleet import plan as plan_mod
+from drfleet import runstate, training
 from drfleet.drfc import params
 from drfleet.errors import DrfleetError
 from drfleet.inventory import Host, Inventory
@@ -73,38 +75,67 @@ def s3_client(endpoint: str | None, creds: dict[str, str], region: str) -> Any:
     )
 
 
-def upload(s3: Any, p: training.Prepared, wipe: bool) -> list[str]:
+def objects(p: training.Prepared) -> dict[str, bytes]:
+    """S3 key -> body: everything train uploads (custom files, params, reward function)."""
+    cfg = p.cfg
+    out = {}
+    custom_prefix = cfg.get("DR_LOCAL_S3_CUSTOM_FILES_PREFIX", "custom_files")
+    for f in sorted(cfg.custom_dir.iterdir()):
+        if f.is_file():
+            out[f"{custom_prefix}/{f.name}"] = f.read_bytes()
+    for name, doc in p.params.items():
+        out[params.s3_key(cfg, name)] = params.dump(doc).encode()
+    out[params.s3_key(cfg, "reward_function.py")] = cfg.reward_function.encode()
+    return out
+
+
+def upload(s3: Any, p: training.Prepared, wipe: bool, live: bool = False) -> list[str]:
+    """Puts the run's files in S3. The model prefix must hold nothing but what this run puts
+    there (a run killed before its trainer started), unless --wipe. A run whose trainer is
+    still live with exactly these files is the same run: nothing is uploaded and train goes
+    on to converge the hosts (a re-run after the controller died)."""
     cfg = p.cfg
     bucket = cfg.get("DR_LOCAL_S3_BUCKET", "bucket")
     prefix = cfg.get("DR_LOCAL_S3_MODEL_PREFIX", "rl-deepracer-sagemaker")
+    want = objects(p)
     try:
         s3.head_bucket(Bucket=bucket)
     except Exception:
         s3.create_bucket(Bucket=bucket)
     existing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "/").get("Contents", [])
-    if existing and not wipe:
+    if existing and not wipe and not {o["Key"] for o in existing} <= set(want):
+        differ = [k for k, body in want.items() if _get(s3, bucket, k) != body]
+        if live and not differ:
+            return []
+        if live:
+            raise DrfleetError(
+                f"a run is in progress in s3://{bucket}/{prefix}/ and these files differ from "
+                f"what it started with: {', '.join(differ)}; nothing was changed",
+                fix="`invoke stop` first, then train with --wipe or another "
+                "DR_LOCAL_S3_MODEL_PREFIX",
+            )
         raise DrfleetError(
             f"s3://{bucket}/{prefix}/ already holds {len(existing)} objects of "
             "an earlier run; nothing was started",
             fix="use another DR_LOCAL_S3_MODEL_PREFIX, or --wipe to delete them",
         )
-    while existing:
-        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": o["Key"]} for o in existing]})
-        existing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "/").get("Contents", [])
-    keys = []
-    custom_prefix = cfg.get("DR_LOCAL_S3_CUSTOM_FILES_PREFIX", "custom_files")
-    for f in sorted(cfg.custom_dir.iterdir()):
-        if f.is_file():
-            s3.put_object(Bucket=bucket, Key=f"{custom_prefix}/{f.name}", Body=f.read_bytes())
-            keys.append(f"{custom_prefix}/{f.name}")
-    for name, doc in p.params.items():
-        key = params.s3_key(cfg, name)
-        s3.put_object(Bucket=bucket, Key=key, Body=params.dump(doc).encode())
-        keys.append(key)
-    key = params.s3_key(cfg, "reward_function.py")
-    s3.put_object(Bucket=bucket, Key=key, Body=cfg.reward_function.encode())
-    keys.append(key)
-    return keys
+    if wipe:
+        while existing:
+            s3.delete_objects(
+                Bucket=bucket, Delete={"Objects": [{"Key": o["Key"]} for o in existing]}
+            )
+            existing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "/").get("Contents", [])
+    for key, body in want.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+    return list(want)
+
+
+def _get(s3: Any, bucket: str, key: str) -> bytes | None:
+    try:
+        body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return body
+    except Exception:
+        return None
 
 
 def train(
@@ -117,20 +148,23 @@ def train(
     hosts = [inv.hosts[h] for h in docs]
     trainer = inv.hosts[p.plan.trainer]
     local = p.cfg.get("DR_CLOUD", "local").lower() == "local"
+    previous = runstate.load(env_dir)
     sessions = {h.name: session(h, options) for h in hosts}
     try:
         with sessions[trainer.name] as tsess:
+            live = not wipe and _runs(tsess, "drfleet-rlcoach")
             if board:
                 board.update(trainer.name, "starting minio" if local else "uploading")
             if local:
-                minio_only = {
-                    **docs[trainer.name],
-                    "generation": generation,
-                    "containers": [
-                        c for c in docs[trainer.name]["containers"] if c["role"] == "minio"
-                    ],
-                }
-                apply(tsess, minio_only, 60)
+                if not live:  # a live run's trainer keeps its rl_coach: no minio-only state
+                    minio_only = {
+                        **docs[trainer.name],
+                        "generation": generation,
+                        "containers": [
+                            c for c in docs[trainer.name]["containers"] if c["role"] == "minio"
+                        ],
+                    }
+                    apply(tsess, minio_only, 60)
                 with forward(tsess, "127.0.0.1", 9000) as port:
                     s3 = s3_client(
                         f"http://127.0.0.1:{port}",
@@ -138,11 +172,23 @@ def train(
                         p.cfg.get("DR_AWS_APP_REGION", "us-east-1"),
                     )
                     _wait_s3(s3)
-                    uploaded = upload(s3, p, wipe)
+                    uploaded = upload(s3, p, wipe, live)
             else:
                 uploaded = upload(
-                    s3_client(None, creds, p.cfg.get("DR_AWS_APP_REGION", "us-east-1")), p, wipe
+                    s3_client(None, creds, p.cfg.get("DR_AWS_APP_REGION", "us-east-1")),
+                    p,
+                    wipe,
+                    live,
                 )
+            state = runstate.RunState(
+                p.cfg.get("DR_RUN_ID", "0"),
+                p.cfg.get("DR_LOCAL_S3_BUCKET", "bucket"),
+                p.cfg.get("DR_LOCAL_S3_MODEL_PREFIX", "rl-deepracer-sagemaker"),
+                generation + 1,
+                p.plan,
+                {h: g for h, g in (previous.fence if previous else {}).items() if h not in docs},
+            )
+            runstate.save(env_dir, state)  # before any worker is told: a kill leaves a record
 
             if local and len(hosts) > 1:
                 reach_check(p, sessions, trainer.name, board)
@@ -164,9 +210,22 @@ def train(
     return {
         "plan": p.plan.as_json(),
         "uploaded": uploaded,
+        "resumed": live and not uploaded,
         "generation": generation + 1,
         "hosts": {o.host.name: _host_result(o) for o in outcomes},
     }
+
+
+def _runs(sess: Session, name: str) -> bool:
+    """Whether the host's agent has this container (in any state): a run is live there."""
+    res = sess.run(
+        agent_cmd("status", "--json"), become=True, check=False, timeout=30, task="agent status"
+    )
+    try:
+        doc = json.loads(res.stdout)
+    except ValueError:
+        return False
+    return any(c.get("name") == name for c in doc.get("containers", []))
 
 
 PORTS = "2377/tcp, 7946/tcp and udp, 4789/udp (the swarm overlay) and 9000/tcp (minio)"
@@ -247,13 +306,30 @@ def _host_result(o: Outcome[dict[str, Any]]) -> dict[str, Any]:
     return {"ok": True, "containers": {c["name"]: c["state"] for c in containers}}
 
 
-def status(inv: Inventory, options: Options) -> dict[str, Any]:
-    hosts = [h for h in inv.hosts.values() if h.roles]
+STATUS_CONNECT_TIMEOUT = 5.0  # with one retry, a host that does not answer shows in ~11 s
+
+
+def status(inv: Inventory, options: Options, env_dir: Path | None = None) -> dict[str, Any]:
+    """Every host's agent status. With the run record of env_dir: the run's slots, which of
+    them are lost with an unreachable host, and hosts whose slots moved while they were away
+    are told to drop their workers now (the controller's latest assignment wins)."""
+    state = runstate.load(env_dir) if env_dir else None
+    quick = dataclasses.replace(
+        options,
+        connect_timeout=STATUS_CONNECT_TIMEOUT,
+        connect_retries=min(1, options.connect_retries),
+    )
+    names = {h.name for h in inv.hosts.values() if h.roles}
+    if state:
+        names |= {w.host for w in state.plan.workers} | {state.plan.trainer} | set(state.fence)
+    hosts = [inv.hosts[n] for n in inv.hosts if n in names]
 
     def one(host: Host) -> dict[str, Any]:
-        with session(host, options) as s:
-            res = s.run(agent_cmd("status", "--json"), become=True, timeout=30, task="agent status")
-        doc: dict[str, Any] = json.loads(res.stdout)
+        with session(host, quick) as s:
+            doc = _agent_status(s)
+            if state and host.name in state.fence:
+                before = [c["name"] for c in doc.get("containers", [])]
+                doc = {**doc, **fence(s, state, host.name), "dropped": before}
         return doc
 
     out: dict[str, Any] = {}
@@ -262,7 +338,117 @@ def status(inv: Inventory, options: Options) -> dict[str, Any]:
             out[o.host.name] = {"reachable": not o.unreachable, "error": o.error.message}
         else:
             out[o.host.name] = {"reachable": True, **(o.value or {})}
-    return {"hosts": out}
+    doc: dict[str, Any] = {"hosts": out}
+    if state and env_dir:
+        fenced = [h for h in state.fence if "dropped" in out.get(h, {})]
+        if fenced:
+            for h in fenced:
+                del state.fence[h]
+            runstate.save(env_dir, state)
+        doc["run"] = run_summary(state, out)
+    return doc
+
+
+def fence(sess: Session, state: runstate.RunState, host: str) -> dict[str, Any]:
+    """Tells a host whose slots moved away to run nothing of this run."""
+    return apply(
+        sess,
+        {
+            "fleet": "drfleet",
+            "run_id": state.run_id,
+            "generation": state.fence[host],
+            "containers": [],
+        },
+        60,
+    )
+
+
+def run_summary(state: runstate.RunState, hosts: dict[str, Any]) -> dict[str, Any]:
+    """Slots as planned, each with its state; the slots of unreachable hosts are lost (pure)."""
+    down = {h for h, st in hosts.items() if not st.get("reachable", False)}
+    slots = {}
+    for w in state.plan.workers:
+        name = f"drfleet-robomaker-{w.slot}"
+        here = {c["name"]: c for c in hosts.get(w.host, {}).get("containers", [])}
+        slots[str(w.slot)] = {
+            "host": w.host,
+            "world": w.world,
+            "state": "lost" if w.host in down else here.get(name, {}).get("state", "missing"),
+        }
+    return {
+        "run_id": state.run_id,
+        "generation": state.generation,
+        "trainer": {
+            "host": state.plan.trainer,
+            "state": "lost" if state.plan.trainer in down else "ok",
+        },
+        "slots": slots,
+        "lost": plan_mod.lost(state.plan, down),
+        "dropped": {h: st["dropped"] for h, st in hosts.items() if st.get("dropped")},
+        "fence_pending": sorted(
+            set(state.fence) - {h for h, st in hosts.items() if "dropped" in st}
+        ),
+    }
+
+
+def _agent_status(sess: Session) -> dict[str, Any]:
+    res = sess.run(agent_cmd("status", "--json"), become=True, timeout=30, task="agent status")
+    doc: dict[str, Any] = json.loads(res.stdout)
+    return doc
+
+
+def rebalance(
+    inv: Inventory, env_dir: Path, options: Options, board: Board | None
+) -> dict[str, Any]:
+    """Moves the slots of unreachable hosts to hosts with room, then converges every reachable
+    host of the run to the new plan (unchanged containers are left alone). A re-run finishes
+    what a killed one started."""
+    state = runstate.load(env_dir)
+    if state is None:
+        raise DrfleetError(
+            f"no run was started from {env_dir}",
+            where=str(runstate.path(env_dir)),
+            fix="run `invoke train` (with the same --env-dir) first",
+        )
+    st = status(inv, options, env_dir)
+    state = runstate.load(env_dir) or state  # status may have fenced hosts
+    down = {h for h, v in st["hosts"].items() if not v.get("reachable", False)}
+    p = training.prepare_from(env_dir, inv, options, state.plan, skip=down)
+    new_plan, moved = plan_mod.rebalance(state.plan, list(p.caps.values()), down)
+    generation = int(time.time() * 1000)
+    creds = training.credentials(env_dir)
+    p = dataclasses.replace(p, plan=new_plan)
+    docs = training.desired(p, creds, generation)
+    fenced = {h: generation for h in down if h in {w.host for w in state.plan.workers}}
+    was = {str(w.slot): w.host for w in state.plan.workers}
+    state = runstate.RunState(
+        state.run_id,
+        state.bucket,
+        state.prefix,
+        generation,
+        new_plan,
+        {**state.fence, **fenced},
+    )
+    runstate.save(env_dir, state)  # before any host is told: the record is what we intend
+    targets = [inv.hosts[h] for h in docs if h not in down]
+
+    def push(host: Host) -> dict[str, Any]:
+        if board:
+            board.update(host.name, f"converging {len(docs[host.name]['containers'])} containers")
+        with session(host, options) as s:
+            result = apply(s, docs[host.name], 180)
+        if board:
+            board.done(host.name, "running")
+        return result
+
+    outcomes = fan_out(targets, push, limit=options.limit)
+    return {
+        "moved": {str(k): {"from": was[str(k)], "to": h} for k, h in moved.items()},
+        "down": sorted(down),
+        "plan": new_plan.as_json(),
+        "generation": generation,
+        "hosts": {o.host.name: _host_result(o) for o in outcomes},
+    }
 
 
 def find(inv: Inventory, options: Options, name: str) -> Host:
@@ -273,9 +459,10 @@ def find(inv: Inventory, options: Options, name: str) -> Host:
     raise DrfleetError(f"no host runs {name}", fix="see `invoke status`")
 
 
-def stop(inv: Inventory, options: Options) -> dict[str, Any]:
+def stop(inv: Inventory, options: Options, env_dir: Path | None = None) -> dict[str, Any]:
     """Empty desired state everywhere; on the trainer also the sagemaker container rl_coach
-    started (algo-*), which no agent owns. Data in minio's directory stays."""
+    started (algo-*), which no agent owns. Data in minio's directory stays. The run record
+    goes, except that hosts which could not be told are remembered and told when next seen."""
     hosts = [h for h in inv.hosts.values() if h.roles]
     generation = int(time.time() * 1000)
 
@@ -297,11 +484,21 @@ def stop(inv: Inventory, options: Options) -> dict[str, Any]:
                 )
         return st
 
+    outcomes = fan_out(hosts, one, limit=options.limit)
+    state = runstate.load(env_dir) if env_dir else None
+    if state and env_dir:
+        missed = {o.host.name: generation for o in outcomes if not o.ok}
+        if missed:
+            state.plan = plan_mod.Plan(state.plan.trainer, [])
+            state.run_id, state.generation, state.fence = "", generation, missed
+            runstate.save(env_dir, state)
+        else:
+            runstate.clear(env_dir)
     return {
         "hosts": {
             o.host.name: (
                 {"ok": True} if o.ok else {"ok": False, "error": o.error.message if o.error else ""}
             )
-            for o in fan_out(hosts, one, limit=options.limit)
+            for o in outcomes
         }
     }

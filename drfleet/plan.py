@@ -7,7 +7,7 @@ evenly loaded, since the slowest worker gates every iteration."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from drfleet.errors import ConfigError
@@ -163,3 +163,67 @@ def place(
 
 def suggest(caps: list[Capacity]) -> int:
     return sum(c.slots for c in caps)
+
+
+def from_json(doc: dict[str, Any]) -> Plan:
+    return Plan(
+        doc["trainer"]["host"],
+        [Placement(**w) for w in doc["workers"]],
+        list(doc.get("warnings", [])),
+        list(doc.get("notes", [])),
+    )
+
+
+def lost(plan: Plan, down: set[str]) -> dict[str, list[int]]:
+    """host -> the slots planned there, for the hosts that are down."""
+    return {h: [w.slot for w in ws] for h, ws in plan.by_host().items() if h in down}
+
+
+def rebalance(plan: Plan, caps: list[Capacity], down: set[str]) -> tuple[Plan, dict[int, str]]:
+    """Moves the slots of hosts that are down to hosts with room, keeping everything else of
+    each placement (slot, world, episodes, params file, video port), so multi-config and
+    DOCKER_REPLICA_SLOT stay as they were. Returns the new plan and slot -> new host. All
+    lost slots move or none: the trainer waits for every slot's share of episodes."""
+    if plan.trainer in down:
+        raise ConfigError(
+            f"the trainer host {plan.trainer} is down; its slots cannot be moved",
+            fix=f"bring {plan.trainer} back (its agent restarts the trainer), or `invoke stop` "
+            "and train again from the last checkpoint (DR_LOCAL_S3_PRETRAINED)",
+        )
+    usable = [c for c in caps if c.host not in down]
+    moving = [w for w in plan.workers if w.host in down]
+    if not moving:
+        return plan, {}
+    used = {c.host: 0 for c in usable}
+    for w in plan.workers:
+        if w.host in used:
+            used[w.host] += 1
+    order = {c.host: i for i, c in enumerate(usable)}
+    if len(moving) > sum(max(0, c.slots - used[c.host]) for c in usable):
+        raise _no_room(moving, usable, used, down)
+    moved: dict[int, str] = {}
+    for w in moving:
+        room = [c for c in usable if used[c.host] < c.slots]
+        best = min(room, key=lambda c: ((used[c.host] + 1) / c.slots, used[c.host], order[c.host]))
+        used[best.host] += 1
+        moved[w.slot] = best.host
+    workers = [replace(w, host=moved.get(w.slot, w.host)) for w in plan.workers]
+    return Plan(plan.trainer, workers, plan.warnings, plan.notes), moved
+
+
+def _no_room(
+    moving: list[Placement], usable: list[Capacity], used: dict[str, int], down: set[str]
+) -> ConfigError:
+    free = sum(max(0, c.slots - used[c.host]) for c in usable)
+    detail = ", ".join(f"{c.host} {used[c.host]} of {c.slots}" for c in usable if c.robomaker)
+    short = len(moving) - free
+    per = max((c.cost for c in usable if c.robomaker), default=4)
+    slots = ", ".join(str(w.slot) for w in moving)
+    return ConfigError(
+        f"no capacity left for the {len(moving)} lost workers (slots {slots} on "
+        f"{', '.join(sorted(down))}): the other hosts have room for {free} more "
+        f"(workers placed: {detail}); nothing was moved",
+        fix=f"add hosts with about {short * per} more vCPUs for {short} more workers to the "
+        "inventory, provision them and run `invoke train --rebalance` again; or bring "
+        f"{', '.join(sorted(down))} back (its agent restarts its workers)",
+    )

@@ -47,6 +47,7 @@ class Options:
     accept_new_host_keys: bool = False
     connect_retries: int = 2
     limit: int = DEFAULT_LIMIT
+    connect_timeout: float | None = None  # caps each host's own connect_timeout (status)
     stream: IO[str] | None = None  # where live output goes, prefixed with the host name
 
 
@@ -318,6 +319,11 @@ class SSHSession(Session):
     def is_root(self) -> bool:
         return bool(self._connection().user == "root")
 
+    @property
+    def connect_timeout(self) -> float:
+        cap = self.options.connect_timeout
+        return min(self.host.connect_timeout, cap) if cap else self.host.connect_timeout
+
     def _make(
         self,
         address: str,
@@ -326,10 +332,8 @@ class SSHSession(Session):
         name: str,
         gateway: Connection | None = None,
     ) -> Connection:
-        connect_kwargs: dict[str, Any] = {
-            "banner_timeout": self.host.connect_timeout,
-            "auth_timeout": self.host.connect_timeout,
-        }
+        timeout = self.connect_timeout
+        connect_kwargs: dict[str, Any] = {"banner_timeout": timeout, "auth_timeout": timeout}
         if self.host.ssh_key:
             connect_kwargs["key_filename"] = [os.path.expanduser(self.host.ssh_key)]
             connect_kwargs["look_for_keys"] = False
@@ -338,7 +342,7 @@ class SSHSession(Session):
             user=user,
             port=port,
             gateway=gateway,
-            connect_timeout=self.host.connect_timeout,
+            connect_timeout=timeout,
             connect_kwargs=connect_kwargs,
             config=Config(),
         )

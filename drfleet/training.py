@@ -33,9 +33,12 @@ class Prepared:
     params: dict[str, dict[str, Any]]
 
 
-def capacities(inv: Inventory, options: Options) -> dict[str, Capacity]:
-    """From the inventory where it declares capacity; otherwise asks the hosts (in parallel)."""
-    hosts = [h for h in inv.hosts.values() if h.roles]
+def capacities(
+    inv: Inventory, options: Options, skip: frozenset[str] = frozenset()
+) -> dict[str, Capacity]:
+    """From the inventory where it declares capacity; otherwise asks the hosts (in parallel).
+    Hosts in skip (known to be down) are left out."""
+    hosts = [h for h in inv.hosts.values() if h.roles and h.name not in skip]
     if not hosts:
         raise DrfleetError(
             "no host of the inventory has a role",
@@ -73,6 +76,24 @@ def prepare(env_dir: str | Path, inv: Inventory, options: Options, workers: int 
     plan.warnings.extend(advice.warnings)
     plan.notes.extend(advice.notes)
     return Prepared(cfg, advice, plan, caps, files)
+
+
+def prepare_from(
+    env_dir: str | Path, inv: Inventory, options: Options, plan: Plan, skip: set[str]
+) -> Prepared:
+    """The user's files with a plan already made (a running run's), and the capacity of the
+    hosts that are not in skip."""
+    cfg = config.load(env_dir, len(plan.workers))
+    caps = capacities(inv, options, frozenset(skip))
+    missing = ({w.host for w in plan.workers} | {plan.trainer}) - skip - set(caps)
+    if missing:
+        raise DrfleetError(
+            "hosts of the running plan are no longer in the inventory (or lost their role): "
+            + ", ".join(sorted(missing)),
+            where=inv.path,
+            fix="put them back, or `invoke stop` and train again",
+        )
+    return Prepared(cfg, checks.check(cfg), plan, caps, params.files(cfg))
 
 
 def desired(p: Prepared, creds: dict[str, str], generation: int) -> dict[str, Any]:

@@ -223,7 +223,7 @@ def robomaker(args):
     r = redis.Redis(host=ip, port=6379)
     episodes = int(r.get("standin:episodes"))
     share = episodes // workers + (1 if idx < episodes % workers else 0)
-    it = 0
+    it = int(r.get("standin:iteration") or 0)  # a late joiner (moved slot) starts here
     while not r.get("standin:finished"):
         if int(r.get("standin:iteration") or 0) == it:
             for j in range(share):

@@ -1,0 +1,86 @@
+"""What the controller last asked of the fleet: <env dir>/.drfleet/run.json.
+
+The plan (which slot runs where), the generation it was sent with, and the hosts that must be
+told to drop their workers when they are next reached ("fence": their slots moved while they
+were unreachable). `status` needs it to name the slots a down host takes with it, `train
+--rebalance` to move them, and every later contact to make the latest assignment win. Written
+atomically before anything is sent, so a controller killed half-way leaves a true record."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from drfleet.errors import DrfleetError
+from drfleet.plan import Plan, from_json
+
+NAME = "run.json"
+
+
+@dataclass
+class RunState:
+    run_id: str
+    bucket: str
+    prefix: str
+    generation: int
+    plan: Plan
+    fence: dict[str, int] = field(default_factory=dict)  # host -> generation it must get
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "bucket": self.bucket,
+            "prefix": self.prefix,
+            "generation": self.generation,
+            "plan": self.plan.as_json(),
+            "fence": self.fence,
+        }
+
+
+def path(env_dir: Path) -> Path:
+    return env_dir / ".drfleet" / NAME
+
+
+def load(env_dir: Path) -> RunState | None:
+    p = path(env_dir)
+    try:
+        doc = json.loads(p.read_text())
+        return RunState(
+            str(doc["run_id"]),
+            str(doc["bucket"]),
+            str(doc["prefix"]),
+            int(doc["generation"]),
+            from_json(doc["plan"]),
+            {str(h): int(g) for h, g in doc.get("fence", {}).items()},
+        )
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DrfleetError(
+            f"unreadable run record: {exc}",
+            where=str(p),
+            fix="delete it; `invoke train` writes a new one (status and --rebalance need it)",
+        ) from None
+
+
+def save(env_dir: Path, state: RunState) -> None:
+    p = path(env_dir)
+    p.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{NAME}.")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(state.as_json(), fh, indent=2)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def clear(env_dir: Path) -> None:
+    path(env_dir).unlink(missing_ok=True)
