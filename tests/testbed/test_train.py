@@ -3,104 +3,25 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
 
-from tests.conftest import Run, invoke, provision
+from tests.conftest import Run, invoke
 from tests.testbed import TestBed, ensure_docker_host_image
+from tests.testbed.drfc_run import (
+    PREFIX,
+    container_ids,
+    containers,
+    iterations,
+    provisioned,
+    s3,
+    write_drfc,
+)
 from tests.testbed.images import ensure_standin
 
 pytestmark = pytest.mark.testbed
-PREFIX = "rl-deepracer-sagemaker"
-
-
-def write_drfc(d: Path, workers: int, worlds: dict[int, str], episodes: int) -> Path:
-    d.mkdir(parents=True, exist_ok=True)
-    assert invoke("init", "--env-dir", str(d)).code == 0
-    system = (d / "system.env").read_text()
-    for a, b in [
-        (
-            "DR_SIMAPP_SOURCE=awsdeepracercommunity/deepracer-simapp",
-            "DR_SIMAPP_SOURCE=drfleet-standin/simapp",
-        ),
-        ("DR_SIMAPP_VERSION=6.0.4-cpu", "DR_SIMAPP_VERSION=1.0-cpu"),
-        ("DR_MINIO_IMAGE=latest", "DR_MINIO_IMAGE=drfleet-standin/minio:1"),
-        ("DR_WORKERS=1", f"DR_WORKERS={workers}"),
-    ]:
-        system = system.replace(a, b)
-    (d / "system.env").write_text(system)
-    run = (
-        (d / "run.env")
-        .read_text()
-        .replace("DR_TRAIN_MULTI_CONFIG=False", f"DR_TRAIN_MULTI_CONFIG={workers > 1}")
-    )
-    (d / "run.env").write_text(run)
-    for k, world in worlds.items():
-        (d / f"worker-{k}.env").write_text(f"# worker {k}\n\nDR_WORLD_NAME={world}\n")
-    hp = d / "custom_files" / "hyperparameters.json"
-    hp.write_text(
-        json.dumps({**json.loads(hp.read_text()), "num_episodes_between_training": episodes})
-    )
-    return d
-
-
-def provisioned(bed: TestBed, env_dir: Path) -> None:
-    bed.write_inventory(worker_vcpus=1, trainer_vcpus=1)  # test hosts have 2 vCPUs
-    run = provision(bed, env_dir)
-    assert run.code == 0, run.stdout[-3000:] + run.stderr
-
-
-def s3(bed: TestBed) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=f"http://{bed.hosts['h1'].address}:9000",
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="y",
-    )
-
-
-def iterations(bed: TestBed, count: int, timeout: float = 120) -> list[list[dict[str, Any]]]:
-    client = s3(bed)
-    deadline = time.monotonic() + timeout
-    out: list[list[dict[str, Any]]] = []
-    while len(out) < count:
-        try:
-            body = client.get_object(
-                Bucket="bucket", Key=f"{PREFIX}/standin/iteration-{len(out)}.json"
-            )["Body"]
-            out.append(json.loads(body.read()))
-        except client.exceptions.NoSuchKey:
-            assert time.monotonic() < deadline, f"only {len(out)} iterations after {timeout} s"
-            time.sleep(1)
-    return out
-
-
-def containers(bed: TestBed) -> dict[str, list[str]]:
-    return {
-        name: bed.exec(name, "docker ps -a --format '{{.Names}}'").split() for name in bed.hosts
-    }
-
-
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestBed, Path]]:
-    ensure_standin()
-    image = ensure_docker_host_image(tmp_path_factory.mktemp("bake"))
-    env_dir = write_drfc(
-        tmp_path_factory.mktemp("drfc"),
-        5,
-        {2: "Monaco", 3: "Bowtie_track", 4: "Monaco", 5: "Bowtie_track"},
-        10,
-    )
-    with TestBed(3, tmp_path_factory.mktemp("fleet"), image=image) as bed:
-        provisioned(bed, env_dir)
-        yield bed, env_dir
 
 
 def test_five_workers_on_three_hosts_train_as_planned(fleet: tuple[TestBed, Path]) -> None:
@@ -137,8 +58,22 @@ def test_five_workers_on_three_hosts_train_as_planned(fleet: tuple[TestBed, Path
         assert len(states) == 7 and set(states.values()) == {"running"}
         logs = invoke("logs", "--inventory", inv, "--worker", "2", "--tail", "50")
         assert "slot 2 world Monaco" in logs.stdout
-        again = invoke("train", "--inventory", inv, "--env-dir", str(env_dir))
-        assert again.code == 2 and "--wipe" in again.stderr  # an earlier run is not overwritten
+        ids = container_ids(bed)
+        again = invoke("train", "--inventory", inv, "--env-dir", str(env_dir), "--json")
+        assert again.code == 0, again.stderr  # the same run, live: converge, restart nothing
+        assert again.json["resumed"] and again.json["uploaded"] == []
+        assert container_ids(bed) == ids
+        hp = env_dir / "custom_files" / "hyperparameters.json"
+        original = hp.read_text()
+        hp.write_text(original.replace("10", "12"))
+        try:
+            changed = invoke("train", "--inventory", inv, "--env-dir", str(env_dir))
+        finally:
+            hp.write_text(original)
+        assert changed.code == 2  # other settings while it runs: refused, nothing touched
+        assert "custom_files/hyperparameters.json" in changed.stderr
+        assert "invoke stop" in changed.stderr
+        assert container_ids(bed) == ids
     finally:
         stop = invoke("stop", "--inventory", inv)
     assert stop.code == 0, stop.stderr

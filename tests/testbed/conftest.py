@@ -1,0 +1,28 @@
+"""The provisioned three-host fleet the training tests share (booted once per session;
+tests that break a host put it back before they end)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.testbed import TestBed, ensure_docker_host_image
+from tests.testbed.drfc_run import provisioned, write_drfc
+from tests.testbed.images import ensure_standin
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestBed, Path]]:
+    ensure_standin()
+    image = ensure_docker_host_image(tmp_path_factory.mktemp("bake"))
+    env_dir = write_drfc(
+        tmp_path_factory.mktemp("drfc"),
+        5,
+        {2: "Monaco", 3: "Bowtie_track", 4: "Monaco", 5: "Bowtie_track"},
+        10,
+    )
+    with TestBed(3, tmp_path_factory.mktemp("fleet"), image=image) as bed:
+        provisioned(bed, env_dir)
+        yield bed, env_dir

@@ -1,0 +1,102 @@
+"""Helpers for the training tests: DRfC files for the stand-in simapp, a provisioned fleet,
+and what a user would look at (S3 objects, iterations, the containers on every host)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from tests.conftest import invoke, provision
+from tests.testbed import TestBed
+
+PREFIX = "rl-deepracer-sagemaker"
+
+
+def write_drfc(d: Path, workers: int, worlds: dict[int, str], episodes: int) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    assert invoke("init", "--env-dir", str(d)).code == 0
+    system = (d / "system.env").read_text()
+    for a, b in [
+        (
+            "DR_SIMAPP_SOURCE=awsdeepracercommunity/deepracer-simapp",
+            "DR_SIMAPP_SOURCE=drfleet-standin/simapp",
+        ),
+        ("DR_SIMAPP_VERSION=6.0.4-cpu", "DR_SIMAPP_VERSION=1.0-cpu"),
+        ("DR_MINIO_IMAGE=latest", "DR_MINIO_IMAGE=drfleet-standin/minio:1"),
+        ("DR_WORKERS=1", f"DR_WORKERS={workers}"),
+    ]:
+        system = system.replace(a, b)
+    (d / "system.env").write_text(system)
+    run = (
+        (d / "run.env")
+        .read_text()
+        .replace("DR_TRAIN_MULTI_CONFIG=False", f"DR_TRAIN_MULTI_CONFIG={workers > 1}")
+    )
+    (d / "run.env").write_text(run)
+    for k, world in worlds.items():
+        (d / f"worker-{k}.env").write_text(f"# worker {k}\n\nDR_WORLD_NAME={world}\n")
+    hp = d / "custom_files" / "hyperparameters.json"
+    hp.write_text(
+        json.dumps({**json.loads(hp.read_text()), "num_episodes_between_training": episodes})
+    )
+    return d
+
+
+def provisioned(bed: TestBed, env_dir: Path) -> None:
+    bed.write_inventory(worker_vcpus=1, trainer_vcpus=1)  # test hosts have 2 vCPUs
+    run = provision(bed, env_dir)
+    assert run.code == 0, run.stdout[-3000:] + run.stderr
+
+
+def s3(bed: TestBed) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=f"http://{bed.hosts['h1'].address}:9000",
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="y",
+    )
+
+
+def iterations(bed: TestBed, count: int, timeout: float = 120) -> list[list[dict[str, Any]]]:
+    client = s3(bed)
+    deadline = time.monotonic() + timeout
+    out: list[list[dict[str, Any]]] = []
+    while len(out) < count:
+        try:
+            body = client.get_object(
+                Bucket="bucket", Key=f"{PREFIX}/standin/iteration-{len(out)}.json"
+            )["Body"]
+            out.append(json.loads(body.read()))
+        except client.exceptions.NoSuchKey:
+            assert time.monotonic() < deadline, f"only {len(out)} iterations after {timeout} s"
+            time.sleep(1)
+    return out
+
+
+def up(bed: TestBed) -> list[str]:
+    """The hosts whose machine runs (a stopped one has no containers to look at)."""
+    return [
+        n
+        for n, h in bed.hosts.items()
+        if bed.client.api.inspect_container(h.container)["State"]["Running"]
+    ]
+
+
+def containers(bed: TestBed) -> dict[str, list[str]]:
+    return {name: bed.exec(name, "docker ps -a --format '{{.Names}}'").split() for name in up(bed)}
+
+
+def container_ids(bed: TestBed) -> dict[str, str]:
+    """container name -> id, over the running hosts: a restart or a duplicate changes it."""
+    out = {}
+    for name in up(bed):
+        for line in bed.exec(name, "docker ps -a --format '{{.Names}} {{.ID}}'").splitlines():
+            cname, cid = line.split()
+            assert cname not in out, f"{cname} runs on two hosts"
+            out[cname] = cid
+    return out

@@ -1,0 +1,207 @@
+"""Faults during training (issue 7): a worker host stopping, a host cut off and coming back
+after its slots moved, and the controller killed in the middle of `train`."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, Run, invoke
+from tests.testbed import TestBed
+from tests.testbed.drfc_run import container_ids, containers, up, write_drfc
+
+pytestmark = pytest.mark.testbed
+
+CUT = (  # every packet in or out of the host's only link, forwarded ones included
+    "iptables -{op} INPUT -i eth0 -j DROP && iptables -{op} OUTPUT -o eth0 -j DROP && "
+    "iptables -{op} FORWARD -i eth0 -j DROP && iptables -{op} FORWARD -o eth0 -j DROP"
+)
+
+
+def slots_where(bed: TestBed) -> dict[int, list[str]]:
+    """slot -> the hosts where a robomaker container of that slot exists."""
+    out: dict[int, list[str]] = {}
+    for host, names in containers(bed).items():
+        for n in names:
+            if n.startswith("drfleet-robomaker-"):
+                out.setdefault(int(n.rsplit("-", 1)[1]), []).append(host)
+    return out
+
+
+def env_of(bed: TestBed, host: str, name: str) -> dict[str, str]:
+    spec = json.loads(bed.exec(host, f"docker inspect {name}"))[0]
+    return dict(e.split("=", 1) for e in spec["Config"]["Env"])
+
+
+def wait_for(what: Callable[[], bool], timeout: float, message: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not what():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.5)
+
+
+def test_lost_host_status_rebalance_and_return(fleet: tuple[TestBed, Path], tmp_path: Path) -> None:
+    bed, _ = fleet
+    env_dir = write_drfc(tmp_path / "drfc", 3, {2: "Monaco", 3: "Bowtie_track"}, 6)
+    inv = str(bed.inventory)
+    bed.write_inventory(worker_vcpus=1, trainer_vcpus=1)
+    args = ("--inventory", inv, "--env-dir", str(env_dir))
+    run = invoke("train", *args, "--wipe", "--json")
+    assert run.code == 0, run.stdout[-2000:] + run.stderr
+    plan = {w["slot"]: w for w in run.json["plan"]["workers"]}
+    trainer = run.json["plan"]["trainer"]["host"]
+    # the host to lose: a worker host whose slots fit on the others (5 slots, 3 used)
+    victim = next(w["host"] for w in plan.values() if w["host"] != trainer)
+    lost = sorted(s for s, w in plan.items() if w["host"] == victim)
+    try:
+        before = container_ids(bed)
+        bed.stop(victim)
+        t0 = time.monotonic()
+        st = invoke("status", *args, "--json")
+        took = time.monotonic() - t0
+        assert st.code == 1
+        assert took < 15, f"status took {took:.1f} s with {victim} down"
+        assert st.json["hosts"][victim]["reachable"] is False
+        assert st.json["run"]["lost"] == {victim: lost}
+        assert {st.json["run"]["slots"][str(s)]["state"] for s in lost} == {"lost"}
+        text = invoke("status", *args)
+        assert f"{victim} is unreachable: slots {', '.join(map(str, lost))} are lost" in (
+            text.stdout
+        )
+        assert "invoke train --rebalance" in text.stdout
+
+        moved = invoke("train", "--rebalance", *args, "--json")
+        assert moved.code == 0, moved.stdout[-2000:] + moved.stderr
+        assert sorted(int(s) for s in moved.json["moved"]) == lost
+        where = slots_where(bed)
+        for slot in lost:
+            to = moved.json["moved"][str(slot)]["to"]
+            assert to != victim and where[slot] == [to]
+            env = env_of(bed, to, f"drfleet-robomaker-{slot}")
+            assert env["DOCKER_REPLICA_SLOT"] == str(slot)  # slot numbers kept
+            assert env["WORLD_NAME"] == plan[slot]["world"]  # multi-config kept
+            assert env["S3_YAML_NAME"] == plan[slot]["config_file"]
+            assert (
+                json.loads(env["MULTI_CONFIG"])["multi_config"][slot - 1]["world_name"]
+                == (plan[slot]["world"])
+            )
+            logs = invoke("logs", "--inventory", inv, "--worker", str(slot), "--tail", "20")
+            assert f"slot {slot} world {plan[slot]['world']}" in logs.stdout
+        after = container_ids(bed)
+        for name, cid in before.items():  # nothing that stayed was restarted
+            if name in after and not any(name == f"drfleet-robomaker-{s}" for s in lost):
+                assert after[name] == cid, f"{name} was restarted"
+
+        # no room left: with only h1 and h2 in the inventory, cut h2 off
+        other = next(h for h in ("h2", "h3") if h != victim and h != trainer)
+        small = bed.write_inventory(tmp_path / "two.yml", worker_vcpus=1, trainer_vcpus=1)
+        _drop_host(small, victim)
+        small_args = ("--inventory", str(small), "--env-dir", str(env_dir))
+        bed.exec(other, CUT.format(op="I"))
+        try:
+            t0 = time.monotonic()
+            st = invoke("status", *small_args, "--json")
+            assert time.monotonic() - t0 < 15 and st.json["hosts"][other]["reachable"] is False
+            full = invoke("train", "--rebalance", *small_args)
+            assert full.code == 2, full.stdout + full.stderr
+            assert "no capacity left for the" in full.stderr and "nothing was moved" in full.stderr
+            assert "more vCPUs" in full.stderr and "--rebalance" in full.stderr
+        finally:
+            bed.exec(other, CUT.format(op="D"))
+        assert container_ids(bed) == after  # nothing moved, nothing restarted
+
+        # the lost host comes back: its agent starts the old workers again...
+        bed.start_host(victim)
+        wait_for(
+            lambda: any(victim in slots_where(bed).get(s, []) for s in lost),
+            90,
+            f"{victim}'s agent did not start its old workers",
+        )
+        # ...until it hears from the controller: the latest assignment wins
+        st = invoke("status", *args, "--json")
+        assert st.code == 0, st.stdout[-2000:] + st.stderr
+        assert sorted(st.json["run"]["dropped"][victim]) == [f"drfleet-robomaker-{s}" for s in lost]
+        assert st.json["run"]["fence_pending"] == []
+        assert all(len(hosts) == 1 for hosts in slots_where(bed).values())
+        assert sorted(slots_where(bed)) == sorted(plan)
+        again = invoke("status", *args, "--json")
+        assert again.json["run"]["dropped"] == {}  # told once
+    finally:
+        if victim not in up(bed):
+            bed.start_host(victim)
+        stop = invoke("stop", *args)
+    assert stop.code == 0, stop.stderr
+    assert containers(bed) == {h: [] for h in bed.hosts}
+    assert not (env_dir / ".drfleet" / "run.json").exists()
+
+
+def _drop_host(inventory: Path, host: str) -> None:
+    import yaml
+
+    doc = yaml.safe_load(inventory.read_text())
+    del doc["all"]["hosts"][host]
+    inventory.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def killed(args: tuple[str, ...], when: Callable[[], bool], timeout: float = 120) -> None:
+    """Starts `invoke ARGS` and kills it (SIGKILL, no cleanup) once `when()` holds."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "invoke", *args],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while not when():
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                raise AssertionError(f"it ended ({proc.returncode}) before the moment: {err}")
+            assert time.monotonic() < deadline, "the moment to kill it never came"
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.mark.parametrize("moment", ["minio started", "first worker started"])
+def test_controller_killed_mid_train_rerun_converges_and_stop_cleans(
+    fleet: tuple[TestBed, Path], tmp_path: Path, moment: str
+) -> None:
+    bed, _ = fleet
+    env_dir = write_drfc(tmp_path / "drfc", 4, {2: "Monaco", 3: "Monaco", 4: "Bowtie_track"}, 4)
+    bed.write_inventory(worker_vcpus=1, trainer_vcpus=1)
+    args = ("--inventory", str(bed.inventory), "--env-dir", str(env_dir))
+
+    def reached() -> bool:
+        names = [n for ns in containers(bed).values() for n in ns]
+        if moment == "minio started":
+            return "drfleet-minio" in names
+        return any(n.startswith("drfleet-robomaker-") for n in names)
+
+    try:
+        killed(("train", *args, "--wipe"), reached)
+        run: Run = invoke("train", *args, "--json")  # no --wipe: this is the same run
+        assert run.code == 0, run.stdout[-2000:] + run.stderr
+        ids = container_ids(bed)  # one of each, on exactly one host
+        want = {f"drfleet-robomaker-{k}" for k in range(1, 5)} | {"drfleet-minio"}
+        assert want | {"drfleet-rlcoach"} <= set(ids)
+        algo = [n for n in ids if n.startswith("algo-")]
+        assert len(algo) <= 1, f"two sagemaker containers: {algo}"
+        for w in run.json["plan"]["workers"]:
+            assert slots_where(bed)[w["slot"]] == [w["host"]]
+        assert (
+            json.loads((env_dir / ".drfleet" / "run.json").read_text())["generation"]
+            == (run.json["generation"])
+        )
+    finally:
+        stop = invoke("stop", *args)
+    assert stop.code == 0, stop.stderr
+    assert containers(bed) == {h: [] for h in bed.hosts}
