@@ -4,9 +4,11 @@ tests that break a host (stop, re-key) put it back before they end."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +49,27 @@ def invoke(*args: str, cwd: Path = REPO, timeout: float = 300) -> Run:
 def drfleet(*args: str, cwd: Path, timeout: float = 300) -> Run:
     """Runs the installed `drfleet` command (python -m drfleet) from any directory."""
     return _run("drfleet", args, cwd, timeout)
+
+
+def killed(args: tuple[str, ...], when: Callable[[], bool], timeout: float = 120) -> None:
+    """Starts `invoke ARGS` and kills it (SIGKILL, no cleanup) once `when()` holds."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "invoke", *args],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while not when():
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                raise AssertionError(f"it ended ({proc.returncode}) before the moment: {err}")
+            assert time.monotonic() < deadline, "the moment to kill it never came"
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
 
 
 def provision(bed: TestBed, env_dir: Path, *extra: str) -> Run:

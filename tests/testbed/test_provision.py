@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import docker
 import pytest
 
-from tests.conftest import Run, invoke, provision
+from tests.conftest import Run, invoke, killed, provision
 from tests.testbed import TestBed
 from tests.testbed.images import ensure_busybox
 
@@ -213,3 +214,58 @@ def test_stopped_host_is_unreachable_others_finish_rerun_completes(
     assert counts(run)["h1"] == (0, 0, False)
     assert run.json["hosts"]["h2"]["changed"] >= 5
     assert bed2.exec("h1", "docker node ls -q | wc -l").strip() == "2"
+
+
+def test_controller_killed_mid_provision_rerun_completes_nothing_half_written(
+    env_dir: Path, tmp_path: Path
+) -> None:
+    with TestBed(2, tmp_path) as bed:
+        bed.write_inventory()
+        args = (
+            "provision",
+            "--inventory",
+            str(bed.inventory),
+            "--env-dir",
+            str(env_dir),
+            "--images-from",
+            "controller",
+        )
+
+        def busy(pattern: str) -> Callable[[], bool]:
+            return lambda: any(
+                bed.exec(h, f"pgrep {pattern} >/dev/null && echo y || true").strip()
+                for h in bed.hosts
+            )
+
+        def loaded() -> bool:
+            return any(
+                bed.exec(
+                    h, f"docker image inspect {SIMAPP} >/dev/null 2>&1 && echo y || true"
+                ).strip()
+                for h in bed.hosts
+            )
+
+        killed(args, busy("-x dpkg"), timeout=300)  # in the middle of installing docker
+        deadline = time.monotonic() + 300
+        while busy("-x dpkg")():  # the orphaned apt finishes on its own
+            assert time.monotonic() < deadline
+            time.sleep(1)
+        assert not loaded()
+        killed(args, loaded, timeout=300)  # later: images loaded, swarm and agent to come
+        rerun = provision(bed, env_dir)
+        assert rerun.code == 0, rerun.stdout[-3000:] + rerun.stderr
+        assert {h: r["failed"] for h, r in rerun.json["hosts"].items()} == {"h1": 0, "h2": 0}
+        again = provision(bed, env_dir)  # converged: every file whole, nothing left to do
+        assert counts(again) == {"h1": (0, 0, 0), "h2": (0, 0, 0)}, again.stdout[-3000:]
+        for h in bed.hosts:
+            assert bed.exec(h, "dpkg --audit").strip() == ""
+            leftovers = "find /etc /usr/local /var/lib/drfleet -name '.*.drfleet*'"
+            assert bed.exec(h, leftovers).strip() == ""
+            assert bed.exec(h, "systemctl is-active drfleet-agent").strip() == "active"
+            assert bed.exec(h, "python3 /usr/local/lib/drfleet/drfleet-agent.pyz --version")
+        # a host that lost power in the middle of dpkg: apt refuses until `dpkg --configure -a`
+        bed.exec("h2", "apt-get remove -y -q jq && touch /var/lib/dpkg/updates/0001")
+        assert "dpkg was interrupted" in bed.exec("h2", "apt-get install -y jq 2>&1 || true")
+        healed = provision(bed, env_dir)
+        assert healed.code == 0, healed.stdout[-3000:] + healed.stderr
+        assert bed.exec("h2", "dpkg-query -W -f '${Status}' jq") == "install ok installed"

@@ -4,16 +4,13 @@ after its slots moved, and the controller killed in the middle of `train`."""
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, Run, invoke
+from tests.conftest import Run, invoke, killed
 from tests.testbed import TestBed
 from tests.testbed.drfc_run import container_ids, containers, up, write_drfc
 
@@ -148,27 +145,6 @@ def _drop_host(inventory: Path, host: str) -> None:
     doc = yaml.safe_load(inventory.read_text())
     del doc["all"]["hosts"][host]
     inventory.write_text(yaml.safe_dump(doc, sort_keys=False))
-
-
-def killed(args: tuple[str, ...], when: Callable[[], bool], timeout: float = 120) -> None:
-    """Starts `invoke ARGS` and kills it (SIGKILL, no cleanup) once `when()` holds."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + timeout
-        while not when():
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                raise AssertionError(f"it ended ({proc.returncode}) before the moment: {err}")
-            assert time.monotonic() < deadline, "the moment to kill it never came"
-            time.sleep(0.1)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
 
 
 @pytest.mark.parametrize("moment", ["minio started", "first worker started"])

@@ -51,11 +51,11 @@ class Agent(Module):
         what: list[str] = []
         data = bundle()
         if facts["files"].get(PYZ, {}).get("sha256") != hashlib.sha256(data).hexdigest():
-            steps.append(Step(atomic_write(PYZ, "0755", "root", "root"), stdin=data))
+            steps.append(atomic_write(PYZ, "0755", "root", "root", data))
             what.append("install agent bundle")
         unit = unit_text(args["python"], args["state_dir"]).encode()
         if facts["files"].get(UNIT, {}).get("sha256") != hashlib.sha256(unit).hexdigest():
-            steps.append(Step(atomic_write(UNIT, "0644", "root", "root"), stdin=unit))
+            steps.append(atomic_write(UNIT, "0644", "root", "root", unit))
             what.append("install unit")
         state = facts["units"].get("drfleet-agent.service", {})
         if steps:

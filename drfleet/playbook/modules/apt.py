@@ -30,6 +30,15 @@ APT_OPTS = (
 LOCK_WAIT = ("-o", "DPkg::Lock::Timeout=300")
 
 
+def install(install_cmd: Command, names: list[str]) -> Command:
+    """apt-get install; if dpkg was interrupted earlier (a host that lost power mid-install),
+    `dpkg --configure -a` first, then install again. An apt whose controller died runs on to
+    the end (tested); the re-run waits for its lock (DPkg::Lock::Timeout)."""
+    once = Command((APT_ENV, *install_cmd.parts, *names))
+    recover = Command((APT_ENV, *cmd("dpkg", "--configure", "-a").parts))
+    return Command((*once.parts, Raw("|| {"), *join([recover, once]).parts, Raw(";}")))
+
+
 def packages(value: Any) -> list[str]:
     names = [value] if isinstance(value, str) else list(value or [])
     for n in names:
@@ -94,7 +103,7 @@ class Apt(Module):
             path = f"/etc/apt/sources.list.d/{args['repo_file']}"
             line = args["repo"].strip() + "\n"
             if facts["files"].get(path, {}).get("content") != line:
-                steps.append(Step(atomic_write(path, "0644", "root", "root"), stdin=line.encode()))
+                steps.append(atomic_write(path, "0644", "root", "root", line.encode()))
                 what.append(f"repository {path}")
                 repo_changed = True
         names = packages(args["name"])
@@ -130,7 +139,7 @@ class Apt(Module):
                 update = Command((APT_ENV, *cmd("apt-get", "update", "-q", *LOCK_WAIT).parts))
             if missing:
                 steps += [Step(update)] if update else []
-                steps.append(Step(Command((APT_ENV, *install_cmd.parts, *missing))))
+                steps.append(Step(install(install_cmd, missing)))
                 what.append("install " + " ".join(missing))
             if state == "latest":
                 present = [n for n in names if n not in missing]
@@ -146,10 +155,7 @@ class Apt(Module):
                     if update and not missing:
                         steps.append(Step(update, unless=unless))
                     steps.append(
-                        Step(
-                            Command((APT_ENV, *install_cmd.parts, "--only-upgrade", *present)),
-                            unless=unless,
-                        )
+                        Step(install(install_cmd, ["--only-upgrade", *present]), unless=unless)
                     )
                     what.append("upgrade " + " ".join(present) + " if newer")
         elif repo_changed:

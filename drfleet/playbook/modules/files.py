@@ -30,14 +30,25 @@ def _mode(value: Any) -> str | None:
     return text
 
 
-def atomic_write(path: str, mode: str | None, owner: str | None, group: str | None) -> Command:
-    """Writes stdin to path: a temp file beside it, attributes set, then one rename."""
+def atomic_write(
+    path: str, mode: str | None, owner: str | None, group: str | None, data: bytes
+) -> Step:
+    """Writes data to path: a temp file beside it, checked against data's SHA-256 (a
+    controller that dies mid-stream leaves a short temp file, never a short target),
+    attributes set, then one rename."""
     directory, name = posixpath.split(path)
     parts: list[Command] = [
         cmd("mkdir", "-p", directory or "/"),
         Command((Raw("tmp=$(mktemp"), f"{directory}/.{name}.drfleet.XXXXXX", Raw(")"))),
         Command((Raw("trap 'rm -f \"$tmp\"' EXIT"),)),
         Command((Raw('cat > "$tmp"'),)),
+        Command(
+            (
+                Raw("printf '%s  %s\\n'"),
+                hashlib.sha256(data).hexdigest(),
+                Raw('"$tmp" | sha256sum -c --status'),
+            )
+        ),
     ]
     parts.append(Command((Raw("chmod"), mode or "0644", Raw('"$tmp"'))))
     if owner or group:
@@ -45,7 +56,7 @@ def atomic_write(path: str, mode: str | None, owner: str | None, group: str | No
             Command((Raw("chown"), f"{owner or ''}:{group or ''}".rstrip(":"), Raw('"$tmp"')))
         )
     parts.append(Command((Raw("mv -f"), Raw('"$tmp"'), path)))
-    return join(parts)
+    return Step(join(parts), stdin=data)
 
 
 def attr_steps(
@@ -85,7 +96,7 @@ def content_change(
         )
     )
     keep_mode = mode or (info.get("mode") if info.get("exists") else None)
-    step = Step(atomic_write(path, keep_mode, owner, group), stdin=data)
+    step = atomic_write(path, keep_mode, owner, group, data)
     verb = "update" if info.get("exists") else "create"
     return Change([step], f"{verb} {path} ({len(data)} bytes)", diff)
 
