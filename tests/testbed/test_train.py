@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import Run, invoke
 from tests.testbed import TestBed, ensure_docker_host_image
@@ -183,6 +184,19 @@ def test_hostile_values_are_passed_literally_and_never_run(
             )
         )[0]
         assert "WORLD_NAME=Monaco; touch /tmp/pwned" in worker["Config"]["Env"]
+        # host names and addresses are refused before any host is contacted, by every command
+        doc = yaml.safe_load(inv.read_text())
+        hosts = doc["all"]["hosts"]
+        hosts["h2; touch /tmp/pwned"] = hosts.pop("h2")
+        hosts["h3"]["address"] = "$(touch /tmp/pwned)"
+        bad = tmp_path / "bad.yml"
+        bad.write_text(yaml.safe_dump(doc))
+        for command in ("facts", "provision", "plan", "train", "status", "stop"):
+            extra = () if command == "facts" else ("--env-dir", str(env_dir))
+            refused = invoke(command, "--inventory", str(bad), *extra)
+            assert refused.code == 2, (command, refused.stdout, refused.stderr)
+            assert f"{bad}:" in refused.stderr and "is not valid" in refused.stderr, command
+            assert "Traceback" not in refused.stderr
     finally:
         invoke("stop", "--inventory", str(inv))
     assert not Path("/tmp/pwned").exists()
