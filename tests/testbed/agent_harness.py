@@ -100,8 +100,11 @@ class AgentHarness:
         rows: dict[str, dict[str, Any]] = {}
         while time.monotonic() < deadline:
             rows = self.rows()
-            if pred(rows):
-                return rows
+            try:
+                if pred(rows):
+                    return rows
+            except KeyError:  # a container not in the status yet: the agent's pass is to come
+                pass
             time.sleep(0.1)
         raise AssertionError(
             f"timed out; status: {json.dumps(rows, indent=1)}\n"
