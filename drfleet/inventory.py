@@ -26,6 +26,7 @@ _EMBEDDED_DEFAULT = Path(__file__).parent / "data" / "local.yml"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _ADDRESS = re.compile(r"^[A-Za-z0-9_.:%-]{1,253}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
 _JUMP = re.compile(
     r"^(?:(?P<user>[A-Za-z_][A-Za-z0-9_.-]{0,31})@)?(?P<host>[A-Za-z0-9_.%-]{1,253}|\[[0-9A-Fa-f:.%]+\])(?::(?P<port>[0-9]{1,5}))?$"
@@ -110,6 +111,7 @@ SETTINGS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "known_hosts": (_path, None),
     "connect_timeout": (_int(1, 600), 10),
     "become": (_bool, False),
+    "become_password_env": (_str(_ENV_NAME, "environment variable name"), None),
     "roles": (_roles, ()),
     "instance_type": (_instance_type, None),
     "vcpus": (_int(1, 4096), None),
@@ -133,6 +135,7 @@ class Host:
     known_hosts: str | None = None
     connect_timeout: int = 10
     become: bool = False
+    become_password_env: str | None = None  # names the variable; the password is never here
     roles: tuple[str, ...] = ()
     instance_type: str | None = None
     vcpus: int | None = None
@@ -347,6 +350,7 @@ def _suggest(key: str, known: Iterable[str], lead: str) -> str:
 
 
 def _check_host_keys(w: _Walk, host: str, spec: Located) -> None:
+    _no_passwords(w, spec, f"host {host!r}")
     for key in spec:
         if key not in _HOST_KEYS:
             raise w.err(
@@ -364,7 +368,25 @@ def _check_host_keys(w: _Walk, host: str, spec: Located) -> None:
         _check_vars(w, hvars, f"host {host!r} vars")
 
 
+PASSWORD_KEYS = frozenset(
+    {"become_password", "become_pass", "ansible_become_password", "ansible_become_pass"}
+    | {"sudo_password", "sudo_pass", "password", "ssh_password"}
+)
+
+
+def _no_passwords(w: _Walk, values: Located, what: str) -> None:
+    for key in values:
+        if key in PASSWORD_KEYS:
+            raise w.err(
+                values.line_of(key),
+                f"{key} in {what}: passwords do not belong in an inventory file",
+                fix="export the sudo password in DRFLEET_BECOME_PASSWORD (or a variable you "
+                "name with `become_password_env:`), and use SSH keys to log in",
+            )
+
+
 def _check_vars(w: _Walk, values: Located, what: str) -> None:
+    _no_passwords(w, values, what)
     for key in values:
         if key in SETTINGS:
             _check_setting(w, values, key)

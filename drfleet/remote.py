@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_LIMIT = 32
+PASSWORD_ENV = "DRFLEET_BECOME_PASSWORD"  # noqa: S105 (a variable name, not a password)
+SUDO_REFUSED = ("incorrect password attempt", "Sorry, try again")
 
 
 class Unreachable(DrfleetError):
@@ -110,6 +112,7 @@ class Session:
         self.host = host
         self.options = options or Options()
         self.connections = 0  # how many SSH connections this session opened (for benchmarks)
+        self._sudo_password: bool | None = None  # whether sudo here wants the password
 
     def __enter__(self) -> Session:
         return self
@@ -124,11 +127,26 @@ class Session:
     def is_root(self) -> bool:
         raise NotImplementedError
 
-    def wrap(self, command: Command, become: bool | None) -> Command:
-        """Adds sudo when the host says `become` and we are not root already."""
-        if (self.host.become if become is None else become) and not self.is_root:
-            return cmd(Raw("sudo -n -H --"), *sh(command).parts)
-        return command
+    @property
+    def password_env(self) -> str:
+        return self.host.become_password_env or PASSWORD_ENV
+
+    def prepare(self, command: Command, become: bool | None, stdin: Stdin) -> tuple[Command, Stdin]:
+        """Adds sudo when the host says `become` and we are not root already. With a sudo
+        password (from the environment, never a file or a command line), sudo reads it as the
+        first line of stdin, and the command gets the rest; `-k` makes sudo ask every time,
+        so the line is never left over for the command. Hosts whose sudo needs no password
+        (asked once per session) never get it."""
+        if not (self.host.become if become is None else become) or self.is_root:
+            return command, stdin
+        if self._sudo_password is None:
+            self._sudo_password = bool(os.environ.get(self.password_env)) and (
+                self._exec("sudo -k -n true", None, 60)[0] != 0
+            )
+        if not self._sudo_password:
+            return cmd(Raw("sudo -n -H --"), *sh(command).parts), stdin
+        line = (os.environ.get(self.password_env, "") + "\n").encode()
+        return cmd(Raw("sudo -S -k -p '' -H --"), *sh(command).parts), _prefixed(line, stdin)
 
     def run(
         self,
@@ -140,22 +158,33 @@ class Session:
         check: bool = True,
         task: str | None = None,
     ) -> Result:
-        wrapped = self.wrap(command, become)
+        wrapped, stdin = self.prepare(command, become, stdin)
         started = time.monotonic()
         code, out, err = self._exec(wrapped.render(), stdin, timeout)
         result = Result(
             self.host.name, command.display(), code, out, err, time.monotonic() - started
         )
-        if code != 0 and "a password is required" in err and wrapped is not command:
+        if code != 0 and wrapped is not command:
+            self._sudo_failed(command, err)
+        if check and code != 0:
+            raise result.error(task)
+        return result
+
+    def _sudo_failed(self, command: Command, err: str) -> None:
+        if "a password is required" in err:
             raise DrfleetError(
                 f"sudo asks for a password for `{command.display()}`",
                 where=self.host.name,
                 fix="give the ssh_user password-less sudo (a line `USER ALL=(ALL) NOPASSWD:ALL` "
-                "in /etc/sudoers.d/), or connect as root",
+                "in /etc/sudoers.d/), connect as root, or export the sudo password in "
+                f"{self.password_env}",
             )
-        if check and code != 0:
-            raise result.error(task)
-        return result
+        if self._sudo_password and any(s in err for s in SUDO_REFUSED):
+            raise DrfleetError(
+                f"sudo did not accept the password in {self.password_env}",
+                where=self.host.name,
+                fix=f"check {self.password_env} (it is the sudo password of the ssh_user)",
+            )
 
     def _exec(self, line: str, stdin: Stdin, timeout: float | None) -> tuple[int, str, str]:
         raise NotImplementedError
@@ -176,6 +205,11 @@ class Session:
 
 
 Stdin = str | bytes | Iterable[bytes] | None
+
+
+def _prefixed(first: bytes, stdin: Stdin) -> Iterator[bytes]:
+    yield first
+    yield from _chunks(stdin)
 
 
 def _chunks(stdin: Stdin) -> Iterator[bytes]:
@@ -243,7 +277,8 @@ class LocalSession(Session):
     """`connection: local`: the machine drfleet runs on, without SSH."""
 
     def stream_out(self, command: Command, become: bool | None = None) -> Iterator[bytes]:
-        return _stream_local(self.wrap(command, become).render(), self.host.name)
+        wrapped, stdin = self.prepare(command, become, None)
+        return _stream_local(wrapped.render(), self.host.name, b"".join(_chunks(stdin)))
 
     @property
     def is_root(self) -> bool:
@@ -282,14 +317,17 @@ class LocalSession(Session):
         return code, out.text(), err.text()
 
 
-def _stream_local(line: str, where: str) -> Iterator[bytes]:
+def _stream_local(line: str, where: str, stdin: bytes = b"") -> Iterator[bytes]:
     proc = subprocess.Popen(
         ["/bin/sh", "-c", line],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.PIPE,
     )
-    assert proc.stdout and proc.stderr
+    assert proc.stdout and proc.stderr and proc.stdin
+    with contextlib.suppress(BrokenPipeError):
+        proc.stdin.write(stdin)
+    proc.stdin.close()
     try:
         while chunk := os.read(proc.stdout.fileno(), 1 << 16):
             yield chunk
@@ -442,7 +480,10 @@ class SSHSession(Session):
         self.open()
         chan = self._connection().transport.open_session(timeout=self.host.connect_timeout)
         try:
-            chan.exec_command(self.wrap(command, become).render())
+            wrapped, stdin = self.prepare(command, become, None)
+            chan.exec_command(wrapped.render())
+            for chunk in _chunks(stdin):
+                chan.sendall(chunk)
             chan.shutdown_write()
             while chunk := chan.recv(1 << 16):
                 yield chunk

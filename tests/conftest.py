@@ -4,6 +4,7 @@ tests that break a host (stop, re-key) put it back before they end."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -30,20 +31,25 @@ class Run:
         return json.loads(self.stdout)
 
 
-def _run(module: str, args: tuple[str, ...], cwd: Path, timeout: float) -> Run:
+def _run(
+    module: str, args: tuple[str, ...], cwd: Path, timeout: float, env: dict[str, str] | None = None
+) -> Run:
     proc = subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
+        env={**os.environ, **env} if env else None,
     )
     return Run(proc.returncode, proc.stdout, proc.stderr)
 
 
-def invoke(*args: str, cwd: Path = REPO, timeout: float = 300) -> Run:
-    """Runs `invoke ARGS` from the repo, as a user would."""
-    return _run("invoke", args, cwd, timeout)
+def invoke(
+    *args: str, cwd: Path = REPO, timeout: float = 300, env: dict[str, str] | None = None
+) -> Run:
+    """Runs `invoke ARGS` from the repo, as a user would (env: extra environment)."""
+    return _run("invoke", args, cwd, timeout, env)
 
 
 def drfleet(*args: str, cwd: Path, timeout: float = 300) -> Run:

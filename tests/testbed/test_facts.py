@@ -124,3 +124,87 @@ def test_proxy_jump_through_another_host(bed3: TestBed, tmp_path: Path) -> None:
     run = invoke("facts", "--inventory", str(inv), "--host", "h3", "--json")
     assert run.code == 0, run.stderr
     assert run.json["hosts"]["h3"]["hostname"] == "h3"
+
+
+PASSWORD = "s3cret $(touch /tmp/pwned) `id` 'q\" ;"
+
+
+def test_sudo_with_a_password_from_the_environment(bed3: TestBed, tmp_path: Path) -> None:
+    """A login user whose sudo wants a password: it comes from the environment, reaches
+    sudo on stdin only, and appears in no output, log or command line."""
+    h = bed3.hosts["h3"]
+    bed3.exec(
+        h,
+        "id pw >/dev/null 2>&1 || useradd -m -s /bin/bash pw; chpasswd; "
+        "echo 'pw ALL=(ALL) ALL' > /etc/sudoers.d/pw; chmod 0440 /etc/sudoers.d/pw; "
+        "install -d -m 0700 -o pw -g pw /home/pw/.ssh; "
+        "install -m 0600 -o pw -g pw /home/fleet/.ssh/authorized_keys /home/pw/.ssh/",
+        stdin=f"pw:{PASSWORD}\n",
+    )
+    doc = yaml.safe_load(bed3.inventory.read_text())
+    doc["all"]["hosts"] = {"h3": doc["all"]["hosts"]["h3"]}
+    doc["all"]["vars"]["ssh_user"] = "pw"
+    inv = tmp_path / "pw.yml"
+    inv.write_text(yaml.safe_dump(doc))
+    book = tmp_path / "book.yml"
+    book.write_text(
+        "- hosts: all\n  tasks:\n    - name: a file only root may write\n"
+        '      copy: {dest: /etc/drfleet-pw-test, content: "through sudo\\n", mode: "0600"}\n'
+    )
+    debug = {"DRFLEET_DEBUG": "1"}
+    try:
+        missing = invoke("facts", "--inventory", str(inv))
+        assert missing.code == 1
+        assert "sudo asks for a password" in missing.stderr
+        assert "DRFLEET_BECOME_PASSWORD" in missing.stderr
+
+        runs = [
+            invoke(
+                "facts",
+                "--inventory",
+                str(inv),
+                "--json",
+                env={**debug, "DRFLEET_BECOME_PASSWORD": PASSWORD},
+            ),
+            invoke(
+                "provision",
+                "--inventory",
+                str(inv),
+                "--playbook",
+                str(book),
+                "--json",
+                env={**debug, "DRFLEET_BECOME_PASSWORD": PASSWORD},
+            ),
+        ]
+        for run in runs:
+            assert run.code == 0, run.stdout[-2000:] + run.stderr[-2000:]
+        assert runs[0].json["hosts"]["h3"]["vcpus"] >= 1  # the probe came through on stdin
+        assert bed3.exec(h, "cat /etc/drfleet-pw-test") == "through sudo\n"  # whole, no extra line
+
+        doc["all"]["vars"]["become_password_env"] = "MY_SUDO_PW"
+        named = tmp_path / "named.yml"
+        named.write_text(yaml.safe_dump(doc))
+        runs.append(invoke("facts", "--inventory", str(named), env={"MY_SUDO_PW": PASSWORD}))
+        assert runs[-1].code == 0, runs[-1].stderr
+
+        wrong = invoke(
+            "facts", "--inventory", str(inv), env={**debug, "DRFLEET_BECOME_PASSWORD": "nope-123"}
+        )
+        runs.append(wrong)
+        assert wrong.code == 1
+        assert "sudo did not accept the password in DRFLEET_BECOME_PASSWORD" in wrong.stderr
+        for run in runs:
+            assert "s3cret" not in run.stdout + run.stderr
+            assert "nope-123" not in run.stdout + run.stderr
+        assert bed3.exec(
+            h, "journalctl --no-pager 2>/dev/null | grep -c s3cret || true"
+        ).strip() in (
+            "",
+            "0",
+        )
+        assert bed3.exec(h, "ls /tmp/pwned 2>/dev/null || true") == ""
+        assert not Path("/tmp/pwned").exists()
+    finally:
+        bed3.exec(
+            h, "rm -f /etc/sudoers.d/pw /etc/drfleet-pw-test; userdel -r pw 2>/dev/null; true"
+        )

@@ -241,3 +241,28 @@ def test_missing_file_and_binary(tmp_path: Path) -> None:
     p.write_bytes(b"all:\n\x00\xff")
     with pytest.raises(ConfigError, match=r"bin.yml:2"):
         inventory.load(p)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "all:\n  vars:\n    become_password: hunter2\n  hosts:\n    a: {}\n",
+        "all:\n  hosts:\n    a:\n      become_password: hunter2\n",
+        "all:\n  hosts:\n    a:\n      vars: {ansible_become_pass: hunter2}\n",
+    ],
+)
+def test_passwords_in_the_inventory_are_refused_without_echoing_them(
+    tmp_path: Path, text: str
+) -> None:
+    msg = error(tmp_path, text)
+    assert "passwords do not belong in an inventory file" in msg
+    assert "DRFLEET_BECOME_PASSWORD" in msg and "hunter2" not in msg
+
+
+def test_become_password_env_names_a_variable(tmp_path: Path) -> None:
+    ok = tmp_path / "ok.yml"
+    ok.write_text("all:\n  vars: {become_password_env: LAB_SUDO}\n  hosts:\n    a: {}\n")
+    assert inventory.load(ok).hosts["a"].become_password_env == "LAB_SUDO"
+    assert "environment variable name" in error(
+        tmp_path, "all:\n  vars: {become_password_env: 'x y'}\n  hosts:\n    a: {}\n"
+    )
