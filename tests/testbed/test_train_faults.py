@@ -44,7 +44,9 @@ def wait_for(what: Callable[[], bool], timeout: float, message: str) -> None:
         time.sleep(0.5)
 
 
-def test_lost_host_status_rebalance_and_return(fleet: tuple[TestBed, Path], tmp_path: Path) -> None:
+def test_lost_host_status_rebalance_cut_off_and_return(
+    fleet: tuple[TestBed, Path], tmp_path: Path
+) -> None:
     bed, _ = fleet
     env_dir = write_drfc(tmp_path / "drfc", 3, {2: "Monaco", 3: "Bowtie_track"}, 6)
     inv = str(bed.inventory)
@@ -124,13 +126,40 @@ def test_lost_host_status_rebalance_and_return(fleet: tuple[TestBed, Path], tmp_
         # ...until it hears from the controller: the latest assignment wins
         st = invoke("status", *args, "--json")
         assert st.code == 0, st.stdout[-2000:] + st.stderr
-        assert sorted(st.json["run"]["dropped"][victim]) == [f"drfleet-robomaker-{s}" for s in lost]
+        assert sorted(st.json["run"]["dropped"][victim]) == sorted(
+            f"drfleet-robomaker-{s}" for s in lost
+        )
         assert st.json["run"]["fence_pending"] == []
         assert all(len(hosts) == 1 for hosts in slots_where(bed).values())
         assert sorted(slots_where(bed)) == sorted(plan)
         again = invoke("status", *args, "--json")
         assert again.json["run"]["dropped"] == {}  # told once
+
+        # cut off (not stopped): its workers keep running, unseen; their slots move to the
+        # host that came back; when the network returns, the next contact drops them there
+        held = sorted(s for s, hosts in slots_where(bed).items() if hosts == [other])
+        bed.exec(other, CUT.format(op="I"))
+        try:
+            moved = invoke("train", "--rebalance", *args, "--json")
+            assert moved.code == 0, moved.stdout[-2000:] + moved.stderr
+            assert {int(s): m["to"] for s, m in moved.json["moved"].items()} == {
+                s: victim for s in held
+            }
+        finally:
+            bed.exec(other, CUT.format(op="D"))
+        assert {s: sorted(h) for s, h in slots_where(bed).items() if s in held} == {
+            s: sorted([other, victim]) for s in held
+        }  # both copies run: the cut-off host has not heard from the controller yet
+        st = invoke("status", *args, "--json")
+        assert st.code == 0, st.stdout[-2000:] + st.stderr
+        assert sorted(st.json["run"]["dropped"][other]) == sorted(
+            f"drfleet-robomaker-{s}" for s in held
+        )
+        where = slots_where(bed)
+        assert sorted(where) == sorted(plan) and all(len(h) == 1 for h in where.values())
+        assert all(where[s] == [victim] for s in held)
     finally:
+        bed.exec(other, CUT.format(op="D") + " 2>/dev/null; true")
         if victim not in up(bed):
             bed.start_host(victim)
         stop = invoke("stop", *args)
