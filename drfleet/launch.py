@@ -148,7 +148,6 @@ def train(
     hosts = [inv.hosts[h] for h in docs]
     trainer = inv.hosts[p.plan.trainer]
     local = p.cfg.get("DR_CLOUD", "local").lower() == "local"
-    previous = runstate.load(env_dir)
     sessions = {h.name: session(h, options) for h in hosts}
     try:
         with sessions[trainer.name] as tsess:
@@ -180,15 +179,23 @@ def train(
                     wipe,
                     live,
                 )
-            state = runstate.RunState(
-                p.cfg.get("DR_RUN_ID", "0"),
-                p.cfg.get("DR_LOCAL_S3_BUCKET", "bucket"),
-                p.cfg.get("DR_LOCAL_S3_MODEL_PREFIX", "rl-deepracer-sagemaker"),
-                generation + 1,
-                p.plan,
-                {h: g for h, g in (previous.fence if previous else {}).items() if h not in docs},
-            )
-            runstate.save(env_dir, state)  # before any worker is told: a kill leaves a record
+            with runstate.locked(env_dir):  # before any worker is told: a kill leaves a record
+                previous = runstate.load(env_dir)
+                runstate.save(
+                    env_dir,
+                    runstate.RunState(
+                        p.cfg.get("DR_RUN_ID", "0"),
+                        p.cfg.get("DR_LOCAL_S3_BUCKET", "bucket"),
+                        p.cfg.get("DR_LOCAL_S3_MODEL_PREFIX", "rl-deepracer-sagemaker"),
+                        generation + 1,
+                        p.plan,
+                        {
+                            h: g
+                            for h, g in (previous.fence if previous else {}).items()
+                            if h not in docs
+                        },
+                    ),
+                )
 
             if local and len(hosts) > 1:
                 reach_check(p, sessions, trainer.name, board)
@@ -345,11 +352,9 @@ def status(
             out[o.host.name] = {"reachable": True, **(o.value or {})}
     doc: dict[str, Any] = {"hosts": out}
     if state and env_dir:
-        fenced = [h for h in state.fence if "dropped" in out.get(h, {})]
-        if fenced:
-            for h in fenced:
-                del state.fence[h]
-            runstate.save(env_dir, state)
+        runstate.fenced(
+            env_dir, {h: g for h, g in state.fence.items() if "dropped" in out.get(h, {})}
+        )
         doc["run"] = run_summary(state, out)
     return doc
 
@@ -416,25 +421,25 @@ def rebalance(
             fix="run `invoke train` (with the same --env-dir) first",
         )
     st = status(inv, options, env_dir, quick=False)  # sure it is down before moving
-    state = runstate.load(env_dir) or state  # status may have fenced hosts
     down = {h for h, v in st["hosts"].items() if not v.get("reachable", False)}
-    p = training.prepare_from(env_dir, inv, options, state.plan, skip=down)
-    new_plan, moved = plan_mod.rebalance(state.plan, list(p.caps.values()), down)
-    generation = int(time.time() * 1000)
-    creds = training.credentials(env_dir)
-    p = dataclasses.replace(p, plan=new_plan)
-    docs = training.desired(p, creds, generation)
-    fenced = {h: generation for h in down if h in {w.host for w in state.plan.workers}}
-    was = {str(w.slot): w.host for w in state.plan.workers}
-    state = runstate.RunState(
-        state.run_id,
-        state.bucket,
-        state.prefix,
-        generation,
-        new_plan,
-        {**state.fence, **fenced},
-    )
-    runstate.save(env_dir, state)  # before any host is told: the record is what we intend
+    with runstate.locked(env_dir):
+        state = runstate.load(env_dir) or state  # status may have told hosts meanwhile
+        p = training.prepare_from(env_dir, inv, options, state.plan, skip=down)
+        new_plan, moved = plan_mod.rebalance(state.plan, list(p.caps.values()), down)
+        generation = int(time.time() * 1000)
+        p = dataclasses.replace(p, plan=new_plan)
+        docs = training.desired(p, training.credentials(env_dir), generation)
+        fenced = {h: generation for h in down if h in {w.host for w in state.plan.workers}}
+        was = {str(w.slot): w.host for w in state.plan.workers}
+        state = runstate.RunState(
+            state.run_id,
+            state.bucket,
+            state.prefix,
+            generation,
+            new_plan,
+            {**state.fence, **fenced},
+        )
+        runstate.save(env_dir, state)  # before any host is told: the record is what we intend
     targets = [inv.hosts[h] for h in docs if h not in down]
 
     def push(host: Host) -> dict[str, Any]:
@@ -490,15 +495,16 @@ def stop(inv: Inventory, options: Options, env_dir: Path | None = None) -> dict[
         return st
 
     outcomes = fan_out(hosts, one, limit=options.limit)
-    state = runstate.load(env_dir) if env_dir else None
-    if state and env_dir:
-        missed = {o.host.name: generation for o in outcomes if not o.ok}
-        if missed:
-            state.plan = plan_mod.Plan(state.plan.trainer, [])
-            state.run_id, state.generation, state.fence = "", generation, missed
-            runstate.save(env_dir, state)
-        else:
-            runstate.clear(env_dir)
+    if env_dir:
+        with runstate.locked(env_dir):
+            state = runstate.load(env_dir)
+            missed = {o.host.name: generation for o in outcomes if not o.ok}
+            if state and missed:
+                state.plan = plan_mod.Plan(state.plan.trainer, [])
+                state.run_id, state.generation, state.fence = "", generation, missed
+                runstate.save(env_dir, state)
+            elif state:
+                runstate.clear(env_dir)
     return {
         "hosts": {
             o.host.name: (

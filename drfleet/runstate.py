@@ -8,9 +8,12 @@ atomically before anything is sent, so a controller killed half-way leaves a tru
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +83,36 @@ def save(env_dir: Path, state: RunState) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def locked(env_dir: Path) -> Iterator[None]:
+    """Serialises read-modify-write of the record between controller commands (a `status
+    --watch` in one terminal and `train --rebalance` in another)."""
+    lock = path(env_dir).with_name("run.lock")
+    lock.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def fenced(env_dir: Path, told: dict[str, int]) -> None:
+    """Forgets the hosts that were told (host -> the generation they got), unless a newer
+    record has asked something else of them meanwhile."""
+    with locked(env_dir):
+        state = load(env_dir)
+        if state is None:
+            return
+        changed = False
+        for host, generation in told.items():
+            if state.fence.get(host) == generation:
+                del state.fence[host]
+                changed = True
+        if changed:
+            save(env_dir, state)
 
 
 def clear(env_dir: Path) -> None:

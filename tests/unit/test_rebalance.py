@@ -119,3 +119,10 @@ def test_unreadable_run_record_is_named(tmp_path: Path) -> None:
     with pytest.raises(DrfleetError) as err:
         runstate.load(tmp_path)
     assert "run.json" in (err.value.where or "") and "delete it" in (err.value.fix or "")
+
+
+def test_a_host_told_is_forgotten_unless_a_newer_record_asks_again(tmp_path: Path) -> None:
+    runstate.save(tmp_path, runstate.RunState("0", "b", "p", 9, plan(2), {"x": 5, "y": 9}))
+    runstate.fenced(tmp_path, {"x": 5, "y": 7})  # y was told generation 7; the record wants 9
+    back = runstate.load(tmp_path)
+    assert back is not None and back.fence == {"y": 9}
