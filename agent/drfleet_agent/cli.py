@@ -19,7 +19,7 @@ from typing import Any
 from drfleet_agent import __version__
 from drfleet_agent.engine import ActionFailed, DockerDown, Engine
 from drfleet_agent.reconcile import Backoff
-from drfleet_agent.spec import SpecError, parse
+from drfleet_agent.spec import MAX_BYTES, SpecError, parse
 from drfleet_agent.store import DEFAULT_DIR, StateDir
 
 
@@ -136,7 +136,7 @@ def cmd_run(args: argparse.Namespace, state: StateDir) -> int:
 
 
 def cmd_apply(args: argparse.Namespace, state: StateDir) -> int:
-    data = sys.stdin.buffer.read()
+    data = sys.stdin.buffer.read(MAX_BYTES + 1)  # parse() refuses more; never load it all
     try:
         new = parse(data)
     except SpecError as exc:

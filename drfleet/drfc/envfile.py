@@ -119,13 +119,18 @@ def _expand(text: str, scope: dict[str, str], env: EnvFile, where: str) -> str:
 def load(path: str | Path, base: dict[str, str] | None = None) -> EnvFile:
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        with p.open("rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)  # never more: a huge file is refused, not loaded
     except FileNotFoundError:
         raise ConfigError("file not found", where=str(p)) from None
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", where=str(p)) from None
     if len(raw) > MAX_BYTES:
-        raise ConfigError(f"{len(raw)} bytes: too large for an env file", where=str(p))
+        raise ConfigError(
+            f"more than {MAX_BYTES} bytes: too large for an env file",
+            where=str(p),
+            fix="an env file holds KEY=value lines; is this the right file?",
+        )
     if NUL in raw:
         raise ConfigError(
             "binary data (NUL byte) in an env file",

@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import json
 import string
+from pathlib import Path
 
+import pytest
 from drfleet_agent.spec import SpecError, parse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -156,3 +158,21 @@ def test_binary_junk(data: bytes) -> None:
         envfile.parse(data.decode("utf-8", "replace"), "worker-2.env")
     except ConfigError as exc:
         assert exc.message.startswith("worker-2.env:")
+
+
+def test_huge_files_are_refused_without_being_loaded(tmp_path: Path) -> None:
+    """A sparse 4 GiB file: refused by size, and never read whole (that would take seconds
+    and gigabytes)."""
+    huge = tmp_path / "run.env"
+    with huge.open("wb") as fh:
+        fh.truncate(4 << 30)
+    with pytest.raises(ConfigError) as err:
+        envfile.load(huge)
+    assert err.value.where == str(huge) and "too large for an env file" in err.value.message
+    inv = tmp_path / "inventory.yml"
+    inv.write_bytes(b"all:\n  hosts:\n" + b"    # padding\n" * (1 << 19))
+    with pytest.raises(ConfigError) as err:
+        yamlsrc.load_file(inv)
+    assert err.value.where == str(inv) and "is not a config file" in err.value.message
+    with pytest.raises(SpecError, match="the limit is"):
+        parse(b" " * (9 << 20))
