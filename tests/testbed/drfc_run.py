@@ -16,7 +16,15 @@ from tests.testbed import TestBed
 PREFIX = "rl-deepracer-sagemaker"
 
 
-def write_drfc(d: Path, workers: int, worlds: dict[int, str], episodes: int) -> Path:
+def write_drfc(
+    d: Path,
+    workers: int,
+    worlds: dict[int, str],
+    episodes: int,
+    hyper: dict[str, Any] | None = None,
+) -> Path:
+    """DRfC files for the stand-in simapp; hyper adds hyperparameters (the stand-in reads
+    standin_iterations and standin_train_seconds)."""
     d.mkdir(parents=True, exist_ok=True)
     assert invoke("init", "--env-dir", str(d)).code == 0
     system = (d / "system.env").read_text()
@@ -41,7 +49,13 @@ def write_drfc(d: Path, workers: int, worlds: dict[int, str], episodes: int) -> 
         (d / f"worker-{k}.env").write_text(f"# worker {k}\n\nDR_WORLD_NAME={world}\n")
     hp = d / "custom_files" / "hyperparameters.json"
     hp.write_text(
-        json.dumps({**json.loads(hp.read_text()), "num_episodes_between_training": episodes})
+        json.dumps(
+            {
+                **json.loads(hp.read_text()),
+                "num_episodes_between_training": episodes,
+                **(hyper or {}),
+            }
+        )
     )
     return d
 
@@ -62,14 +76,17 @@ def s3(bed: TestBed) -> Any:
     )
 
 
-def iterations(bed: TestBed, count: int, timeout: float = 120) -> list[list[dict[str, Any]]]:
+def iterations(
+    bed: TestBed, count: int, timeout: float = 120, start: int = 0
+) -> list[list[dict[str, Any]]]:
+    """The episodes of iterations start .. start+count-1, waiting for them to be trained."""
     client = s3(bed)
     deadline = time.monotonic() + timeout
     out: list[list[dict[str, Any]]] = []
     while len(out) < count:
         try:
             body = client.get_object(
-                Bucket="bucket", Key=f"{PREFIX}/standin/iteration-{len(out)}.json"
+                Bucket="bucket", Key=f"{PREFIX}/standin/iteration-{start + len(out)}.json"
             )["Body"]
             out.append(json.loads(body.read()))
         except client.exceptions.NoSuchKey:
@@ -100,3 +117,13 @@ def container_ids(bed: TestBed) -> dict[str, str]:
             assert cname not in out, f"{cname} runs on two hosts"
             out[cname] = cid
     return out
+
+
+def trained(bed: TestBed) -> int:
+    """How many iterations the trainer has finished so far."""
+    pages = s3(bed).get_paginator("list_objects_v2")
+    return sum(
+        1
+        for page in pages.paginate(Bucket="bucket", Prefix=f"{PREFIX}/standin/iteration-")
+        for _ in page.get("Contents", [])
+    )

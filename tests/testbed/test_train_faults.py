@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +13,14 @@ import pytest
 
 from tests.conftest import Run, invoke, killed
 from tests.testbed import TestBed
-from tests.testbed.drfc_run import container_ids, containers, up, write_drfc
+from tests.testbed.drfc_run import (
+    container_ids,
+    containers,
+    iterations,
+    trained,
+    up,
+    write_drfc,
+)
 
 pytestmark = pytest.mark.testbed
 
@@ -48,7 +56,13 @@ def test_lost_host_status_rebalance_cut_off_and_return(
     fleet: tuple[TestBed, Path], tmp_path: Path
 ) -> None:
     bed, _ = fleet
-    env_dir = write_drfc(tmp_path / "drfc", 3, {2: "Monaco", 3: "Bowtie_track"}, 6)
+    env_dir = write_drfc(
+        tmp_path / "drfc",
+        3,
+        {2: "Monaco", 3: "Bowtie_track"},
+        6,
+        {"standin_iterations": 100000, "standin_train_seconds": 0.5},  # trains until stopped
+    )
     inv = str(bed.inventory)
     bed.write_inventory(worker_vcpus=1, trainer_vcpus=1)
     args = ("--inventory", inv, "--env-dir", str(env_dir))
@@ -59,7 +73,17 @@ def test_lost_host_status_rebalance_cut_off_and_return(
     # the host to lose: a worker host whose slots fit on the others (5 slots, 3 used)
     victim = next(w["host"] for w in plan.values() if w["host"] != trainer)
     lost = sorted(s for s, w in plan.items() if w["host"] == victim)
+    shares = {s: w["episodes"] for s, w in plan.items()}
+
+    def training_goes_on() -> None:
+        """The next two iterations that start from now: every slot sends exactly its share
+        (a missing slot stalls them; a slot running twice sends more)."""
+        n = trained(bed)
+        for it in iterations(bed, 2, timeout=120, start=n + 1):
+            assert Counter(e["slot"] for e in it) == shares
+
     try:
+        training_goes_on()
         before = container_ids(bed)
         bed.stop(victim)
         t0 = time.monotonic()
@@ -93,6 +117,7 @@ def test_lost_host_status_rebalance_cut_off_and_return(
             )
             logs = invoke("logs", "--inventory", inv, "--worker", str(slot), "--tail", "20")
             assert f"slot {slot} world {plan[slot]['world']}" in logs.stdout
+        training_goes_on()  # with the moved slots
         after = container_ids(bed)
         for name, cid in before.items():  # nothing that stayed was restarted
             if name in after and not any(name == f"drfleet-robomaker-{s}" for s in lost):
@@ -134,6 +159,7 @@ def test_lost_host_status_rebalance_cut_off_and_return(
         assert sorted(slots_where(bed)) == sorted(plan)
         again = invoke("status", *args, "--json")
         assert again.json["run"]["dropped"] == {}  # told once
+        training_goes_on()
 
         # cut off (not stopped): its workers keep running, unseen; their slots move to the
         # host that came back; when the network returns, the next contact drops them there
@@ -158,6 +184,7 @@ def test_lost_host_status_rebalance_cut_off_and_return(
         where = slots_where(bed)
         assert sorted(where) == sorted(plan) and all(len(h) == 1 for h in where.values())
         assert all(where[s] == [victim] for s in held)
+        training_goes_on()
     finally:
         bed.exec(other, CUT.format(op="D") + " 2>/dev/null; true")
         if victim not in up(bed):

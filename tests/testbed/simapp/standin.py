@@ -114,7 +114,10 @@ def trainer(_args):
         ].read()
     )
     episodes = int(hyper["num_episodes_between_training"])
-    iterations = int(os.environ.get("STANDIN_ITERATIONS", "2"))
+    # stand-in knobs a test may put in hyperparameters.json: how many iterations, and how
+    # long each one "trains" (a real one takes minutes; workers wait meanwhile)
+    iterations = int(hyper.get("standin_iterations", os.environ.get("STANDIN_ITERATIONS", "2")))
+    pause = float(hyper.get("standin_train_seconds", 0))
     r.set("standin:episodes", episodes)
     r.set("standin:iteration", 0)
     ip = socket.gethostbyname(socket.gethostname())
@@ -127,6 +130,7 @@ def trainer(_args):
             _key, item = r.blpop(f"episodes:{it}")
             got.append(json.loads(item))
         got.sort(key=lambda e: e["episode"])
+        time.sleep(pause)
         client.put_object(
             Bucket=bucket, Key=f"{prefix}/standin/iteration-{it}.json", Body=json.dumps(got)
         )
