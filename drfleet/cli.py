@@ -16,7 +16,6 @@ from invoke.collection import Collection
 from invoke.exceptions import Exit
 from invoke.program import Program
 from invoke.tasks import task
-from rich.console import Console
 from rich.table import Table
 
 from drfleet import __version__
@@ -24,7 +23,7 @@ from drfleet import facts as facts_mod
 from drfleet import inventory as inventory_mod
 from drfleet.errors import DrfleetError
 from drfleet.remote import DEFAULT_LIMIT, Options
-from drfleet.ui import Board
+from drfleet.ui import Board, console
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -157,7 +156,7 @@ def _facts_table(doc: dict[str, Any]) -> None:
             docker,
             d["swarm"]["state"],
         )
-    Console().print(table)
+    console().print(table)
 
 
 @task(
@@ -291,7 +290,7 @@ def plan(
 
 
 def _plan_table(p: Any) -> None:
-    console = Console()
+    out = console()
     table = Table(
         "slot",
         "host",
@@ -305,11 +304,11 @@ def _plan_table(p: Any) -> None:
         table.add_row(
             str(w.slot), w.host, w.world, str(w.episodes), w.config_file, str(w.video_port)
         )
-    console.print(table)
+    out.print(table)
     for note in p.notes:
-        console.print(f"note: {note}", style="dim", markup=False)
+        out.print(f"note: {note}", style="dim", markup=False)
     for warning in p.warnings:
-        console.print(f"warning: {warning}", style="yellow", markup=False)
+        out.print(f"warning: {warning}", style="yellow", markup=False)
 
 
 @task(
@@ -448,6 +447,7 @@ def _status_table(doc: dict[str, Any]) -> None:
     table = Table(
         "host", "container", "state", "restarts", "exit", "started", "ports", "last error"
     )
+    table.columns[1].overflow = "fold"  # a narrow terminal wraps names, never cuts them
     for host, st in doc["hosts"].items():
         if "error" in st:
             table.add_row(
@@ -476,35 +476,35 @@ def _status_table(doc: dict[str, Any]) -> None:
                 ports,
                 (ctr.get("last_error") or "")[:60],
             )
-    Console().print(table)
+    console().print(table)
 
 
 def _run_lines(run: dict[str, Any] | None) -> None:
     if not run:
         return
-    console = Console()
+    out = console()
     for host, names in run["dropped"].items():
-        console.print(
+        out.print(
             f"{host}: its slots had moved while it was away; "
             f"dropped {', '.join(names) or 'nothing'}",
             markup=False,
         )
     if run["trainer"]["state"] == "lost":
-        console.print(
+        out.print(
             f"the trainer host {run['trainer']['host']} is unreachable: training is stalled "
             "until it is back",
             style="red",
             markup=False,
         )
     for host, slots in run["lost"].items():
-        console.print(
+        out.print(
             f"{host} is unreachable: slots {', '.join(map(str, slots))} are lost; "
             "`invoke train --rebalance` moves them to hosts with room",
             style="red",
             markup=False,
         )
     for host in run["fence_pending"]:
-        console.print(
+        out.print(
             f"{host} is still to be told that its slots moved (it will be when next reached)",
             style="yellow",
             markup=False,

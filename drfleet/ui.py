@@ -73,3 +73,9 @@ class Board:
             icon = {"ok": "[green]✔[/]", "fail": "[red]✘[/]"}.get(mark, "[yellow]…[/]")
             table.add_row(icon, f"[bold]{host}[/]", text, f"[dim]{now - started:.1f}s[/]")
         return table
+
+
+def console() -> Console:
+    """stdout for tables: the terminal's width, or wide enough never to cut names and
+    errors when the output goes to a file or a pipe (rich would assume 80 columns)."""
+    return Console() if sys.stdout.isatty() else Console(width=240)

@@ -3,15 +3,15 @@ would change (with diffs)."""
 
 from __future__ import annotations
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from drfleet import ui
 from drfleet.playbook.model import HostReport
 
 
 def show(reports: dict[str, HostReport], check: bool) -> None:
-    console = Console()
+    console = ui.console()
     if check:
         for name, r in reports.items():
             for t in r.tasks:

@@ -52,6 +52,47 @@ def wait_for(what: Callable[[], bool], timeout: float, message: str) -> None:
         time.sleep(0.5)
 
 
+NONSTOP = {"standin_iterations": 100000, "standin_train_seconds": 0.5}  # trains until stopped
+
+
+def goes_on(bed: TestBed, shares: dict[int, int]) -> None:
+    """The next two iterations that start from now: every slot sends exactly its share (a
+    missing slot stalls them; a slot running twice sends more)."""
+    n = trained(bed)
+    for it in iterations(bed, 2, timeout=120, start=n + 1):
+        assert Counter(e["slot"] for e in it) == shares
+
+
+def test_killed_worker_is_restarted_status_shows_it_training_goes_on(
+    fleet: tuple[TestBed, Path], tmp_path: Path
+) -> None:
+    bed, _ = fleet
+    env_dir = write_drfc(tmp_path / "drfc", 3, {2: "Monaco", 3: "Bowtie_track"}, 6, NONSTOP)
+    bed.write_inventory(worker_vcpus=1, trainer_vcpus=1)
+    args = ("--inventory", str(bed.inventory), "--env-dir", str(env_dir))
+    run = invoke("train", *args, "--wipe", "--json")
+    assert run.code == 0, run.stdout[-2000:] + run.stderr
+    shares = {w["slot"]: w["episodes"] for w in run.json["plan"]["workers"]}
+    host = next(w["host"] for w in run.json["plan"]["workers"] if w["slot"] == 2)
+    try:
+        goes_on(bed, shares)
+        bed.exec(host, "docker kill drfleet-robomaker-2")
+
+        def restarted() -> bool:
+            st = invoke("status", *args, "--json").json
+            row = next(c for c in st["hosts"][host]["containers"] if c["name"].endswith("-2"))
+            return bool(row["restarts"] == 1 and row["state"] == "running")
+
+        wait_for(restarted, 60, "status never showed robomaker-2 restarted and running")
+        table = invoke("status", *args)
+        line = next(x for x in table.stdout.splitlines() if "drfleet-robomaker-2" in x)
+        assert "running" in line and " 1 " in line  # the restarts column
+        goes_on(bed, shares)
+    finally:
+        stop = invoke("stop", *args)
+    assert stop.code == 0, stop.stderr
+
+
 def test_lost_host_status_rebalance_cut_off_and_return(
     fleet: tuple[TestBed, Path], tmp_path: Path
 ) -> None:
@@ -61,7 +102,7 @@ def test_lost_host_status_rebalance_cut_off_and_return(
         3,
         {2: "Monaco", 3: "Bowtie_track"},
         6,
-        {"standin_iterations": 100000, "standin_train_seconds": 0.5},  # trains until stopped
+        NONSTOP,
     )
     inv = str(bed.inventory)
     bed.write_inventory(worker_vcpus=1, trainer_vcpus=1)
@@ -76,11 +117,7 @@ def test_lost_host_status_rebalance_cut_off_and_return(
     shares = {s: w["episodes"] for s, w in plan.items()}
 
     def training_goes_on() -> None:
-        """The next two iterations that start from now: every slot sends exactly its share
-        (a missing slot stalls them; a slot running twice sends more)."""
-        n = trained(bed)
-        for it in iterations(bed, 2, timeout=120, start=n + 1):
-            assert Counter(e["slot"] for e in it) == shares
+        goes_on(bed, shares)
 
     try:
         training_goes_on()
