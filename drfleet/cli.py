@@ -361,9 +361,9 @@ def train(
         if json:
             _print_json(result)
         else:
-            for h, r in result["hosts"].items():
-                state = ", ".join(f"{n} {st}" for n, st in r.get("containers", {}).items())
-                print(f"{h}: {state or r.get('error', '')}")
+            if result["resumed"]:
+                print("this run was live with the same files: nothing uploaded; hosts converged")
+            _host_lines(result["hosts"])
         if failed:
             raise Exit(code=1)
         return
@@ -377,6 +377,12 @@ def train(
     else:
         _plan_table(prepared.plan)
         print(f"wrote {len(written)} files under {out} (credentials shown as placeholders)")
+
+
+def _host_lines(hosts: dict[str, Any]) -> None:
+    for h, r in hosts.items():
+        state = ", ".join(f"{n} {st}" for n, st in r.get("containers", {}).items())
+        print(f"{h}: {state or r.get('error', '')}")
 
 
 def _rebalance(
@@ -395,9 +401,7 @@ def _rebalance(
             print("nothing to move: every host of the run answers")
         for slot, m in result["moved"].items():
             print(f"slot {slot}: {m['from']} (unreachable) -> {m['to']}")
-        for h, r in result["hosts"].items():
-            state = ", ".join(f"{n} {st}" for n, st in r.get("containers", {}).items())
-            print(f"{h}: {state or r.get('error', '')}")
+        _host_lines(result["hosts"])
     if any(not r["ok"] for r in result["hosts"].values()):
         raise Exit(code=1)
 

@@ -64,6 +64,9 @@ def test_five_workers_on_three_hosts_train_as_planned(fleet: tuple[TestBed, Path
         assert again.code == 0, again.stderr  # the same run, live: converge, restart nothing
         assert again.json["resumed"] and again.json["uploaded"] == []
         assert container_ids(bed) == ids
+        text = invoke("train", "--inventory", inv, "--env-dir", str(env_dir))
+        assert text.code == 0 and "nothing uploaded; hosts converged" in text.stdout
+        assert container_ids(bed) == ids
         hp = env_dir / "custom_files" / "hyperparameters.json"
         original = hp.read_text()
         hp.write_text(original.replace("10", "12"))
