@@ -224,15 +224,16 @@ def train(
 
 
 def _runs(sess: Session, name: str) -> bool:
-    """Whether the host's agent has this container (in any state): a run is live there."""
+    """Whether the host has this container, in any state: a run is live there. Asked of
+    docker, not the agent's status, which lags while a pass creates containers."""
     res = sess.run(
-        agent_cmd("status", "--json"), become=True, check=False, timeout=30, task="agent status"
+        cmd("docker", "ps", "-aq", "--filter", f"name=^{name}$"),
+        become=True,
+        check=False,
+        timeout=30,
+        task="is the trainer running",
     )
-    try:
-        doc = json.loads(res.stdout)
-    except ValueError:
-        return False
-    return any(c.get("name") == name for c in doc.get("containers", []))
+    return res.exit_code == 0 and bool(res.stdout.strip())
 
 
 PORTS = "2377/tcp, 7946/tcp and udp, 4789/udp (the swarm overlay) and 9000/tcp (minio)"

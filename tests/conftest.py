@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -59,23 +60,22 @@ def drfleet(*args: str, cwd: Path, timeout: float = 300) -> Run:
 
 def killed(args: tuple[str, ...], when: Callable[[], bool], timeout: float = 120) -> None:
     """Starts `invoke ARGS` and kills it (SIGKILL, no cleanup) once `when()` holds."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + timeout
-        while not when():
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                raise AssertionError(f"it ended ({proc.returncode}) before the moment: {err}")
-            assert time.monotonic() < deadline, "the moment to kill it never came"
-            time.sleep(0.1)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "invoke", *args], cwd=REPO, stdout=log, stderr=log
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while not when():
+                if proc.poll() is not None:
+                    log.seek(0)
+                    out = log.read().decode(errors="replace")[-4000:]
+                    raise AssertionError(f"it ended ({proc.returncode}) before the moment:\n{out}")
+                assert time.monotonic() < deadline, "the moment to kill it never came"
+                time.sleep(0.1)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
 
 
 def provision(bed: TestBed, env_dir: Path, *extra: str) -> Run:

@@ -35,8 +35,17 @@ def install(install_cmd: Command, names: list[str]) -> Command:
     `dpkg --configure -a` first, then install again. An apt whose controller died runs on to
     the end (tested); the re-run waits for its lock (DPkg::Lock::Timeout)."""
     once = Command((APT_ENV, *install_cmd.parts, *names))
-    recover = Command((APT_ENV, *cmd("dpkg", "--configure", "-a").parts))
-    return Command((*once.parts, Raw("|| {"), *join([recover, once]).parts, Raw(";}")))
+    # dpkg takes no lock timeout: retry while another apt (one left running by a controller
+    # that died) still holds it, for up to 5 minutes like DPkg::Lock::Timeout
+    recover = Command(
+        (
+            Raw("n=0; until"),
+            APT_ENV,
+            *cmd("dpkg", "--configure", "-a").parts,
+            Raw('|| [ "$n" -ge 60 ]; do n=$((n+1)); sleep 5; done'),
+        )
+    )
+    return Command((*once.parts, Raw("|| {"), *recover.parts, Raw(";"), *once.parts, Raw(";}")))
 
 
 def packages(value: Any) -> list[str]:
