@@ -20,7 +20,7 @@ from pathlib import Path
 
 import docker
 
-from bench.results import machine, write_section
+from bench.results import publish
 from drfleet import agent_bundle
 from tests.testbed.images import ensure_busybox
 
@@ -103,10 +103,6 @@ def main() -> None:
             for c in client.containers.list(all=True, filters={"label": f"drfleet.fleet={fleet}"}):
                 c.remove(force=True)
     lines = [
-        "## host agent (bench/bench_agent.py)",
-        "",
-        machine(),
-        "",
         "The bundled agent (drfleet-agent.pyz, `python3 -S`) against this machine's dockerd, "
         "5 busybox containers each publishing a port.",
         "",
@@ -117,8 +113,7 @@ def main() -> None:
         f"| idle resident memory, peak over {args.idle:g} s | {peak:.1f} MB | <= 40 MB |",
         f"| idle CPU over {args.idle:g} s | {cpu:.2f} % of a core | <= 1 % |",
     ]
-    write_section("agent", "\n".join(lines))
-    print("\n".join(lines))
+    publish("agent", "host agent", lines)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.results import machine, write_section
+from bench.results import publish
 from drfleet import facts, inventory, remote
 from tests.testbed import TestBed
 
@@ -84,10 +84,6 @@ def main() -> None:
             rows.append((n, statistics.median(cli), statistics.median(inproc), per_host))
     one, three = rows[0], rows[1]
     lines = [
-        "## invoke facts (bench/bench_facts.py)",
-        "",
-        machine(),
-        "",
         f"Median of {args.rounds} runs against test-bed hosts (containers with sshd on this "
         "machine), strict host-key checking, become via sudo.",
         "",
@@ -102,8 +98,7 @@ def main() -> None:
         f"3 hosts / 1 host: whole command {three[1] / one[1]:.2f}x, "
         f"fan-out {three[2] / one[2]:.2f}x (goal: well under 2x).",
     ]
-    write_section("facts", "\n".join(lines))
-    print("\n".join(lines))
+    publish("facts", "invoke facts", lines)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from bench.results import machine, write_section
+from bench.results import publish
 from drfleet.drfc.checks import shares
 from drfleet.plan import Capacity, place
 
@@ -26,16 +26,11 @@ def main() -> None:
     assert len(plan.workers) == n
     per_host = {w.host for w in plan.workers}
     lines = [
-        "## plan (bench/bench_plan.py)",
-        "",
-        machine(),
-        "",
         f"Placing {n} workers on 100 hosts of 16 vCPUs (pure, no connection), median of "
         f"{len(times)}: {statistics.median(times) * 1000:.1f} ms "
         f"(max {max(times) * 1000:.1f} ms); {len(per_host)} hosts used.",
     ]
-    write_section("plan", "\n".join(lines))
-    print("\n".join(lines))
+    publish("plan", "plan", lines)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from typing import Any
 
 import docker
 
-from bench.results import machine, write_section
+from bench.results import publish
 from tests.testbed import TestBed, ensure_docker_host_image
 from tests.testbed.images import ensure_busybox
 
@@ -94,7 +94,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--skip-image", action="store_true")
     args = ap.parse_args()
-    lines = ["## invoke provision (bench/bench_provision.py)", "", machine(), ""]
+    lines: list[str] = []
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
         env_dir = env(tmp)
@@ -169,8 +169,7 @@ def main() -> None:
                 f"{mb / elapsed:.0f} MB/s per host.",
                 "",
             ]
-    write_section("provision", "\n".join(lines))
-    print("\n".join(lines))
+    publish("provision", "invoke provision", lines)
 
 
 if __name__ == "__main__":

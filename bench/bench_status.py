@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.results import machine, write_section
+from bench.results import publish
 from tests.testbed import TestBed, ensure_docker_host_image
 
 REPO = Path(__file__).resolve().parent.parent
@@ -61,10 +61,6 @@ def main() -> None:
         with TestBed(2, Path(tmp) / "bed", image=image) as bed:
             up, stopped, cut = measure(bed, args.rounds)
     lines = [
-        "## invoke status with a host gone (bench/bench_status.py)",
-        "",
-        machine(),
-        "",
         f"Median of {args.rounds} runs of the whole command, 2 test-bed hosts, default "
         "connect_timeout; status caps it at 4 s with one retry. Goal: under 15 s.",
         "",
@@ -74,8 +70,7 @@ def main() -> None:
         f"| stopped (no route) | {stopped:.2f} |",
         f"| cut off (packets dropped) | {cut:.2f} |",
     ]
-    write_section("status", "\n".join(lines))
-    print("\n".join(lines))
+    publish("status", "invoke status with a host gone", lines)
 
 
 if __name__ == "__main__":

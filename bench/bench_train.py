@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.results import machine, write_section
+from bench.results import publish
 from tests.testbed import TestBed, ensure_docker_host_image
 from tests.testbed.images import ensure_standin
 from tests.testbed.test_train import provisioned, write_drfc
@@ -50,10 +50,6 @@ def main() -> None:
                 )
                 stops.append(invoke("stop", "--inventory", inv))
     lines = [
-        "## invoke train (bench/bench_train.py)",
-        "",
-        machine(),
-        "",
         f"3 test-bed hosts, 5 workers (multi-config, 3 worlds), images present, stand-in "
         f"simapp; whole command, median of {args.rounds}:",
         "",
@@ -63,8 +59,7 @@ def main() -> None:
         f"7 containers) | {statistics.median(times):.1f} (min {min(times):.1f}) | < 10 |",
         f"| `invoke stop` (algo-* included) | {statistics.median(stops):.1f} | |",
     ]
-    write_section("train", "\n".join(lines))
-    print("\n".join(lines))
+    publish("train", "invoke train", lines)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 from bench.bench_agent import cpu_seconds
-from bench.results import machine, write_section
+from bench.results import publish
 from tests.testbed import TestBed, ensure_docker_host_image
 from tests.testbed.images import ensure_standin
 from tests.testbed.test_train import write_drfc
@@ -108,10 +108,6 @@ def main() -> None:
                     capture_output=True,
                 )
     lines = [
-        "## invoke viewer (bench/bench_viewer.py)",
-        "",
-        machine(),
-        "",
         f"{len(workers)} stand-in workers (MJPEG 480x360, about 5 frames/s each) on 2 "
         f"test-bed hosts, all read at once for {args.seconds:g} s:",
         "",
@@ -125,8 +121,7 @@ def main() -> None:
         f"The viewer process used {cpu:.0f} % of one core while relaying the six streams "
         f"(machine: {os.cpu_count()} vCPUs).",
     ]
-    write_section("viewer", "\n".join(lines))
-    print("\n".join(lines))
+    publish("viewer", "invoke viewer", lines)
 
 
 if __name__ == "__main__":

@@ -27,3 +27,11 @@ def write_section(name: str, body: str) -> None:
     tmp = RESULTS.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(RESULTS)
+
+
+def publish(name: str, title: str, lines: list[str]) -> None:
+    """Writes bench/bench_<name>.py's section (title, this machine, then lines) into
+    RESULTS.md and prints it."""
+    body = "\n".join([f"## {title} (bench/bench_{name}.py)", "", machine(), "", *lines])
+    write_section(name, body)
+    print(body)
