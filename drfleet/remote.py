@@ -285,12 +285,7 @@ class LocalSession(Session):
         return os.geteuid() == 0
 
     def _exec(self, line: str, stdin: Stdin, timeout: float | None) -> tuple[int, str, str]:
-        proc = subprocess.Popen(
-            ["/bin/sh", "-c", line],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        proc = _shell(line)
         assert proc.stdin and proc.stdout and proc.stderr
         out, err = self._sinks()
         feeder = _Feeder(_chunks(stdin), proc.stdin.write, proc.stdin.close)
@@ -317,13 +312,18 @@ class LocalSession(Session):
         return code, out.text(), err.text()
 
 
-def _stream_local(line: str, where: str, stdin: bytes = b"") -> Iterator[bytes]:
-    proc = subprocess.Popen(
+def _shell(line: str) -> subprocess.Popen[bytes]:
+    """A local /bin/sh -c LINE with all three streams piped."""
+    return subprocess.Popen(
         ["/bin/sh", "-c", line],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        stdin=subprocess.PIPE,
     )
+
+
+def _stream_local(line: str, where: str, stdin: bytes = b"") -> Iterator[bytes]:
+    proc = _shell(line)
     assert proc.stdout and proc.stderr and proc.stdin
     with contextlib.suppress(BrokenPipeError):
         proc.stdin.write(stdin)

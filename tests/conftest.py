@@ -78,9 +78,9 @@ def killed(args: tuple[str, ...], when: Callable[[], bool], timeout: float = 120
             proc.wait()
 
 
-def provision(bed: TestBed, env_dir: Path, *extra: str) -> Run:
-    """`invoke provision` on a test bed, images streamed from this controller."""
-    return invoke(
+def provision_args(bed: TestBed, env_dir: Path) -> tuple[str, ...]:
+    """`provision` on a test bed, images streamed from this controller."""
+    return (
         "provision",
         "--inventory",
         str(bed.inventory),
@@ -88,10 +88,12 @@ def provision(bed: TestBed, env_dir: Path, *extra: str) -> Run:
         str(env_dir),
         "--images-from",
         "controller",
-        "--json",
-        *extra,
-        timeout=900,
     )
+
+
+def provision(bed: TestBed, env_dir: Path, *extra: str) -> Run:
+    """`invoke provision` on a test bed, with --json."""
+    return invoke(*provision_args(bed, env_dir), "--json", *extra, timeout=900)
 
 
 @pytest.fixture(scope="session")

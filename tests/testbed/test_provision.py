@@ -10,7 +10,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.conftest import Run, invoke, killed, provision
+from tests.conftest import Run, invoke, killed, provision, provision_args
 from tests.testbed import TestBed
 from tests.testbed.images import ensure_busybox
 
@@ -221,15 +221,7 @@ def test_controller_killed_mid_provision_rerun_completes_nothing_half_written(
 ) -> None:
     with TestBed(2, tmp_path) as bed:
         bed.write_inventory()
-        args = (
-            "provision",
-            "--inventory",
-            str(bed.inventory),
-            "--env-dir",
-            str(env_dir),
-            "--images-from",
-            "controller",
-        )
+        args = provision_args(bed, env_dir)
 
         def busy(pattern: str) -> Callable[[], bool]:
             return lambda: any(

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import Run, invoke, killed
 from tests.testbed import TestBed
@@ -233,8 +234,6 @@ def test_lost_host_status_rebalance_cut_off_and_return(
 
 
 def _drop_host(inventory: Path, host: str) -> None:
-    import yaml
-
     doc = yaml.safe_load(inventory.read_text())
     del doc["all"]["hosts"][host]
     inventory.write_text(yaml.safe_dump(doc, sort_keys=False))
