@@ -10,7 +10,6 @@ from typing import Any
 
 from drfleet import plan as plan_mod
 from drfleet import runstate, training
-from drfleet.drfc import params
 from drfleet.errors import DrfleetError
 from drfleet.inventory import Host, Inventory
 from drfleet.playbook.modules.agent import PYZ
@@ -75,20 +74,6 @@ def s3_client(endpoint: str | None, creds: dict[str, str], region: str) -> Any:
     )
 
 
-def objects(p: training.Prepared) -> dict[str, bytes]:
-    """S3 key -> body: everything train uploads (custom files, params, reward function)."""
-    cfg = p.cfg
-    out = {}
-    custom_prefix = cfg.get("DR_LOCAL_S3_CUSTOM_FILES_PREFIX", "custom_files")
-    for f in sorted(cfg.custom_dir.iterdir()):
-        if f.is_file():
-            out[f"{custom_prefix}/{f.name}"] = f.read_bytes()
-    for name, doc in p.params.items():
-        out[params.s3_key(cfg, name)] = params.dump(doc).encode()
-    out[params.s3_key(cfg, "reward_function.py")] = cfg.reward_function.encode()
-    return out
-
-
 def upload(s3: Any, p: training.Prepared, wipe: bool, live: bool = False) -> list[str]:
     """Puts the run's files in S3. The model prefix must hold nothing but what this run puts
     there (a run killed before its trainer started), unless --wipe. A run whose trainer is
@@ -97,7 +82,7 @@ def upload(s3: Any, p: training.Prepared, wipe: bool, live: bool = False) -> lis
     cfg = p.cfg
     bucket = cfg.get("DR_LOCAL_S3_BUCKET", "bucket")
     prefix = cfg.get("DR_LOCAL_S3_MODEL_PREFIX", "rl-deepracer-sagemaker")
-    want = objects(p)
+    want = training.objects(p)
     try:
         s3.head_bucket(Bucket=bucket)
     except Exception:

@@ -102,20 +102,24 @@ def desired(p: Prepared, creds: dict[str, str], generation: int) -> dict[str, An
     )
 
 
+def objects(p: Prepared) -> dict[str, bytes]:
+    """S3 key -> body: everything train uploads (custom files, params, reward function)."""
+    cfg = p.cfg
+    out = {}
+    custom_prefix = cfg.get("DR_LOCAL_S3_CUSTOM_FILES_PREFIX", "custom_files")
+    for f in sorted(cfg.custom_dir.iterdir()):
+        if f.is_file():
+            out[f"{custom_prefix}/{f.name}"] = f.read_bytes()
+    for name, doc in p.params.items():
+        out[params.s3_key(cfg, name)] = params.dump(doc).encode()
+    out[params.s3_key(cfg, "reward_function.py")] = cfg.reward_function.encode()
+    return out
+
+
 def dry_run(p: Prepared, out: Path) -> list[Path]:
     """Writes what train would upload (under S3 key names) and send (per host), touching
     nothing else. Credentials are placeholders: secrets never land in these files."""
-    written = []
-    bucket = out  # objects land at DIR/<their S3 key>
-    for name, doc in p.params.items():
-        written.append(_write(bucket / params.s3_key(p.cfg, name), params.dump(doc)))
-    written.append(
-        _write(bucket / params.s3_key(p.cfg, "reward_function.py"), p.cfg.reward_function)
-    )
-    prefix = p.cfg.get("DR_LOCAL_S3_CUSTOM_FILES_PREFIX", "custom_files")
-    for f in sorted(p.cfg.custom_dir.iterdir()):
-        if f.is_file():
-            written.append(_write(bucket / prefix / f.name, f.read_text(errors="replace")))
+    written = [_write(out / key, body) for key, body in objects(p).items()]
     for host, doc in desired(p, PLACEHOLDER_CREDS, generation=0).items():
         written.append(
             _write(out / "hosts" / host / "desired.json", json.dumps(masked(doc), indent=2) + "\n")
@@ -124,11 +128,11 @@ def dry_run(p: Prepared, out: Path) -> list[Path]:
     return written
 
 
-def _write(path: Path, text: str) -> Path:
+def _write(path: Path, data: str | bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data.encode() if isinstance(data, str) else data)
     os.replace(tmp, path)
     return path
 
