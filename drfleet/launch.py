@@ -14,7 +14,7 @@ from drfleet.errors import DrfleetError
 from drfleet.inventory import Host, Inventory
 from drfleet.playbook.modules.agent import PYZ
 from drfleet.remote import Options, Outcome, Session, fan_out, session
-from drfleet.shell import Raw, cmd
+from drfleet.shell import Command, Raw, cmd, sh
 from drfleet.tunnel import forward
 from drfleet.ui import Board
 
@@ -132,7 +132,7 @@ def train(
     docs = training.desired(p, creds, generation + 1)
     hosts = [inv.hosts[h] for h in docs]
     trainer = inv.hosts[p.plan.trainer]
-    local = p.cfg.get("DR_CLOUD", "local").lower() == "local"
+    local = p.cfg.storage == "local"
     sessions = {h.name: session(h, options) for h in hosts}
     try:
         with sessions[trainer.name] as tsess:
@@ -190,6 +190,7 @@ def train(
                     board.update(
                         host.name, f"starting {len(docs[host.name]['containers'])} containers"
                     )
+                stage(sessions[host.name], p, docs[host.name])
                 status = apply(sessions[host.name], docs[host.name], 180)
                 if board:
                     board.done(host.name, "running")
@@ -206,6 +207,34 @@ def train(
         "generation": generation + 1,
         "hosts": {o.host.name: _host_result(o) for o in outcomes},
     }
+
+
+def stage(sess: Session, p: training.Prepared, doc: dict[str, Any]) -> None:
+    """Copies DR_ROBOMAKER_MOUNT_SIMAPP_DIR / _SCRIPTS_DIR to a host that runs workers, once
+    per content: the directory is named by its digest and appears whole (rename) or not."""
+    if not any(c["role"] == "robomaker" for c in doc["containers"]):
+        return
+    for st in p.staged.values():
+        final, tmp = st.host_path, f"{st.host_path}.partial"
+        install = sh(
+            Command(
+                (
+                    Raw("test -d"),
+                    final,
+                    Raw("|| { rm -rf"),
+                    tmp,
+                    Raw("&& mkdir -p"),
+                    tmp,
+                    Raw("&& tar -x -f - -C"),
+                    tmp,
+                    Raw("--no-same-owner && mv"),
+                    tmp,
+                    final,
+                    Raw("; }"),
+                )
+            )
+        )
+        sess.run(install, stdin=st.tar, become=True, timeout=600, task=f"copy {st.key}")
 
 
 def _runs(sess: Session, name: str) -> bool:
@@ -432,6 +461,7 @@ def rebalance(
         if board:
             board.update(host.name, f"converging {len(docs[host.name]['containers'])} containers")
         with session(host, options) as s:
+            stage(s, p, docs[host.name])
             result = apply(s, docs[host.name], 180)
         if board:
             board.done(host.name, "running")

@@ -1,20 +1,38 @@
 """Container specs from a plan: what each host's agent is asked to run (pure).
 
-minio (DR_CLOUD=local) and rl_coach on the trainer; one robomaker per placement, with the
-environment of DEEPRACER.md, DOCKER_REPLICA_SLOT = its fleet-wide slot, the same MULTI_CONFIG
-for all, `run.sh multi` with several workers, its video port published, and GPU requests or
-the X11 socket where its host has them."""
+Each container is what DRfC's compose files give for the same files (deepracer-for-cloud
+`docker/docker-compose-training.yml`, `-endpoint.yml`, `-keys.yml`, `-mount.yml`,
+`-local-xorg.yml`, `-simapp.yml`, `-robomaker-scripts.yml`, `bin/activate.sh`,
+`scripts/training/start.sh`): the same image, the same environment key for key, the same
+mounts and init. The simapp image's entrypoint is `/bin/bash -c`, so every command is ONE
+string, the script bash runs, as DRfC's `command: ["${ROBOMAKER_COMMAND}"]` passes it.
+
+Where drfleet differs on purpose (docs/drfc-differences.md): DOCKER_REPLICA_SLOT is set on
+every worker to its fleet-wide slot (DRfC's swarm sets it, compose mode elects through
+/mnt/comms); WORLD_NAME and S3_YAML_NAME are each worker's own (what run.sh would take from
+MULTI_CONFIG); each worker publishes its own video port (and VNC only with DR_GUI_ENABLE);
+host X applies to workers on `opengl: true` hosts; and each worker's Gazebo runs on CPUs of
+its own host (DRFLEET_GAZEBO_CPUS, read by the taskset shim provision installs)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from drfleet.drfc import params as params_mod
 from drfleet.drfc.config import TrainingConfig
-from drfleet.plan import Capacity, Plan
+from drfleet.drfc.images import minio_image, simapp_images
+from drfleet.plan import Capacity, Placement, Plan
 
 NETWORK = "sagemaker-local"
 FLEET = "drfleet"
-MINIO_DATA = "/var/lib/drfleet/minio"
+STATE_DIR = "/var/lib/drfleet"
+MINIO_DATA = f"{STATE_DIR}/minio"
+XAUTHORITY = f"{STATE_DIR}/Xauthority"
+TASKSET_SHIM = "/usr/local/lib/drfleet/taskset"
+GUI_BASE = 5900
+RL_COACH_COMMAND = (
+    "source /root/sagemaker-venv/bin/activate && python3 /opt/ml/code/rl_coach/start.py"
+)
 SECRET_KEYS = frozenset(
     {
         "AWS_ACCESS_KEY_ID",
@@ -25,24 +43,67 @@ SECRET_KEYS = frozenset(
         "MINIO_SECRET_KEY",
     }
 )
+# run.sh's topics: kvs_stream exists only with ENABLE_KINESIS (download_params_and_roslaunch_
+# agent.py, publish_to_kinesis_stream), the main and sub cameras only when the params enable
+# them; the car's own camera always.
+CAMERA_TOPICS = (("main_camera", "CAMERA_MAIN_ENABLE"), ("sub_camera", "CAMERA_SUB_ENABLE"))
+
+
+def robomaker_command(workers: int) -> list[str]:
+    """start.sh: `run.sh multi ...` with several workers, `run.sh run ...` with one."""
+    mode = "multi" if workers > 1 else "run"
+    return [f"/opt/ml/code/run.sh {mode} distributed_training.launch.py"]
 
 
 def simapp_image(cfg: TrainingConfig, gpu: bool) -> str:
-    from drfleet.drfc.images import simapp_images
-
     images = simapp_images(cfg.system)
     return (
         images["gpu" if gpu else "cpu"]
         if images
-        else f"{cfg.get('DR_SIMAPP_SOURCE')}:{cfg.get('DR_SIMAPP_VERSION')}"
+        else f"{cfg.setting('DR_SIMAPP_SOURCE')}:{cfg.setting('DR_SIMAPP_VERSION')}"
     )
 
 
 def s3_env(cfg: TrainingConfig, creds: dict[str, str]) -> dict[str, str]:
+    """docker-compose-keys.yml and, with a minio URL, docker-compose-endpoint.yml."""
     env = {"AWS_ACCESS_KEY_ID": creds["access_key"], "AWS_SECRET_ACCESS_KEY": creds["secret_key"]}
-    if cfg.get("DR_CLOUD", "local").lower() == "local":
-        env["S3_ENDPOINT_URL"] = cfg.get("DR_MINIO_URL", "http://minio:9000")
+    endpoint = params_mod.minio_url(cfg.values)
+    if endpoint is not None:
+        env["S3_ENDPOINT_URL"] = endpoint
     return env
+
+
+def telegraf_env(cfg: TrainingConfig) -> dict[str, str]:
+    return {
+        "TELEGRAF_HOST": cfg.get("DR_TELEGRAF_HOST"),
+        "TELEGRAF_PORT": cfg.get("DR_TELEGRAF_PORT"),
+    }
+
+
+def gazebo_cpus(plan: Plan, caps: dict[str, Capacity]) -> dict[int, str]:
+    """slot -> the CPUs its Gazebo server runs on. The simapp pins worker idx to CPUs 2*idx and
+    2*idx+1 (empty_world.launch.py), which for a fleet-wide idx can name CPUs its host lacks;
+    drfleet numbers the workers of each host 0, 1, ... and gives the i-th CPUs 2i and 2i+1,
+    which is what DRfC does on one host. Only when the inventory lowers worker_vcpus below 2
+    do two workers share (the numbers wrap around the host's CPUs)."""
+    out: dict[int, str] = {}
+    for host, placed in plan.by_host().items():
+        n = max(1, caps[host].vcpus)
+        for i, w in enumerate(sorted(placed, key=lambda p: p.slot)):
+            pair = sorted({(2 * i) % n, (2 * i + 1) % n})
+            out[w.slot] = ",".join(str(c) for c in pair)
+    return out
+
+
+def topics(values: dict[str, Any], env: dict[str, str]) -> list[str]:
+    """The video topics a worker will publish, best first (the viewer's default is the first)."""
+    out = (
+        ["kvs_stream"]
+        if env.get("ENABLE_KINESIS", "True").lower() in ("true", "1", "yes", "t")
+        else []
+    )
+    out += [name for name, key in CAMERA_TOPICS if str(values.get(key, "")).lower() == "true"]
+    return [*out, "camera"]
 
 
 def build(
@@ -50,48 +111,28 @@ def build(
     cfg: TrainingConfig,
     caps: dict[str, Capacity],
     creds: dict[str, str],
-    params_files: list[str],
-    multi_config: str,
+    params: dict[str, dict[str, Any]],
     generation: int,
+    staged: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """host -> the agent's desired-state document for it."""
-    run_id = cfg.get("DR_RUN_ID", "0")
+    """host -> the agent's desired-state document for it. `params` is the run's params files
+    (name -> content); `staged` maps DR_ROBOMAKER_MOUNT_SIMAPP_DIR / _SCRIPTS_DIR to where
+    their copy lies on every worker host."""
+    staged = staged or {}
+    run_id = cfg.setting("DR_RUN_ID") or "0"
     per_host: dict[str, list[dict[str, Any]]] = {h: [] for h in caps}
     trainer_gpu = caps[plan.trainer].gpus > 0
-    if cfg.get("DR_CLOUD", "local").lower() == "local":
-        from drfleet.drfc.images import minio_image
-
-        per_host[plan.trainer].append(
-            {
-                "name": "drfleet-minio",
-                "role": "minio",
-                "image": minio_image(cfg.system) or "minio/minio:latest",
-                "command": ["server", "/data", "--console-address", ":9001"],
-                "env": {
-                    "MINIO_ROOT_USER": creds["access_key"],
-                    "MINIO_ROOT_PASSWORD": creds["secret_key"],
-                },
-                "networks": [NETWORK],
-                "aliases": ["minio"],
-                "ports": {"9000/tcp": 9000},
-                "mounts": [{"source": MINIO_DATA, "target": "/data"}],
-                "restart": "always",
-            }
-        )
+    if cfg.storage == "local":
+        per_host[plan.trainer].append(minio(cfg, creds))
     image = simapp_image(cfg, trainer_gpu)
     per_host[plan.trainer].append(
         {
             "name": "drfleet-rlcoach",
             "role": "rl_coach",
             "image": image,
-            "command": [
-                "/bin/bash",
-                "-c",
-                "source /root/sagemaker-venv/bin/activate && "
-                "python3 /opt/ml/code/rl_coach/start.py",
-            ],
+            "command": [RL_COACH_COMMAND],
             "working_dir": "/opt/ml/code/",
-            "env": {**rl_coach_env(cfg, image, trainer_gpu), **s3_env(cfg, creds)},
+            "env": {**rl_coach_env(cfg, image), **s3_env(cfg, creds)},
             "networks": [NETWORK],
             "mounts": [
                 {"source": "/var/run/docker.sock", "target": "/var/run/docker.sock"},
@@ -100,49 +141,12 @@ def build(
             "restart": "on-failure",
         }
     )
-    n = len(plan.workers)
+    multi_config = params_mod.multi_config(params)
+    cpus = gazebo_cpus(plan, caps)
     for w in plan.workers:
-        cap = caps[w.host]
-        gpu = cap.gpus > 0
-        spec: dict[str, Any] = {
-            "name": f"drfleet-robomaker-{w.slot}",
-            "role": "robomaker",
-            "image": simapp_image(cfg, gpu),
-            "command": [
-                "/opt/ml/code/run.sh",
-                "multi" if n > 1 else "run",
-                "distributed_training.launch.py",
-            ],
-            "env": {
-                **robomaker_env(cfg, w.slot, w.world, w.config_file, multi_config, gpu),
-                **s3_env(cfg, creds),
-            },
-            "networks": [NETWORK],
-            "ports": {"8080/tcp": w.video_port},
-            "labels": {"drfleet-slot": str(w.slot), "drfleet-world": w.world},
-            "restart": "on-failure",
-        }
-        if gpu:
-            spec["gpus"] = -1
-        if cap.opengl:
-            display = cfg.get("DR_DISPLAY", ":99")
-            spec["env"].update(
-                {
-                    "DISPLAY": display,
-                    "USE_EXTERNAL_X": "true",
-                    "XAUTHORITY": "/root/.Xauthority",
-                    "QT_X11_NO_MITSHM": "1",
-                    "NVIDIA_DRIVER_CAPABILITIES": "all",
-                }
-            )
-            spec["mounts"] = [
-                {"source": "/tmp/.X11-unix", "target": "/tmp/.X11-unix"},
-                {
-                    "source": "/var/lib/drfleet/Xauthority",
-                    "target": "/root/.Xauthority",
-                    "read_only": True,
-                },
-            ]
+        spec = robomaker(cfg, w, caps[w.host], creds, len(plan.workers), multi_config, staged)
+        spec["env"]["DRFLEET_GAZEBO_CPUS"] = cpus[w.slot]
+        spec["labels"]["drfleet-topics"] = ",".join(topics(params[w.config_file], spec["env"]))
         per_host[w.host].append(spec)
     return {
         host: {"fleet": FLEET, "run_id": run_id, "generation": generation, "containers": specs}
@@ -150,56 +154,131 @@ def build(
     }
 
 
-def rl_coach_env(cfg: TrainingConfig, image: str, gpu: bool) -> dict[str, str]:
-    g = cfg.get
-    from drfleet.drfc.checks import max_steps
-
+def minio(cfg: TrainingConfig, creds: dict[str, str]) -> dict[str, Any]:
+    """docker-compose-local.yml: the API on 9000 (the console, 9001, is not published)."""
     return {
-        "RUN_ID": g("DR_RUN_ID", "0"),
-        "AWS_REGION": g("DR_AWS_APP_REGION", "us-east-1"),
+        "name": "drfleet-minio",
+        "role": "minio",
+        "image": minio_image(cfg.system) or "minio/minio:latest",
+        "command": ["server", "/data", "--console-address", ":9001"],
+        "env": {"MINIO_ROOT_USER": creds["access_key"], "MINIO_ROOT_PASSWORD": creds["secret_key"]},
+        "networks": [NETWORK],
+        "aliases": ["minio"],
+        "ports": {"9000/tcp": 9000},
+        "mounts": [{"source": MINIO_DATA, "target": "/data"}],
+        "restart": "always",
+    }
+
+
+def robomaker(
+    cfg: TrainingConfig,
+    w: Placement,
+    cap: Capacity,
+    creds: dict[str, str],
+    workers: int,
+    multi_config: str,
+    staged: dict[str, str],
+) -> dict[str, Any]:
+    gpu = cap.gpus > 0
+    env = {
+        **robomaker_env(cfg, w.slot, w.world, w.config_file, multi_config),
+        **s3_env(cfg, creds),
+    }
+    ports: dict[str, int] = {"8080/tcp": w.video_port}
+    if cfg.setting("DR_GUI_ENABLE").lower() == "true":
+        ports["5900/tcp"] = GUI_BASE + w.slot - 1
+    mounts: list[dict[str, Any]] = [
+        {"source": TASKSET_SHIM, "target": "/usr/local/bin/taskset", "read_only": True}
+    ]
+    if cfg.setting("DR_ROBOMAKER_MOUNT_LOGS").lower() == "true":
+        prefix = cfg.setting("DR_LOCAL_S3_MODEL_PREFIX")
+        mounts.append(
+            {"source": f"{STATE_DIR}/logs/robomaker/{prefix}", "target": "/root/.ros/log"}
+        )
+    if "DR_ROBOMAKER_MOUNT_SIMAPP_DIR" in staged:
+        mounts.append({"source": staged["DR_ROBOMAKER_MOUNT_SIMAPP_DIR"], "target": "/opt/simapp"})
+    if "DR_ROBOMAKER_MOUNT_SCRIPTS_DIR" in staged:
+        mounts.append({"source": staged["DR_ROBOMAKER_MOUNT_SCRIPTS_DIR"], "target": "/scripts"})
+    if cap.opengl:  # docker-compose-local-xorg.yml
+        env.update(
+            {
+                "DISPLAY": cfg.get("DR_DISPLAY") or ":99",
+                "USE_EXTERNAL_X": "True",
+                "XAUTHORITY": "/root/.Xauthority",
+                "QT_X11_NO_MITSHM": "1",
+                "NVIDIA_DRIVER_CAPABILITIES": "all",
+            }
+        )
+        mounts += [
+            {"source": "/tmp/.X11-unix", "target": "/tmp/.X11-unix"},
+            {"source": XAUTHORITY, "target": "/root/.Xauthority", "read_only": True},
+        ]
+    spec: dict[str, Any] = {
+        "name": f"drfleet-robomaker-{w.slot}",
+        "role": "robomaker",
+        "image": simapp_image(cfg, gpu),
+        "command": robomaker_command(workers),
+        "env": env,
+        "networks": [NETWORK],
+        "ports": ports,
+        "mounts": mounts,
+        "init": True,
+        "labels": {"drfleet-slot": str(w.slot), "drfleet-world": w.world},
+        "restart": "on-failure",
+    }
+    if gpu:
+        spec["gpus"] = -1
+    return spec
+
+
+def rl_coach_env(cfg: TrainingConfig, image: str) -> dict[str, str]:
+    """docker-compose-training.yml, service rl_coach."""
+    s = cfg.setting
+    return {
+        "RUN_ID": s("DR_RUN_ID") or "0",
+        "AWS_REGION": s("DR_AWS_APP_REGION"),
         "SAGEMAKER_IMAGE": image,
-        "PRETRAINED": g("DR_LOCAL_S3_PRETRAINED", "False"),
-        "PRETRAINED_S3_PREFIX": g("DR_LOCAL_S3_PRETRAINED_PREFIX", "rl-sagemaker-pretrained"),
-        "PRETRAINED_S3_BUCKET": g("DR_LOCAL_S3_BUCKET", "bucket"),
-        "PRETRAINED_CHECKPOINT": g("DR_LOCAL_S3_PRETRAINED_CHECKPOINT", "last"),
-        "MODEL_S3_PREFIX": g("DR_LOCAL_S3_MODEL_PREFIX", "rl-deepracer-sagemaker"),
-        "MODEL_S3_BUCKET": g("DR_LOCAL_S3_BUCKET", "bucket"),
-        "HYPERPARAMETER_FILE_S3_KEY": g(
-            "DR_LOCAL_S3_HYPERPARAMETERS_KEY", "custom_files/hyperparameters.json"
-        ),
-        "MODELMETADATA_FILE_S3_KEY": g(
-            "DR_LOCAL_S3_MODEL_METADATA_KEY", "custom_files/model_metadata.json"
-        ),
-        "CUDA_VISIBLE_DEVICES": g("DR_SAGEMAKER_CUDA_DEVICES", "0") if gpu else "",
-        "MAX_MEMORY_STEPS": str(max_steps(cfg)),
+        "PRETRAINED": s("DR_LOCAL_S3_PRETRAINED"),
+        "PRETRAINED_S3_PREFIX": s("DR_LOCAL_S3_PRETRAINED_PREFIX"),
+        "PRETRAINED_S3_BUCKET": s("DR_LOCAL_S3_BUCKET"),
+        "PRETRAINED_CHECKPOINT": s("DR_LOCAL_S3_PRETRAINED_CHECKPOINT"),
+        "MODEL_S3_PREFIX": s("DR_LOCAL_S3_MODEL_PREFIX"),
+        "MODEL_S3_BUCKET": s("DR_LOCAL_S3_BUCKET"),
+        "HYPERPARAMETER_FILE_S3_KEY": s("DR_LOCAL_S3_HYPERPARAMETERS_KEY"),
+        "MODELMETADATA_FILE_S3_KEY": s("DR_LOCAL_S3_MODEL_METADATA_KEY"),
+        "CUDA_VISIBLE_DEVICES": cfg.get("DR_SAGEMAKER_CUDA_DEVICES"),
+        "MAX_MEMORY_STEPS": cfg.get("DR_TRAIN_MAX_STEPS_PER_ITERATION"),
+        **telegraf_env(cfg),
     }
 
 
 def robomaker_env(
-    cfg: TrainingConfig, slot: int, world: str, config_file: str, multi_config: str, gpu: bool
+    cfg: TrainingConfig, slot: int, world: str, config_file: str, multi_config: str
 ) -> dict[str, str]:
-    g = cfg.get
+    """docker-compose-training.yml, service robomaker, and -training-swarm.yml's
+    DOCKER_REPLICA_SLOT. MULTI_CONFIG is passed only when start.sh exports it."""
+    s = cfg.setting
     env = {
         "WORLD_NAME": world,
-        "SAGEMAKER_SHARED_S3_PREFIX": g("DR_LOCAL_S3_MODEL_PREFIX", "rl-deepracer-sagemaker"),
-        "SAGEMAKER_SHARED_S3_BUCKET": g("DR_LOCAL_S3_BUCKET", "bucket"),
-        "APP_REGION": g("DR_AWS_APP_REGION", "us-east-1"),
+        "SAGEMAKER_SHARED_S3_PREFIX": s("DR_LOCAL_S3_MODEL_PREFIX"),
+        "SAGEMAKER_SHARED_S3_BUCKET": s("DR_LOCAL_S3_BUCKET"),
+        "APP_REGION": s("DR_AWS_APP_REGION"),
         "S3_YAML_NAME": config_file,
-        "KINESIS_VIDEO_STREAM_NAME": g("DR_KINESIS_STREAM_NAME", ""),
-        "ENABLE_KINESIS": g("DR_KINESIS_STREAM_ENABLE", "False"),
-        "ENABLE_GUI": g("DR_GUI_ENABLE", "False"),
-        "CUDA_VISIBLE_DEVICES": g("DR_ROBOMAKER_CUDA_DEVICES", "0") if gpu else "",
-        "MULTI_CONFIG": multi_config,
-        "RTF_OVERRIDE": g("DR_ROBOMAKER_TRAIN_RTF", ""),
-        "GAZEBO_ARGS": g("DR_GAZEBO_ARGS", ""),
-        "GAZEBO_RENDER_ENGINE": g("DR_GAZEBO_RENDER_ENGINE", "ogre2"),
+        "KINESIS_VIDEO_STREAM_NAME": s("DR_KINESIS_STREAM_NAME"),
+        "ENABLE_KINESIS": s("DR_CAMERA_KVS_ENABLE"),
+        "ENABLE_GUI": s("DR_GUI_ENABLE"),
+        "CUDA_VISIBLE_DEVICES": cfg.get("DR_ROBOMAKER_CUDA_DEVICES"),
+        "RTF_OVERRIDE": cfg.get("DR_TRAIN_RTF"),
+        "ROS_MASTER_URI": "http://localhost:11311/",
+        "ROS_IP": "127.0.0.1",
+        "GAZEBO_ARGS": cfg.get("DR_GAZEBO_ARGS"),
+        "GAZEBO_RENDER_ENGINE": cfg.get("DR_GAZEBO_RENDER_ENGINE") or "ogre2",
+        **telegraf_env(cfg),
         "DOCKER_REPLICA_SLOT": str(slot),
     }
-    return {
-        k: v
-        for k, v in env.items()
-        if v != "" or k in ("MULTI_CONFIG", "KINESIS_VIDEO_STREAM_NAME")
-    }
+    if multi_config:
+        env["MULTI_CONFIG"] = multi_config
+    return env
 
 
 def masked(doc: dict[str, Any]) -> dict[str, Any]:

@@ -3,22 +3,25 @@ The decisions are in drfc/, plan.py and specs.py; this module gathers their inpu
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import secrets
 import shutil
+import tarfile
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from drfleet import facts as facts_mod
 from drfleet.drfc import checks, config, params
-from drfleet.errors import DrfleetError
+from drfleet.errors import ConfigError, DrfleetError
 from drfleet.inventory import Inventory
 from drfleet.plan import Capacity, Plan, capacity, place
 from drfleet.remote import Options
-from drfleet.specs import build, masked
+from drfleet.specs import STATE_DIR, build, masked
 
 DATA = Path(__file__).parent / "data"
 PLACEHOLDER_CREDS = {"access_key": "<minio access key>", "secret_key": "<minio secret key>"}
@@ -31,6 +34,71 @@ class Prepared:
     plan: Plan
     caps: dict[str, Capacity]
     params: dict[str, dict[str, Any]]
+    staged: dict[str, Staged] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A directory of the user's that every worker host gets a copy of (a tar, named by its
+    content, so a changed directory is a new path and the workers are replaced)."""
+
+    key: str
+    source: Path
+    tar: bytes
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.tar).hexdigest()[:16]
+
+    @property
+    def host_path(self) -> str:
+        return f"{STATE_DIR}/files/{self.digest}"
+
+
+STAGED_KEYS = ("DR_ROBOMAKER_MOUNT_SIMAPP_DIR", "DR_ROBOMAKER_MOUNT_SCRIPTS_DIR")
+MAX_STAGED = 256 << 20
+
+
+def staged_dirs(cfg: config.TrainingConfig) -> dict[str, Staged]:
+    """DR_ROBOMAKER_MOUNT_SIMAPP_DIR / _SCRIPTS_DIR, read as a deterministic tar. DRfC mounts
+    them only when they are directories (activate.sh); a set value that is not one is an
+    error here rather than silently dropped. A relative path is relative to the env dir."""
+    out = {}
+    for key in STAGED_KEYS:
+        raw = cfg.get(key)
+        if not raw:
+            continue
+        path = (cfg.env_dir / raw).resolve()
+        if not path.is_dir():
+            raise ConfigError(
+                f"{key}={raw} is not a directory",
+                where=cfg.where(key),
+                fix="point it at the directory to mount into every worker, or remove the line",
+            )
+        out[key] = Staged(key, path, _tar(path, key, cfg.where(key)))
+    return out
+
+
+def _tar(root: Path, key: str, where: str) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in sorted(root.rglob("*")):
+            info = tar.gettarinfo(str(path), arcname=str(path.relative_to(root)))
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            info.mtime = 0
+            if info.isfile():
+                with path.open("rb") as fh:
+                    tar.addfile(info, fh)
+            elif info.isdir() or info.issym():
+                tar.addfile(info)
+            if buf.tell() > MAX_STAGED:
+                raise ConfigError(
+                    f"{key}: {root} holds more than {MAX_STAGED >> 20} MiB",
+                    where=where,
+                    fix="mount only the files the simulation needs",
+                )
+    return buf.getvalue()
 
 
 def capacities(
@@ -62,6 +130,7 @@ def capacities(
 def prepare(env_dir: str | Path, inv: Inventory, options: Options, workers: int = 0) -> Prepared:
     cfg = config.load(env_dir, workers or None)
     advice = checks.check(cfg)
+    staged = staged_dirs(cfg)
     caps = capacities(inv, options)
     files = params.files(cfg)
     names = list(files)
@@ -74,8 +143,23 @@ def prepare(env_dir: str | Path, inv: Inventory, options: Options, workers: int 
     config_files = names if cfg.multi_config else names * cfg.workers
     plan = place(cfg.workers, list(caps.values()), worlds, advice.shares, config_files)
     plan.warnings.extend(advice.warnings)
+    plan.warnings.extend(host_x_warnings(cfg, plan, caps))
     plan.notes.extend(advice.notes)
-    return Prepared(cfg, advice, plan, caps, files)
+    return Prepared(cfg, advice, plan, caps, files, staged)
+
+
+def host_x_warnings(cfg: config.TrainingConfig, plan: Plan, caps: dict[str, Capacity]) -> list[str]:
+    """DR_HOST_X is one switch for DRfC's single host; drfleet uses the X server of each
+    `opengl: true` host, so the switch is named when it does not match where workers run."""
+    if cfg.setting("DR_HOST_X").lower() != "true":
+        return []
+    without = sorted({w.host for w in plan.workers if not caps[w.host].opengl})
+    if not without:
+        return []
+    return [
+        f"{cfg.where('DR_HOST_X')}: DR_HOST_X=True, but workers run on hosts without "
+        f"`opengl: true` in the inventory ({', '.join(without)}); they render without host X"
+    ]
 
 
 def prepare_from(
@@ -93,12 +177,18 @@ def prepare_from(
             where=inv.path,
             fix="put them back, or `invoke stop` and train again",
         )
-    return Prepared(cfg, checks.check(cfg), plan, caps, params.files(cfg))
+    return Prepared(cfg, checks.check(cfg), plan, caps, params.files(cfg), staged_dirs(cfg))
 
 
 def desired(p: Prepared, creds: dict[str, str], generation: int) -> dict[str, Any]:
     return build(
-        p.plan, p.cfg, p.caps, creds, list(p.params), params.multi_config(p.params), generation
+        p.plan,
+        p.cfg,
+        p.caps,
+        creds,
+        p.params,
+        generation,
+        {k: s.host_path for k, s in p.staged.items()},
     )
 
 

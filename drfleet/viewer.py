@@ -42,6 +42,14 @@ def stream_path(topic: str, quality: int, width: int, height: int) -> str:
     return f"/stream?{query}"
 
 
+def pick_topic(wanted: str, published: list[str]) -> str:
+    """The topic to show: the one asked for if the worker publishes it, else its best one
+    (kvs_stream exists only with DR_CAMERA_KVS_ENABLE=True; the car camera always)."""
+    if not published or wanted in published:
+        return wanted
+    return published[0]
+
+
 def workers_from_status(doc: dict[str, Any], inv: Inventory) -> list[dict[str, Any]]:
     """Every robomaker the agents know, with where its video is (pure)."""
     out = []
@@ -61,6 +69,7 @@ def workers_from_status(doc: dict[str, Any], inv: Inventory) -> list[dict[str, A
                     "state": c["state"],
                     "restarts": c.get("restarts", 0),
                     "port": port,
+                    "topics": [t for t in labels.get("drfleet-topics", "").split(",") if t],
                 }
             )
         if "error" in st:  # a host we cannot ask: its workers are unknown, show that
@@ -73,6 +82,7 @@ def workers_from_status(doc: dict[str, Any], inv: Inventory) -> list[dict[str, A
                     "address": inv.hosts[host].address,
                     "restarts": 0,
                     "port": None,
+                    "topics": [],
                 }
             )
     return sorted(out, key=lambda w: (w["slot"] == 0, w["slot"]))
@@ -171,7 +181,7 @@ def make_handler(fleet: Fleet) -> type[BaseHTTPRequestHandler]:
                 self._send(503, "text/plain", b"worker is not running\n")
                 return
             path = stream_path(
-                q.get("topic", "kvs_stream"),
+                pick_topic(q.get("topic", "kvs_stream"), worker.get("topics") or []),
                 _int(q, "quality", 75, 1, 100),
                 _int(q, "width", 480, 16, 1920),
                 _int(q, "height", 360, 16, 1080),
@@ -220,9 +230,12 @@ def static_page(
     height: int = 360,
 ) -> str:
     """A standalone page for browsers that reach the hosts directly (DRfC's local browser)."""
-    path = stream_path(topic, quality, width, height)
+
+    def path(w: dict[str, Any]) -> str:
+        return stream_path(pick_topic(topic, w.get("topics") or []), quality, width, height)
+
     tiles = "\n".join(
-        f'<figure><img src="http://{html.escape(w["address"])}:{w["port"]}{html.escape(path)}"'
+        f'<figure><img src="http://{html.escape(w["address"])}:{w["port"]}{html.escape(path(w))}"'
         f' width="{width}" height="{height}" alt="worker {w["slot"]}">'
         f"<figcaption>worker {w['slot']} on {html.escape(w['host'])}: "
         f"{html.escape(w['world'])}</figcaption></figure>"

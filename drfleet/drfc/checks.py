@@ -28,6 +28,13 @@ def shares(episodes: int, workers: int) -> list[int]:
 def check(cfg: TrainingConfig) -> Advice:
     e, n = cfg.episodes, cfg.workers
     hyper = str(cfg.custom_dir / "hyperparameters.json")
+    if cfg.storage != "local":
+        raise ConfigError(
+            f"DR_CLOUD={cfg.get('DR_CLOUD')} is not supported by drfleet yet: it trains with "
+            "minio on the trainer host (DR_CLOUD=local, or azure, which DRfC treats the same)",
+            where=cfg.where("DR_CLOUD"),
+            fix="set DR_CLOUD=local; the model can then be copied out of the trainer's minio",
+        )
     if n > e:
         raise ConfigError(
             f"{n} workers but num_episodes_between_training is {e}: a worker beyond the "
@@ -75,7 +82,7 @@ def check(cfg: TrainingConfig) -> Advice:
 
 
 def max_steps(cfg: TrainingConfig) -> int:
-    raw = cfg.get("DR_TRAIN_MAX_STEPS_PER_ITERATION")
+    raw = cfg.get("DR_TRAIN_MAX_STEPS_PER_ITERATION").strip()
     if raw:
         try:
             return int(raw)

@@ -7,11 +7,13 @@ run.env alone, never on another worker's file."""
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drfleet.drfc import envfile
+from drfleet.drfc import envfile, settings
 from drfleet.drfc.envfile import EnvFile
 from drfleet.errors import ConfigError
 
@@ -41,6 +43,22 @@ class TrainingConfig:
     def get(self, key: str, default: str = "") -> str:
         return self.values.get(key, default)
 
+    def setting(self, key: str) -> str:
+        """The value of a DRfC setting, or DRfC's template default when the files omit it."""
+        return self.values.get(key, settings.default(key) or "")
+
+    def where(self, key: str) -> str:
+        for f in (self.run, self.system):
+            if key in f.values:
+                return f.where(key)
+        return self.run.path
+
+    @property
+    def storage(self) -> str:
+        """DR_CLOUD as drfleet acts on it: azure is local to DRfC too (activate.sh)."""
+        cloud = self.get("DR_CLOUD", "local").lower()
+        return "local" if cloud == "azure" else cloud
+
     def worker_values(self, slot: int) -> dict[str, str]:
         """What worker `slot` trains with: run.env, and worker-k.env on top for k >= 2."""
         values = self.values
@@ -53,7 +71,12 @@ class TrainingConfig:
         return int(self.hyperparameters["num_episodes_between_training"])
 
 
-def load(env_dir: str | Path, workers: int | None = None) -> TrainingConfig:
+def load(
+    env_dir: str | Path, workers: int | None = None, environ: Mapping[str, str] | None = None
+) -> TrainingConfig:
+    """DR_EXPERIMENT_NAME in the environment wins over system.env's, as DRfC's
+    `activate.sh -e NAME` does."""
+    environ = os.environ if environ is None else environ
     root = Path(env_dir).resolve()
     if not (root / "system.env").exists():
         raise ConfigError(
@@ -63,12 +86,16 @@ def load(env_dir: str | Path, workers: int | None = None) -> TrainingConfig:
             "for DRfC's defaults",
         )
     system = envfile.load(root / "system.env")
-    experiment = system.get("DR_EXPERIMENT_NAME")
+    experiment = environ.get("DR_EXPERIMENT_NAME") or system.get("DR_EXPERIMENT_NAME")
+    if environ.get("DR_EXPERIMENT_NAME"):
+        system.values["DR_EXPERIMENT_NAME"] = experiment
     base = root / "experiments" / experiment if experiment else root
-    if experiment and not base.is_dir():
+    if experiment and (not base.is_dir() or "/" in experiment or experiment in (".", "..")):
         raise ConfigError(
             f"DR_EXPERIMENT_NAME={experiment} but {base} does not exist",
-            where=system.where("DR_EXPERIMENT_NAME"),
+            where="the environment"
+            if environ.get("DR_EXPERIMENT_NAME")
+            else system.where("DR_EXPERIMENT_NAME"),
             fix=f"create {base} with run.env and custom_files/, or unset it",
         )
     run = envfile.load(base / "run.env", base=system.values)
@@ -91,6 +118,9 @@ def load(env_dir: str | Path, workers: int | None = None) -> TrainingConfig:
         )
     multi = values.get("DR_TRAIN_MULTI_CONFIG", "False") == "True" and n > 1
     warnings = [*system.warnings, *run.warnings]
+    located = {k: system.where(k) for k in system.values}
+    located.update({k: run.where(k) for k in run.values})
+    warnings += settings.warnings(values, located)
     worker_files: dict[int, EnvFile] = {}
     if multi:
         for k in range(2, n + 1):
@@ -189,6 +219,7 @@ WORKER_KEYS = frozenset(
         "DR_TRAIN_REVERSE_DIRECTION",
         "DR_CAMERA_MAIN_ENABLE",
         "DR_CAMERA_SUB_ENABLE",
+        "DR_ENABLE_EXTRA_KVS_OVERLAY",
         "DR_OA_NUMBER_OF_OBSTACLES",
         "DR_OA_MIN_DISTANCE_BETWEEN_OBSTACLES",
         "DR_OA_RANDOMIZE_OBSTACLE_LOCATIONS",

@@ -26,6 +26,16 @@ def params_name(cfg: TrainingConfig) -> str:
     return cfg.get("DR_LOCAL_S3_TRAINING_PARAMS_FILE", "training_params.yaml")
 
 
+def minio_url(values: dict[str, str]) -> str | None:
+    """DR_MINIO_URL as activate.sh sets it: the S3 endpoint the containers use, or None (aws)."""
+    cloud = values.get("DR_CLOUD", "local").lower()
+    if cloud in ("local", "azure"):
+        return "http://minio:9000"
+    if cloud == "remote":
+        return values.get("DR_REMOTE_MINIO_URL", "")
+    return None
+
+
 def base(values: dict[str, str], workers: int, now: float) -> dict[str, Any]:
     g = values.get
     stamp = time.strftime("%Y%m%d%H%M%S", time.localtime(now))
@@ -55,6 +65,9 @@ def base(values: dict[str, str], workers: int, now: float) -> dict[str, Any]:
         "MIN_EVAL_TRIALS": g("DR_TRAIN_MIN_EVAL_TRIALS", "5"),
         "BEST_MODEL_METRIC": g("DR_TRAIN_BEST_MODEL_METRIC", "progress"),
     }
+    endpoint = minio_url(values)
+    if endpoint is not None:
+        c["S3_ENDPOINT_URL"] = endpoint
     c.update(per_worker(values))
     return c
 
@@ -80,6 +93,7 @@ def per_worker(values: dict[str, str]) -> dict[str, Any]:
         "ENABLE_DOMAIN_RANDOMIZATION": g("DR_ENABLE_DOMAIN_RANDOMIZATION", "false"),
         "CAMERA_MAIN_ENABLE": g("DR_CAMERA_MAIN_ENABLE", "True"),
         "CAMERA_SUB_ENABLE": g("DR_CAMERA_SUB_ENABLE", "True"),
+        "ENABLE_EXTRA_KVS_OVERLAY": g("DR_ENABLE_EXTRA_KVS_OVERLAY", "False"),
     }
     if c["RACE_TYPE"] == OA:
         c.update(

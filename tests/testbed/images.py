@@ -52,18 +52,16 @@ def _cache() -> Path:
 
 
 def ensure_standin(client: docker.DockerClient | None = None) -> dict[str, str]:
-    """The stand-in simapp (all three roles) and its S3 server image, built once per recipe:
-    a debootstrap root (cached tarball), moto wheels fetched on this controller (hosts and
-    images never reach PyPI), and the stand-in's scripts."""
+    """The stand-in simapp (all three roles, with the real image's entrypoint: see
+    simapp/image/Dockerfile) and its S3 server image, built once per recipe: a debootstrap
+    root (cached tarball), moto wheels fetched on this controller (hosts and images never
+    reach PyPI), and the stand-in's scripts."""
     import subprocess
 
     from tests.testbed.bed import _lock
 
     client = client or docker.from_env()
-    parts = [
-        SIMAPP_DIR / n
-        for n in ("build-rootfs.sh", "Dockerfile", "standin.py", "run.sh", "start.py")
-    ]
+    parts = [SIMAPP_DIR / "build-rootfs.sh", *sorted((SIMAPP_DIR / "image").iterdir())]
     digest = hashlib.sha256(
         b"".join(p.read_bytes() for p in parts) + " ".join(WHEELS_SPEC).encode()
     ).hexdigest()[:12]

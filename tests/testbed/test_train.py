@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -58,7 +59,18 @@ def test_five_workers_on_three_hosts_train_as_planned(fleet: tuple[TestBed, Path
         }
         assert len(states) == 7 and set(states.values()) == {"running"}
         logs = invoke("logs", "--inventory", inv, "--worker", "2", "--tail", "50")
-        assert "slot 2 world Monaco" in logs.stdout
+        # run.sh's own line: the arguments and MULTI_CONFIG reached it through /bin/bash -c
+        assert (
+            "Starting as worker 1, using world Monaco and configuration training_params_2.yaml."
+            in logs.stdout
+        )
+        check_worker_reports(bed, planned)
+        trainer = json.loads(
+            s3(bed).get_object(Bucket="bucket", Key=f"{PREFIX}/standin/trainer.json")["Body"].read()
+        )  # written by the algo-1-* container start.py spawned through SageMaker's local mode
+        assert trainer["hyperparameters"]["s3_prefix"] == PREFIX
+        assert trainer["max_memory_steps"] is None  # DR_TRAIN_MAX_STEPS_PER_ITERATION unset
+        assert [c for c in containers(bed)["h1"] if c.startswith("algo-1-")]
         ids = container_ids(bed)
         again = invoke("train", "--inventory", inv, "--env-dir", str(env_dir), "--json")
         assert again.code == 0, again.stderr  # the same run, live: converge, restart nothing
@@ -98,12 +110,15 @@ def test_one_host_one_worker(tmp_path_factory: pytest.TempPathFactory) -> None:
             assert [len(i) for i in its] == [4, 4]
             assert {e["slot"] for i in its for e in i} == {1}
             spec = json.loads(bed.exec("h1", "docker inspect drfleet-robomaker-1"))[0]
+            assert spec["Config"]["Entrypoint"] == ["/bin/bash", "-c"]
             assert spec["Config"]["Cmd"] == [
-                "/opt/ml/code/run.sh",
-                "run",
-                "distributed_training.launch.py",
+                "/opt/ml/code/run.sh run distributed_training.launch.py"
             ]
-            assert "MULTI_CONFIG=" in spec["Config"]["Env"]
+            assert not [e for e in spec["Config"]["Env"] if e.startswith("MULTI_CONFIG=")]
+            assert spec["HostConfig"]["Init"] is True
+            report = worker_report(bed, 0)
+            assert report["runsh_args"] == ["run", "distributed_training.launch.py"]
+            assert report["rollout_idx"] == 0 and report["s3_yaml_name"] == "training_params.yaml"
         finally:
             assert invoke("stop", "--inventory", inv).code == 0
         assert containers(bed) == {"h1": []}
@@ -134,6 +149,28 @@ def test_a_host_that_cannot_reach_the_trainer_is_named(fleet: tuple[TestBed, Pat
     finally:
         assert invoke("stop", "--inventory", inv).code == 0
     assert containers(bed) == {"h1": [], "h2": [], "h3": []}
+
+
+def worker_report(bed: TestBed, idx: int) -> dict[str, Any]:
+    """What the stand-in's rollout worker `idx` was started with (run.sh's arguments, its
+    index, params file, world, and the CPUs its Gazebo server runs on)."""
+    body = s3(bed).get_object(Bucket="bucket", Key=f"{PREFIX}/standin/workers/{idx}.json")
+    doc: dict[str, Any] = json.loads(body["Body"].read())
+    return doc
+
+
+def check_worker_reports(bed: TestBed, planned: dict[int, dict[str, Any]]) -> None:
+    beyond = 0
+    for slot, w in planned.items():
+        r = worker_report(bed, slot - 1)
+        assert r["runsh_args"] == ["multi", "distributed_training.launch.py"], r
+        assert (r["s3_yaml_name"], r["world_name"]) == (w["config_file"], w["world"]), r
+        assert r["params_world"] == w["world"] and r["num_workers"] == len(planned)
+        assert "kvs_stream" in r["topics"]  # DR_CAMERA_KVS_ENABLE=True (init's default)
+        cpus = {int(c) for c in r["gazebo_cpus"].replace("-", ",").split(",")}
+        assert cpus <= set(range(r["cpu_count"])), r  # on CPUs its host has
+        beyond += 2 * (slot - 1) + 1 >= r["cpu_count"]  # the simapp's own pair would not exist
+    assert beyond >= 3
 
 
 HOSTILE = ["$(touch /tmp/pwned)", "`touch /tmp/pwned`", "a; touch /tmp/pwned", "'\";|&<>"]

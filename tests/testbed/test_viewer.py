@@ -57,6 +57,10 @@ def viewer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestBed, 
     ensure_standin()
     image = ensure_docker_host_image(tmp_path_factory.mktemp("bake"))
     env_dir = write_drfc(tmp_path_factory.mktemp("drfc"), 3, {2: "Monaco", 3: "Bowtie_track"}, 6)
+    system = env_dir / "system.env"  # no kvs_stream topic: the viewer must fall back
+    system.write_text(
+        system.read_text().replace("DR_CAMERA_KVS_ENABLE=True", "DR_CAMERA_KVS_ENABLE=False")
+    )
     with TestBed(2, tmp_path_factory.mktemp("vbed"), image=image) as bed:
         provisioned(bed, env_dir)
         inv = str(bed.inventory)
@@ -95,6 +99,11 @@ def test_page_lists_every_worker_and_streams_come_through_ssh(viewer: tuple[Test
     ]
     for w in workers:
         assert frames(f"{base}/stream/{w['slot']}?topic=kvs_stream&quality=60&width=320") >= 2
+        assert w["topics"] == ["main_camera", "camera"]  # DR_CAMERA_KVS_ENABLE=False
+        with urllib.request.urlopen(f"{base}/stream/{w['slot']}?topic=kvs_stream", timeout=10) as r:
+            assert r.headers["X-Standin-Topic"] == "main_camera"  # fell back to one that exists
+        with urllib.request.urlopen(f"{base}/stream/{w['slot']}?topic=camera", timeout=10) as r:
+            assert r.headers["X-Standin-Topic"] == "camera"
     page = get(base + "/").decode()
     assert "kvs_stream" in page and "main camera" in page and "sub camera" in page
 

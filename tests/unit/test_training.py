@@ -248,8 +248,7 @@ def test_specs_follow_the_plan(tmp_path: Path) -> None:
         cfg,
         {x.host: x for x in c},
         {"access_key": "AK", "secret_key": "SK"},
-        list(files),
-        params.multi_config(files),
+        files,
         generation=1,
     )
     names = {h: [s["name"] for s in d["containers"]] for h, d in docs.items()}
@@ -260,7 +259,8 @@ def test_specs_follow_the_plan(tmp_path: Path) -> None:
     assert set(robo) == {"drfleet-robomaker-1", "drfleet-robomaker-2", "drfleet-robomaker-3"}
     r = robo["drfleet-robomaker-2"]
     assert r["env"]["DOCKER_REPLICA_SLOT"] == "2"
-    assert r["command"] == ["/opt/ml/code/run.sh", "multi", "distributed_training.launch.py"]
+    # one string: the image's entrypoint is /bin/bash -c
+    assert r["command"] == ["/opt/ml/code/run.sh multi distributed_training.launch.py"]
     assert r["env"]["MULTI_CONFIG"] == params.multi_config(files)
     gpu_worker = next(s for s in robo.values() if s["image"].endswith("-gpu"))
     assert gpu_worker["gpus"] == -1 and gpu_worker["env"]["DISPLAY"] == ":99"

@@ -1,0 +1,315 @@
+#!/usr/bin/env python3
+"""The stand-in simapp's programs, started the way the real image starts its own (see
+Dockerfile, run.sh, ros2, start.py, train beside this file):
+
+- `minio`: an S3 API server (moto) on :9000, in place of minio;
+- `trainer` (the SageMaker container `algo-1-*`, command `train`): reads
+  /opt/ml/input/config/hyperparameters.json as SageMaker's local mode writes it, runs redis on
+  6379, writes `<prefix>/ip/ip.json` and `ip/done`, takes exactly num_episodes_between_training
+  episodes per iteration and refuses duplicates (two workers with one index), writes a
+  checkpoint to `<prefix>/model/` and what it got to `<prefix>/standin/iteration-N.json`;
+- `gazebo`: the simulation server, started pinned by `ros2` (taskset);
+- `rollout <gazebo pid>`: download_params_and_roslaunch_agent.py and the rollout worker: the
+  params file `<prefix>/<S3_YAML_NAME>` and its model metadata must exist; rollout_idx is
+  ROLLOUT_IDX; it reports what it was started with to `<prefix>/standin/workers/<idx>.json`,
+  serves its topics on 8080 (web_video_server), and sends its share of every iteration;
+- `vnc`: listens on 5900 where the real run.sh starts x11vnc.
+"""
+
+import http.server
+import io
+import json
+import os
+import socket
+import socketserver
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+
+ROLE = sys.argv[1] if len(sys.argv) > 1 else "?"
+TOPICS = {
+    "/racecar/deepracer/kvs_stream": "kvs_stream",
+    "/racecar/main_camera/zed/rgb/image_rect_color": "main_camera",
+    "/sub_camera/zed/rgb/image_rect_color": "sub_camera",
+    "/racecar/camera/zed/rgb/image_rect_color": "camera",
+}
+
+
+def log(*args):
+    print(f"[standin {ROLE}]", *args, flush=True)
+
+
+def str2bool(v):
+    return str(v).lower() in ("yes", "true", "t", "1")
+
+
+def s3():
+    import boto3
+
+    region = os.environ.get("AWS_REGION") or os.environ.get("APP_REGION") or "us-east-1"
+    return boto3.client(
+        "s3", endpoint_url=os.environ.get("S3_ENDPOINT_URL") or None, region_name=region
+    )
+
+
+def minio(_args):
+    os.execvp("moto_server", ["moto_server", "-H", "0.0.0.0", "-p", "9000"])
+
+
+def trainer(_args):
+    import redis
+
+    with open("/opt/ml/input/config/hyperparameters.json") as fh:
+        hyper = {k: json.loads(v) for k, v in json.load(fh).items()}
+    bucket, prefix = hyper["s3_bucket"], hyper["s3_prefix"]
+    subprocess.Popen(
+        [
+            "redis-server",
+            "--bind",
+            "0.0.0.0",
+            "--protected-mode",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    r = redis.Redis(host="127.0.0.1", port=6379)
+    while True:
+        try:
+            r.ping()
+            break
+        except redis.exceptions.ConnectionError:
+            time.sleep(0.1)
+    client = s3()
+    episodes = int(hyper["num_episodes_between_training"])
+    # stand-in knobs a test may put in hyperparameters.json: how many iterations, and how
+    # long each one "trains" (a real one takes minutes; workers wait meanwhile)
+    iterations = int(hyper.get("standin_iterations", 2))
+    pause = float(hyper.get("standin_train_seconds", 0))
+    steps = os.environ.get("MAX_MEMORY_STEPS")
+    client.put_object(
+        Bucket=bucket,
+        Key=f"{prefix}/standin/trainer.json",
+        Body=json.dumps(
+            {
+                "hyperparameters": hyper,
+                "run_id": os.environ.get("RUN_ID"),
+                "max_memory_steps": steps,
+                "telegraf": [os.environ.get("TELEGRAF_HOST"), os.environ.get("TELEGRAF_PORT")],
+            }
+        ),
+    )
+    r.set("standin:episodes", episodes)
+    r.set("standin:iteration", 0)
+    ip = socket.gethostbyname(socket.gethostname())
+    client.put_object(Bucket=bucket, Key=prefix + "/ip/ip.json", Body=json.dumps({"IP": ip}))
+    client.put_object(Bucket=bucket, Key=prefix + "/ip/done", Body=b"done")
+    log("redis at", ip, "episodes per iteration", episodes)
+    for it in range(iterations):
+        got = []
+        while len(got) < episodes:
+            _key, item = r.blpop(f"episodes:{it}")
+            got.append(json.loads(item))
+        numbers = sorted(e["episode"] for e in got)
+        if numbers != list(range(episodes)):
+            log("iteration", it, "got episodes", numbers, "- two workers share an index?")
+            sys.exit(f"iteration {it}: episodes {numbers} are not 0..{episodes - 1}, once each")
+        got.sort(key=lambda e: e["episode"])
+        time.sleep(pause)
+        client.put_object(
+            Bucket=bucket, Key=f"{prefix}/standin/iteration-{it}.json", Body=json.dumps(got)
+        )
+        client.put_object(
+            Bucket=bucket, Key=f"{prefix}/model/model_{it}.pb", Body=f"checkpoint {it}".encode()
+        )
+        r.set("standin:iteration", it + 1)
+        log("iteration", it, "done with", len(got), "episodes")
+    r.set("standin:finished", 1)
+    while True:
+        time.sleep(3600)
+
+
+def gazebo(_args):
+    log("simulation server on CPUs", sorted(os.sched_getaffinity(0)))
+    while True:
+        time.sleep(3600)
+
+
+def vnc(_args):
+    srv = socket.create_server(("0.0.0.0", 5900))
+    while True:
+        conn, _ = srv.accept()
+        conn.sendall(b"RFB 003.008\n")
+        conn.close()
+
+
+def frame(text, n):
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (480, 360), (20, 60, 20))
+    draw = ImageDraw.Draw(img)
+    draw.text((20, 20), text, fill=(255, 255, 255))
+    draw.text((20, 330), f"frame {n}", fill=(200, 200, 200))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=75)
+    return buf.getvalue()
+
+
+def serve_video(text, topics):
+    """web_video_server: /stream?topic=... for a topic that is published; none else."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            url = urllib.parse.urlparse(self.path)
+            topic = urllib.parse.parse_qs(url.query).get("topic", [""])[0]
+            if url.path != "/stream" or TOPICS.get(topic) not in topics:
+                self.send_response(404)
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.send_header("X-Standin-Topic", TOPICS[topic])  # for the tests' eyes only
+            self.end_headers()
+            n = 0
+            try:
+                while True:
+                    data = frame(f"{text}\n{TOPICS[topic]}", n)
+                    self.wfile.write(
+                        b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                        + str(len(data)).encode()
+                        + b"\r\n\r\n"
+                        + data
+                        + b"\r\n"
+                    )
+                    n += 1
+                    time.sleep(0.2)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+        daemon_threads = True
+
+    threading.Thread(target=Server(("0.0.0.0", 8080), Handler).serve_forever, daemon=True).start()
+
+
+def allowed_cpus(pid):
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("Cpus_allowed_list:"):
+                return line.split(":", 1)[1].strip()
+    return ""
+
+
+def rollout(args):
+    import redis
+    import yaml
+
+    region = os.environ["APP_REGION"]
+    bucket = os.environ["SAGEMAKER_SHARED_S3_BUCKET"]
+    prefix = os.environ["SAGEMAKER_SHARED_S3_PREFIX"]
+    yaml_name = os.environ["S3_YAML_NAME"]
+    client = s3()
+    key = os.path.normpath(os.path.join(prefix, yaml_name))
+    try:
+        params = yaml.safe_load(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        client.head_object(Bucket=bucket, Key=params["MODEL_METADATA_FILE_S3_KEY"])
+    except Exception as exc:
+        sys.exit(
+            f"Download params and launch of agent node S3 ClientError: s3_bucket: {bucket}, "
+            f"yaml_key: {key}, {exc}"
+        )
+    idx = int(os.environ.get("ROLLOUT_IDX", "0"))
+    workers = int(params["NUM_WORKERS"])
+    world = os.environ.get("WORLD_NAME", "")
+    topics = ["kvs_stream"] if str2bool(os.environ.get("ENABLE_KINESIS", "True")) else []
+    topics += [
+        n
+        for n, k in (("main_camera", "CAMERA_MAIN_ENABLE"), ("sub_camera", "CAMERA_SUB_ENABLE"))
+        if str2bool(params.get(k, "False"))
+    ]
+    topics.append("camera")
+    try:
+        with open("/tmp/standin/run.sh.args") as fh:
+            runsh_args = fh.read().splitlines()
+    except FileNotFoundError:
+        runsh_args = None
+    report = {
+        "runsh_args": runsh_args,
+        "rollout_idx": idx,
+        "s3_yaml_name": yaml_name,
+        "world_name": world,
+        "params_world": params["WORLD_NAME"],
+        "num_workers": workers,
+        "region": region,
+        "gazebo_cpus": allowed_cpus(int(args[0])) if args else "",
+        "cpu_count": os.cpu_count(),
+        "topics": topics,
+        "rtf_override": os.environ.get("RTF_OVERRIDE", ""),
+        "hostname": socket.gethostname(),
+    }
+    client.put_object(
+        Bucket=bucket, Key=f"{prefix}/standin/workers/{idx}.json", Body=json.dumps(report)
+    )
+    log("worker", idx, "world", world, "params", yaml_name, "gazebo on", report["gazebo_cpus"])
+    serve_video(f"worker {idx + 1}\n{world}", topics)
+    deadline = time.time() + 1200
+    while True:
+        try:
+            client.head_object(Bucket=bucket, Key=prefix + "/ip/done")
+            break
+        except Exception:
+            if time.time() > deadline:
+                sys.exit("no ip/done after 1200 s")
+            time.sleep(0.5)
+    ip = json.loads(client.get_object(Bucket=bucket, Key=prefix + "/ip/ip.json")["Body"].read())[
+        "IP"
+    ]
+    r = redis.Redis(host=ip, port=6379)
+    episodes = int(r.get("standin:episodes"))
+    if idx >= workers or idx >= episodes:  # rollout_worker.py: nothing for this index
+        log(f"rollout_idx[{idx}] >= num_workers[{workers}] or episodes[{episodes}]")
+        while True:
+            time.sleep(3600)
+    share = episodes // workers + (1 if idx < episodes % workers else 0)
+    it = int(r.get("standin:iteration") or 0)  # a late joiner (moved slot) starts here
+    while not r.get("standin:finished"):
+        if int(r.get("standin:iteration") or 0) == it:
+            for j in range(share):
+                r.rpush(
+                    f"episodes:{it}",
+                    json.dumps(
+                        {
+                            "iteration": it,
+                            "slot": idx + 1,
+                            "world": world,
+                            "episode": idx + j * workers,
+                        }
+                    ),
+                )
+            while int(r.get("standin:iteration") or 0) <= it and not r.get("standin:finished"):
+                time.sleep(0.2)
+            it += 1
+        time.sleep(0.1)
+    log("training finished")
+    while True:
+        time.sleep(3600)
+
+
+ROLES = {
+    "minio": minio,
+    "trainer": trainer,
+    "gazebo": gazebo,
+    "rollout": rollout,
+    "vnc": vnc,
+}
+
+if __name__ == "__main__":
+    ROLES[ROLE](sys.argv[2:])
