@@ -23,6 +23,11 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestBed, P
         {2: "Monaco", 3: "Bowtie_track", 4: "Monaco", 5: "Bowtie_track"},
         10,
     )
+    scripts = env_dir / "scripts"  # DR_ROBOMAKER_MOUNT_SCRIPTS_DIR, shipped to every host
+    scripts.mkdir()
+    (scripts / "alter_environment_1.sh").write_text('echo "altered for worker $ROLLOUT_IDX"\n')
+    with (env_dir / "system.env").open("a") as fh:
+        fh.write("DR_ROBOMAKER_MOUNT_SCRIPTS_DIR=scripts\n")
     with TestBed(3, tmp_path_factory.mktemp("fleet"), image=image) as bed:
         provisioned(bed, env_dir)
         yield bed, env_dir

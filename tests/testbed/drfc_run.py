@@ -43,6 +43,7 @@ def write_drfc(
         (d / "run.env")
         .read_text()
         .replace("DR_TRAIN_MULTI_CONFIG=False", f"DR_TRAIN_MULTI_CONFIG={workers > 1}")
+        .replace("DR_WORLD_NAME=reinvent_base", "DR_WORLD_NAME=reInvent2019_track")
     )
     (d / "run.env").write_text(run)
     for k, world in worlds.items():

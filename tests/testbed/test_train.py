@@ -64,6 +64,7 @@ def test_five_workers_on_three_hosts_train_as_planned(fleet: tuple[TestBed, Path
             "Starting as worker 1, using world Monaco and configuration training_params_2.yaml."
             in logs.stdout
         )
+        assert "altered for worker 1" in logs.stdout  # the scripts dir reached its host
         check_worker_reports(bed, planned)
         trainer = json.loads(
             s3(bed).get_object(Bucket="bucket", Key=f"{PREFIX}/standin/trainer.json")["Body"].read()

@@ -375,3 +375,33 @@ def test_init_writes_drfc_template_keys_and_defaults(tmp_path: Path) -> None:
     for key, value in cfg.values.items():
         assert settings.default(key) == value, key
     assert cfg.warnings == []
+
+
+def test_simapp_and_scripts_dirs_are_shipped_by_content(tmp_path: Path) -> None:
+    from drfleet import training
+
+    d = drfc(tmp_path, system=SYSTEM.format(workers=1), run=RUN.format(multi="False"))
+    (d / "scripts").mkdir()
+    (d / "scripts" / "alter_environment.sh").write_text("echo altered\n")
+    with (d / "system.env").open("a") as fh:
+        fh.write("DR_ROBOMAKER_MOUNT_SCRIPTS_DIR=scripts\n")
+    cfg = config.load(d, environ={})
+    staged = training.staged_dirs(cfg)
+    st = staged["DR_ROBOMAKER_MOUNT_SCRIPTS_DIR"]
+    assert st.host_path == f"/var/lib/drfleet/files/{st.digest}"
+    assert training.staged_dirs(cfg)["DR_ROBOMAKER_MOUNT_SCRIPTS_DIR"].digest == st.digest
+    (d / "scripts" / "alter_environment.sh").write_text("echo changed\n")
+    assert training.staged_dirs(cfg)["DR_ROBOMAKER_MOUNT_SCRIPTS_DIR"].digest != st.digest
+    files = params.files(cfg, now=0)
+    caps = [Capacity(host="t", vcpus=16, trainer=True)]
+    plan = place(1, caps, ["w"], [6], list(files))
+    docs = build(
+        plan, cfg, {"t": caps[0]}, CREDS, files, 1, {"DR_ROBOMAKER_MOUNT_SCRIPTS_DIR": "/x"}
+    )
+    (rm,) = containers(docs, "robomaker")
+    assert {"source": "/x", "target": "/scripts"} in rm["mounts"]
+    with (d / "system.env").open("a") as fh:
+        fh.write("DR_ROBOMAKER_MOUNT_SIMAPP_DIR=/nonexistent/simapp\n")
+    with pytest.raises(ConfigError, match="is not a directory") as err:
+        training.staged_dirs(config.load(d, environ={}))
+    assert "system.env:" in str(err.value)
