@@ -154,7 +154,10 @@ def test_lost_host_status_rebalance_cut_off_and_return(
                 == (plan[slot]["world"])
             )
             logs = invoke("logs", "--inventory", inv, "--worker", str(slot), "--tail", "20")
-            assert f"slot {slot} world {plan[slot]['world']}" in logs.stdout
+            assert (  # run.sh's own line on the host it moved to
+                f"Starting as worker {slot - 1}, using world {plan[slot]['world']} and "
+                f"configuration {plan[slot]['config_file']}." in logs.stdout
+            )
         training_goes_on()  # with the moved slots
         after = container_ids(bed)
         for name, cid in before.items():  # nothing that stayed was restarted
