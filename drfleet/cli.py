@@ -611,6 +611,58 @@ def viewer(
     viewer_mod.serve(inv, options, bind, port)
 
 
+@task(
+    help=_help(
+        "inventory",
+        "json",
+        "accept_new_host_keys",
+        "known_hosts",
+        worker="worker slot number (1-based)",
+        port="local port to listen on (default: any free one)",
+    )
+)
+@friendly
+def vnc(
+    c: Any,
+    worker: int = 0,
+    port: int = 0,
+    json: bool = False,
+    inventory: str | None = None,
+    accept_new_host_keys: bool = False,
+    known_hosts: str | None = None,
+) -> None:
+    """Reach one worker's VNC desktop (DR_GUI_ENABLE=True) through SSH, on 127.0.0.1 here,
+    until Ctrl-C."""
+    import time
+
+    from drfleet import launch, tunnel
+    from drfleet.remote import session
+
+    if worker < 1:
+        raise DrfleetError("say which worker: --worker N (1-based)")
+    inv, options = _fleet(inventory, known_hosts, accept_new_host_keys)
+    host, container = launch.locate(inv, options, f"drfleet-robomaker-{worker}")
+    remote = (container.get("ports") or {}).get("5900/tcp")
+    if not remote:
+        raise DrfleetError(
+            f"worker {worker} on {host.name} has no VNC: it is published only with "
+            "DR_GUI_ENABLE=True",
+            fix="set DR_GUI_ENABLE=True in system.env and run `invoke train` again",
+        )
+    with session(host, options) as s, tunnel.forward(s, "127.0.0.1", remote, port) as local:
+        if json:  # one line, printed while the forward stays open
+            doc = {"worker": worker, "host": host.name, "address": "127.0.0.1", "port": local}
+            sys.stdout.write(_json.dumps(doc) + "\n")
+        else:
+            print(
+                f"worker {worker} ({host.name}): VNC at 127.0.0.1:{local}; "
+                "open it in a VNC viewer, Ctrl-C to close"
+            )
+        sys.stdout.flush()
+        while True:
+            time.sleep(3600)
+
+
 @task(help=_help("env_dir"))
 @friendly
 def init(c: Any, env_dir: str | None = None) -> None:
@@ -625,7 +677,7 @@ def init(c: Any, env_dir: str | None = None) -> None:
         print(f"kept    {f} (exists)")
 
 
-ns = Collection(facts, provision, plan, train, status, logs, stop, viewer, init)
+ns = Collection(facts, provision, plan, train, status, logs, stop, viewer, vnc, init)
 ns.configure({"run": {"echo_stdin": False}})
 
 

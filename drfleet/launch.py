@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from drfleet import plan as plan_mod
-from drfleet import runstate, training
+from drfleet import runstate, specs, training
 from drfleet.errors import DrfleetError
 from drfleet.inventory import Host, Inventory
 from drfleet.playbook.modules.agent import PYZ
@@ -135,6 +135,7 @@ def train(
     local = p.cfg.storage == "local"
     sessions = {h.name: session(h, options) for h in hosts}
     try:
+        preflight(sessions, docs, options.limit)
         with sessions[trainer.name] as tsess:
             live = not wipe and _runs(tsess, "drfleet-rlcoach")
             if board:
@@ -235,6 +236,31 @@ def stage(sess: Session, p: training.Prepared, doc: dict[str, Any]) -> None:
             )
         )
         sess.run(install, stdin=st.tar, become=True, timeout=600, task=f"copy {st.key}")
+
+
+def preflight(sessions: dict[str, Session], docs: dict[str, dict[str, Any]], limit: int) -> None:
+    """Before anything starts: every host that will run workers has what provision installs
+    for them (the taskset shim; a host provisioned by an older drfleet lacks it)."""
+    hosts = [
+        sessions[h].host
+        for h, d in docs.items()
+        if any(c["role"] == "robomaker" for c in d["containers"])
+    ]
+
+    def one(host: Host) -> bool:
+        res = sessions[host.name].run(
+            cmd("test", "-x", specs.TASKSET_SHIM), check=False, timeout=30, task="taskset shim"
+        )
+        return res.exit_code == 0
+
+    lacking = sorted(o.host.name for o in fan_out(hosts, one, limit=limit) if not o.value)
+    if lacking:
+        raise DrfleetError(
+            f"{', '.join(lacking)} {'lacks' if len(lacking) == 1 else 'lack'} "
+            f"{specs.TASKSET_SHIM}, which pins each worker's Gazebo to CPUs of its own host "
+            "(provisioned by an older drfleet); nothing was started",
+            fix=f"run `invoke provision --host {','.join(lacking)}`, then train again",
+        )
 
 
 def _runs(sess: Session, name: str) -> bool:
@@ -444,6 +470,12 @@ def rebalance(
         generation = int(time.time() * 1000)
         p = dataclasses.replace(p, plan=new_plan)
         docs = training.desired(p, training.credentials(env_dir), generation)
+        checks = {h: session(inv.hosts[h], options) for h in docs if h not in down}
+        try:
+            preflight(checks, {h: docs[h] for h in checks}, options.limit)
+        finally:
+            for s in checks.values():
+                s.close()
         fenced = {h: generation for h in down if h in {w.host for w in state.plan.workers}}
         was = {str(w.slot): w.host for w in state.plan.workers}
         state = runstate.RunState(
@@ -478,10 +510,16 @@ def rebalance(
 
 
 def find(inv: Inventory, options: Options, name: str) -> Host:
+    return locate(inv, options, name)[0]
+
+
+def locate(inv: Inventory, options: Options, name: str) -> tuple[Host, dict[str, Any]]:
+    """The host that runs container `name`, and the container as its agent reports it."""
     doc = status(inv, options)
     for host, st in doc["hosts"].items():
-        if any(c["name"] == name for c in st.get("containers", [])):
-            return inv.hosts[host]
+        for c in st.get("containers", []):
+            if c["name"] == name:
+                return inv.hosts[host], c
     raise DrfleetError(f"no host runs {name}", fix="see `invoke status`")
 
 

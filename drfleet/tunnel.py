@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from drfleet.errors import DrfleetError
 from drfleet.remote import Session, SSHSession
 
 
@@ -28,15 +29,22 @@ def _pump(src: Any, dst: Any) -> None:
 
 
 @contextlib.contextmanager
-def forward(sess: Session, host: str, port: int) -> Iterator[int]:
-    """Yields a local port that reaches host:port as seen from the session's host."""
+def forward(sess: Session, host: str, port: int, local: int = 0) -> Iterator[int]:
+    """Yields a port on 127.0.0.1 that reaches host:port as seen from the session's host
+    (`local`, or any free one when 0)."""
     if not isinstance(sess, SSHSession):
         yield port  # this machine: nothing to forward
         return
     sess.open()
     transport = sess._connection().transport
     server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind(("127.0.0.1", 0))
+    try:
+        server.bind(("127.0.0.1", local))
+    except OSError as exc:
+        server.close()
+        raise DrfleetError(
+            f"cannot listen on 127.0.0.1:{local}: {exc.strerror}", fix="choose another --port"
+        ) from None
     server.listen(16)
     stop = threading.Event()
 

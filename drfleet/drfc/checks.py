@@ -2,11 +2,37 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 from drfleet.drfc.config import TrainingConfig
 from drfleet.errors import ConfigError
+
+# Values the simapp puts into code. download_params_and_roslaunch_agent.py joins the car colors
+# and body shells into a `ros2 launch ...` line run with shell=True, and empty_world.launch.py
+# evaluates `"<world_name>" + ".world"` as a Python expression (deepracer-simapp 01f5f015), so
+# anything but a plain name would run inside the robomaker. The names the simapp accepts are
+# markov/rollout_constants.py's CarColorType and BodyShellType.
+CAR_COLORS = frozenset(
+    ["Black", "Grey", "Blue", "Red", "Orange", "White", "Purple"]
+    + [
+        f"f1_car_{c}"
+        for c in [
+            "1e73fc",
+            "7102bb",
+            "cf15fc",
+            "eb0000",
+            "ff9900",
+            "fffe01",
+            "9efc03",
+            "1bd900",
+            "73fdf9",
+        ]
+    ]
+)
+BODY_SHELLS = frozenset(["deepracer", "f1_2021"] + [f"f1_car_{n}" for n in range(11, 22)])
+PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 # MAX_MEMORY_STEPS defaults by network, as DRfC sets them
 STEP_CAP = {"DEEP_CONVOLUTIONAL_NETWORK_SHALLOW": 10000, "DEEP_CONVOLUTIONAL_NETWORK": 3000}
@@ -43,7 +69,7 @@ def check(cfg: TrainingConfig) -> Advice:
             fix=f"use at most {e} workers (DR_WORKERS), or raise num_episodes_between_training "
             f"to {n} or more",
         )
-    advice = Advice(shares(e, n), max_steps(cfg), warnings=list(cfg.warnings))
+    advice = Advice(shares(e, n), max_steps(cfg), warnings=[*cfg.warnings, *simapp_names(cfg)])
     for slot in range(1, n + 1):
         values = cfg.worker_values(slot)
         raw = values.get("DR_TRAIN_ROUND_ROBIN_ADVANCE_DIST", "0.05")
@@ -79,6 +105,37 @@ def check(cfg: TrainingConfig) -> Advice:
             "or a higher DR_TRAIN_MAX_STEPS_PER_ITERATION"
         )
     return advice
+
+
+def simapp_names(cfg: TrainingConfig) -> list[str]:
+    """Every worker's world, car color and body shell must be a plain name, never text the
+    simapp would run (see CAR_COLORS); a plain name the simapp does not know is a warning."""
+    out: list[str] = []
+    for slot in range(1, cfg.workers + 1):
+        values = cfg.worker_values(slot)
+        file = cfg.worker_files.get(slot)
+        for key, known in (
+            ("DR_WORLD_NAME", None),
+            ("DR_CAR_COLOR", CAR_COLORS),
+            ("DR_CAR_BODY_SHELL_TYPE", BODY_SHELLS),
+        ):
+            value = values.get(key, cfg.setting(key))
+            where = file.where(key) if file and key in file.values else cfg.where(key)
+            if not PLAIN_NAME.fullmatch(value):
+                raise ConfigError(
+                    f"{key}={value!r} is not a plain name: the simapp would run it as code "
+                    "(in a shell line or a Python expression) inside the robomaker",
+                    where=where,
+                    fix="use a name of letters, digits, _ . and - only",
+                )
+            if known is not None and value not in known:
+                msg = (
+                    f"{where}: {key}={value} is not a name the simapp knows "
+                    f"({', '.join(sorted(known))})"
+                )
+                if msg not in out:
+                    out.append(msg)
+    return out
 
 
 def max_steps(cfg: TrainingConfig) -> int:

@@ -28,6 +28,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestBed, P
     (scripts / "alter_environment_1.sh").write_text('echo "altered for worker $ROLLOUT_IDX"\n')
     with (env_dir / "system.env").open("a") as fh:
         fh.write("DR_ROBOMAKER_MOUNT_SCRIPTS_DIR=scripts\n")
+    with (env_dir / "run.env").open("a") as fh:
+        fh.write("DR_TRAIN_RTF=1.5\n")  # run.sh writes it into each worker's world file
     with TestBed(3, tmp_path_factory.mktemp("fleet"), image=image) as bed:
         provisioned(bed, env_dir)
         yield bed, env_dir

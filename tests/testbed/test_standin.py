@@ -66,6 +66,7 @@ ENV = {
     "SAGEMAKER_SHARED_S3_BUCKET": "bucket",
     "SAGEMAKER_SHARED_S3_PREFIX": "p",
     "S3_YAML_NAME": "training_params.yaml",
+    "WORLD_NAME": "reInvent2019_track",
     "S3_ENDPOINT_URL": "http://127.0.0.1:9",  # nothing answers: the params cannot be read
     "AWS_ACCESS_KEY_ID": "x",
     "AWS_SECRET_ACCESS_KEY": "y",
@@ -87,3 +88,20 @@ def test_gazebo_pinned_to_cpus_the_host_lacks_does_not_start(run) -> None:  # ty
     assert "taskset -c 126,127 -> -c 0" in out, out
     assert "simulation server on CPUs [0]" in out, out
     assert "gazebo_server]: process has died" not in out
+
+
+def test_rtf_override_edits_the_world_file_and_a_missing_world_fails(run) -> None:  # type: ignore[no-untyped-def]
+    """run.sh writes RTF_OVERRIDE into the world's physics with xmlstarlet (set -e: a world the
+    image lacks ends the container there); without an override, gz sim cannot load it."""
+    code, out = run(["/opt/ml/code/run.sh run"], environment={**ENV, "RTF_OVERRIDE": "2.5"})
+    assert "<real_time_factor>2.5</real_time_factor>" in out, out
+    assert "<real_time_update_rate>2500.000000</real_time_update_rate>" in out, out
+    assert "real_time_factor 2.5" in out, out  # the simulation server loads the edited world
+    code, out = run(
+        ["/opt/ml/code/run.sh run"],
+        environment={**ENV, "RTF_OVERRIDE": "2.5", "WORLD_NAME": "no_such_track"},
+    )
+    assert code != 0 and "Started ros2 launch" not in out, out
+    code, out = run(["/opt/ml/code/run.sh run"], environment={**ENV, "WORLD_NAME": "no_such_track"})
+    assert code != 0 and "Unable to find or download file" in out, out
+    assert "gazebo_server]: process has died" in out

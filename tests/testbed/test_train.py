@@ -66,6 +66,8 @@ def test_five_workers_on_three_hosts_train_as_planned(fleet: tuple[TestBed, Path
         )
         assert "altered for worker 1" in logs.stdout  # the scripts dir reached its host
         check_worker_reports(bed, planned)
+        vnc = invoke("vnc", "--worker", "2", "--inventory", inv)  # DR_GUI_ENABLE=False
+        assert vnc.code == 2 and "DR_GUI_ENABLE=True" in vnc.stderr, vnc.stderr
         trainer = json.loads(
             s3(bed).get_object(Bucket="bucket", Key=f"{PREFIX}/standin/trainer.json")["Body"].read()
         )  # written by the algo-1-* container start.py spawned through SageMaker's local mode
@@ -168,6 +170,7 @@ def check_worker_reports(bed: TestBed, planned: dict[int, dict[str, Any]]) -> No
         assert (r["s3_yaml_name"], r["world_name"]) == (w["config_file"], w["world"]), r
         assert r["params_world"] == w["world"] and r["num_workers"] == len(planned)
         assert "kvs_stream" in r["topics"]  # DR_CAMERA_KVS_ENABLE=True (init's default)
+        assert r["rtf_override"] == r["world_rtf"] == "1.5", r  # DR_TRAIN_RTF, in the world
         cpus = {int(c) for c in r["gazebo_cpus"].replace("-", ",").split(",")}
         assert cpus <= set(range(r["cpu_count"])), r  # on CPUs its host has
         beyond += 2 * (slot - 1) + 1 >= r["cpu_count"]  # the simapp's own pair would not exist
@@ -187,17 +190,28 @@ def test_hostile_values_are_passed_literally_and_never_run(
         run_env.read_text()
         + f"DR_CAR_NAME='{HOSTILE[0]}'\n"
         + f'DR_RACER_NAME="{HOSTILE[1].replace("`", chr(92) + "`")}"\n'
-        + "DR_CAR_COLOR='a; touch /tmp/pwned'\n"
     )
-    (env_dir / "worker-2.env").write_text("DR_WORLD_NAME='Monaco; touch /tmp/pwned'\n")
     inv = bed.write_inventory(
         tmp_path / "inv.yml", worker_vcpus=1, trainer_vcpus=1, note=HOSTILE[0], other=HOSTILE[3]
     )
     Path("/tmp/pwned").unlink(missing_ok=True)
     try:
+        # the simapp runs a car color in a shell line and evaluates a world name as Python:
+        # such values are refused, naming the line, before anything starts
+        worker2 = env_dir / "worker-2.env"
+        for text, where in (
+            ("DR_WORLD_NAME='Monaco; touch /tmp/pwned'\n", f"{worker2}:1"),
+            ("DR_WORLD_NAME=Monaco\nDR_CAR_COLOR='a; touch /tmp/pwned'\n", f"{worker2}:2"),
+        ):
+            worker2.write_text(text)
+            for command in ("plan", "train"):
+                refused = invoke(command, "--inventory", str(inv), "--env-dir", str(env_dir))
+                assert refused.code == 2 and where in refused.stderr, refused.stderr
+                assert "not a plain name" in refused.stderr
+        worker2.write_text("DR_WORLD_NAME=Monaco\n")
+        assert containers(bed) == {"h1": [], "h2": [], "h3": []}
         plan = invoke("plan", "--inventory", str(inv), "--env-dir", str(env_dir), "--json")
         assert plan.code == 0, plan.stderr
-        assert plan.json["workers"][1]["world"] == "Monaco; touch /tmp/pwned"
         assert (
             invoke(
                 "train",
@@ -224,7 +238,7 @@ def test_hostile_values_are_passed_literally_and_never_run(
                 "docker inspect drfleet-robomaker-2",
             )
         )[0]
-        assert "WORLD_NAME=Monaco; touch /tmp/pwned" in worker["Config"]["Env"]
+        assert "WORLD_NAME=Monaco" in worker["Config"]["Env"]
         # host names and addresses are refused before any host is contacted, by every command
         doc = yaml.safe_load(inv.read_text())
         hosts = doc["all"]["hosts"]
@@ -243,3 +257,21 @@ def test_hostile_values_are_passed_literally_and_never_run(
     assert not Path("/tmp/pwned").exists()
     for name in bed.hosts:
         assert bed.exec(name, "ls /tmp/pwned 2>/dev/null; true") == ""
+
+
+def test_a_host_provisioned_without_the_taskset_shim_is_named_before_anything_starts(
+    fleet: tuple[TestBed, Path],
+) -> None:
+    """A host provisioned by an older drfleet lacks the shim that pins Gazebo to its own CPUs:
+    train names the host and the fix, and starts nothing anywhere."""
+    bed, env_dir = fleet
+    shim = "/usr/local/lib/drfleet/taskset"
+    bed.exec("h2", f"mv {shim} {shim}.away")
+    try:
+        run = invoke("train", "--inventory", str(bed.inventory), "--env-dir", str(env_dir))
+        assert run.code == 2, run.stdout + run.stderr
+        assert "h2 lacks /usr/local/lib/drfleet/taskset" in run.stderr, run.stderr
+        assert "invoke provision --host h2" in run.stderr
+        assert containers(bed) == {"h1": [], "h2": [], "h3": []}
+    finally:
+        bed.exec("h2", f"mv {shim}.away {shim}")

@@ -59,7 +59,9 @@ def viewer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestBed, 
     env_dir = write_drfc(tmp_path_factory.mktemp("drfc"), 3, {2: "Monaco", 3: "Bowtie_track"}, 6)
     system = env_dir / "system.env"  # no kvs_stream topic: the viewer must fall back
     system.write_text(
-        system.read_text().replace("DR_CAMERA_KVS_ENABLE=True", "DR_CAMERA_KVS_ENABLE=False")
+        system.read_text()
+        .replace("DR_CAMERA_KVS_ENABLE=True", "DR_CAMERA_KVS_ENABLE=False")
+        .replace("DR_GUI_ENABLE=False", "DR_GUI_ENABLE=True")  # VNC, reached with `invoke vnc`
     )
     with TestBed(2, tmp_path_factory.mktemp("vbed"), image=image) as bed:
         provisioned(bed, env_dir)
@@ -106,6 +108,41 @@ def test_page_lists_every_worker_and_streams_come_through_ssh(viewer: tuple[Test
             assert r.headers["X-Standin-Topic"] == "camera"
     page = get(base + "/").decode()
     assert "kvs_stream" in page and "main camera" in page and "sub camera" in page
+
+
+def test_vnc_of_a_worker_is_reached_through_ssh(viewer: tuple[TestBed, str]) -> None:
+    """DR_GUI_ENABLE=True: each worker's VNC (5900 in the container, run.sh's x11vnc) is
+    published on its host's 127.0.0.1-reachable port and `invoke vnc` brings it here."""
+    bed, _ = viewer
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "invoke",
+            "vnc",
+            "--worker",
+            "3",
+            "--json",
+            "--inventory",
+            str(bed.inventory),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        assert line, proc.stderr.read()  # type: ignore[union-attr]
+        doc = json.loads(line)
+        assert doc["worker"] == 3 and doc["address"] == "127.0.0.1"
+        with socket.create_connection(("127.0.0.1", doc["port"]), timeout=10) as s:
+            s.settimeout(10)
+            assert s.recv(12) == b"RFB 003.008\n"  # the RFB greeting of a VNC server
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    missing = invoke("vnc", "--worker", "9", "--inventory", str(bed.inventory))
+    assert missing.code == 2 and "no host runs drfleet-robomaker-9" in missing.stderr
 
 
 class Browser:

@@ -92,6 +92,34 @@ def test_zero_workers_and_too_many_workers(tmp_path: Path) -> None:
     assert "hyperparameters.json" in exc.value.message
 
 
+@pytest.mark.parametrize(
+    ("worker2", "key", "line"),
+    [
+        ('DR_WORLD_NAME=\'Monaco" + __import__("os").system("id") + "\'\n', "DR_WORLD_NAME", 1),
+        ("\nDR_CAR_COLOR='Red; touch /tmp/pwned'\n", "DR_CAR_COLOR", 2),
+        ("DR_CAR_BODY_SHELL_TYPE='$(id)'\n", "DR_CAR_BODY_SHELL_TYPE", 1),
+    ],
+)
+def test_names_the_simapp_would_run_as_code_are_refused(
+    tmp_path: Path, worker2: str, key: str, line: int
+) -> None:
+    """download_params_and_roslaunch_agent.py puts colors and shells into a shell line and
+    empty_world.launch.py evaluates the world name as Python: only plain names get through."""
+    cfg = config.load(drfc(tmp_path, workers={2: worker2, 3: "DR_WORLD_NAME=Monaco\n"}))
+    with pytest.raises(ConfigError) as exc:
+        checks.check(cfg)
+    assert f"worker-2.env:{line}" in exc.value.message and key in exc.value.message
+    assert "not a plain name" in exc.value.message
+
+
+def test_a_plain_name_the_simapp_does_not_know_is_a_warning(tmp_path: Path) -> None:
+    cfg = config.load(drfc(tmp_path, workers={2: "DR_CAR_COLOR=red\n", 3: "DR_WORLD_NAME=x\n"}))
+    warnings = checks.check(cfg).warnings
+    assert any(
+        "worker-2.env:1: DR_CAR_COLOR=red is not a name the simapp knows" in w for w in warnings
+    )
+
+
 def test_malformed_hyperparameters_names_file_and_line(tmp_path: Path) -> None:
     d = drfc(tmp_path)
     (d / "custom_files" / "hyperparameters.json").write_text('{\n  "batch_size": 64,\n}\n')

@@ -9,7 +9,7 @@ mirror=${mirror:-http://deb.debian.org/debian}
 dir=$(mktemp -d /var/tmp/drfleet-simapp.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 debootstrap --variant=minbase \
-  --include=python3,python3-pip,redis-server,python3-redis,python3-boto3,python3-docker,python3-pil,python3-yaml,procps,iproute2,bash,jq,util-linux \
+  --include=python3,python3-pip,redis-server,python3-redis,python3-boto3,python3-docker,python3-pil,python3-yaml,procps,iproute2,bash,jq,util-linux,xmlstarlet \
   bookworm "$dir" "$mirror" >/dev/null
 rm -rf "$dir"/var/lib/apt/lists/* "$dir"/var/cache/apt/archives/*.deb
 tar -C "$dir" -cf "$out.tmp" .

@@ -43,12 +43,19 @@ fi
 export ROS_DOMAIN_ID=$ROLLOUT_IDX
 echo "Using ROS_DOMAIN_ID=$ROS_DOMAIN_ID for worker $ROLLOUT_IDX"
 
-# The real script edits the world file's physics with xmlstarlet; the stand-in's world files
-# are records of what was asked.
+# Check if we have an RTF_OVERRIDE to change the RTF - change the world file. As the real
+# one: a world the image lacks makes xmlstarlet fail, and set -e ends the container.
 if [[ -n "${RTF_OVERRIDE}" ]]; then
 	echo "Setting RTF to ${RTF_OVERRIDE} for ${WORLD_NAME}"
-	mkdir -p /tmp/standin/worlds
-	echo "real_time_factor ${RTF_OVERRIDE}" > "/tmp/standin/worlds/${WORLD_NAME}.world"
+	RTF_UPDATE_RATE=$(awk -v rtf=$RTF_OVERRIDE 'BEGIN{ update_rate=rtf*1000; printf "%0.6f", update_rate}')
+	WORLD_FILE="/opt/amazon/install/deepracer_simulation_environment/share/deepracer_simulation_environment/worlds/${WORLD_NAME}.world"
+	xmlstarlet ed -L -s '/sdf/world' -t elem -n physics $WORLD_FILE
+	xmlstarlet ed -L -a '/sdf/world/physics' -t attr -n type -v ode $WORLD_FILE
+	xmlstarlet ed -L -s '/sdf/world/physics' -t elem -n max_step_size -v 0.001000 $WORLD_FILE
+	xmlstarlet ed -L -s '/sdf/world/physics' -t elem -n real_time_factor -v ${RTF_OVERRIDE} $WORLD_FILE
+	xmlstarlet ed -L -s '/sdf/world/physics' -t elem -n real_time_update_rate -v ${RTF_UPDATE_RATE} $WORLD_FILE
+	xmlstarlet ed -L -s '/sdf/world/physics' -t elem -n gravity -v '0.000000 0.000000 -9.800000' $WORLD_FILE
+	xmlstarlet sel -t -c '/sdf/world/physics' $WORLD_FILE
 fi
 
 if [[ "${DEBUG_REWARD,,}" == "true" ]]; then

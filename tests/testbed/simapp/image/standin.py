@@ -134,8 +134,37 @@ def trainer(_args):
         time.sleep(3600)
 
 
-def gazebo(_args):
-    log("simulation server on CPUs", sorted(os.sched_getaffinity(0)))
+WORLDS = (
+    "/opt/amazon/install/deepracer_simulation_environment/share/"
+    "deepracer_simulation_environment/worlds"
+)
+
+
+def world_rtf(world):
+    """The real_time_factor run.sh's RTF_OVERRIDE wrote into the world file, or "" (none)."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        node = ET.parse(f"{WORLDS}/{world}.world").find("world/physics/real_time_factor")
+    except (OSError, ET.ParseError):
+        return ""
+    return node.text if node is not None else ""
+
+
+def gazebo(args):
+    # empty_world.launch.py: `gz sim <share>/worlds/<world_name>.world -s ...`; gz sim cannot
+    # load a world file that is not there and the (required) server dies
+    world = args[0] if args else ""
+    if not os.path.exists(f"{WORLDS}/{world}.world"):
+        sys.exit(f"[Err] [Server.cc] Unable to find or download file {WORLDS}/{world}.world")
+    log(
+        "simulation server on CPUs",
+        sorted(os.sched_getaffinity(0)),
+        "world",
+        world,
+        "real_time_factor",
+        world_rtf(world) or "default",
+    )
     while True:
         time.sleep(3600)
 
@@ -253,6 +282,7 @@ def rollout(args):
         "cpu_count": os.cpu_count(),
         "topics": topics,
         "rtf_override": os.environ.get("RTF_OVERRIDE", ""),
+        "world_rtf": world_rtf(params["WORLD_NAME"]),
         "hostname": socket.gethostname(),
     }
     client.put_object(
