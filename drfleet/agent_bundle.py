@@ -5,13 +5,15 @@ pure-Python fallback for them."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import io
 import os
-import tempfile
 import zipfile
 from pathlib import Path
+
+from drfleet.localfs import atomic_write
 
 PACKAGES = (
     "drfleet_agent",
@@ -86,12 +88,6 @@ def cached() -> bytes:
     except OSError:
         pass
     data = build()
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache_dir)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, target)
-    except OSError:
-        pass  # a cache, nothing more
+    with contextlib.suppress(OSError):  # a cache, nothing more
+        atomic_write(target, data)
     return data

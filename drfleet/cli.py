@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from invoke.collection import Collection
 from invoke.exceptions import Exit
@@ -23,6 +23,9 @@ from drfleet import facts as facts_mod
 from drfleet import inventory as inventory_mod
 from drfleet.errors import DrfleetError
 from drfleet.remote import DEFAULT_LIMIT, Options
+
+if TYPE_CHECKING:
+    from drfleet.observe import FleetReport
 from drfleet.ui import Board, console
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -78,7 +81,7 @@ def _options(known_hosts: str | None, accept_new_host_keys: bool, limit: int) ->
     return Options(known_hosts=known_hosts, accept_new_host_keys=accept_new_host_keys, limit=limit)
 
 
-def _fleet(
+def _inventory_and_options(
     inventory: str | None,
     known_hosts: str | None,
     accept_new_host_keys: bool,
@@ -110,7 +113,7 @@ def facts(
     limit: int = DEFAULT_LIMIT,
 ) -> None:
     """What drfleet knows of each host: OS, vCPUs, memory, disk, GPUs, docker, swarm."""
-    inv, options = _fleet(inventory, known_hosts, accept_new_host_keys, limit)
+    inv, options = _inventory_and_options(inventory, known_hosts, accept_new_host_keys, limit)
     hosts = inv.select(host or [], group or [])
     with Board([h.name for h in hosts], title="facts", quiet=json) as board:
         outcomes = facts_mod.gather_all(hosts, options, board)
@@ -128,33 +131,36 @@ def facts(
 
 
 def _facts_table(doc: dict[str, Any]) -> None:
+    from drfleet.hostfacts import Facts
+
     table = Table(
         "host", "address", "os", "vCPUs", "memory", "disk free", "GPUs", "docker", "swarm"
     )
-    for name, f in doc["hosts"].items():
-        if "vcpus" not in f:
-            state = "unreachable" if not f.get("reachable") else "failed"
-            table.add_row(name, f["address"], f"[red]{state}[/]", "", "", "", "", "", "")
+    for name, entry in doc["hosts"].items():
+        if "vcpus" not in entry:
+            state = "unreachable" if not entry.get("reachable") else "failed"
+            table.add_row(name, entry["address"], f"[red]{state}[/]", "", "", "", "", "", "")
             continue
-        d = f["docker"]
+        f = Facts(entry)
+        d = f.docker
         docker = (
-            f"{d['version']}"
-            if d["running"]
+            f"{d.version}"
+            if d.running
             else "[yellow]stopped[/]"
-            if d["installed"]
+            if d.installed
             else "[dim]not installed[/]"
         )
-        gpus = ", ".join(f"{g['name']} ({g['memory_mb']} MB)" for g in f["gpus"]) or "-"
+        gpus = ", ".join(f"{g.name} ({g.memory_mb} MB)" for g in f.gpus) or "-"
         table.add_row(
             name,
-            f["address"],
-            f"{f['os']['id']} {f['os']['version']}",
-            str(f["vcpus"]),
-            f"{f['memory_mb'] // 1024} GiB",
-            f"{f['disk']['free_mb'] // 1024} GiB",
+            entry["address"],
+            f"{f.os.id} {f.os.version}",
+            str(f.vcpus),
+            f"{f.memory_mb // 1024} GiB",
+            f"{f.disk_free_mb // 1024} GiB",
             gpus,
             docker,
-            d["swarm"]["state"],
+            d.swarm.state,
         )
     console().print(table)
 
@@ -198,7 +204,7 @@ def provision(
     if images_from not in ("pull", "controller", "peer"):
         raise DrfleetError(f"--images-from {images_from}: use pull, controller or peer")
     book = loader.load(playbook or default_playbook())
-    inv, remote = _fleet(inventory, known_hosts, accept_new_host_keys, limit)
+    inv, remote = _inventory_and_options(inventory, known_hosts, accept_new_host_keys, limit)
     hosts = inv.select(host or [], group or [])
     options = RunOptions(
         check=check,
@@ -267,12 +273,12 @@ def plan(
     known_hosts: str | None = None,
 ) -> None:
     """Check the training configuration and show where every worker would run, and why."""
+    from drfleet import capacity, training
     from drfleet import plan as plan_mod
-    from drfleet import training
 
-    inv, options = _fleet(inventory, known_hosts, accept_new_host_keys)
+    inv, options = _inventory_and_options(inventory, known_hosts, accept_new_host_keys)
     if suggest:
-        caps = training.capacities(inv, options)
+        caps = capacity.of_hosts(inv, options)
         n = plan_mod.suggest(list(caps.values()))
         slots = {h: c.slots for h, c in caps.items()}
         doc = {"workers": n, "hosts": slots}
@@ -282,7 +288,7 @@ def plan(
             per = ", ".join(f"{h}: {k}" for h, k in slots.items())
             print(f"this inventory supports {n} workers ({per})")
         return
-    prepared = training.prepare(env_dir or ".", inv, options, workers)
+    prepared = training.prepare(env_dir or ".", capacity.of_hosts(inv, options), workers)
     if json:
         _print_json(prepared.plan.as_json())
     else:
@@ -341,7 +347,7 @@ def train(
     known_hosts: str | None = None,
 ) -> None:
     """Upload the training config and start the trainer and every worker on its host."""
-    from drfleet import training
+    from drfleet import capacity, training
 
     if rebalance:
         if dry_run or wipe or workers:
@@ -353,7 +359,7 @@ def train(
     if not dry_run:
         from drfleet import launch
 
-        inv, options = _fleet(inventory, known_hosts, accept_new_host_keys)
+        inv, options = _inventory_and_options(inventory, known_hosts, accept_new_host_keys)
         names = [h.name for h in inv.hosts.values() if h.roles]
         with Board(names, title="train", quiet=json) as board:
             result = launch.train(inv, Path(env_dir or "."), options, workers, wipe, board)
@@ -369,8 +375,8 @@ def train(
         return
     if not out:
         raise DrfleetError("--dry-run needs --out DIR", fix="e.g. --dry-run --out /tmp/plan")
-    inv, options = _fleet(inventory, known_hosts, accept_new_host_keys)
-    prepared = training.prepare(env_dir or ".", inv, options, workers)
+    inv, options = _inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+    prepared = training.prepare(env_dir or ".", capacity.of_hosts(inv, options), workers)
     written = training.dry_run(prepared, Path(out))
     if json:
         _print_json({"plan": prepared.plan.as_json(), "written": [str(w) for w in written]})
@@ -390,7 +396,7 @@ def _rebalance(
 ) -> None:
     from drfleet import launch
 
-    inv, options = _fleet(inventory, known_hosts, accept)
+    inv, options = _inventory_and_options(inventory, known_hosts, accept)
     names = [h.name for h in inv.hosts.values() if h.roles]
     with Board(names, title="rebalance", quiet=json) as board:
         result = launch.rebalance(inv, env_dir, options, board)
@@ -432,53 +438,43 @@ def status(
 
     from drfleet import launch
 
-    inv, options = _fleet(inventory, known_hosts, accept_new_host_keys)
+    inv, options = _inventory_and_options(inventory, known_hosts, accept_new_host_keys)
     while True:
-        doc = launch.status(inv, options, Path(env_dir or "."))
+        report = launch.status(inv, options, Path(env_dir or "."))
         if json:
-            _print_json(doc)
+            _print_json(report.to_json())
         else:
-            _status_table(doc)
-            _run_lines(doc.get("run"))
+            _status_table(report)
+            _run_lines(report.run)
         if not watch:
             break
         _time.sleep(2)
-    if any(not h.get("reachable", False) or "error" in h for h in doc["hosts"].values()):
+    if not report.healthy:
         raise Exit(code=1)
 
 
-def _status_table(doc: dict[str, Any]) -> None:
+def _status_table(report: FleetReport) -> None:
     table = Table(
         "host", "container", "state", "restarts", "exit", "started", "ports", "last error"
     )
     table.columns[1].overflow = "fold"  # a narrow terminal wraps names, never cuts them
-    for host, st in doc["hosts"].items():
-        if "error" in st:
-            table.add_row(
-                host,
-                "",
-                "[red]unreachable[/]" if not st["reachable"] else "[red]error[/]",
-                "",
-                "",
-                "",
-                "",
-                st["error"][:80],
-            )
+    for host, r in report.hosts.items():
+        if r.status is None:
+            state = "[red]unreachable[/]" if not r.reachable else "[red]error[/]"
+            table.add_row(host, "", state, "", "", "", "", r.error[:80])
             continue
-        agent = st.get("agent", {})
-        if not agent.get("running"):
+        if not r.status.agent.running:
             table.add_row(host, "(agent)", "[red]not running[/]", "", "", "", "", "")
-        for ctr in st.get("containers", []):
-            ports = ",".join(f"{h}" for h in (ctr.get("ports") or {}).values())
+        for ctr in r.status.containers:
             table.add_row(
                 host,
-                ctr["name"],
-                ctr["state"],
-                str(ctr["restarts"]),
-                str(ctr.get("last_exit_code") or ""),
-                str(ctr.get("started_at") or ""),
-                ports,
-                (ctr.get("last_error") or "")[:60],
+                ctr.name,
+                ctr.state.value,
+                str(ctr.restarts),
+                str(ctr.last_exit_code or ""),
+                str(ctr.started_at or ""),
+                ",".join(str(h) for h in ctr.ports.values()),
+                ctr.last_error[:60],
             )
     console().print(table)
 
@@ -538,17 +534,17 @@ def logs(
     known_hosts: str | None = None,
 ) -> None:
     """Logs of one container, from whichever host runs it."""
-    from drfleet import launch
+    from drfleet import agent_client, launch
+    from drfleet.names import RLCOACH, robomaker_name
     from drfleet.remote import session
 
     if bool(worker) == trainer:
         raise DrfleetError("say which logs: --worker N or --trainer")
-    name = "drfleet-rlcoach" if trainer else f"drfleet-robomaker-{worker}"
-    inv, options = _fleet(inventory, known_hosts, accept_new_host_keys)
-    host = launch.find(inv, options, name)
-    args = ["logs", name, "--tail", str(tail)] + (["--follow"] if follow else [])
+    name = RLCOACH if trainer else robomaker_name(worker)
+    inv, options = _inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+    host, _ = launch.locate(inv, options, name)
     with session(host, options) as s:
-        for chunk in s.stream_out(launch.agent_cmd(*args), become=True):
+        for chunk in agent_client.logs(s, name, tail, follow):
             sys.stdout.buffer.write(chunk)
             sys.stdout.buffer.flush()
 
@@ -566,7 +562,7 @@ def stop(
     """Stop the run everywhere (workers, rl_coach, the sagemaker container); keep the data."""
     from drfleet import launch
 
-    inv, options = _fleet(inventory, known_hosts, accept_new_host_keys)
+    inv, options = _inventory_and_options(inventory, known_hosts, accept_new_host_keys)
     doc = launch.stop(inv, options, Path(env_dir or "."))
     if json:
         _print_json(doc)
@@ -602,9 +598,9 @@ def viewer(
     from drfleet import launch
     from drfleet import viewer as viewer_mod
 
-    inv, options = _fleet(inventory, known_hosts, accept_new_host_keys)
+    inv, options = _inventory_and_options(inventory, known_hosts, accept_new_host_keys)
     if static:
-        workers = viewer_mod.workers_from_status(launch.status(inv, options), inv)
+        workers = viewer_mod.workers_from(launch.status(inv, options), inv)
         viewer_mod.write_static(Path(static), workers)
         print(f"wrote {static}: {sum(1 for w in workers if w['port'])} streams")
         return
@@ -636,13 +632,14 @@ def vnc(
     import time
 
     from drfleet import launch, tunnel
+    from drfleet.names import robomaker_name
     from drfleet.remote import session
 
     if worker < 1:
         raise DrfleetError("say which worker: --worker N (1-based)")
-    inv, options = _fleet(inventory, known_hosts, accept_new_host_keys)
-    host, container = launch.locate(inv, options, f"drfleet-robomaker-{worker}")
-    remote = (container.get("ports") or {}).get("5900/tcp")
+    inv, options = _inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+    host, container = launch.locate(inv, options, robomaker_name(worker))
+    remote = container.ports.get("5900/tcp")
     if not remote:
         raise DrfleetError(
             f"worker {worker} on {host.name} has no VNC: it is published only with "

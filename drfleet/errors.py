@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class DrfleetError(Exception):
     """A problem the user can fix. Printed as one message, never as a traceback."""
@@ -26,3 +29,21 @@ class ConfigError(DrfleetError):
 
 class HostKeyError(DrfleetError):
     """A host's SSH key is unknown or has changed; nothing was run there."""
+
+
+def did_you_mean(word: str, known: Iterable[str], cutoff: float = 0.6, quote: bool = True) -> str:
+    """ "did you mean 'x'?" for the closest known word, or "": the one suggestion helper."""
+    close = difflib.get_close_matches(word, list(known), 1, cutoff=cutoff)
+    if not close:
+        return ""
+    return f"did you mean {close[0]!r}?" if quote else f"did you mean {close[0]}?"
+
+
+def paren(hint: str) -> str:
+    """ " (hint)" or "" """
+    return f" ({hint})" if hint else ""
+
+
+def lead_in(hint: str) -> str:
+    """ "hint " or "" """
+    return f"{hint} " if hint else ""

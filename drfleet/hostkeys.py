@@ -9,13 +9,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import tempfile
 import threading
 from pathlib import Path
 
 import paramiko
 
 from drfleet.errors import HostKeyError
+from drfleet.localfs import atomic_write
 
 DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
 _write_lock = threading.Lock()
@@ -60,16 +60,7 @@ class KnownHosts:
             old = self.path.read_text() if self.path.exists() else ""
             if old and not old.endswith("\n"):
                 old += "\n"
-            mode = self.path.stat().st_mode & 0o777 if self.path.exists() else 0o600
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".known_hosts.")
-            try:
-                with os.fdopen(fd, "w") as fh:
-                    fh.write(old + line)
-                os.chmod(tmp, mode)
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write(self.path, old + line)
 
     def changed_error(self, host_name: str, exc: paramiko.BadHostKeyException) -> HostKeyError:
         address = exc.hostname

@@ -6,7 +6,6 @@ Every error names the file and line and says what to write instead.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from drfleet import yamlsrc
-from drfleet.errors import ConfigError
+from drfleet.errors import ConfigError, did_you_mean, lead_in, paren
 from drfleet.instance_types import SHAPES, Shape
 from drfleet.yamlsrc import Located
 
@@ -77,18 +76,16 @@ def _roles(value: Any) -> Any:
         raise ValueError("must be a list of roles, e.g. [trainer, robomaker]")
     for role in value:
         if role not in ROLES:
-            hint = difflib.get_close_matches(role, ROLES, 1)
-            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise ValueError(f"unknown role {role!r}{extra}; roles are: {', '.join(ROLES)}")
+            hint = paren(did_you_mean(role, ROLES))
+            raise ValueError(f"unknown role {role!r}{hint}; roles are: {', '.join(ROLES)}")
     return tuple(dict.fromkeys(value))
 
 
 def _instance_type(value: Any) -> Any:
     if not isinstance(value, str) or value not in SHAPES:
-        hint = difflib.get_close_matches(str(value), SHAPES, 1)
-        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
         raise ValueError(
-            f"unknown instance_type {value!r}{extra}; known: {', '.join(SHAPES)}; "
+            f"unknown instance_type {value!r}{paren(did_you_mean(str(value), SHAPES))}; "
+            f"known: {', '.join(SHAPES)}; "
             "for another shape set vcpus and memory_mb instead"
         )
     return value
@@ -202,9 +199,7 @@ class Inventory:
 
 def _known(kind: str, name: str, known: Iterable[str]) -> str:
     known = list(known)
-    hint = difflib.get_close_matches(name, known, 1)
-    text = f"did you mean {hint[0]!r}? " if hint else ""
-    return text + f"known {kind}: {', '.join(known) or '(none)'}"
+    return lead_in(did_you_mean(name, known)) + f"known {kind}: {', '.join(known) or '(none)'}"
 
 
 def default_path() -> Path:
@@ -344,9 +339,7 @@ def _walk_group(w: _Walk, name: str, node: Any, line: int, depth: int) -> None:
 
 def _suggest(key: str, known: Iterable[str], lead: str) -> str:
     known = list(known)
-    hint = difflib.get_close_matches(key, known, 1)
-    text = f"did you mean {hint[0]!r}? " if hint else ""
-    return text + f"{lead}: {', '.join(known)}"
+    return lead_in(did_you_mean(key, known)) + f"{lead}: {', '.join(known)}"
 
 
 def _check_host_keys(w: _Walk, host: str, spec: Located) -> None:
@@ -391,13 +384,9 @@ def _check_vars(w: _Walk, values: Located, what: str) -> None:
         if key in SETTINGS:
             _check_setting(w, values, key)
             continue
-        close = difflib.get_close_matches(key, SETTINGS, 1, cutoff=0.85)
-        if close:
-            raise w.err(
-                values.line_of(key),
-                f"unknown key {key!r} in {what}",
-                fix=f"did you mean {close[0]!r}?",
-            )
+        hint = did_you_mean(key, SETTINGS, cutoff=0.85)
+        if hint:
+            raise w.err(values.line_of(key), f"unknown key {key!r} in {what}", fix=hint)
 
 
 def _check_setting(w: _Walk, values: Located, key: str) -> None:

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from drfleet.errors import ConfigError
+from drfleet.hostfacts import Facts
 from drfleet.inventory import Host
 
 VIDEO_BASE = 8080  # worker slot k publishes its web_video_server on 8079 + k
@@ -73,10 +74,10 @@ class Plan:
         return out
 
 
-def capacity(host: Host, facts: dict[str, Any] | None = None) -> Capacity:
+def capacity(host: Host, facts: Facts | None = None) -> Capacity:
     """Declared capacity (vcpus, memory_mb, gpus, or a known instance_type) wins over facts."""
-    f = facts or {}
-    vcpus = host.declared("vcpus") or f.get("vcpus")
+    f = facts or Facts({})
+    vcpus = host.declared("vcpus") or f.vcpus
     if not vcpus:
         raise ConfigError(
             f"capacity of {host.name} is unknown",
@@ -86,12 +87,12 @@ def capacity(host: Host, facts: dict[str, Any] | None = None) -> Capacity:
         )
     gpus = host.declared("gpus")
     if gpus is None:
-        gpus = len(f.get("gpus") or [])
+        gpus = len(f.gpus)
     opengl_cost = int(host.vars.get("opengl_worker_vcpus", 2))
     return Capacity(
         host=host.name,
         vcpus=int(vcpus),
-        memory_mb=int(host.declared("memory_mb") or f.get("memory_mb") or 0),
+        memory_mb=int(host.declared("memory_mb") or f.memory_mb),
         gpus=int(gpus),
         opengl=host.opengl,
         trainer="trainer" in host.roles,

@@ -131,11 +131,26 @@ def nvidia_pci() -> int:
 
 
 def docker() -> Dict[str, Any]:
+    installed = bool(shutil.which("dockerd") or shutil.which("docker"))
+    if not os.path.exists(DOCKER_SOCK):
+        return parse_docker_info(None, installed, "dockerd is not running (no %s)" % DOCKER_SOCK)
+    try:
+        data = docker_api("/info")
+    except (OSError, ValueError) as exc:
+        return parse_docker_info(None, installed, "cannot reach dockerd: %s" % exc)
+    return parse_docker_info(data, installed)
+
+
+def parse_docker_info(
+    data: Optional[Dict[str, Any]], installed: bool, error: Optional[str] = None
+) -> Dict[str, Any]:
+    """dockerd's GET /info (`docker info --format '{{json .}}'`), or None when it cannot be
+    asked (error says why) -> the docker section."""
     info: Dict[str, Any] = {
-        "installed": bool(shutil.which("dockerd") or shutil.which("docker")),
+        "installed": installed,
         "running": False,
         "version": None,
-        "error": None,
+        "error": error if installed else None,
         "swarm": {
             "state": "inactive",
             "node_id": "",
@@ -144,18 +159,12 @@ def docker() -> Dict[str, Any]:
             "cluster_id": "",
         },
     }
-    if not os.path.exists(DOCKER_SOCK):
-        if info["installed"]:
-            info["error"] = "dockerd is not running (no %s)" % DOCKER_SOCK
-        return info
-    try:
-        data = docker_api("/info")
-    except (OSError, ValueError) as exc:
-        info["error"] = "cannot reach dockerd: %s" % exc
+    if data is None:
         return info
     swarm = data.get("Swarm") or {}
     info.update(
         running=True,
+        error=None,
         version=data.get("ServerVersion"),
         runtimes=sorted((data.get("Runtimes") or {}).keys()),
         default_runtime=data.get("DefaultRuntime"),
@@ -405,14 +414,18 @@ def default_source(text: str) -> str:
     return cells[cells.index("src") + 1] if "src" in cells else ""
 
 
-PENDING = "/var/lib/drfleet/pending-handlers"
+PENDING = "/var/lib/drfleet/pending-handlers"  # names.PENDING_HANDLERS (runs standalone)
 
 
-def section(name: str, fn: Any, *args: Any) -> Any:
+def section(out: Dict[str, Any], name: str, empty: Any, fn: Any, *args: Any) -> None:
+    """out[name] = fn(*args); if that fails, out[name] stays the empty value and the error
+    goes to out["errors"][name], apart from the data (a reader never mistakes one for the
+    other)."""
     try:
-        return fn(*args)
+        out[name] = fn(*args)
     except (OSError, ValueError, KeyError) as exc:
-        return {"error": "%s: %s" % (name, exc)}
+        out[name] = empty
+        out.setdefault("errors", {})[name] = "%s: %s" % (name, exc)
 
 
 def gather(params: Dict[str, Any]) -> Dict[str, Any]:
@@ -442,12 +455,17 @@ def gather(params: Dict[str, Any]) -> Dict[str, Any]:
         login = os.environ.get("SUDO_USER") or pwd.getpwuid(os.getuid()).pw_name
         out["users"] = users(sorted(set(params.get("users") or []) | {login}))
     if "images" in sections:
-        out["images"] = section("images", images) if running else {}
+        out["images"] = {}
+        if running:
+            section(out, "images", {}, images)
     if "networks" in sections:
-        out["networks"] = section("networks", networks) if running else {}
+        out["networks"] = {}
+        if running:
+            section(out, "networks", {}, networks)
     if "nodes" in sections:
-        info = out.get("docker") or docker()
-        out["nodes"] = section("nodes", nodes) if info["swarm"]["is_manager"] else []
+        out["nodes"] = []
+        if (out.get("docker") or docker())["swarm"]["is_manager"]:
+            section(out, "nodes", [], nodes)
     if "net" in sections:
         out["net"] = {
             "addresses": parse_ip_addr(_run(["ip", "-4", "-o", "addr", "show"])),

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, Any, Generic, TypeVar
 
 import paramiko
@@ -111,7 +111,6 @@ class Session:
     def __init__(self, host: Host, options: Options | None = None) -> None:
         self.host = host
         self.options = options or Options()
-        self.connections = 0  # how many SSH connections this session opened (for benchmarks)
         self._sudo_password: bool | None = None  # whether sudo here wants the password
 
     def __enter__(self) -> Session:
@@ -409,7 +408,6 @@ class SSHSession(Session):
         for attempt in range(attempts):
             try:
                 conn.open()
-                self.connections += 1
                 return
             except HostKeyError:
                 raise
@@ -500,6 +498,15 @@ class SSHSession(Session):
         finally:
             chan.close()
 
+    def channel(self, address: str, port: int, timeout: float = 10) -> Any:
+        """A socket-like channel to address:port as this host sees it (SSH direct-tcpip on the
+        session's connection): how the controller reaches a port no one else may."""
+        self.open()
+        transport = self._connection().transport
+        return transport.open_channel(
+            "direct-tcpip", (address, port), ("127.0.0.1", 0), timeout=timeout
+        )
+
     def close(self) -> None:
         for conn in (self.conn, self.gateway):
             if conn is not None:
@@ -544,7 +551,6 @@ class Outcome(Generic[T]):
     value: T | None = None
     error: DrfleetError | None = None
     elapsed: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

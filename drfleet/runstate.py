@@ -11,14 +11,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from drfleet.errors import DrfleetError
+from drfleet.localfs import atomic_write
 from drfleet.plan import Plan, from_json
 
 NAME = "run.json"
@@ -73,16 +72,7 @@ def load(env_dir: Path) -> RunState | None:
 def save(env_dir: Path, state: RunState) -> None:
     p = path(env_dir)
     p.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{NAME}.")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(state.as_json(), fh, indent=2)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(p, json.dumps(state.as_json(), indent=2), 0o600, durable=True)
 
 
 @contextlib.contextmanager
@@ -97,6 +87,14 @@ def locked(env_dir: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def next_generation(env_dir: Path) -> int:
+    """The generation of the next assignment: one more than the record's. A counter, never a
+    clock, so "the newer assignment wins" cannot be turned round by a clock that is behind.
+    Call it under locked()."""
+    state = load(env_dir)
+    return (state.generation if state else 0) + 1
 
 
 def fenced(env_dir: Path, told: dict[str, int]) -> None:

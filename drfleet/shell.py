@@ -61,9 +61,6 @@ class Command:
     def then(self, other: Command, op: str = "&&") -> Command:
         return Command((*self.parts, Raw(op), *other.parts))
 
-    def pipe(self, other: Command) -> Command:
-        return self.then(other, "|")
-
 
 # A Command inside a Command is one argument: the inner command, quoted as a whole.
 Part = str | Secret | Raw | Command

@@ -21,14 +21,19 @@ from typing import Any
 from drfleet.drfc import params as params_mod
 from drfleet.drfc.config import TrainingConfig
 from drfleet.drfc.images import minio_image, simapp_images
+from drfleet.names import (
+    FLEET,
+    MINIO,
+    MINIO_DATA,
+    NETWORK,
+    RLCOACH,
+    ROBOMAKER_LOGS,
+    TASKSET_SHIM,
+    XAUTHORITY,
+    robomaker_name,
+)
 from drfleet.plan import Capacity, Placement, Plan
 
-NETWORK = "sagemaker-local"
-FLEET = "drfleet"
-STATE_DIR = "/var/lib/drfleet"
-MINIO_DATA = f"{STATE_DIR}/minio"
-XAUTHORITY = f"{STATE_DIR}/Xauthority"
-TASKSET_SHIM = "/usr/local/lib/drfleet/taskset"
 GUI_BASE = 5900
 RL_COACH_COMMAND = (
     "source /root/sagemaker-venv/bin/activate && python3 /opt/ml/code/rl_coach/start.py"
@@ -127,7 +132,7 @@ def build(
     image = simapp_image(cfg, trainer_gpu)
     per_host[plan.trainer].append(
         {
-            "name": "drfleet-rlcoach",
+            "name": RLCOACH,
             "role": "rl_coach",
             "image": image,
             "command": [RL_COACH_COMMAND],
@@ -157,7 +162,7 @@ def build(
 def minio(cfg: TrainingConfig, creds: dict[str, str]) -> dict[str, Any]:
     """docker-compose-local.yml: the API on 9000 (the console, 9001, is not published)."""
     return {
-        "name": "drfleet-minio",
+        "name": MINIO,
         "role": "minio",
         "image": minio_image(cfg.system) or "minio/minio:latest",
         "command": ["server", "/data", "--console-address", ":9001"],
@@ -192,9 +197,7 @@ def robomaker(
     ]
     if cfg.setting("DR_ROBOMAKER_MOUNT_LOGS").lower() == "true":
         prefix = cfg.setting("DR_LOCAL_S3_MODEL_PREFIX")
-        mounts.append(
-            {"source": f"{STATE_DIR}/logs/robomaker/{prefix}", "target": "/root/.ros/log"}
-        )
+        mounts.append({"source": f"{ROBOMAKER_LOGS}/{prefix}", "target": "/root/.ros/log"})
     if "DR_ROBOMAKER_MOUNT_SIMAPP_DIR" in staged:
         mounts.append({"source": staged["DR_ROBOMAKER_MOUNT_SIMAPP_DIR"], "target": "/opt/simapp"})
     if "DR_ROBOMAKER_MOUNT_SCRIPTS_DIR" in staged:
@@ -214,7 +217,7 @@ def robomaker(
             {"source": XAUTHORITY, "target": "/root/.Xauthority", "read_only": True},
         ]
     spec: dict[str, Any] = {
-        "name": f"drfleet-robomaker-{w.slot}",
+        "name": robomaker_name(w.slot),
         "role": "robomaker",
         "image": simapp_image(cfg, gpu),
         "command": robomaker_command(workers),

@@ -8,20 +8,18 @@ import io
 import json
 import os
 import secrets
-import shutil
 import tarfile
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drfleet import facts as facts_mod
 from drfleet.drfc import checks, config, params
 from drfleet.errors import ConfigError, DrfleetError
 from drfleet.inventory import Inventory
-from drfleet.plan import Capacity, Plan, capacity, place
-from drfleet.remote import Options
-from drfleet.specs import STATE_DIR, build, masked
+from drfleet.localfs import atomic_write
+from drfleet.names import STAGED_FILES
+from drfleet.plan import Capacity, Plan, place
+from drfleet.specs import build, masked
 
 DATA = Path(__file__).parent / "data"
 PLACEHOLDER_CREDS = {"access_key": "<minio access key>", "secret_key": "<minio secret key>"}
@@ -52,7 +50,7 @@ class Staged:
 
     @property
     def host_path(self) -> str:
-        return f"{STATE_DIR}/files/{self.digest}"
+        return f"{STAGED_FILES}/{self.digest}"
 
 
 STAGED_KEYS = ("DR_ROBOMAKER_MOUNT_SIMAPP_DIR", "DR_ROBOMAKER_MOUNT_SCRIPTS_DIR")
@@ -101,37 +99,12 @@ def _tar(root: Path, key: str, where: str) -> bytes:
     return buf.getvalue()
 
 
-def capacities(
-    inv: Inventory, options: Options, skip: frozenset[str] = frozenset()
-) -> dict[str, Capacity]:
-    """From the inventory where it declares capacity; otherwise asks the hosts (in parallel).
-    Hosts in skip (known to be down) are left out."""
-    hosts = [h for h in inv.hosts.values() if h.roles and h.name not in skip]
-    if not hosts:
-        raise DrfleetError(
-            "no host of the inventory has a role",
-            where=inv.path,
-            fix="give hosts roles: [trainer, robomaker]",
-        )
-    unknown = [h for h in hosts if h.declared("vcpus") is None]
-    found: dict[str, dict[str, Any]] = {}
-    if unknown:
-        for o in facts_mod.gather_all(unknown, options):
-            if not o.ok:
-                raise DrfleetError(
-                    f"cannot learn its capacity: {o.error.message if o.error else ''}",
-                    where=o.host.name,
-                    fix="make it reachable, or declare vcpus in the inventory",
-                )
-            found[o.host.name] = o.value or {}
-    return {h.name: capacity(h, found.get(h.name)) for h in hosts}
-
-
-def prepare(env_dir: str | Path, inv: Inventory, options: Options, workers: int = 0) -> Prepared:
+def prepare(env_dir: str | Path, caps: dict[str, Capacity], workers: int = 0) -> Prepared:
+    """The user's files and the hosts' capacities (the caller gathers them) -> the plan and
+    everything train would send (pure but for reading the files)."""
     cfg = config.load(env_dir, workers or None)
     advice = checks.check(cfg)
     staged = staged_dirs(cfg)
-    caps = capacities(inv, options)
     files = params.files(cfg)
     names = list(files)
     worlds = [
@@ -163,12 +136,11 @@ def host_x_warnings(cfg: config.TrainingConfig, plan: Plan, caps: dict[str, Capa
 
 
 def prepare_from(
-    env_dir: str | Path, inv: Inventory, options: Options, plan: Plan, skip: set[str]
+    env_dir: str | Path, caps: dict[str, Capacity], plan: Plan, skip: set[str], inv: Inventory
 ) -> Prepared:
     """The user's files with a plan already made (a running run's), and the capacity of the
     hosts that are not in skip."""
     cfg = config.load(env_dir, len(plan.workers))
-    caps = capacities(inv, options, frozenset(skip))
     missing = ({w.host for w in plan.workers} | {plan.trainer}) - skip - set(caps)
     if missing:
         raise DrfleetError(
@@ -209,22 +181,15 @@ def objects(p: Prepared) -> dict[str, bytes]:
 def dry_run(p: Prepared, out: Path) -> list[Path]:
     """Writes what train would upload (under S3 key names) and send (per host), touching
     nothing else. Credentials are placeholders: secrets never land in these files."""
-    written = [_write(out / key, body) for key, body in objects(p).items()]
+    written = [atomic_write(out / key, body) for key, body in objects(p).items()]
     for host, doc in desired(p, PLACEHOLDER_CREDS, generation=0).items():
         written.append(
-            _write(out / "hosts" / host / "desired.json", json.dumps(masked(doc), indent=2) + "\n")
+            atomic_write(
+                out / "hosts" / host / "desired.json", json.dumps(masked(doc), indent=2) + "\n"
+            )
         )
-    written.append(_write(out / "plan.json", json.dumps(p.plan.as_json(), indent=2) + "\n"))
+    written.append(atomic_write(out / "plan.json", json.dumps(p.plan.as_json(), indent=2) + "\n"))
     return written
-
-
-def _write(path: Path, data: str | bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
-    return path
 
 
 def credentials(env_dir: Path) -> dict[str, str]:
@@ -257,9 +222,6 @@ def init(env_dir: Path) -> tuple[list[Path], list[Path]]:
         if dst.exists():
             kept.append(dst)
             continue
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(f".{dst.name}.drfleet-new")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
+        atomic_write(dst, src.read_bytes(), 0o644)
         created.append(dst)
     return created, kept

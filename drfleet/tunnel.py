@@ -36,7 +36,6 @@ def forward(sess: Session, host: str, port: int, local: int = 0) -> Iterator[int
         yield port  # this machine: nothing to forward
         return
     sess.open()
-    transport = sess._connection().transport
     server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         server.bind(("127.0.0.1", local))
@@ -51,11 +50,11 @@ def forward(sess: Session, host: str, port: int, local: int = 0) -> Iterator[int
     def accept() -> None:
         while not stop.is_set():
             try:
-                client, peer = server.accept()
+                client, _ = server.accept()
             except OSError:
                 return
             try:
-                chan = transport.open_channel("direct-tcpip", (host, port), peer, timeout=10)
+                chan = sess.channel(host, port)
             except Exception:
                 client.close()
                 continue

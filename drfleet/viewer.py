@@ -17,8 +17,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from drfleet import launch
+from drfleet import agent_client
+from drfleet.agent_client import HostStatus
 from drfleet.inventory import Host, Inventory
+from drfleet.names import slot_of
+from drfleet.observe import FleetReport, HostReport
 from drfleet.remote import Options, Session, SSHSession, fan_out, session
 
 TOPICS = {
@@ -50,29 +53,27 @@ def pick_topic(wanted: str, published: list[str]) -> str:
     return published[0]
 
 
-def workers_from_status(doc: dict[str, Any], inv: Inventory) -> list[dict[str, Any]]:
+def workers_from(report: FleetReport, inv: Inventory) -> list[dict[str, Any]]:
     """Every robomaker the agents know, with where its video is (pure)."""
     out = []
-    for host, st in doc["hosts"].items():
-        for c in st.get("containers", []):
-            if c.get("role") != "robomaker":
+    for host, r in report.hosts.items():
+        for c in r.containers:
+            if c.role != "robomaker":
                 continue
-            labels = c.get("labels") or {}
-            slot = int(labels.get("drfleet-slot") or c["name"].rsplit("-", 1)[-1])
-            port = (c.get("ports") or {}).get("8080/tcp")
+            slot = int(c.labels.get("drfleet-slot") or slot_of(c.name) or 0)
             out.append(
                 {
                     "slot": slot,
                     "host": host,
                     "address": inv.hosts[host].address,
-                    "world": labels.get("drfleet-world", ""),
-                    "state": c["state"],
-                    "restarts": c.get("restarts", 0),
-                    "port": port,
-                    "topics": [t for t in labels.get("drfleet-topics", "").split(",") if t],
+                    "world": c.labels.get("drfleet-world", ""),
+                    "state": c.state.value,
+                    "restarts": c.restarts,
+                    "port": c.ports.get("8080/tcp"),
+                    "topics": [t for t in c.labels.get("drfleet-topics", "").split(",") if t],
                 }
             )
-        if "error" in st:  # a host we cannot ask: its workers are unknown, show that
+        if r.status is None:  # a host we cannot ask: its workers are unknown, show that
             out.append(
                 {
                     "slot": 0,
@@ -88,7 +89,7 @@ def workers_from_status(doc: dict[str, Any], inv: Inventory) -> list[dict[str, A
     return sorted(out, key=lambda w: (w["slot"] == 0, w["slot"]))
 
 
-class Fleet:
+class Streams:
     """Long-lived connections to the hosts, the worker list (cached briefly), streams."""
 
     def __init__(self, inv: Inventory, options: Options) -> None:
@@ -105,21 +106,19 @@ class Fleet:
             if time.monotonic() - at < 1.5:
                 return value
 
-            def one(host: Host) -> dict[str, Any]:
-                res = self.sessions[host.name].run(
-                    launch.agent_cmd("status", "--json"), become=True, timeout=20
-                )
-                doc: dict[str, Any] = json.loads(res.stdout)
-                return doc
+            def one(host: Host) -> HostStatus:
+                return agent_client.status(self.sessions[host.name], timeout=20)
 
-            doc: dict[str, Any] = {"hosts": {}}
+            report = FleetReport({})
             for o in fan_out(self.hosts, one):
                 if o.error:
-                    doc["hosts"][o.host.name] = {"error": o.error.message}
+                    report.hosts[o.host.name] = HostReport(
+                        o.host.name, False, None, o.error.message
+                    )
                     self._reset(o.host.name)
                 else:
-                    doc["hosts"][o.host.name] = o.value
-            value = workers_from_status(doc, self.inv)
+                    report.hosts[o.host.name] = HostReport(o.host.name, True, o.value)
+            value = workers_from(report, self.inv)
             self.cached = (time.monotonic(), value)
             return value
 
@@ -132,10 +131,7 @@ class Fleet:
         """A socket-like connection to 127.0.0.1:port as the host sees it."""
         sess = self.sessions[host]
         if isinstance(sess, SSHSession):
-            sess.open()
-            return sess._connection().transport.open_channel(
-                "direct-tcpip", ("127.0.0.1", port), ("127.0.0.1", 0), timeout=10
-            )
+            return sess.channel("127.0.0.1", port)
         return socket.create_connection(("127.0.0.1", port), timeout=10)
 
     def close(self) -> None:
@@ -143,7 +139,7 @@ class Fleet:
             s.close()
 
 
-def make_handler(fleet: Fleet) -> type[BaseHTTPRequestHandler]:
+def make_handler(streams: Streams) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.0"
 
@@ -155,7 +151,7 @@ def make_handler(fleet: Fleet) -> type[BaseHTTPRequestHandler]:
             if url.path == "/":
                 self._send(200, "text/html; charset=utf-8", PAGE.encode())
             elif url.path == "/api/workers":
-                self._send(200, "application/json", json.dumps(fleet.workers()).encode())
+                self._send(200, "application/json", json.dumps(streams.workers()).encode())
             elif url.path.startswith("/stream/"):
                 self._stream(url)
             else:
@@ -176,7 +172,7 @@ def make_handler(fleet: Fleet) -> type[BaseHTTPRequestHandler]:
                 self._send(404, "text/plain", b"no such worker\n")
                 return
             q = dict(urllib.parse.parse_qsl(url.query))
-            worker = next((w for w in fleet.workers() if w["slot"] == slot), None)
+            worker = next((w for w in streams.workers() if w["slot"] == slot), None)
             if worker is None or not worker["port"] or worker["state"] != "running":
                 self._send(503, "text/plain", b"worker is not running\n")
                 return
@@ -187,7 +183,7 @@ def make_handler(fleet: Fleet) -> type[BaseHTTPRequestHandler]:
                 _int(q, "height", 360, 16, 1080),
             )
             try:
-                upstream = fleet.open(worker["host"], worker["port"])
+                upstream = streams.open(worker["host"], worker["port"])
             except Exception as exc:
                 self._send(502, "text/plain", f"cannot reach the worker: {exc}\n".encode())
                 return
@@ -211,15 +207,15 @@ def _int(q: dict[str, str], key: str, default: int, lo: int, hi: int) -> int:
 
 
 def serve(inv: Inventory, options: Options, bind: str, port: int) -> None:
-    fleet = Fleet(inv, options)
-    server = ThreadingHTTPServer((bind, port), make_handler(fleet))
+    streams = Streams(inv, options)
+    server = ThreadingHTTPServer((bind, port), make_handler(streams))
     server.daemon_threads = True
     print(f"viewer on http://{bind}:{server.server_address[1]}/ (Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()
     finally:
         server.server_close()
-        fleet.close()
+        streams.close()
 
 
 def static_page(

@@ -14,9 +14,9 @@ import os
 import signal
 import sys
 import time
-from typing import Any
 
 from drfleet_agent import __version__
+from drfleet_agent.contract import AgentInfo, HostStatus
 from drfleet_agent.engine import ActionFailed, DockerDown, Engine
 from drfleet_agent.reconcile import Backoff
 from drfleet_agent.spec import MAX_BYTES, SpecError, parse
@@ -182,50 +182,59 @@ def cmd_apply(args: argparse.Namespace, state: StateDir) -> int:
 
 def _wait(state: StateDir, generation: int, count: int, timeout: float) -> int:
     deadline = time.monotonic() + timeout
-    doc: dict[str, Any] | None = None
+    st: HostStatus | None = None
     while time.monotonic() < deadline:
-        doc = state.read_status()
-        if doc and doc["agent"]["generation"] == generation and len(doc["containers"]) == count:
-            states = {c["state"] for c in doc["containers"]}
-            if states <= {"running", "completed"}:
-                sys.stdout.write(json.dumps(doc) + "\n")
+        st = state.read_status()
+        if st and st.agent.generation == generation and len(st.containers) == count:
+            if st.settled(generation, count):
+                sys.stdout.write(json.dumps(st.to_json()) + "\n")
                 return 0
-            if states & {"error", "conflict"}:  # definite: waiting longer will not help
-                break
+            if any(c.state.definite_failure for c in st.containers):
+                break  # definite: waiting longer will not help
         time.sleep(0.2)
-    sys.stdout.write(json.dumps(doc or {}) + "\n")
+    sys.stdout.write(json.dumps(st.to_json() if st else {}) + "\n")
     sys.stderr.write("drfleet-agent apply: not everything runs\n")
     return 1
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def cmd_status(args: argparse.Namespace, state: StateDir) -> int:
-    doc = state.read_status()
+    st = state.read_status()
     pid = state.daemon_pid()
-    if doc is None:
-        doc = {"agent": {"running": pid is not None, "pid": pid}, "containers": []}
-    doc["agent"]["running"] = pid is not None
-    # written by an earlier daemon (the running one has not finished its first pass yet)
-    doc["agent"]["stale"] = pid is not None and doc["agent"].get("pid") != pid
+    if st is None:
+        st = HostStatus(AgentInfo(pid=pid), [])
+    st.agent.running = pid is not None
+    # written by a daemon that is gone (killed; the one systemd started again has not written
+    # yet, or has not even written its pid file): the pid file alone cannot tell
+    writer = st.agent.pid
+    st.agent.stale = writer is not None and (
+        not _alive(writer) or (pid is not None and writer != pid)
+    )
     if args.json:
-        sys.stdout.write(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+        sys.stdout.write(json.dumps(st.to_json(), indent=1, sort_keys=True) + "\n")
         return 0
-    a = doc["agent"]
-    docker_state = (
-        "reachable"
-        if (a.get("docker") or {}).get("reachable")
-        else f"UNREACHABLE: {(a.get('docker') or {}).get('error', '')}"
-    )
+    a = st.agent
+    docker_state = "reachable" if a.docker_reachable else f"UNREACHABLE: {a.docker_error}"
     print(
-        f"agent {'running' if a['running'] else 'NOT RUNNING'} (pid {a.get('pid')}), "
-        f"generation {a.get('generation')}, docker {docker_state}, "
-        f"last reconcile {a.get('last_reconcile')}"
+        f"agent {'running' if a.running else 'NOT RUNNING'} (pid {a.pid}), "
+        f"generation {a.generation}, docker {docker_state}, "
+        f"last reconcile {a.last_reconcile}"
     )
-    for c in doc["containers"]:
-        ports = ",".join(f"{h}->{p}" for p, h in (c.get("ports") or {}).items())
-        err = f"  error: {c['last_error']}" if c.get("last_error") else ""
+    for c in st.containers:
+        ports = ",".join(f"{h}->{p}" for p, h in c.ports.items())
+        err = f"  error: {c.last_error}" if c.last_error else ""
         print(
-            f"  {c['name']:<28} {c['state']:<10} restarts={c['restarts']:<3} "
-            f"exit={c['last_exit_code']} {c['container_id']} {ports}{err}"
+            f"  {c.name:<28} {c.state.value:<10} restarts={c.restarts:<3} "
+            f"exit={c.last_exit_code} {c.container_id} {ports}{err}"
         )
     return 0
 

@@ -11,9 +11,9 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
 
 from drfleet_agent import __version__
+from drfleet_agent.contract import AgentInfo, ContainerStatus, HostStatus, Reason, State
 from drfleet_agent.engine import ActionFailed, DockerDown, Engine
 from drfleet_agent.reconcile import (
     DEFAULT_BACKOFF,
@@ -21,8 +21,8 @@ from drfleet_agent.reconcile import (
     Backoff,
     Conflict,
     Create,
+    Decision,
     Observed,
-    Plan,
     Record,
     Remove,
     Start,
@@ -63,7 +63,7 @@ class Agent:
         self.desired: DesiredState = state.read_desired()
         self.desired_mtime = state.desired_mtime()
         self.records: dict[str, Record] = state.read_records()
-        self.errors: dict[str, str] = {}
+        self.errors: dict[str, tuple[Reason, str]] = {}  # name -> why it is not as wanted
         self.docker_error = ""
         self.swarm_active = False
         self.last_ok: float | None = None
@@ -163,7 +163,7 @@ class Agent:
             return self.clock() if actionable else plan.next_due
         except DockerDown as exc:
             self._mark_down(now, str(exc))
-            self._write_status([], Plan())
+            self._write_status([], Decision())
             return now + 2.0
 
     def _engine(self) -> Engine:
@@ -188,7 +188,7 @@ class Agent:
             self.down_since = now
         self.docker_error = error
 
-    def _act(self, engine: Engine, plan: Plan) -> bool:
+    def _act(self, engine: Engine, plan: Decision) -> bool:
         fleet, run_id = self.desired.fleet, self.desired.run_id
         acted = False
         for action in plan.actions:
@@ -227,13 +227,13 @@ class Agent:
                     engine.start(action.id, name)
                     rec.container_id = action.id
                 elif isinstance(action, Conflict):
-                    self.errors[name] = action.message
+                    self.errors[name] = (Reason.NAME_TAKEN, action.message)
                     continue
                 self.errors.pop(name, None)
                 acted = True
             except ActionFailed as exc:
                 log.error("%s", exc)
-                self.errors[name] = str(exc)
+                self.errors[name] = (Reason.ACTION_FAILED, str(exc))
         wanted = {s.name for s in self.desired.containers}
         for gone in set(self.records) - wanted:
             del self.records[gone]
@@ -242,69 +242,66 @@ class Agent:
         self.state.write_records(self.records)
         return acted
 
-    def _forgive(self, plan: Plan) -> None:
+    def _forgive(self, plan: Decision) -> None:
         if plan.forgive:
             for name in plan.forgive:
                 self.records[name].crashes = 0
             self.state.write_records(self.records)
 
-    def _write_status(self, observed: list[Observed], plan: Plan) -> None:
+    def _write_status(self, observed: list[Observed], plan: Decision) -> None:
         by_name = {o.labels.get("drfleet.name"): o for o in observed if o.ours}
         rows = []
         for s in self.desired.containers:
             o = by_name.get(s.name)
             rec = self.records.get(s.name, Record())
-            row: dict[str, Any] = {
-                "name": s.name,
-                "role": s.role,
-                "image": s.image,
-                "restarts": rec.restarts,
-                "last_exit_code": rec.last_exit_code,
-                "last_error": self.errors.get(s.name, ""),
-                "container_id": "",
-                "started_at": None,
-                "ports": {},
-                "next_restart_at": None,
-                "labels": s.labels,
-            }
+            reason, error = self.errors.get(s.name, (Reason.NONE, ""))
+            row = ContainerStatus(
+                name=s.name,
+                role=s.role,
+                image=s.image,
+                state=State.MISSING,
+                reason=reason,
+                restarts=rec.restarts,
+                last_exit_code=rec.last_exit_code,
+                last_error=error,
+                labels=s.labels,
+            )
             if o is None:
-                row["state"] = (
-                    "conflict"
-                    if s.name in self.errors and "did not create" in self.errors[s.name]
-                    else ("error" if s.name in self.errors else "missing")
-                )
+                if reason is Reason.NAME_TAKEN:
+                    row.state = State.CONFLICT
+                elif reason is not Reason.NONE:
+                    row.state = State.ERROR
             else:
-                row.update(
-                    container_id=o.id[:12],
-                    started_at=iso(o.started_at),
-                    role=o.labels.get(L_ROLE, s.role),
-                )
+                row.container_id = o.id[:12]
+                row.started_at = iso(o.started_at)
+                row.role = o.labels.get(L_ROLE, s.role)
                 if o.status == "running":
-                    row["ports"] = o.ports
+                    row.ports = o.ports
                 if o.status != "running" and o.exit_code is not None:
-                    row["last_exit_code"] = o.exit_code
+                    row.last_exit_code = o.exit_code
                 if o.error:
-                    row["last_error"] = row["last_error"] or o.error
+                    row.last_error = row.last_error or o.error
                 if s.name in plan.waiting:
-                    row["state"] = "waiting"
-                    row["next_restart_at"] = iso(plan.waiting[s.name])
+                    row.state = State.WAITING
+                    row.next_restart_at = iso(plan.waiting[s.name])
                 elif s.name in plan.done:
-                    row["state"] = "completed" if o.exit_code == 0 else "exited"
+                    row.state = State.COMPLETED if o.exit_code == 0 else State.EXITED
                 else:
-                    row["state"] = o.status
+                    row.state = State.of(o.status)
             rows.append(row)
-        doc = {
-            "agent": {
-                "version": __version__,
-                "pid": os.getpid(),
-                "state_dir": str(self.state.path),
-                "fleet": self.desired.fleet,
-                "run_id": self.desired.run_id,
-                "generation": self.desired.generation,
-                "docker": {"reachable": not self.docker_error, "error": self.docker_error},
-                "last_reconcile": iso(self.last_reconcile),
-                "updated_at": iso(self.clock()),
-            },
-            "containers": rows,
-        }
-        self.state.write_status(doc)
+        status = HostStatus(
+            AgentInfo(
+                version=__version__,
+                pid=os.getpid(),
+                state_dir=str(self.state.path),
+                fleet=self.desired.fleet,
+                run_id=self.desired.run_id,
+                generation=self.desired.generation,
+                docker_reachable=not self.docker_error,
+                docker_error=self.docker_error,
+                last_reconcile=iso(self.last_reconcile),
+                updated_at=iso(self.clock()),
+            ),
+            rows,
+        )
+        self.state.write_status(status)

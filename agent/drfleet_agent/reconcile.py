@@ -96,7 +96,7 @@ Action = Create | Start | Remove | Conflict
 
 
 @dataclass
-class Plan:
+class Decision:
     actions: list[Action] = field(default_factory=list)
     waiting: dict[str, float] = field(default_factory=dict)  # name -> when it may restart
     done: set[str] = field(default_factory=set)  # exited and not to be restarted
@@ -114,10 +114,10 @@ def decide(
     now: float,
     backoff: Backoff = DEFAULT_BACKOFF,
     outage: tuple[float, float] | None = None,
-) -> Plan:
+) -> Decision:
     """What to do now. `outage` is (from, to) when dockerd was unreachable: exits within it
     are restarted at once and not counted as crashes."""
-    plan = Plan()
+    plan = Decision()
     wanted = {s.name: s for s in desired.containers}
     mine = [o for o in observed if o.ours and o.labels.get(L_FLEET) == desired.fleet]
     by_name: dict[str, list[Observed]] = {}
@@ -158,7 +158,7 @@ def decide(
 
 
 def _existing(
-    plan: Plan,
+    plan: Decision,
     spec: ContainerSpec,
     o: Observed,
     rec: Record,

@@ -13,9 +13,10 @@ import os
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from drfleet_agent import spec
+from drfleet_agent.contract import HostStatus
 from drfleet_agent.reconcile import Record
 
 DEFAULT_DIR = Path("/var/lib/drfleet")
@@ -84,14 +85,14 @@ class StateDir:
         atomic_write(self.records, json.dumps(doc, indent=1) + "\n")
 
     # status ------------------------------------------------------------------------------
-    def write_status(self, doc: dict[str, Any]) -> None:
+    def write_status(self, status: HostStatus) -> None:
         self.ensure()
-        atomic_write(self.status, json.dumps(doc, indent=1, sort_keys=True) + "\n", 0o644)
+        text = json.dumps(status.to_json(), indent=1, sort_keys=True) + "\n"
+        atomic_write(self.status, text, 0o644)
 
-    def read_status(self) -> dict[str, Any] | None:
+    def read_status(self) -> HostStatus | None:
         try:
-            data: dict[str, Any] = json.loads(self.status.read_text())
-            return data
+            return HostStatus.parse(json.loads(self.status.read_text()))
         except (FileNotFoundError, ValueError):
             return None
 

@@ -22,9 +22,10 @@ where the template leaves the variable out: it is what a missing key means to dr
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from drfleet.errors import did_you_mean, paren
 
 HONOURED = "honoured"
 DIFFERS = "differs"
@@ -259,9 +260,8 @@ def warnings(values: Mapping[str, str], where: Mapping[str, str]) -> list[str]:
         shown = "<hidden>" if any(s in key for s in SECRET_LIKE) else value
         s = TABLE.get(key)
         if s is None:
-            hint = difflib.get_close_matches(key, list(TABLE), 1)
-            extra = f" (did you mean {hint[0]}?)" if hint else ""
-            out.append(f"{prefix}{key} is not a DRfC setting and is ignored{extra}")
+            hint = paren(did_you_mean(key, TABLE, quote=False))
+            out.append(f"{prefix}{key} is not a DRfC setting and is ignored{hint}")
         elif s.status == UNSUPPORTED:
             if s.default is None and value == "":
                 continue

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drfleet.hostfacts import Facts
 from drfleet.inventory import Host
 from drfleet.playbook import templating
 from drfleet.playbook.modules.files import read_local
@@ -26,7 +27,7 @@ class HostContext:
         return {
             **self.vars,
             **self.extra,
-            "facts": self.facts,
+            "facts": Facts(self.facts),
             "host": {
                 "name": self.host.name,
                 "address": self.host.address,

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from drfleet import localdocker
 from drfleet.errors import DrfleetError
 from drfleet.playbook.model import TaskResult
 from drfleet.playbook.modules.docker import (
@@ -40,12 +40,15 @@ def docker_image(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskRe
     wanted = {st.host.name: (st, _images(args)) for st, args in chosen}
     controller_ids: dict[str, str | None] = {}
     if source == "controller":
-        controller_ids = _controller_ids({i for _st, imgs in wanted.values() for i in imgs})
+        controller_ids = localdocker.image_ids({i for _st, imgs in wanted.values() for i in imgs})
 
     def one(name: str) -> TaskResult:
         st, images = wanted[name]
         started = time.monotonic()
-        have = st.facts.get("images") or {}
+        unread = st.typed.error("images")
+        if unread:
+            return TaskResult(task.name, "failed", f"{name}: {unread}")
+        have = st.typed.images
         todo: list[tuple[str, Any]] = []
         for image in images:
             if source == "controller":
@@ -79,11 +82,11 @@ def docker_image(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskRe
             return TaskResult(task.name, "changed", f"would copy {what} from {source}")
         try:
             for image, ref in todo:
-                runner._say(st, f"image {image} from {source}")
+                runner.progress(st, f"image {image} from {source}")
                 if source == "controller":
                     st.run(
                         cmd("docker", "load", "-q"),
-                        stdin=_controller_save(image),
+                        stdin=localdocker.save(image),
                         timeout=3600,
                         become=st.become,
                     )
@@ -122,35 +125,9 @@ def docker_image(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskRe
     return results
 
 
-def _controller_ids(images: set[str]) -> dict[str, str | None]:
-    import docker
-    import docker.errors
-
-    try:
-        client = docker.from_env()
-    except docker.errors.DockerException as exc:
-        raise DrfleetError(
-            f"--images-from controller needs docker on this machine: {exc}"
-        ) from None
-    out: dict[str, str | None] = {}
-    for image in images:
-        try:
-            out[image] = client.images.get(image).id
-        except docker.errors.ImageNotFound:
-            out[image] = None
-    return out
-
-
-def _controller_save(image: str) -> Iterator[bytes]:
-    import docker
-
-    client = docker.from_env(timeout=3600)
-    yield from client.api.get_image(image, chunk_size=1 << 20)
-
-
 def _peer_with(runner: Runner, chosen: Chosen, image: str) -> HostState | None:
     for st, _ in chosen:
-        if image in (st.facts.get("images") or {}):
+        if image in st.typed.images:
             return st
     return None
 
@@ -183,8 +160,8 @@ def swarm(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskResult]:
     members = {st.host.name: st for st, _ in chosen}
     members[trainer_name] = trainer
     for st in members.values():
-        runner._ensure(st, _swarm_needs())
-    if runner.options.check and any(not st.facts["docker"]["running"] for st in members.values()):
+        runner.ensure_facts(st, _swarm_needs())
+    if runner.options.check and any(not st.typed.docker.running for st in members.values()):
         # docker comes with this very run: say what would happen once it runs
         out = {}
         for name in members:
@@ -196,7 +173,7 @@ def swarm(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskResult]:
             out[name] = TaskResult(task.name, "changed", f"would {what} (once docker runs)")
         return out
     plan = plan_swarm(
-        trainer_name, {n: st.facts for n, st in members.items()}, args["network"], args["subnet"]
+        trainer_name, {n: st.typed for n, st in members.items()}, args["network"], args["subnet"]
     )
     results: dict[str, TaskResult] = {}
     changed: dict[str, list[str]] = {n: [] for n in members}
@@ -214,7 +191,7 @@ def swarm(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskResult]:
             )
             for n in members
         }
-    addr = advertise_address(trainer.host, trainer.facts)
+    addr = advertise_address(trainer.host, trainer.typed)
     check = runner.options.check
     try:
         if plan.init:
@@ -236,7 +213,7 @@ def swarm(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskResult]:
 
         def join(host: Any) -> None:
             st = members[host.name]
-            mine = advertise_address(st.host, st.facts)
+            mine = advertise_address(st.host, st.typed)
             changed[host.name].append(f"join the swarm of {trainer_name} ({addr}:2377)")
             if not check:
                 st.run(
@@ -295,7 +272,7 @@ def _wanted_labels(
 ) -> dict[str, dict[str, str]]:
     wanted: dict[str, dict[str, str]] = {}
     for st in members.values():
-        node = st.facts["docker"]["swarm"].get("node_id")
+        node = st.typed.docker.swarm.node_id
         if not node:
             continue
         labels = dict(args.get("labels") or {})
@@ -309,7 +286,7 @@ def _wanted_labels(
 
 def _labels_wanted(trainer: HostState, members: dict[str, HostState], args: dict[str, Any]) -> bool:
     """Whether any node lacks a label, judged from the facts already at hand."""
-    return bool(node_label_changes(trainer.facts.get("nodes") or [], _wanted_labels(members, args)))
+    return bool(node_label_changes(trainer.typed.nodes, _wanted_labels(members, args)))
 
 
 def _labels(
@@ -324,11 +301,11 @@ def _labels(
 
     for st in members.values():
         st.dirty |= {"docker", "nodes", "networks"}
-        runner._ensure(st, Needs({"docker"}))
-    runner._ensure(trainer, Needs({"nodes"}))
+        runner.ensure_facts(st, Needs({"docker"}))
+    runner.ensure_facts(trainer, Needs({"nodes"}))
     wanted = _wanted_labels(members, args)
-    by_node = {st.facts["docker"]["swarm"].get("node_id"): n for n, st in members.items()}
-    for node, labels in node_label_changes(trainer.facts.get("nodes") or [], wanted).items():
+    by_node = {st.typed.docker.swarm.node_id: n for n, st in members.items()}
+    for node, labels in node_label_changes(trainer.typed.nodes, wanted).items():
         argv = ["docker", "node", "update"]
         for k, v in sorted(labels.items()):
             argv += ["--label-add", f"{k}={v}"]

@@ -3,12 +3,11 @@ structure, each task's one module and its arguments, `when:` expressions, handle
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any
 
 from drfleet import yamlsrc
-from drfleet.errors import ConfigError
+from drfleet.errors import ConfigError, did_you_mean, lead_in
 from drfleet.playbook import templating
 from drfleet.playbook.model import Play, Playbook, Task
 from drfleet.playbook.modules import FLEET_SPECS, MODULES
@@ -16,7 +15,7 @@ from drfleet.playbook.modules.base import validate
 from drfleet.yamlsrc import Located
 
 PLAY_KEYS = ("name", "hosts", "vars", "tasks", "handlers", "become")
-TASK_KEYS = ("name", "when", "notify", "become", "tags", "ignore_errors", "include_tasks")
+TASK_KEYS = ("name", "when", "notify", "become", "ignore_errors", "include_tasks")
 ALL_MODULES = sorted([*MODULES, *FLEET_SPECS])
 
 
@@ -93,12 +92,12 @@ def _task(node: Located, file: Path, stack: tuple[Path, ...], become: Any) -> li
         when = str(when)
         templating.check_expression(when, f"{file}:{node.line_of('when')}")
     if "include_tasks" in node:
-        extra = [k for k in node if k not in ("include_tasks", "when", "name", "tags")]
+        extra = [k for k in node if k not in ("include_tasks", "when", "name")]
         if extra:
             raise _err(
                 file,
                 node.line_of(extra[0]),
-                f"include_tasks takes only when, name and tags, not {extra[0]!r}",
+                f"include_tasks takes only when and name, not {extra[0]!r}",
             )
         target = (file.parent / str(node["include_tasks"])).resolve()
         if target in stack or target == file.resolve():
@@ -146,8 +145,6 @@ def _task(node: Located, file: Path, stack: tuple[Path, ...], become: Any) -> li
         raise ConfigError(f"task {name!r}: {exc}", where=f"{file}:{node.line_of(module)}") from None
     notify = node.get("notify") or []
     notify = [notify] if isinstance(notify, str) else list(notify)
-    tags = node.get("tags") or []
-    tags = [tags] if isinstance(tags, str) else list(tags)
     task_become = node.get("become", become)
     if task_become is not None and not isinstance(task_become, bool):
         raise _err(file, node.line_of("become"), "become: must be true or false")
@@ -160,7 +157,6 @@ def _task(node: Located, file: Path, stack: tuple[Path, ...], become: Any) -> li
             when=when,
             notify=tuple(str(n) for n in notify),
             become=task_become,
-            tags=tuple(str(t) for t in tags),
             ignore_errors=bool(node.get("ignore_errors", False)),
         )
     ]
@@ -176,12 +172,10 @@ def _and_when(task: Task, when: str) -> Task:
         combined,
         task.notify,
         task.become,
-        task.tags,
         task.ignore_errors,
     )
 
 
 def _hint(key: str, known: Any, lead: str) -> str:
     known = sorted(known)
-    close = difflib.get_close_matches(key, known, 1)
-    return (f"did you mean {close[0]!r}? " if close else "") + f"{lead}: {', '.join(known)}"
+    return lead_in(did_you_mean(key, known)) + f"{lead}: {', '.join(known)}"

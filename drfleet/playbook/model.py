@@ -71,7 +71,6 @@ class Task:
     when: str | None = None
     notify: tuple[str, ...] = ()
     become: bool | None = None
-    tags: tuple[str, ...] = ()
     ignore_errors: bool = False
 
 

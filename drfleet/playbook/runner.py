@@ -13,7 +13,6 @@ change, so a failure (or a killed controller) cannot lose them: the next run per
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +21,9 @@ from typing import Any
 
 from drfleet import facts as facts_mod
 from drfleet.errors import DrfleetError
+from drfleet.hostfacts import Facts
 from drfleet.inventory import Host, Inventory
+from drfleet.names import LIB_DIR, PENDING_HANDLERS, STATE_DIR, TASKSET_SHIM, XAUTHORITY
 from drfleet.playbook.context import HostContext
 from drfleet.playbook.model import (
     Change,
@@ -41,7 +42,14 @@ from drfleet.remote import Options, Session, Unreachable, fan_out, session
 from drfleet.shell import Command, Raw, cmd, join
 from drfleet.ui import Board
 
-PENDING = "/var/lib/drfleet/pending-handlers"
+# the names drfleet gives paths on a host, as playbooks see them ({{ drfleet.state_dir }})
+PATHS = {
+    "state_dir": STATE_DIR,
+    "lib_dir": LIB_DIR,
+    "taskset": TASKSET_SHIM,
+    "xauthority": XAUTHORITY,
+}
+PENDING = PENDING_HANDLERS
 
 
 @dataclass
@@ -63,7 +71,11 @@ class HostState:
     pending: list[str] = field(default_factory=list)
     stopped: bool = False  # failed or unreachable: no more tasks
     become: bool | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def typed(self) -> Facts:
+        """The facts gathered so far, read through their types."""
+        return Facts(self.facts)
 
     def run(self, command: Command, **kw: Any) -> Any:
         assert self.session is not None
@@ -111,8 +123,8 @@ class Runner:
         return {name: st.report for name, st in self.states.items()}
 
     def simulate(self, facts: dict[str, dict[str, Any]]) -> dict[str, HostReport]:
-        """Check mode without any host: plans every task from the facts given. For tests of
-        the pure planning (GPU, OpenGL, OS branches) and for `provision --check` offline."""
+        """Check mode without any host: plans every task from the facts given (the pure
+        planning of the GPU, OpenGL and OS branches, tested without hosts)."""
         assert self.options.check, "simulate() only plans"
         for name, f in facts.items():
             st = self.states[name]
@@ -141,7 +153,8 @@ class Runner:
         )
         self.board.done(st.host.name, text, ok=not r.failed)  # type: ignore[union-attr]
 
-    def _say(self, st: HostState, text: str) -> None:
+    def progress(self, st: HostState, text: str) -> None:
+        """A line of live progress for the host (the board), with its task counts."""
         if self.board:
             r = st.report
             counts = f"ok={r.count('ok')} changed={r.count('changed')}" if r.tasks else ""
@@ -188,14 +201,14 @@ class Runner:
     def _connect(self, host: Host) -> None:
         st = self.states[host.name]
         st.become = True if any(p.become for p in self.playbook.plays) else None
-        self._say(st, "connecting")
+        self.progress(st, "connecting")
         st.session = session(host, self.options.remote)
         needs = Needs({"pending", "users"})  # cheap, and often asked for through templates
         for play in self.playbook.plays:
             for task in (*play.tasks, *play.handlers):
                 needs = needs | self._static_needs(st, play, task)
         try:
-            self._say(st, "gathering facts")
+            self.progress(st, "gathering facts")
             st.facts = facts_mod.gather(st.session, needs.params(), become=st.become)
             st.asked = needs | Needs({"docker"})  # the base probe always reports docker
             st.pending = list(st.facts.get("pending") or [])
@@ -215,10 +228,10 @@ class Runner:
                 task.module, MODULES[task.module].spec, self._render_args(ctx, task), rendered=True
             )
             return MODULES[task.module].needs(args)
-        except Exception:  # depends on facts: asked for lazily, when the task runs
-            return Needs()
+        except (DrfleetError, ValueError, KeyError, TypeError):
+            return Needs()  # depends on facts: asked for lazily, when the task runs
 
-    def _ensure(self, st: HostState, needs: Needs) -> None:
+    def ensure_facts(self, st: HostState, needs: Needs) -> None:
         """Probes again only for what this task needs and is stale or was never asked."""
         if st.session is None:  # simulate(): the facts given are all there is
             return
@@ -267,7 +280,7 @@ class Runner:
             self.base_dir,
             self.options.check,
             task.source,
-            {"fleet": self.fleet},
+            {"fleet": self.fleet, "drfleet": PATHS},
         )
 
     def _render_args(self, ctx: HostContext, task: Task) -> dict[str, Any]:
@@ -281,7 +294,7 @@ class Runner:
         for i, task in enumerate(tasks, 1):
             if st.stopped:
                 return
-            self._say(st, f"[{i}/{len(tasks)}] {task.name}")
+            self.progress(st, f"[{i}/{len(tasks)}] {task.name}")
             result = self._task(st, play, task)
             st.report.tasks.append(result)
             if result.status == "failed" and not task.ignore_errors:
@@ -295,9 +308,9 @@ class Runner:
                 return TaskResult(task.name, "skipped", f"when: {task.when}")
             module = MODULES[task.module]
             args = validate(task.module, module.spec, self._render_args(ctx, task), rendered=True)
-            self._ensure(st, module.needs(args))
+            self.ensure_facts(st, module.needs(args))
             ctx.facts = st.facts
-            change = module.plan(args, st.facts, ctx)
+            change = module.plan(args, st.typed, ctx)
         except (ModuleFailure, ValueError) as exc:
             return TaskResult(
                 task.name,
@@ -373,7 +386,7 @@ class Runner:
         body = "".join(f"{n}\n" for n in names)
         return join(
             [
-                cmd("mkdir", "-p", "-m", "0700", "/var/lib/drfleet"),
+                cmd("mkdir", "-p", "-m", "0700", STATE_DIR),
                 Command((Raw("printf '%s'"), body, Raw(">"), PENDING)),
             ]
         )
@@ -383,7 +396,7 @@ class Runner:
             return
         mine = [h for h in play.handlers if h.name in st.pending]
         for handler in mine:
-            self._say(st, f"handler: {handler.name}")
+            self.progress(st, f"handler: {handler.name}")
             result = self._task(st, play, handler, handler=True)
             result.name = f"handler: {handler.name}"
             st.report.tasks.append(result)
@@ -404,7 +417,7 @@ class Runner:
 
         chosen: list[tuple[HostState, dict[str, Any]]] = []
         for st in members:
-            self._say(st, f"waiting for the fleet: {task.name}")
+            self.progress(st, f"waiting for the fleet: {task.name}")
             ctx = self._ctx(st, play, task, None)
             try:
                 if task.when and not ctx.evaluate(task.when):

@@ -93,6 +93,33 @@ def test_five_workers_on_three_hosts_train_as_planned(fleet: tuple[TestBed, Path
         assert "custom_files/hyperparameters.json" in changed.stderr
         assert "invoke stop" in changed.stderr
         assert container_ids(bed) == ids
+        # generations count in the run record (1, 2, 3 for three trains), never a clock; a
+        # host holding a newer assignment of this run (another controller's) wins: train is
+        # refused before any host is told, and the agent itself refuses an older one
+        record = json.loads((env_dir / ".drfleet" / "run.json").read_text())
+        assert record["generation"] == again.json["generation"] + 1  # `text` was the third
+        assert again.json["generation"] == run.json["generation"] + 1
+        trainer = plan.json["trainer"]["host"]
+        newer = record["generation"] + 1000
+        bump = (
+            'python3 -c \'import json; d = json.load(open("/var/lib/drfleet/desired.json")); '
+            f'd["generation"] = {newer}; print(json.dumps(d))\' | python3 '
+            "/usr/local/lib/drfleet/drfleet-agent.pyz apply --state-dir /var/lib/drfleet"
+        )
+        bed.exec(trainer, bump)
+        refused = invoke("train", "--inventory", inv, "--env-dir", str(env_dir))
+        assert refused.code == 2, refused.stdout + refused.stderr
+        assert f"{trainer} holds generation {newer}" in refused.stderr
+        assert "Nothing was changed" in refused.stderr
+        assert container_ids(bed) == ids
+        older = bed.exec(
+            trainer,
+            'python3 -c \'import json; d = json.load(open("/var/lib/drfleet/desired.json")); '
+            'd["generation"] = 1; print(json.dumps(d))\' | python3 '
+            "/usr/local/lib/drfleet/drfleet-agent.pyz apply --state-dir /var/lib/drfleet "
+            "2>&1; echo exit=$?",
+        )
+        assert "refused: generation 1 is older than the current" in older and "exit=2" in older
     finally:
         stop = invoke("stop", "--inventory", inv)
     assert stop.code == 0, stop.stderr

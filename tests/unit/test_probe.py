@@ -6,6 +6,7 @@ from pathlib import Path
 
 from drfleet import probe
 from drfleet.facts import PROBE_SOURCE, probe_command
+from drfleet.hostfacts import Facts
 
 
 def test_os_release() -> None:
@@ -54,3 +55,49 @@ def test_probe_without_python3_says_so(tmp_path: Path) -> None:
         env={"PATH": str(tmp_path)},
     ).stdout
     assert json.loads(out) == {"probe": 0, "error": "python3 not found"}
+
+
+def test_a_section_that_cannot_be_read_keeps_its_error_apart(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The data stays the empty value of its type; the error goes to "errors" (a reader
+    iterating the nodes never meets an error text instead)."""
+    from drfleet.playbook.modules.docker import plan_swarm
+
+    def broken() -> None:
+        raise OSError("docker.sock: connection reset")
+
+    swarm = {"state": "active", "is_manager": True, "node_id": "n1", "cluster_id": "c1"}
+    monkeypatch.setattr(probe, "docker", lambda: {"running": True, "swarm": swarm})
+    monkeypatch.setattr(probe, "nodes", broken)
+    monkeypatch.setattr(probe, "networks", lambda: {})
+    out = probe.gather({"only": ["nodes", "networks"]})
+    assert out["nodes"] == [] and out["networks"] == {}
+    assert out["errors"] == {"nodes": "nodes: docker.sock: connection reset"}
+    assert Facts(out).error("nodes") and not Facts(out).error("networks")
+    assert Facts(out).nodes == []
+    facts = Facts({**out, "docker": {"running": True, "swarm": swarm}})
+    plan = plan_swarm("t", {"t": facts}, "sagemaker-local", None)
+    assert "nodes: docker.sock: connection reset" in plan.errors["t"]
+
+
+def test_each_fact_type_reads_a_recorded_host() -> None:
+    """The typed view over what the probe's parsers make of a recorded host."""
+    from tests.unit.hosts import recorded
+
+    deb = Facts(recorded("debian-12-docker"))
+    assert (deb.os.id, deb.os.version, deb.os.codename) == ("debian", "12", "bookworm")
+    assert deb.docker.installed and deb.docker.running and deb.docker.version
+    assert deb.docker.swarm.state == "inactive" and not deb.docker.swarm.is_manager
+    assert deb.vcpus >= 1 and deb.memory_mb > 0 and deb.arch == "x86_64"
+    assert any(a.dev == "eth0" for a in deb.net.addresses)
+    assert "0.0.0.0/0" not in deb.net.routes and deb.net.default_source
+    assert deb.packages.get("ca-certificates")
+    ubu = Facts(recorded("ubuntu-22.04", nvidia_smi="0, Tesla T4, 15360, 560.35.03\n"))
+    assert (ubu.os.id, ubu.os.version, ubu.os.codename) == ("ubuntu", "22.04", "jammy")
+    assert ubu.vcpus == 16 and ubu.memory_mb == 32329340 // 1024
+    assert not ubu.docker.installed and not ubu.docker.running
+    assert [(g.name, g.memory_mb, g.driver) for g in ubu.gpus] == [("Tesla T4", 15360, "560.35.03")]
+    assert ubu.net.default_source == "172.31.20.15"
+    assert ubu.account("ubuntu").exists and not ubu.account("nobody-here").exists
+    assert not ubu.file("/etc/docker/daemon.json").exists  # not asked: reads as absent
+    assert ubu.unit("docker.service").load == "not-found"
+    assert ubu.images == {} and ubu.networks == {} and ubu.nodes == [] and ubu.error("nodes") == ""

@@ -11,6 +11,7 @@ from drfleet import inventory
 from drfleet.playbook import loader
 from drfleet.playbook.model import TaskResult
 from drfleet.playbook.runner import Runner, RunOptions
+from tests.unit.hosts import recorded
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = {
@@ -20,31 +21,10 @@ IMAGES = {
 }
 
 
-def facts(**kw: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "os": {
-            "id": "ubuntu",
-            "version": "22.04",
-            "codename": "jammy",
-            "pretty": "Ubuntu 22.04.4 LTS",
-        },
-        "arch": "x86_64",
-        "python": "3.10.12",
-        "login_user": "ubuntu",
-        "user": "root",
-        "gpus": [],
-        "gpu_error": None,
-        "nvidia_pci": 0,
-        "apt_updated_at": 0,
-        "docker": {
-            "installed": False,
-            "running": False,
-            "swarm": {"state": "inactive", "is_manager": False, "node_id": "", "cluster_id": ""},
-        },
-        "users": {"ubuntu": {"exists": True, "groups": ["ubuntu"]}},
-    }
-    base.update(kw)
-    return base
+def facts(nvidia_smi: str | None = None, **kw: Any) -> dict[str, Any]:
+    """A fresh Ubuntu 22.04 c5.4xlarge (docker not installed yet), made by the probe's parsers
+    from what its tools print (tests/unit/data/hosts/)."""
+    return recorded("ubuntu-22.04", nvidia_smi=nvidia_smi, **kw)
 
 
 def plan(tmp_path: Path, host_facts: dict[str, Any], **host: Any) -> dict[str, TaskResult]:
@@ -64,11 +44,11 @@ def plan(tmp_path: Path, host_facts: dict[str, Any], **host: Any) -> dict[str, T
     return {t.name: t for t in report.tasks}
 
 
-GPU_560 = [{"index": "0", "name": "Tesla T4", "memory_mb": 15360, "driver": "560.35.03"}]
+T4_560 = "0, Tesla T4, 15360, 560.35.03\n"  # nvidia-smi --query-gpu=... --format=csv,...
 
 
 def test_gpu_host_with_driver_560(tmp_path: Path) -> None:
-    tasks = plan(tmp_path, facts(gpus=GPU_560, nvidia_pci=1))
+    tasks = plan(tmp_path, facts(nvidia_smi=T4_560))
     assert tasks["NVIDIA driver new enough"].status == "ok"
     toolkit = tasks["NVIDIA container toolkit"]
     assert toolkit.status == "changed"
@@ -94,14 +74,13 @@ def test_gpu_merge_keeps_what_daemon_json_has(tmp_path: Path) -> None:
             "content": '{"log-driver": "journald", "runtimes": {"other": {"path": "o"}}}',
         }
     }
-    tasks = plan(tmp_path, facts(gpus=GPU_560, nvidia_pci=1, files=existing))
+    tasks = plan(tmp_path, facts(nvidia_smi=T4_560, files=existing))
     diff = tasks["Docker uses the NVIDIA runtime by default"].diff
     assert '"log-driver": "journald"' in diff and '"other"' in diff
 
 
 def test_gpu_driver_535_is_refused_clearly(tmp_path: Path) -> None:
-    old = [{**GPU_560[0], "driver": "535.183.01"}]
-    tasks = plan(tmp_path, facts(gpus=old, nvidia_pci=1))
+    tasks = plan(tmp_path, facts(nvidia_smi=T4_560.replace("560.35.03", "535.183.01")))
     check = tasks["NVIDIA driver new enough"]
     assert check.status == "failed"
     assert "535.183.01 is too old" in check.msg and "560 or later" in check.msg

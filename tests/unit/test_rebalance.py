@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from drfleet import runstate
+from drfleet.agent_client import HostStatus
 from drfleet.errors import ConfigError, DrfleetError
-from drfleet.launch import run_summary
+from drfleet.observe import HostReport, run_summary
 from drfleet.plan import Capacity, Plan, from_json, lost, place, rebalance
 
 CAPS = [
@@ -96,14 +97,14 @@ def test_run_record_round_trips_and_status_names_lost_slots(tmp_path: Path) -> N
     assert back is not None and back.as_json() == state.as_json()
     assert from_json(p.as_json()) == p
     hosts = {
-        "t": {
-            "reachable": True,
-            "containers": [{"name": "drfleet-robomaker-3", "state": "running"}],
-        },
-        "a": {"reachable": False, "error": "unreachable"},
-        "b": {"reachable": True, "containers": []},
-        "c": {"reachable": True, "containers": []},
+        name: HostReport(name, True, HostStatus.parse(doc))
+        for name, doc in {
+            "t": {"containers": [{"name": "drfleet-robomaker-3", "state": "running"}]},
+            "b": {"containers": []},
+            "c": {"containers": []},
+        }.items()
     }
+    hosts["a"] = HostReport("a", False, None, "unreachable")
     summary = run_summary(back, hosts)
     slot_a = next(w.slot for w in p.workers if w.host == "a")
     assert summary["lost"] == {"a": [slot_a]}

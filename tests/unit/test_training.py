@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from drfleet import runstate, training
 from drfleet.drfc import checks, config, params
 from drfleet.errors import ConfigError
-from drfleet.plan import Capacity, place, suggest
+from drfleet.plan import Capacity, place, rebalance, suggest
 from drfleet.specs import build, masked
 
 SYSTEM = """\
@@ -359,3 +361,36 @@ def test_init_writes_defaults_and_never_overwrites(tmp_path: Path) -> None:
     cfg = config.load(tmp_path)  # the defaults load and pass the checks
     checks.check(cfg)
     assert cfg.get("DR_DISPLAY_NAME") == "FastCar"
+
+
+def test_converge_decision_from_a_rebalanced_run_state(tmp_path: Path) -> None:
+    """run state -> each host's desired state (pure): after a host is lost and its slots move,
+    every slot is desired exactly once, on its new host, with its world and params file kept;
+    the lost host is given nothing; every state carries the run record's generation."""
+    c = caps(("t", 16, True), ("a", 8, False), ("b", 12, False))
+    cfg_dir = drfc(tmp_path)
+    by_host = {x.host: x for x in c}
+    before = training.prepare(cfg_dir, by_host)
+    lost_host = next(w.host for w in before.plan.workers if w.host != "t")
+    after, moved = rebalance(before.plan, c, {lost_host})
+    state = runstate.RunState("0", "bucket", "p", 7, after)
+    survivors = {h: cap for h, cap in by_host.items() if h != lost_host}
+    p = training.prepare_from(cfg_dir, survivors, state.plan, {lost_host}, inventory_stub())
+    docs = training.desired(p, {"access_key": "AK", "secret_key": "SK"}, state.generation)
+    assert lost_host not in docs and moved
+    assert {d["generation"] for d in docs.values()} == {7}
+    where = {
+        int(s["env"]["DOCKER_REPLICA_SLOT"]): (h, s["env"]["WORLD_NAME"], s["env"]["S3_YAML_NAME"])
+        for h, d in docs.items()
+        for s in d["containers"]
+        if s["role"] == "robomaker"
+    }
+    assert where == {w.slot: (w.host, w.world, w.config_file) for w in after.workers}
+    old = {w.slot: (w.world, w.config_file) for w in before.plan.workers}
+    assert {s: (v[1], v[2]) for s, v in where.items()} == old
+
+
+def inventory_stub() -> Any:
+    from drfleet import inventory
+
+    return inventory.Inventory(path="inventory.yml", hosts={}, groups={})

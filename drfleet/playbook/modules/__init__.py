@@ -5,7 +5,6 @@ from __future__ import annotations
 from drfleet.playbook.modules.agent import Agent
 from drfleet.playbook.modules.apt import Apt
 from drfleet.playbook.modules.base import Arg, Module
-from drfleet.playbook.modules.docker import DockerNetwork
 from drfleet.playbook.modules.files import Copy, File, JsonMerge, Template
 from drfleet.playbook.modules.system import Assert, CommandModule, GroupMember, Service
 
@@ -21,7 +20,6 @@ MODULES: dict[str, Module] = {
         GroupMember(),
         CommandModule(),
         Assert(),
-        DockerNetwork(),
         Agent(),
     )
 }

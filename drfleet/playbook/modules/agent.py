@@ -7,16 +7,17 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from drfleet import agent_bundle
+from drfleet.names import AGENT_PYZ as PYZ
+from drfleet.names import AGENT_UNIT as UNIT
+from drfleet.names import STATE_DIR
 from drfleet.playbook.model import Change, ModuleFailure, Needs, Step
 from drfleet.playbook.modules.base import Arg, Module
 from drfleet.playbook.modules.files import atomic_write
 from drfleet.shell import cmd
 
 if TYPE_CHECKING:
+    from drfleet.hostfacts import Facts
     from drfleet.playbook.context import HostContext
-
-PYZ = "/usr/local/lib/drfleet/drfleet-agent.pyz"
-UNIT = "/etc/systemd/system/drfleet-agent.service"
 
 
 @cache
@@ -27,13 +28,13 @@ def bundle() -> bytes:
 def unit_text(python: str, state_dir: str) -> str:
     text = agent_bundle.UNIT.read_text()
     return text.replace("/usr/bin/python3 ", f"{python} ").replace(
-        "--state-dir /var/lib/drfleet", f"--state-dir {state_dir}"
+        f"--state-dir {STATE_DIR}", f"--state-dir {state_dir}"
     )
 
 
 class Agent(Module):
     name = "agent"
-    spec = {"python": Arg(default="/usr/bin/python3"), "state_dir": Arg(default="/var/lib/drfleet")}
+    spec = {"python": Arg(default="/usr/bin/python3"), "state_dir": Arg(default=STATE_DIR)}
     touches = frozenset({"files", "units"})
 
     def needs(self, args: dict[str, Any]) -> Needs:
@@ -41,32 +42,32 @@ class Agent(Module):
             {"files", "units"}, files={PYZ, UNIT}, contents={UNIT}, units={"drfleet-agent.service"}
         )
 
-    def plan(self, args: dict[str, Any], facts: dict[str, Any], ctx: HostContext) -> Change | None:
-        major_minor = tuple(int(x) for x in str(facts.get("python", "0.0")).split(".")[:2])
+    def plan(self, args: dict[str, Any], facts: Facts, ctx: HostContext) -> Change | None:
+        major_minor = tuple(int(x) for x in facts.python.split(".")[:2])
         if major_minor < (3, 10):
             raise ModuleFailure(
-                f"the agent needs python3 3.10 or later; the host has {facts.get('python')}"
+                f"the agent needs python3 3.10 or later; the host has {facts.python}"
             )
         steps: list[Step] = []
         what: list[str] = []
         data = bundle()
-        if facts["files"].get(PYZ, {}).get("sha256") != hashlib.sha256(data).hexdigest():
+        if facts.file(PYZ).sha256 != hashlib.sha256(data).hexdigest():
             steps.append(atomic_write(PYZ, "0755", "root", "root", data))
             what.append("install agent bundle")
         unit = unit_text(args["python"], args["state_dir"]).encode()
-        if facts["files"].get(UNIT, {}).get("sha256") != hashlib.sha256(unit).hexdigest():
+        if facts.file(UNIT).sha256 != hashlib.sha256(unit).hexdigest():
             steps.append(atomic_write(UNIT, "0644", "root", "root", unit))
             what.append("install unit")
-        state = facts["units"].get("drfleet-agent.service", {})
+        state = facts.unit("drfleet-agent.service")
         if steps:
             steps.append(Step(cmd("systemctl", "daemon-reload")))
-        if state.get("enabled") != "enabled":
+        if state.enabled != "enabled":
             steps.append(Step(cmd("systemctl", "enable", "drfleet-agent.service")))
             what.append("enable")
-        if what and (what[0].startswith("install") and state.get("active") == "active"):
+        if what and (what[0].startswith("install") and state.active == "active"):
             steps.append(Step(cmd("systemctl", "restart", "drfleet-agent.service")))
             what.append("restart (its files changed)")
-        elif state.get("active") != "active":
+        elif state.active != "active":
             steps.append(Step(cmd("systemctl", "start", "drfleet-agent.service")))
             what.append("start")
         return Change(steps, "agent: " + ", ".join(what)) if what else None

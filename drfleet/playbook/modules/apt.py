@@ -15,6 +15,7 @@ from drfleet.playbook.modules.files import atomic_write
 from drfleet.shell import Command, Raw, cmd, join
 
 if TYPE_CHECKING:
+    from drfleet.hostfacts import Facts
     from drfleet.playbook.context import HostContext
 
 _PKG = re.compile(r"^[a-z0-9][a-z0-9+.-]*(=[A-Za-z0-9.+:~-]+)?$")
@@ -80,14 +81,14 @@ class Apt(Module):
             n = n | Needs({"files"}, files={args["key_file"]})
         return n
 
-    def plan(self, args: dict[str, Any], facts: dict[str, Any], ctx: HostContext) -> Change | None:
+    def plan(self, args: dict[str, Any], facts: Facts, ctx: HostContext) -> Change | None:
         steps: list[Step] = []
         what: list[str] = []
         repo_changed = False
         if args["repo"]:
             if not args["repo_file"]:
                 raise ModuleFailure("repo needs repo_file (its name in sources.list.d)")
-            key_present = facts["files"].get(args["key_file"], {}).get("exists")
+            key_present = bool(args["key_file"]) and facts.file(args["key_file"]).exists
             if args["key_url"] and args["key_file"] and not key_present:
                 tmp = args["key_file"] + ".drfleet-new"
                 steps.append(
@@ -111,12 +112,12 @@ class Apt(Module):
                 what.append(f"signing key {args['key_file']}")
             path = f"/etc/apt/sources.list.d/{args['repo_file']}"
             line = args["repo"].strip() + "\n"
-            if facts["files"].get(path, {}).get("content") != line:
+            if facts.file(path).content != line:
                 steps.append(atomic_write(path, "0644", "root", "root", line.encode()))
                 what.append(f"repository {path}")
                 repo_changed = True
         names = packages(args["name"])
-        installed: dict[str, str] = facts["packages"]
+        installed = facts.packages
         state = args["state"]
         if state == "absent":
             remove = [n for n in names if n.split("=")[0] in installed]
@@ -141,7 +142,7 @@ class Apt(Module):
             *LOCK_WAIT,
             *(() if args["install_recommends"] else ("--no-install-recommends",)),
         )
-        stale = time.time() - float(facts.get("apt_updated_at") or 0) > args["cache_valid_time"]
+        stale = time.time() - facts.apt_updated_at > args["cache_valid_time"]
         if missing or (state == "latest" and names):
             update = None
             if repo_changed or (args["update_cache"] and stale):

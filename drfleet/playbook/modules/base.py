@@ -3,13 +3,14 @@ from (arguments, facts) to the commands that would bring the host to the wish.""
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from drfleet.errors import did_you_mean, paren
 from drfleet.playbook.model import Change, Needs
 
 if TYPE_CHECKING:
+    from drfleet.hostfacts import Facts
     from drfleet.playbook.context import HostContext
 
 
@@ -27,10 +28,9 @@ def validate(
     """Checks arguments against the spec; unrendered templates are checked after rendering."""
     for key in args:
         if key not in spec:
-            hint = difflib.get_close_matches(key, spec, 1)
-            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            hint = paren(did_you_mean(key, spec))
             raise ValueError(
-                f"{module}: unknown argument {key!r}{extra}; known: {', '.join(spec) or '(none)'}"
+                f"{module}: unknown argument {key!r}{hint}; known: {', '.join(spec) or '(none)'}"
             )
     out: dict[str, Any] = {}
     for key, arg in spec.items():
@@ -78,12 +78,11 @@ def _names(types: tuple[type, ...]) -> str:
 class Module:
     name: ClassVar[str]
     spec: ClassVar[dict[str, Arg]]
-    scope: ClassVar[str] = "host"  # "fleet": runs once over all hosts of the play
     touches: ClassVar[frozenset[str]] = frozenset()  # fact sections a change makes stale
 
     def needs(self, args: dict[str, Any]) -> Needs:
         return Needs()
 
-    def plan(self, args: dict[str, Any], facts: dict[str, Any], ctx: HostContext) -> Change | None:
+    def plan(self, args: dict[str, Any], facts: Facts, ctx: HostContext) -> Change | None:
         """None: already so. A Change: the steps that make it so. ModuleFailure: refuse."""
         raise NotImplementedError

@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from drfleet.playbook.model import Change, ModuleFailure, Needs, Step
-from drfleet.playbook.modules.base import Arg, Module
-from drfleet.shell import cmd
-
-if TYPE_CHECKING:
-    from drfleet.playbook.context import HostContext
+from drfleet.hostfacts import Facts, Node
+from drfleet.playbook.model import ModuleFailure
 
 COMPOSE = ("com.docker.compose.network", "com.docker.compose.project")
 SUBNET_POOL = ipaddress.IPv4Network("10.250.0.0/16")
@@ -32,13 +28,12 @@ def free_subnet(used: list[str], pool: ipaddress.IPv4Network = SUBNET_POOL) -> s
     raise ModuleFailure(f"no free /24 in {pool} on these hosts; set `subnet:` explicitly")
 
 
-def used_networks(facts: dict[str, Any]) -> list[str]:
-    net = facts.get("net") or {}
-    out = list(net.get("routes") or [])
-    out += [a["cidr"] for a in net.get("addresses") or []]
-    for n in (facts.get("networks") or {}).values():
-        if isinstance(n, dict):
-            out += n.get("subnets") or []
+def used_networks(facts: Facts) -> list[str]:
+    net = facts.net
+    out = list(net.routes)
+    out += [a.cidr for a in net.addresses]
+    for n in facts.networks.values():
+        out += n.subnets
     return out
 
 
@@ -55,115 +50,86 @@ def network_args(
     return [*argv, name]
 
 
-class DockerNetwork(Module):
-    name = "docker_network"
-    spec = {
-        "name": Arg(required=True),
-        "driver": Arg(default="bridge", choices=("bridge",)),
-        "subnet": Arg(),
-        "labels": Arg((dict,), default={}),
-        "compose": Arg((bool,), default=True),
-    }
-    touches = frozenset({"networks"})
-
-    def needs(self, args: dict[str, Any]) -> Needs:
-        return Needs({"networks", "net"})
-
-    def plan(self, args: dict[str, Any], facts: dict[str, Any], ctx: HostContext) -> Change | None:
-        if not facts["docker"]["running"] and not ctx.check:
-            raise ModuleFailure("docker is not running on the host")
-        if args["name"] in (facts.get("networks") or {}):
-            return None
-        labels = dict(args["labels"])
-        if args["compose"]:
-            labels.update({k: args["name"] for k in COMPOSE})
-        subnet = args["subnet"] or free_subnet(used_networks(facts))
-        return Change(
-            [Step(cmd(*network_args(args["name"], args["driver"], subnet, False, labels)))],
-            f"create network {args['name']} ({subnet})",
-        )
-
-
 # -- the swarm: decisions as data ---------------------------------------------------------
 @dataclass
-class SwarmPlan:
+class SwarmDecision:
     init: bool = False
-    advertise: str = ""
     join: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     network: dict[str, Any] | None = None  # what to create, or None
     network_error: str = ""
 
 
-def advertise_address(host: Any, facts: dict[str, Any]) -> str:
+def advertise_address(host: Any, facts: Facts) -> str:
     override = (host.vars or {}).get("swarm_advertise_addr")
     if override:
         return str(override)
-    net = facts.get("net") or {}
-    mine = {a["cidr"].split("/")[0] for a in net.get("addresses") or []}
+    mine = {a.cidr.split("/")[0] for a in facts.net.addresses}
     if host.address in mine:
         return str(host.address)
-    return str(net.get("default_source") or host.address)
+    return str(facts.net.default_source or host.address)
 
 
 def plan_swarm(
-    trainer: str, hosts: dict[str, dict[str, Any]], network: str, subnet: str | None
-) -> SwarmPlan:
+    trainer: str, hosts: dict[str, Facts], network: str, subnet: str | None
+) -> SwarmDecision:
     """trainer: its name; hosts: name -> facts (docker, net, networks). Pure."""
-    plan = SwarmPlan()
+    plan = SwarmDecision()
     for name, f in hosts.items():
-        if not f.get("docker", {}).get("running"):
+        if not f.docker.running:
             plan.errors[name] = "docker is not running; provision it first"
+    unread = [hosts[trainer].error(n) for n in ("nodes", "networks")]
+    if trainer not in plan.errors and any(unread):
+        plan.errors[trainer] = "; ".join(e for e in unread if e) + " (the swarm cannot be planned)"
     if trainer in plan.errors:
         return plan
-    t = hosts[trainer]["docker"]["swarm"]
-    if t["state"] == "inactive":
+    t = hosts[trainer].docker.swarm
+    if t.state == "inactive":
         plan.init = True
-    elif t["state"] == "active" and not t["is_manager"]:
+    elif t.state == "active" and not t.is_manager:
         plan.errors[trainer] = (
             "the trainer is a worker in another swarm (cluster "
-            f"{t['cluster_id'][:12]}); leave it: docker swarm leave --force"
+            f"{t.cluster_id[:12]}); leave it: docker swarm leave --force"
         )
         return plan
-    elif t["state"] != "active":
-        plan.errors[trainer] = f"swarm state is {t['state']!r}; fix or leave that swarm"
+    elif t.state != "active":
+        plan.errors[trainer] = f"swarm state is {t.state!r}; fix or leave that swarm"
         return plan
     # A worker's own `docker info` carries no cluster id; the manager's node list says who
     # belongs to its swarm.
-    members = {n.get("id") for n in hosts[trainer].get("nodes") or []}
+    members = {n.id for n in hosts[trainer].nodes}
     for name, f in hosts.items():
         if name == trainer or name in plan.errors:
             continue
-        s = f["docker"]["swarm"]
-        if s["state"] == "inactive":
+        s = f.docker.swarm
+        if s.state == "inactive":
             plan.join.append(name)
-        elif s["state"] == "active" and not plan.init and s.get("node_id") in members:
+        elif s.state == "active" and not plan.init and s.node_id in members:
             continue
         else:
             plan.errors[name] = (
-                f"is in a swarm that is not the trainer's (node {s.get('node_id', '')[:12]}, "
-                f"{s['state']}); leave it first: docker swarm leave --force"
+                f"is in a swarm that is not the trainer's (node {s.node_id[:12]}, "
+                f"{s.state}); leave it first: docker swarm leave --force"
             )
-    nets = hosts[trainer].get("networks") or {}
-    existing = nets.get(network)
+    existing = hosts[trainer].networks.get(network)
     if existing is None:
         used = [u for f in hosts.values() for u in used_networks(f)]
         plan.network = {"name": network, "subnet": subnet or free_subnet(used)}
-    elif not (existing.get("driver") == "overlay" and existing.get("attachable")):
+    elif not (existing.driver == "overlay" and existing.attachable):
         plan.network_error = (
             f"network {network} exists on the trainer but is a "
-            f"{existing.get('driver')} network, not an attachable overlay; "
+            f"{existing.driver} network, not an attachable overlay; "
             f"remove it (docker network rm {network}) and run again"
         )
     return plan
 
 
 def node_label_changes(
-    nodes: list[dict[str, Any]], wanted: dict[str, dict[str, str]]
+    nodes: list[Node], wanted: dict[str, dict[str, str]]
 ) -> dict[str, dict[str, str]]:
     """node id -> labels to add, for nodes whose labels lack what is wanted (by node id)."""
-    out = {}
-    have = {n["id"]: n.get("labels") or {} for n in nodes}
+    out: dict[str, dict[str, str]] = {}
+    have = {n.id: n.labels for n in nodes}
     for node_id, labels in wanted.items():
         missing = {k: v for k, v in labels.items() if have.get(node_id, {}).get(k) != v}
         if missing:

@@ -10,11 +10,13 @@ import posixpath
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from drfleet.hostfacts import FileFact
 from drfleet.playbook.model import Change, ModuleFailure, Needs, Step
 from drfleet.playbook.modules.base import Arg, Module
 from drfleet.shell import Command, Raw, cmd, join
 
 if TYPE_CHECKING:
+    from drfleet.hostfacts import Facts
     from drfleet.playbook.context import HostContext
 
 ATTRS = {"mode": Arg((str, int)), "owner": Arg(), "group": Arg()}
@@ -60,44 +62,42 @@ def atomic_write(
 
 
 def attr_steps(
-    path: str, info: dict[str, Any], mode: str | None, owner: str | None, group: str | None
+    path: str, info: FileFact, mode: str | None, owner: str | None, group: str | None
 ) -> tuple[list[Step], list[str]]:
     steps, what = [], []
-    if mode and info.get("mode") != mode:
+    if mode and info.mode != mode:
         steps.append(Step(cmd("chmod", mode, path)))
-        what.append(f"mode {info.get('mode')} -> {mode}")
-    if (owner and info.get("owner") != owner) or (group and info.get("group") != group):
+        what.append(f"mode {info.mode or None} -> {mode}")
+    if (owner and info.owner != owner) or (group and info.group != group):
         steps.append(Step(cmd("chown", f"{owner or ''}:{group or ''}".rstrip(":"), path)))
         what.append(
-            f"owner {info.get('owner')}:{info.get('group')} -> "
-            f"{owner or info.get('owner')}:{group or info.get('group')}"
+            f"owner {info.owner or None}:{info.group or None} -> "
+            f"{owner or info.owner or None}:{group or info.group or None}"
         )
     return steps, what
 
 
-def content_change(
-    path: str, data: bytes, facts: dict[str, Any], args: dict[str, Any]
-) -> Change | None:
-    info = facts["files"].get(path, {"exists": False})
+def content_change(path: str, data: bytes, facts: Facts, args: dict[str, Any]) -> Change | None:
+    info = facts.file(path)
     mode = _mode(args.get("mode"))
     owner, group = args.get("owner"), args.get("group")
-    if info.get("exists") and info.get("type") not in ("file", None):
-        raise ModuleFailure(f"{path} exists and is a {info['type']}, not a file")
-    if info.get("sha256") == hashlib.sha256(data).hexdigest():
+    if info.exists and info.type not in ("file", ""):
+        raise ModuleFailure(f"{path} exists and is a {info.type}, not a file")
+    if info.sha256 == hashlib.sha256(data).hexdigest():
         steps, what = attr_steps(path, info, mode, owner, group)
         return Change(steps, f"{path}: " + ", ".join(what)) if steps else None
-    old = info.get("content", "") if info.get("exists") else ""
+    old = (info.content or "") if info.exists else ""
     diff = "".join(
         difflib.unified_diff(
             old.splitlines(keepends=True),
             data.decode("utf-8", "replace").splitlines(keepends=True),
-            fromfile=f"{path} (host)" if info.get("exists") else "/dev/null",
+            fromfile=f"{path} (host)" if info.exists else "/dev/null",
             tofile=f"{path} (wanted)",
         )
     )
-    keep_mode = mode or (info.get("mode") if info.get("exists") else None)
+    keep_mode = mode or (info.mode or None if info.exists else None)
     step = atomic_write(path, keep_mode, owner, group, data)
-    verb = "update" if info.get("exists") else "create"
+    verb = "update" if info.exists else "create"
     return Change([step], f"{verb} {path} ({len(data)} bytes)", diff)
 
 
@@ -114,36 +114,36 @@ class File(Module):
     def needs(self, args: dict[str, Any]) -> Needs:
         return Needs({"files"}, files={args["path"]})
 
-    def plan(self, args: dict[str, Any], facts: dict[str, Any], ctx: HostContext) -> Change | None:
+    def plan(self, args: dict[str, Any], facts: Facts, ctx: HostContext) -> Change | None:
         path, state = args["path"], args["state"]
-        info = facts["files"].get(path, {"exists": False})
+        info = facts.file(path)
         mode = _mode(args["mode"])
         if state == "absent":
             return (
                 Change([Step(cmd("rm", "-rf", "--", path))], f"remove {path}")
-                if info.get("exists")
+                if info.exists
                 else None
             )
         if state == "link":
             if not args["src"]:
                 raise ModuleFailure("state: link needs src (what the link points to)")
-            if info.get("type") == "link" and info.get("target") == args["src"]:
+            if info.type == "link" and info.target == args["src"]:
                 return None
             return Change(
                 [Step(cmd("ln", "-sfn", args["src"], path))], f"link {path} -> {args['src']}"
             )
         steps: list[Step] = []
         msg = ""
-        if not info.get("exists"):
+        if not info.exists:
             steps.append(
                 Step(cmd("mkdir", "-p", path) if state == "directory" else cmd("touch", path))
             )
             msg = f"create {state} {path}"
-            info = {}
-        elif state == "directory" and info.get("type") != "directory":
-            raise ModuleFailure(f"{path} exists and is a {info.get('type')}, not a directory")
-        elif state in ("file", "touch") and info.get("type") != "file":
-            raise ModuleFailure(f"{path} exists and is a {info.get('type')}, not a file")
+            info = FileFact()
+        elif state == "directory" and info.type != "directory":
+            raise ModuleFailure(f"{path} exists and is a {info.type}, not a directory")
+        elif state in ("file", "touch") and info.type != "file":
+            raise ModuleFailure(f"{path} exists and is a {info.type}, not a file")
         more, what = attr_steps(path, info, mode, args["owner"], args["group"])
         steps += more
         if not steps:
@@ -159,7 +159,7 @@ class Copy(Module):
     def needs(self, args: dict[str, Any]) -> Needs:
         return Needs({"files"}, files={args["dest"]}, contents={args["dest"]})
 
-    def plan(self, args: dict[str, Any], facts: dict[str, Any], ctx: HostContext) -> Change | None:
+    def plan(self, args: dict[str, Any], facts: Facts, ctx: HostContext) -> Change | None:
         if (args["content"] is None) == (args["src"] is None):
             raise ModuleFailure("copy needs exactly one of content and src")
         data = (
@@ -176,7 +176,7 @@ class Template(Module):
     def needs(self, args: dict[str, Any]) -> Needs:
         return Needs({"files"}, files={args["dest"]}, contents={args["dest"]})
 
-    def plan(self, args: dict[str, Any], facts: dict[str, Any], ctx: HostContext) -> Change | None:
+    def plan(self, args: dict[str, Any], facts: Facts, ctx: HostContext) -> Change | None:
         text = ctx.render_template(args["src"])
         return content_change(args["dest"], text.encode(), facts, args)
 
@@ -200,15 +200,15 @@ class JsonMerge(Module):
     def needs(self, args: dict[str, Any]) -> Needs:
         return Needs({"files"}, files={args["path"]}, contents={args["path"]})
 
-    def plan(self, args: dict[str, Any], facts: dict[str, Any], ctx: HostContext) -> Change | None:
+    def plan(self, args: dict[str, Any], facts: Facts, ctx: HostContext) -> Change | None:
         path = args["path"]
-        info = facts["files"].get(path, {"exists": False})
+        info = facts.file(path)
         current: Any = {}
-        if info.get("exists"):
-            if "content" not in info:
+        if info.exists:
+            if info.content is None:
                 raise ModuleFailure(f"{path} is too large to merge into")
             try:
-                current = json.loads(info["content"] or "{}")
+                current = json.loads(info.content or "{}")
             except ValueError as exc:
                 raise ModuleFailure(
                     f"{path} is not valid JSON ({exc}); fix or remove it, drfleet will not guess"
@@ -216,7 +216,7 @@ class JsonMerge(Module):
             if not isinstance(current, dict):
                 raise ModuleFailure(f"{path} holds a JSON {type(current).__name__}, not an object")
         merged = deep_merge(current, args["data"])
-        if merged == current and info.get("exists"):
+        if merged == current and info.exists:
             steps, what = attr_steps(path, info, _mode(args["mode"]), args["owner"], args["group"])
             return Change(steps, f"{path}: " + ", ".join(what)) if steps else None
         data = (json.dumps(merged, indent=2, sort_keys=True) + "\n").encode()

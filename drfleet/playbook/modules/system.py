@@ -9,6 +9,7 @@ from drfleet.playbook.modules.base import Arg, Module
 from drfleet.shell import Command, Raw, cmd
 
 if TYPE_CHECKING:
+    from drfleet.hostfacts import Facts
     from drfleet.playbook.context import HostContext
 
 
@@ -27,25 +28,25 @@ class Service(Module):
     def needs(self, args: dict[str, Any]) -> Needs:
         return Needs({"units"}, units={args["name"]})
 
-    def plan(self, args: dict[str, Any], facts: dict[str, Any], ctx: HostContext) -> Change | None:
+    def plan(self, args: dict[str, Any], facts: Facts, ctx: HostContext) -> Change | None:
         name = args["name"]
-        unit = facts["units"].get(name, {})
+        unit = facts.unit(name)
         steps: list[Step] = []
         what: list[str] = []
-        if unit.get("need_reload") == "yes":
+        if unit.need_reload == "yes":
             steps.append(Step(cmd("systemctl", "daemon-reload")))
             what.append("daemon-reload")
-        if unit.get("load") == "not-found" and not ctx.check and not steps:
+        if unit.load == "not-found" and not ctx.check and not steps:
             # maybe installed by this very run: reload so systemd sees it
             steps.append(Step(cmd("systemctl", "daemon-reload")))
-        enabled = unit.get("enabled") in ("enabled", "static", "enabled-runtime", "alias")
+        enabled = unit.enabled in ("enabled", "static", "enabled-runtime", "alias")
         if args["enabled"] is True and not enabled:
             steps.append(Step(cmd("systemctl", "enable", name)))
             what.append("enable")
-        elif args["enabled"] is False and unit.get("enabled") == "enabled":
+        elif args["enabled"] is False and unit.enabled == "enabled":
             steps.append(Step(cmd("systemctl", "disable", name)))
             what.append("disable")
-        active = unit.get("active") == "active"
+        active = unit.active == "active"
         state = args["state"]
         if state == "started" and not active:
             steps.append(Step(cmd("systemctl", "start", name)))
@@ -70,11 +71,11 @@ class GroupMember(Module):
     def needs(self, args: dict[str, Any]) -> Needs:
         return Needs({"users"}, users={args["user"]})
 
-    def plan(self, args: dict[str, Any], facts: dict[str, Any], ctx: HostContext) -> Change | None:
-        user = facts["users"].get(args["user"], {"exists": False})
-        if not user["exists"]:
+    def plan(self, args: dict[str, Any], facts: Facts, ctx: HostContext) -> Change | None:
+        user = facts.account(args["user"])
+        if not user.exists:
             raise ModuleFailure(f"user {args['user']!r} does not exist on the host")
-        if args["group"] in user["groups"]:
+        if args["group"] in user.groups:
             return None
         return Change(
             [Step(cmd("usermod", "-aG", args["group"], args["user"]))],
@@ -95,10 +96,10 @@ class CommandModule(Module):
     def needs(self, args: dict[str, Any]) -> Needs:
         return Needs({"files"}, files={args["creates"]}) if args.get("creates") else Needs()
 
-    def plan(self, args: dict[str, Any], facts: dict[str, Any], ctx: HostContext) -> Change | None:
+    def plan(self, args: dict[str, Any], facts: Facts, ctx: HostContext) -> Change | None:
         if (args["argv"] is None) == (args["shell"] is None):
             raise ModuleFailure("command needs exactly one of argv and shell")
-        if args["creates"] and facts["files"].get(args["creates"], {}).get("exists"):
+        if args["creates"] and facts.file(args["creates"]).exists:
             return None
         command = (
             cmd(*[str(a) for a in args["argv"]])
@@ -117,7 +118,7 @@ class Assert(Module):
     name = "assert"
     spec = {"that": Arg((list, str), required=True), "msg": Arg(required=True)}
 
-    def plan(self, args: dict[str, Any], facts: dict[str, Any], ctx: HostContext) -> Change | None:
+    def plan(self, args: dict[str, Any], facts: Facts, ctx: HostContext) -> Change | None:
         exprs = [args["that"]] if isinstance(args["that"], str) else args["that"]
         for expr in exprs:
             if not ctx.evaluate(str(expr)):

@@ -1,0 +1,84 @@
+"""The controller's one way to talk to a host's agent: apply a desired state, read its status,
+follow a container's logs. Status comes back parsed into drfleet_agent.contract's types."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from drfleet_agent.contract import ContainerStatus, HostStatus, State
+
+from drfleet.errors import DrfleetError
+from drfleet.names import AGENT_PYZ, FLEET, STATE_DIR
+from drfleet.remote import Session
+from drfleet.shell import Command, cmd
+
+__all__ = ["ContainerStatus", "HostStatus", "State", "apply", "empty", "logs", "status"]
+
+
+def command(*args: str) -> Command:
+    """`drfleet-agent ARGS` on the host, against drfleet's state dir."""
+    return cmd("python3", AGENT_PYZ, *args, "--state-dir", STATE_DIR)
+
+
+def empty(run_id: str, generation: int) -> dict[str, Any]:
+    """A desired state with no container: the host runs nothing of drfleet's."""
+    return {"fleet": FLEET, "run_id": run_id, "generation": generation, "containers": []}
+
+
+def _parse(sess: Session, text: str, what: str) -> HostStatus:
+    try:
+        return HostStatus.parse(json.loads(text))
+    except ValueError as exc:
+        raise DrfleetError(
+            f"the agent's {what} cannot be read: {exc}",
+            where=sess.host.name,
+            fix="is it provisioned by this drfleet? run `invoke provision`",
+        ) from None
+
+
+def status(sess: Session, timeout: float = 30) -> HostStatus:
+    res = sess.run(command("status", "--json"), become=True, timeout=timeout, task="agent status")
+    return _parse(sess, res.stdout, "status")
+
+
+def apply(sess: Session, desired: dict[str, Any], wait: float, force: bool = False) -> HostStatus:
+    """Hands the agent a desired state and waits up to `wait` s for it to hold; raises with
+    each container that does not run, or when the agent refuses the state (an older
+    generation of the run it holds, unless `force`)."""
+    res = sess.run(
+        command("apply", "--wait", str(wait), *(["--force"] if force else [])),
+        stdin=json.dumps(desired),
+        become=True,
+        check=False,
+        timeout=wait + 60,
+        task="apply desired state",
+    )
+    if res.exit_code == 2:
+        raise DrfleetError(
+            f"the agent refused the desired state: {res.tail()}", where=sess.host.name
+        )
+    lines = res.stdout.strip().splitlines()
+    if not lines:
+        raise DrfleetError(
+            f"no answer from the agent: {res.tail()}",
+            where=sess.host.name,
+            fix="is it provisioned? run `invoke provision`",
+        )
+    st = _parse(sess, lines[-1], "answer")
+    if res.exit_code != 0:
+        bad = [
+            f"{c.name}: {c.state.value} {c.last_error}".strip()
+            for c in st.containers
+            if c.state is not State.RUNNING
+        ]
+        raise DrfleetError(
+            f"not everything runs after {wait:g} s: " + "; ".join(bad), where=sess.host.name
+        )
+    return st
+
+
+def logs(sess: Session, name: str, tail: int, follow: bool) -> Iterator[bytes]:
+    args = ["logs", name, "--tail", str(tail)] + (["--follow"] if follow else [])
+    yield from sess.stream_out(command(*args), become=True)

@@ -1,0 +1,196 @@
+"""Bringing hosts to their desired states: what must hold before anything is sent
+(preflight), shipping the files workers mount (stage), pushing each host's desired state and
+waiting for it (push), and telling a host whose slots moved to drop them (fence)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from drfleet import agent_client, runstate, specs, training
+from drfleet.agent_client import HostStatus
+from drfleet.errors import DrfleetError
+from drfleet.inventory import Host
+from drfleet.names import FLEET, NETWORK, TASKSET_SHIM
+from drfleet.remote import Outcome, Session, fan_out
+from drfleet.shell import Command, Raw, cmd, sh
+from drfleet.ui import Board
+
+
+def generations(sessions: dict[str, Session], docs: dict[str, dict[str, Any]], limit: int) -> None:
+    """No host may hold a newer assignment of the same run than the one about to be sent: that
+    comes from another controller (or another env dir), and the newer one wins. Checked on
+    every host before any is told, so a refusal changes nothing anywhere (each agent refuses
+    it too)."""
+
+    def one(host: Host) -> HostStatus:
+        return agent_client.status(sessions[host.name])
+
+    newer = []
+    for o in fan_out([sessions[h].host for h in docs], one, limit=limit):
+        if o.error or o.value is None:
+            continue  # unreachable hosts are the caller's business
+        held, want = o.value.agent, docs[o.host.name]
+        same_run = held.fleet == FLEET and held.run_id == want["run_id"]
+        if same_run and held.generation > want["generation"]:
+            newer.append(f"{o.host.name} holds generation {held.generation}")
+    if newer:
+        raise DrfleetError(
+            f"{'; '.join(newer)} of run {docs[next(iter(docs))]['run_id']!r}, newer than this "
+            "controller's; another controller (or another env dir) drives these hosts. "
+            "Nothing was changed",
+            fix="train from there, or `invoke stop` (from anywhere) to end that run first",
+        )
+
+
+def shims(sessions: dict[str, Session], docs: dict[str, dict[str, Any]], limit: int) -> None:
+    """Every host about to run workers has what provision installs for them: the taskset shim
+    (a host provisioned by an older drfleet lacks it). Checked before anything starts."""
+    hosts = [
+        sessions[h].host
+        for h, d in docs.items()
+        if any(c["role"] == "robomaker" for c in d["containers"])
+    ]
+
+    def one(host: Host) -> bool:
+        res = sessions[host.name].run(
+            cmd("test", "-x", TASKSET_SHIM), check=False, timeout=30, task="taskset shim"
+        )
+        return res.exit_code == 0
+
+    lacking = sorted(o.host.name for o in fan_out(hosts, one, limit=limit) if not o.value)
+    if lacking:
+        raise DrfleetError(
+            f"{', '.join(lacking)} {'lacks' if len(lacking) == 1 else 'lack'} "
+            f"{TASKSET_SHIM}, which pins each worker's Gazebo to CPUs of its own host "
+            "(provisioned by an older drfleet); nothing was started",
+            fix=f"run `invoke provision --host {','.join(lacking)}`, then train again",
+        )
+
+
+def stage(sess: Session, p: training.Prepared, doc: dict[str, Any]) -> None:
+    """Copies DR_ROBOMAKER_MOUNT_SIMAPP_DIR / _SCRIPTS_DIR to a host that runs workers, once
+    per content: the directory is named by its digest and appears whole (rename) or not."""
+    if not any(c["role"] == "robomaker" for c in doc["containers"]):
+        return
+    for st in p.staged.values():
+        final, tmp = st.host_path, f"{st.host_path}.partial"
+        install = sh(
+            Command(
+                (
+                    Raw("test -d"),
+                    final,
+                    Raw("|| { rm -rf"),
+                    tmp,
+                    Raw("&& mkdir -p"),
+                    tmp,
+                    Raw("&& tar -x -f - -C"),
+                    tmp,
+                    Raw("--no-same-owner && mv"),
+                    tmp,
+                    final,
+                    Raw("; }"),
+                )
+            )
+        )
+        sess.run(install, stdin=st.tar, become=True, timeout=600, task=f"copy {st.key}")
+
+
+def has_container(sess: Session, name: str) -> bool:
+    """Whether the host has this container, in any state: a run is live there. Asked of
+    docker, not the agent's status, which lags while a pass creates containers."""
+    res = sess.run(
+        cmd("docker", "ps", "-aq", "--filter", f"name=^{name}$"),
+        become=True,
+        check=False,
+        timeout=30,
+        task="is the trainer running",
+    )
+    return res.exit_code == 0 and bool(res.stdout.strip())
+
+
+PORTS = "2377/tcp, 7946/tcp and udp, 4789/udp (the swarm overlay) and 9000/tcp (minio)"
+PROBE = (
+    "import sys, urllib.request, urllib.error\n"
+    "try:\n"
+    "    urllib.request.urlopen('http://minio:9000/minio/health/live', timeout=8)\n"
+    "except urllib.error.HTTPError:\n"
+    "    pass\n"
+    "except Exception as exc:\n"
+    "    sys.exit(str(exc))\n"
+)
+
+
+def reach_check(
+    p: training.Prepared, sessions: dict[str, Session], trainer: str, board: Board | None
+) -> None:
+    """Every worker host must reach minio on the trainer over sagemaker-local before its
+    workers start; otherwise they would wait 20 minutes for the trainer and fail."""
+    workers = sorted({w.host for w in p.plan.workers} - {trainer})
+
+    def one(host: Host) -> None:
+        if board:
+            board.update(host.name, "checking the way to the trainer")
+        image = specs.simapp_image(p.cfg, p.caps[host.name].gpus > 0)
+        res = sessions[host.name].run(
+            cmd(
+                "docker",
+                "run",
+                "--rm",
+                "--network",
+                NETWORK,
+                "--entrypoint",
+                "python3",
+                image,
+                "-c",
+                PROBE,
+            ),
+            become=True,
+            check=False,
+            timeout=90,
+            task="reach the trainer",
+        )
+        if res.exit_code != 0:
+            raise DrfleetError(
+                f"cannot reach minio on the trainer {trainer} over the {NETWORK} overlay: "
+                f"{res.tail(2)}",
+                where=host.name,
+                fix=f"open between {host.name} and {trainer}: {PORTS}; then run train again",
+            )
+
+    failed = [o for o in fan_out([sessions[h].host for h in workers], one) if o.error]
+    if failed:
+        raise DrfleetError(
+            "\n".join(o.error.message for o in failed if o.error)
+            + "\nnothing was started on the worker hosts"
+        )
+
+
+def push(
+    sessions: dict[str, Session],
+    docs: dict[str, dict[str, Any]],
+    limit: int,
+    board: Board | None,
+    before: Callable[[Session, dict[str, Any]], None] | None = None,
+    wait: float = 180,
+) -> list[Outcome[HostStatus]]:
+    """Each host gets its desired state (after `before`, e.g. staging files) and is waited
+    for; one outcome per host."""
+
+    def one(host: Host) -> HostStatus:
+        doc = docs[host.name]
+        if board:
+            board.update(host.name, f"converging {len(doc['containers'])} containers")
+        if before:
+            before(sessions[host.name], doc)
+        status = agent_client.apply(sessions[host.name], doc, wait)
+        if board:
+            board.done(host.name, "running")
+        return status
+
+    return fan_out([sessions[h].host for h in docs], one, limit=limit)
+
+
+def fence(sess: Session, state: runstate.RunState, host: str) -> HostStatus:
+    """Tells a host whose slots moved away to run nothing of this run."""
+    return agent_client.apply(sess, agent_client.empty(state.run_id, state.fence[host]), 60)

@@ -1,0 +1,36 @@
+"""This machine's own docker (the controller's): the images `provision --images-from
+controller` copies to hosts. Hosts' dockers are reached only through their agents and SSH."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from drfleet.errors import DrfleetError
+
+
+def image_ids(images: set[str]) -> dict[str, str | None]:
+    """Each image's id in this machine's docker, or None where it lacks the image."""
+    import docker
+    import docker.errors
+
+    try:
+        client = docker.from_env()
+    except docker.errors.DockerException as exc:
+        raise DrfleetError(
+            f"--images-from controller needs docker on this machine: {exc}"
+        ) from None
+    out: dict[str, str | None] = {}
+    for image in images:
+        try:
+            out[image] = client.images.get(image).id
+        except docker.errors.ImageNotFound:
+            out[image] = None
+    return out
+
+
+def save(image: str) -> Iterator[bytes]:
+    """`docker save IMAGE` of this machine's docker, as a stream."""
+    import docker
+
+    client = docker.from_env(timeout=3600)
+    yield from client.api.get_image(image, chunk_size=1 << 20)

@@ -1,0 +1,86 @@
+"""The run's S3 (minio on the trainer): the client, what train uploads, waiting for it."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from drfleet import training
+from drfleet.errors import DrfleetError
+
+
+def s3_client(endpoint: str | None, creds: dict[str, str], region: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id=creds["access_key"],
+        aws_secret_access_key=creds["secret_key"],
+        config=Config(
+            retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=30
+        ),
+    )
+
+
+def upload(s3: Any, p: training.Prepared, wipe: bool, live: bool = False) -> list[str]:
+    """Puts the run's files in S3. The model prefix must hold nothing but what this run puts
+    there (a run killed before its trainer started), unless --wipe. A run whose trainer is
+    still live with exactly these files is the same run: nothing is uploaded and train goes
+    on to converge the hosts (a re-run after the controller died)."""
+    cfg = p.cfg
+    bucket = cfg.setting("DR_LOCAL_S3_BUCKET")
+    prefix = cfg.setting("DR_LOCAL_S3_MODEL_PREFIX")
+    want = training.objects(p)
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except Exception:
+        s3.create_bucket(Bucket=bucket)
+    existing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "/").get("Contents", [])
+    if existing and not wipe and not {o["Key"] for o in existing} <= set(want):
+        differ = [k for k, body in want.items() if _get(s3, bucket, k) != body]
+        if live and not differ:
+            return []
+        if live:
+            raise DrfleetError(
+                f"a run is in progress in s3://{bucket}/{prefix}/ and these files differ from "
+                f"what it started with: {', '.join(differ)}; nothing was changed",
+                fix="`invoke stop` first, then train with --wipe or another "
+                "DR_LOCAL_S3_MODEL_PREFIX",
+            )
+        raise DrfleetError(
+            f"s3://{bucket}/{prefix}/ already holds {len(existing)} objects of "
+            "an earlier run; nothing was started",
+            fix="use another DR_LOCAL_S3_MODEL_PREFIX, or --wipe to delete them",
+        )
+    if wipe:
+        while existing:
+            s3.delete_objects(
+                Bucket=bucket, Delete={"Objects": [{"Key": o["Key"]} for o in existing]}
+            )
+            existing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "/").get("Contents", [])
+    for key, body in want.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+    return list(want)
+
+
+def _get(s3: Any, bucket: str, key: str) -> bytes | None:
+    try:
+        body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return body
+    except Exception:
+        return None
+
+
+def wait(s3: Any, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            s3.list_buckets()
+            return
+        except Exception as exc:
+            if time.monotonic() > deadline:
+                raise DrfleetError(f"S3 (minio) does not answer on the trainer: {exc}") from None
+            time.sleep(0.5)
