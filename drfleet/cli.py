@@ -71,8 +71,17 @@ def friendly(fn: F) -> F:
 
 
 def _setup_logging() -> None:
-    if os.environ.get("DRFLEET_DEBUG"):
-        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
+    """DRFLEET_DEBUG=1: drfleet's own debug log. Other libraries stay at WARNING (botocore's
+    debug log prints access key ids and signatures, paramiko's every packet) unless
+    DRFLEET_DEBUG=all asks for them too."""
+    debug = os.environ.get("DRFLEET_DEBUG", "")
+    if debug:
+        everything = debug == "all"
+        logging.basicConfig(
+            level=logging.DEBUG if everything else logging.WARNING,
+            format="%(asctime)s %(name)s %(message)s",
+        )
+        logging.getLogger("drfleet").setLevel(logging.DEBUG)
 
 
 def _options(known_hosts: str | None, accept_new_host_keys: bool, limit: int) -> Options:

@@ -181,7 +181,7 @@ def objects(p: Prepared) -> dict[str, bytes]:
 def dry_run(p: Prepared, out: Path) -> list[Path]:
     """Writes what train would upload (under S3 key names) and send (per host), touching
     nothing else. Credentials are placeholders: secrets never land in these files."""
-    written = [atomic_write(out / key, body) for key, body in objects(p).items()]
+    written = [atomic_write(_inside(out, key), body) for key, body in objects(p).items()]
     for host, doc in desired(p, PLACEHOLDER_CREDS, generation=0).items():
         written.append(
             atomic_write(
@@ -192,14 +192,30 @@ def dry_run(p: Prepared, out: Path) -> list[Path]:
     return written
 
 
+def _inside(out: Path, key: str) -> Path:
+    """out/key, which must stay under out (checks.s3_keys refused such keys already)."""
+    path = (out / key).resolve()
+    if not path.is_relative_to(out.resolve()):
+        raise DrfleetError(f"{key} would be written outside {out}", where=str(out))
+    return path
+
+
 def credentials(env_dir: Path) -> dict[str, str]:
     """minio credentials: generated once, kept in a 0600 file beside the DRfC files."""
     path = env_dir / ".drfleet" / "minio-credentials.json"
     try:
+        mode = path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        mode = None
+    if mode is not None:
+        if mode & 0o077:
+            raise DrfleetError(
+                f"the minio credentials are readable by others (mode {mode:04o})",
+                where=str(path),
+                fix=f"chmod 600 {path}",
+            )
         data: dict[str, str] = json.loads(path.read_text())
         return data
-    except FileNotFoundError:
-        pass
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     creds = {"access_key": "drfleet" + secrets.token_hex(4), "secret_key": secrets.token_hex(24)}
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -8,6 +8,7 @@ as down when its stream breaks, and retries it by itself."""
 from __future__ import annotations
 
 import html
+import ipaddress
 import json
 import socket
 import threading
@@ -139,14 +140,61 @@ class Streams:
             s.close()
 
 
-def make_handler(streams: Streams) -> type[BaseHTTPRequestHandler]:
+MAX_STREAMS = 64  # at once, over all workers: each is a thread and an SSH channel
+MAX_STREAMS_PER_WORKER = 8
+IDLE_TIMEOUT = 30.0  # seconds a client or a worker may stay silent
+
+
+def host_allowed(header: str | None, bind: str) -> bool:
+    """Whether a request's Host names this server as the user reaches it: an IP address,
+    localhost, or the name it was bound to. A DNS name pointing here (DNS rebinding: a web
+    page that makes its own name resolve to 127.0.0.1) is not."""
+    if not header:
+        return False
+    name = urllib.parse.urlsplit(f"//{header}").hostname or ""
+    if name in ("localhost", bind.lower()):
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+class Slots:
+    """Counts streams open at once, overall and per worker."""
+
+    def __init__(self, overall: int = MAX_STREAMS, per: int = MAX_STREAMS_PER_WORKER) -> None:
+        self.overall, self.per = overall, per
+        self.open: dict[int, int] = {}
+        self.lock = threading.Lock()
+
+    def take(self, slot: int) -> bool:
+        with self.lock:
+            if sum(self.open.values()) >= self.overall or self.open.get(slot, 0) >= self.per:
+                return False
+            self.open[slot] = self.open.get(slot, 0) + 1
+            return True
+
+    def give(self, slot: int) -> None:
+        with self.lock:
+            self.open[slot] -= 1
+
+
+def make_handler(streams: Streams, bind: str = "127.0.0.1") -> type[BaseHTTPRequestHandler]:
+    slots = Slots()
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.0"
+        timeout = IDLE_TIMEOUT
 
         def log_message(self, *args: Any) -> None:
             pass
 
         def do_GET(self) -> None:
+            if not host_allowed(self.headers.get("Host"), bind):
+                self._send(403, "text/plain", b"this Host is not the viewer's\n")
+                return
             url = urllib.parse.urlsplit(self.path)
             if url.path == "/":
                 self._send(200, "text/html; charset=utf-8", PAGE.encode())
@@ -182,12 +230,22 @@ def make_handler(streams: Streams) -> type[BaseHTTPRequestHandler]:
                 _int(q, "width", 480, 16, 1920),
                 _int(q, "height", 360, 16, 1080),
             )
+            if not slots.take(slot):
+                self._send(503, "text/plain", b"too many streams open; close some tabs\n")
+                return
             try:
-                upstream = streams.open(worker["host"], worker["port"])
+                self._relay(worker, path)
+            finally:
+                slots.give(slot)
+
+        def _relay(self, worker: dict[str, Any], path: str) -> None:
+            try:
+                upstream = streams.open(worker["host"], int(worker["port"]))
             except Exception as exc:
                 self._send(502, "text/plain", f"cannot reach the worker: {exc}\n".encode())
                 return
             try:
+                upstream.settimeout(IDLE_TIMEOUT)
                 upstream.sendall(f"GET {path} HTTP/1.0\r\nHost: worker\r\n\r\n".encode())
                 while chunk := upstream.recv(1 << 16):
                     self.wfile.write(chunk)  # the worker's own status line and headers too
@@ -208,7 +266,7 @@ def _int(q: dict[str, str], key: str, default: int, lo: int, hi: int) -> int:
 
 def serve(inv: Inventory, options: Options, bind: str, port: int) -> None:
     streams = Streams(inv, options)
-    server = ThreadingHTTPServer((bind, port), make_handler(streams))
+    server = ThreadingHTTPServer((bind, port), make_handler(streams, bind))
     server.daemon_threads = True
     print(f"viewer on http://{bind}:{server.server_address[1]}/ (Ctrl-C to stop)", flush=True)
     try:
@@ -231,9 +289,9 @@ def static_page(
         return stream_path(pick_topic(topic, w.get("topics") or []), quality, width, height)
 
     tiles = "\n".join(
-        f'<figure><img src="http://{html.escape(w["address"])}:{w["port"]}{html.escape(path(w))}"'
-        f' width="{width}" height="{height}" alt="worker {w["slot"]}">'
-        f"<figcaption>worker {w['slot']} on {html.escape(w['host'])}: "
+        f'<figure><img src="http://{html.escape(w["address"])}:{int(w["port"])}'
+        f'{html.escape(path(w))}" width="{width}" height="{height}" alt="worker {int(w["slot"])}">'
+        f"<figcaption>worker {int(w['slot'])} on {html.escape(w['host'])}: "
         f"{html.escape(w['world'])}</figcaption></figure>"
         for w in workers
         if w["port"]

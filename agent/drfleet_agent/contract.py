@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from drfleet_agent.spec import ContainerSpec, DesiredState, Mount, SpecError, parse
 
@@ -24,6 +24,18 @@ __all__ = [
     "State",
     "parse",
 ]
+
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def _member(cls: type[E], value: str, default: E) -> E:
+    """The member named by value, or default for a value this side does not know (a newer
+    agent's): never an error."""
+    try:
+        return cls(value)
+    except ValueError:
+        return default
 
 
 class State(str, enum.Enum):
@@ -45,10 +57,7 @@ class State(str, enum.Enum):
 
     @classmethod
     def of(cls, value: str) -> State:
-        try:
-            return cls(value)
-        except ValueError:
-            return cls.UNKNOWN
+        return _member(cls, value, cls.UNKNOWN)
 
     @property
     def settled(self) -> bool:
@@ -69,10 +78,7 @@ class Reason(str, enum.Enum):
 
     @classmethod
     def of(cls, value: str) -> Reason:
-        try:
-            return cls(value)
-        except ValueError:
-            return cls.NONE
+        return _member(cls, value, cls.NONE)
 
 
 @dataclass

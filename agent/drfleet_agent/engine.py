@@ -14,7 +14,7 @@ import docker.types
 import requests
 
 from drfleet_agent.reconcile import L_FLEET, L_HASH, L_NAME, L_ROLE, L_RUN, Observed
-from drfleet_agent.spec import ContainerSpec
+from drfleet_agent.spec import ContainerSpec, Mount
 
 COMPOSE_LABELS = ("com.docker.compose.network", "com.docker.compose.project")
 
@@ -25,6 +25,24 @@ class DockerDown(Exception):
 
 class ActionFailed(Exception):
     """dockerd refused an action; the message is meant for the status of that container."""
+
+
+def foreign_sources(mounts: list[Mount], owners: set[int]) -> str:
+    """Why a bind source may not be mounted, or "": each must belong to root (or the agent's
+    own user). A path another local user made first (/tmp/sagemaker, say) would let them
+    feed files to containers that run as root with the docker socket."""
+    for m in mounts:
+        try:
+            uid = os.stat(m.source).st_uid
+        except OSError:
+            continue  # docker says what is wrong with it
+        if uid not in owners:
+            return (
+                f"{m.source} belongs to uid {uid}, not root: another user could control what "
+                "the container reads there; remove it (it is created again, root's) or "
+                "chown it to root"
+            )
+    return ""
 
 
 def parse_time(value: str | None) -> float | None:
@@ -154,6 +172,9 @@ class Engine:
                     raise ActionFailed(
                         f"create {spec.name}: cannot create {m.source}: {exc.strerror}"
                     ) from None
+        foreign = foreign_sources(spec.mounts, {0, os.geteuid()})
+        if foreign:
+            raise ActionFailed(f"create {spec.name}: {foreign}")
         with _guard(f"create {spec.name}"):
             created = self.api.create_container(
                 spec.image,

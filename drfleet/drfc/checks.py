@@ -69,6 +69,7 @@ def check(cfg: TrainingConfig) -> Advice:
             fix=f"use at most {e} workers (DR_WORKERS), or raise num_episodes_between_training "
             f"to {n} or more",
         )
+    s3_keys(cfg)
     advice = Advice(shares(e, n), max_steps(cfg), warnings=[*cfg.warnings, *simapp_names(cfg)])
     for slot in range(1, n + 1):
         values = cfg.worker_values(slot)
@@ -105,6 +106,51 @@ def check(cfg: TrainingConfig) -> Advice:
             "or a higher DR_TRAIN_MAX_STEPS_PER_ITERATION"
         )
     return advice
+
+
+# The settings that name S3 keys or prefixes. train uploads under them and `train --dry-run`
+# writes files named by them, so each must be a plain relative key: anything else could
+# reach outside the model's prefix in S3 or outside --out on disk.
+S3_KEYS = (
+    "DR_LOCAL_S3_MODEL_PREFIX",
+    "DR_LOCAL_S3_CUSTOM_FILES_PREFIX",
+    "DR_LOCAL_S3_TRAINING_PARAMS_FILE",
+    "DR_LOCAL_S3_MODEL_METADATA_KEY",
+    "DR_LOCAL_S3_HYPERPARAMETERS_KEY",
+    "DR_LOCAL_S3_REWARD_KEY",
+    "DR_LOCAL_S3_METRICS_PREFIX",
+    "DR_LOCAL_S3_PRETRAINED_PREFIX",
+)
+
+
+def s3_key_problem(value: str) -> str:
+    """Why value is not a plain relative S3 key, or "" when it is."""
+    if not value:
+        return "is empty"
+    if value.startswith("/"):
+        return "starts with /"
+    if any(part in ("..", ".") for part in value.split("/")):
+        return "has a . or .. segment"
+    if any(ord(c) < 32 or c == "\x7f" for c in value):
+        return "has a control character"
+    if "//" in value or value.endswith("/"):
+        return "has an empty segment"
+    if len(value.encode()) > 900:
+        return "is longer than S3 allows for a key with its file names"
+    return ""
+
+
+def s3_keys(cfg: TrainingConfig) -> None:
+    for key in S3_KEYS:
+        value = cfg.setting(key)
+        problem = s3_key_problem(value)
+        if problem:
+            raise ConfigError(
+                f"{key}={value!r} {problem}: it names S3 keys, which must be relative paths "
+                "inside the bucket",
+                where=cfg.where(key),
+                fix="use a plain key like rl-deepracer-sagemaker (letters, digits, - _ . and /)",
+            )
 
 
 def simapp_names(cfg: TrainingConfig) -> list[str]:

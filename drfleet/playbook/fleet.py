@@ -5,6 +5,7 @@ returns a result per host. Decisions are pure functions in the modules; this is 
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -133,6 +134,31 @@ def _peer_with(runner: Runner, chosen: Chosen, image: str) -> HostState | None:
 
 
 # -- swarm -------------------------------------------------------------------------------------
+# POST /swarm/join on the host's dockerd, the request body (with the join token) on stdin
+JOIN = """\
+import json, socket, sys
+body = sys.stdin.buffer.read()
+s = socket.socket(socket.AF_UNIX)
+s.connect("/var/run/docker.sock")
+head = "POST /swarm/join HTTP/1.0\\r\\nHost: docker\\r\\nContent-Type: application/json\\r\\n"
+s.sendall((head + "Content-Length: %d\\r\\n\\r\\n" % len(body)).encode() + body)
+resp = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    resp += chunk
+status = resp.split(b" ", 2)[1] if b" " in resp else b"?"
+if status != b"200":
+    text = resp.split(b"\\r\\n\\r\\n", 1)[-1].decode(errors="replace")
+    try:
+        text = json.loads(text)["message"]
+    except (ValueError, KeyError, TypeError):
+        pass
+    sys.exit("swarm join: " + text)
+"""
+
+
 def swarm(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskResult]:
     args = chosen[0][1]
     trainer_name = runner.trainer_name
@@ -216,17 +242,17 @@ def swarm(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskResult]:
             mine = advertise_address(st.host, st.typed)
             changed[host.name].append(f"join the swarm of {trainer_name} ({addr}:2377)")
             if not check:
+                # the token goes to dockerd's API on stdin: never on a command line, where
+                # `ps` and sudo's log on the host would show it
+                body = {
+                    "ListenAddr": "0.0.0.0:2377",
+                    "AdvertiseAddr": mine,
+                    "RemoteAddrs": [f"{addr}:2377"],
+                    "JoinToken": token.value,
+                }
                 st.run(
-                    cmd(
-                        "docker",
-                        "swarm",
-                        "join",
-                        "--advertise-addr",
-                        mine,
-                        "--token",
-                        token,
-                        f"{addr}:2377",
-                    ),
+                    cmd("python3", "-c", JOIN),
+                    stdin=json.dumps(body).encode(),
                     become=st.become,
                     task=task.name,
                     timeout=120,
@@ -236,6 +262,12 @@ def swarm(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskResult]:
         for o in fan_out([members[n].host for n in plan.join], join):
             if o.error:
                 results[o.host.name] = TaskResult(task.name, "failed", o.error.message)
+        if plan.join and not check:  # the token that was handed out is spent
+            trainer.run(
+                cmd("docker", "swarm", "join-token", "--rotate", "-q", "worker"),
+                become=trainer.become,
+                task=task.name,
+            )
         if not check:
             if plan.init or plan.join or _labels_wanted(trainer, members, args):
                 _labels(runner, trainer, members, task, changed, args)

@@ -14,7 +14,7 @@ from drfleet.playbook.modules import FLEET_SPECS, MODULES
 from drfleet.playbook.modules.base import validate
 from drfleet.yamlsrc import Located
 
-PLAY_KEYS = ("name", "hosts", "vars", "tasks", "handlers", "become")
+PLAY_KEYS = ("name", "hosts", "defaults", "vars", "tasks", "handlers", "become")
 TASK_KEYS = ("name", "when", "notify", "become", "ignore_errors", "include_tasks")
 ALL_MODULES = sorted([*MODULES, *FLEET_SPECS])
 
@@ -49,6 +49,9 @@ def _play(node: Any, file: Path, index: int) -> Play:
     vars_ = node.get("vars") or {}
     if not isinstance(vars_, dict):
         raise _err(file, node.line_of("vars"), "vars: must be a mapping")
+    defaults = node.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise _err(file, node.line_of("defaults"), "defaults: must be a mapping")
     become = node.get("become")
     handlers = tuple(_tasks(node.get("handlers") or [], file, node.line_of("handlers"), (), become))
     names = {h.name for h in handlers}
@@ -71,6 +74,7 @@ def _play(node: Any, file: Path, index: int) -> Play:
         handlers,
         f"{file}:{node.line}",
         become,
+        dict(defaults),
     )
 
 
@@ -143,6 +147,15 @@ def _task(node: Located, file: Path, stack: tuple[Path, ...], become: Any) -> li
         validate(module, spec, dict(args), rendered=False)
     except ValueError as exc:
         raise ConfigError(f"task {name!r}: {exc}", where=f"{file}:{node.line_of(module)}") from None
+    for key in ("shell", "unless") if module == "command" else ():
+        inside = templating.quoted_placeholder(str(args.get(key) or ""))
+        if inside:
+            raise ConfigError(
+                f"task {name!r}: {key}: {inside} is inside quotes; drfleet quotes each value "
+                "itself, and quotes around it would undo that",
+                where=f"{file}:{node.line_of(module)}",
+                fix=f"write {inside} without the quotes around it",
+            )
     notify = node.get("notify") or []
     notify = [notify] if isinstance(notify, str) else list(notify)
     task_become = node.get("become", become)

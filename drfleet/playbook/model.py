@@ -83,6 +83,8 @@ class Play:
     handlers: tuple[Task, ...]
     source: str
     become: bool | None = None
+    # below the inventory's group and host vars (Ansible's role defaults); `vars` above them
+    defaults: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

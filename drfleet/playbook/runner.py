@@ -272,7 +272,8 @@ class Runner:
     def _ctx(
         self, st: HostState, play: Play, task: Task, facts: dict[str, Any] | None
     ) -> HostContext:
-        vars_ = {**st.host.vars, **play.vars, **self.options.extra_vars}
+        # Ansible's order: play defaults < inventory (group, then host) < play vars < extra vars
+        vars_ = {**play.defaults, **st.host.vars, **play.vars, **self.options.extra_vars}
         return HostContext(
             st.host,
             vars_,

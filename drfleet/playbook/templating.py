@@ -58,6 +58,32 @@ def check_template(text: str, where: str) -> None:
         ) from None
 
 
+def quoted_placeholder(text: str) -> str:
+    """The first `{{ ... }}` of a shell template that sits inside quotes, or "". Each value
+    is quoted on rendering, so `'{{ x }}'` becomes `''$(id)''`: the quotes cancel and the
+    value runs. Outside quotes it is one safe word."""
+    quote = ""
+    i = 0
+    while i < len(text):
+        if text.startswith("{{", i):
+            end = text.find("}}", i)
+            end = len(text) if end < 0 else end + 2
+            if quote:
+                return text[i:end]
+            i = end
+            continue
+        c = text[i]
+        if c == "\\" and quote != "'":
+            i += 2
+            continue
+        if quote and c == quote:
+            quote = ""
+        elif not quote and c in "'\"":
+            quote = c
+        i += 1
+    return ""
+
+
 @functools.lru_cache(maxsize=4096)
 def _expression(expr: str) -> Any:
     return TEXT.compile_expression(expr, undefined_to_none=False)

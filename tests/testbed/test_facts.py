@@ -151,7 +151,7 @@ def test_sudo_with_a_password_from_the_environment(bed3: TestBed, tmp_path: Path
         "- hosts: all\n  tasks:\n    - name: a file only root may write\n"
         '      copy: {dest: /etc/drfleet-pw-test, content: "through sudo\\n", mode: "0600"}\n'
     )
-    debug = {"DRFLEET_DEBUG": "1"}
+    debug = {"DRFLEET_DEBUG": "all"}  # every library's debug log too: still no secret
     try:
         missing = invoke("facts", "--inventory", str(inv))
         assert missing.code == 1

@@ -76,6 +76,18 @@ def test_swarm_and_overlay_connect_hosts(fleet3: TestBed) -> None:
     }
     subnet = net["IPAM"]["Config"][0]["Subnet"]
     assert not subnet.startswith("10.213.")  # no clash with the hosts' own network
+    # the join token never appeared on a command line: not in sudo's log or the journal of a
+    # host that joined (ps shows command lines too; both come from the same argv)
+    for h in ("h2", "h3"):
+        logs = fleet3.exec(
+            h, "journalctl --no-pager 2>/dev/null; cat /var/log/auth.log 2>/dev/null; true"
+        )
+        assert "SWMTKN" not in logs and "--token" not in logs, h
+        assert "swarm/join" not in logs or "JoinToken" not in logs
+    current = fleet3.exec("h1", "docker swarm join-token -q worker").strip()
+    assert current.startswith("SWMTKN") and current not in fleet3.exec(
+        "h2", "journalctl --no-pager 2>/dev/null; true"
+    )
     fleet3.exec("h2", f"docker run -d --name target --network sagemaker-local {SIMAPP} sleep 300")
     try:
         out = fleet3.exec(

@@ -84,3 +84,20 @@ def test_spec_hash_follows_spec_and_run() -> None:
     assert a.spec_hash("0") == parse(doc(W)).containers[0].spec_hash("0")
     assert a.spec_hash("0") != b.spec_hash("0")
     assert a.spec_hash("0") != a.spec_hash("1")
+
+
+def test_a_bind_source_another_user_owns_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A path another local user created first (/tmp/sagemaker on the trainer, say) is not
+    mounted into a container that runs as root with the docker socket."""
+    import os
+
+    from drfleet_agent.engine import foreign_sources
+    from drfleet_agent.spec import Mount
+
+    mine = tmp_path / "sagemaker"
+    mine.mkdir()
+    me = os.stat(mine).st_uid
+    assert foreign_sources([Mount(str(mine), "/tmp/sagemaker")], {me}) == ""
+    why = foreign_sources([Mount(str(mine), "/tmp/sagemaker")], {me + 1})
+    assert f"belongs to uid {me}, not root" in why and "chown it to root" in why
+    assert foreign_sources([Mount(str(tmp_path / "absent"), "/x")], {me + 1}) == ""

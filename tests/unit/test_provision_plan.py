@@ -27,7 +27,9 @@ def facts(nvidia_smi: str | None = None, **kw: Any) -> dict[str, Any]:
     return recorded("ubuntu-22.04", nvidia_smi=nvidia_smi, **kw)
 
 
-def plan(tmp_path: Path, host_facts: dict[str, Any], **host: Any) -> dict[str, TaskResult]:
+def plan(
+    tmp_path: Path, host_facts: dict[str, Any], extra: dict[str, Any] | None = None, **host: Any
+) -> dict[str, TaskResult]:
     inv_file = tmp_path / "inv.yml"
     settings = ", ".join(f"{k}: {str(v).lower()}" for k, v in host.items())
     inv_file.write_text(
@@ -38,7 +40,10 @@ def plan(tmp_path: Path, host_facts: dict[str, Any], **host: Any) -> dict[str, T
     inv = inventory.load(inv_file)
     book = loader.load(REPO / "playbooks" / "provision.yml")
     runner = Runner(
-        book, inv, inv.select(), RunOptions(check=True, extra_vars={"drfc_images": IMAGES})
+        book,
+        inv,
+        inv.select(),
+        RunOptions(check=True, extra_vars={"drfc_images": IMAGES, **(extra or {})}),
     )
     report = runner.simulate({"g1": host_facts})["g1"]
     return {t.name: t for t in report.tasks}
@@ -114,6 +119,16 @@ def test_opengl_host_gets_the_xorg_unit(tmp_path: Path) -> None:
     assert "/usr/bin/Xorg :99" in unit.diff and "-nolisten tcp" in unit.diff
     assert 'Driver "dummy"' in tasks["Xorg configuration"].diff
     assert tasks["Xorg running (display xorg_display)"].status == "changed"
+    # root's X server: the cookie is root's alone (a 0644 cookie lets any local user in)
+    assert "chmod 0600 /var/lib/drfleet/Xauthority" in unit.diff and "0644" not in unit.diff
+
+
+def test_an_xorg_display_that_is_not_a_display_number_is_refused(tmp_path: Path) -> None:
+    """It goes into the unit's `sh -c '...'` line: only `:N` gets there."""
+    tasks = plan(tmp_path, facts(), {"xorg_display": ":0' ; touch /tmp/pwned ; '"}, opengl=True)
+    check = tasks["Xorg display is a display number"]
+    assert check.status == "failed" and "like :99" in check.msg
+    assert "Xorg as a systemd unit" not in tasks  # the host stops there
 
 
 @pytest.mark.parametrize(
@@ -130,3 +145,33 @@ def test_unsupported_os_is_refused(tmp_path: Path, os_facts: dict[str, str]) -> 
     assert first.status == "failed"
     assert os_facts["pretty"] in first.msg and "Ubuntu 22.04 or later" in first.msg
     assert len(tasks) == 1
+
+
+def test_the_documented_inventory_overrides_are_honoured(tmp_path: Path) -> None:
+    """provision.yml's variables are defaults: the inventory's all/group/host vars win."""
+
+    def run(host_vars: str) -> dict[str, TaskResult]:
+        inv_file = tmp_path / "inv.yml"
+        inv_file.write_text(
+            "all:\n"
+            "  vars: {base_packages: [jq, htop]}\n"
+            "  hosts:\n"
+            "    g1:\n"
+            "      roles: [trainer, robomaker]\n"
+            "      opengl: true\n"
+            f"      vars: {host_vars}\n"
+        )
+        inv = inventory.load(inv_file)
+        book = loader.load(REPO / "playbooks" / "provision.yml")
+        options = RunOptions(check=True, extra_vars={"drfc_images": IMAGES})
+        report = Runner(book, inv, inv.select(), options).simulate({"g1": facts(nvidia_smi=T4_560)})
+        return {t.name: t for t in report["g1"].tasks}
+
+    tasks = run("{docker_package: docker-ce, xorg_display: ':5'}")
+    assert tasks["Docker engine (Debian's docker.io)"].status == "skipped"
+    assert tasks["Docker engine (Docker's docker-ce)"].status == "changed"
+    assert "htop" in tasks["Base packages"].msg
+    assert "/usr/bin/Xorg :5 " in tasks["Xorg as a systemd unit"].diff
+    tasks = run("{nvidia_min_driver: 570}")
+    assert tasks["NVIDIA driver new enough"].status == "failed"  # 560 < the 570 asked for
+    assert "570 or later" in tasks["NVIDIA driver new enough"].msg

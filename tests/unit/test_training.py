@@ -11,7 +11,7 @@ import yaml
 
 from drfleet import runstate, training
 from drfleet.drfc import checks, config, params
-from drfleet.errors import ConfigError
+from drfleet.errors import ConfigError, DrfleetError
 from drfleet.plan import Capacity, place, rebalance, suggest
 from drfleet.specs import build, masked
 
@@ -394,3 +394,61 @@ def inventory_stub() -> Any:
     from drfleet import inventory
 
     return inventory.Inventory(path="inventory.yml", hosts={}, groups={})
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ("DR_LOCAL_S3_MODEL_PREFIX=/tmp/x", "DR_LOCAL_S3_MODEL_PREFIX"),
+        (
+            "DR_LOCAL_S3_CUSTOM_FILES_PREFIX=../../../../root/.ssh",
+            "DR_LOCAL_S3_CUSTOM_FILES_PREFIX",
+        ),
+        ("DR_LOCAL_S3_REWARD_KEY=custom_files/../../x.py", "DR_LOCAL_S3_REWARD_KEY"),
+        ("DR_LOCAL_S3_TRAINING_PARAMS_FILE=", "DR_LOCAL_S3_TRAINING_PARAMS_FILE"),
+    ],
+)
+def test_s3_keys_that_leave_their_place_are_refused_and_dry_run_writes_nothing(
+    tmp_path: Path, line: str, key: str
+) -> None:
+    """`train --dry-run --out DIR` writes files named by S3 keys: a key that is absolute or
+    climbs out is refused when the config loads, naming file and line; nothing is written."""
+    env = drfc(tmp_path, run=RUN + line + "\n")
+    with pytest.raises(ConfigError) as exc:
+        training.prepare(env, {c.host: c for c in caps(("t", 16, True), ("a", 16, False))})
+    lines = (env / "run.env").read_text().splitlines()
+    assert f"run.env:{len(lines)}" in exc.value.message and key in exc.value.message
+    assert not (tmp_path / "out").exists()
+
+
+def test_credentials_readable_by_others_are_refused_with_the_fix(tmp_path: Path) -> None:
+    creds = training.credentials(tmp_path)
+    path = tmp_path / ".drfleet" / "minio-credentials.json"
+    assert (path.stat().st_mode & 0o777) == 0o600 and training.credentials(tmp_path) == creds
+    path.chmod(0o644)
+    with pytest.raises(DrfleetError) as exc:
+        training.credentials(tmp_path)
+    assert "readable by others" in str(exc.value) and f"chmod 600 {path}" in str(exc.value)
+    assert creds["secret_key"] not in str(exc.value)
+
+
+def test_debug_logging_keeps_other_libraries_quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore's debug log prints access key ids and signatures: DRFLEET_DEBUG=1 is
+    drfleet's own log only; DRFLEET_DEBUG=all asks for everything."""
+    import logging
+
+    from drfleet import cli
+
+    root = logging.getLogger()
+    saved = (root.level, list(root.handlers))
+    try:
+        root.handlers.clear()
+        monkeypatch.setenv("DRFLEET_DEBUG", "1")
+        cli._setup_logging()
+        assert logging.getLogger("drfleet.remote").isEnabledFor(logging.DEBUG)
+        assert not logging.getLogger("botocore.auth").isEnabledFor(logging.DEBUG)
+        assert not logging.getLogger("paramiko.transport").isEnabledFor(logging.DEBUG)
+    finally:
+        root.setLevel(saved[0])
+        root.handlers[:] = saved[1]
+        logging.getLogger("drfleet").setLevel(logging.NOTSET)
