@@ -112,8 +112,10 @@ class AgentHarness:
         )
 
     def containers(self) -> list[Any]:
+        # ignore_removed: one the agent removes between docker's list and its inspect is gone,
+        # not an error (the suite hit that race while the agent replaced a container)
         return self.client.containers.list(
-            all=True, filters={"label": f"drfleet.fleet={self.fleet}"}
+            all=True, filters={"label": f"drfleet.fleet={self.fleet}"}, ignore_removed=True
         )
 
     def close(self) -> None:

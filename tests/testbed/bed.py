@@ -135,7 +135,7 @@ def reap_orphans(client: docker.DockerClient | None = None) -> int:
 
 def _remove_bed(client: docker.DockerClient, bed: str) -> None:
     flt = {"label": f"{LABEL}={bed}"}
-    for c in client.containers.list(all=True, filters=flt):
+    for c in client.containers.list(all=True, filters=flt, ignore_removed=True):
         with contextlib.suppress(docker.errors.NotFound):
             c.remove(force=True, v=True)
     for n in client.networks.list(filters=flt):
