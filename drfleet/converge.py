@@ -17,6 +17,12 @@ from drfleet.shell import Command, Raw, cmd, sh
 from drfleet.ui import Board
 
 
+def preflight(sessions: dict[str, Session], docs: dict[str, dict[str, Any]], limit: int) -> None:
+    """What must hold on every host before any is told anything (train and --rebalance)."""
+    shims(sessions, docs, limit)
+    generations(sessions, docs, limit)
+
+
 def generations(sessions: dict[str, Session], docs: dict[str, dict[str, Any]], limit: int) -> None:
     """No host may hold a newer assignment of the same run than the one about to be sent: that
     comes from another controller (or another env dir), and the newer one wins. Checked on

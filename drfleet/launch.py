@@ -35,8 +35,7 @@ def train(
     region = p.cfg.setting("DR_AWS_APP_REGION")
     sessions = {h.name: session(h, options) for h in hosts}
     try:
-        converge.shims(sessions, docs, options.limit)
-        converge.generations(sessions, docs, options.limit)
+        converge.preflight(sessions, docs, options.limit)
         tsess = sessions[trainer.name]
         live = not wipe and converge.has_container(tsess, RLCOACH)
         if board:
@@ -182,8 +181,7 @@ def rebalance(
         was = {str(w.slot): w.host for w in state.plan.workers}
         sessions = {h: session(inv.hosts[h], options) for h in docs}
         try:
-            converge.shims(sessions, docs, options.limit)
-            converge.generations(sessions, docs, options.limit)
+            converge.preflight(sessions, docs, options.limit)
             state = runstate.RunState(
                 state.run_id,
                 state.bucket,
