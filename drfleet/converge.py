@@ -64,7 +64,9 @@ def shims(sessions: dict[str, Session], docs: dict[str, dict[str, Any]], limit: 
         )
         return res.exit_code == 0
 
-    lacking = sorted(o.host.name for o in fan_out(hosts, one, limit=limit) if not o.value)
+    outcomes = fan_out(hosts, one, limit=limit)
+    # a host that cannot be asked does not lack the shim: pushing to it says what is wrong
+    lacking = sorted(o.host.name for o in outcomes if o.ok and not o.value)
     if lacking:
         raise DrfleetError(
             f"{', '.join(lacking)} {'lacks' if len(lacking) == 1 else 'lack'} "
