@@ -7,14 +7,14 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from drfleet_agent.contract import ContainerStatus, HostStatus, State
+from drfleet_agent.contract import ContainerStatus, HostStatus, State, reach
 
 from drfleet.errors import DrfleetError
 from drfleet.names import AGENT_PYZ, FLEET, STATE_DIR
 from drfleet.remote import Session
 from drfleet.shell import Command, cmd
 
-__all__ = ["ContainerStatus", "HostStatus", "State", "apply", "empty", "logs", "status"]
+__all__ = ["ContainerStatus", "HostStatus", "State", "apply", "empty", "logs", "reach", "status"]
 
 
 def command(*args: str) -> Command:

@@ -589,8 +589,8 @@ def stop(
         "known_hosts",
         port="local port of the page (default 8100)",
         bind="local address to listen on (default 127.0.0.1)",
-        static="write a standalone page to this file instead of serving (for browsers that reach "
-        "the hosts directly)",
+        static="write a standalone page to this file instead of serving, for browsers that reach "
+        "the hosts directly (needs publish_address set on the worker hosts)",
     )
 )
 @friendly
@@ -609,7 +609,7 @@ def viewer(
 
     inv, options = _inventory_and_options(inventory, known_hosts, accept_new_host_keys)
     if static:
-        workers = viewer_mod.workers_from(launch.status(inv, options), inv)
+        workers = viewer_mod.direct(viewer_mod.workers_from(launch.status(inv, options), inv))
         viewer_mod.write_static(Path(static), workers)
         print(f"wrote {static}: {sum(1 for w in workers if w['port'])} streams")
         return
@@ -655,7 +655,8 @@ def vnc(
             "DR_GUI_ENABLE=True",
             fix="set DR_GUI_ENABLE=True in system.env and run `invoke train` again",
         )
-    with session(host, options) as s, tunnel.forward(s, "127.0.0.1", remote, port) as local:
+    address = container.reach("5900/tcp")
+    with session(host, options) as s, tunnel.forward(s, address, remote, port) as local:
         if json:  # one line, printed while the forward stays open
             doc = {"worker": worker, "host": host.name, "address": "127.0.0.1", "port": local}
             sys.stdout.write(_json.dumps(doc) + "\n")

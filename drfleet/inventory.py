@@ -6,6 +6,7 @@ Every error names the file and line and says what to write instead.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -91,6 +92,15 @@ def _instance_type(value: Any) -> Any:
     return value
 
 
+def _ip(value: Any) -> Any:
+    try:
+        return str(ipaddress.ip_address(value if isinstance(value, str) else ""))
+    except ValueError:
+        raise ValueError(
+            f"must be an IP address of the host (127.0.0.1, or 0.0.0.0 for all), not {value!r}"
+        ) from None
+
+
 def _path(value: Any) -> Any:
     if not isinstance(value, str) or not value or "\x00" in value:
         raise ValueError("must be a file path")
@@ -115,6 +125,7 @@ SETTINGS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "memory_mb": (_int(256, 64 * 1024 * 1024), None),
     "gpus": (_int(0, 64), None),
     "opengl": (_bool, False),
+    "publish_address": (_ip, "127.0.0.1"),
 }
 _GROUP_KEYS = ("hosts", "vars", "children")
 _HOST_KEYS = (*SETTINGS, "vars")
@@ -139,6 +150,7 @@ class Host:
     memory_mb: int | None = None
     gpus: int | None = None
     opengl: bool = False
+    publish_address: str = "127.0.0.1"  # where minio, video and VNC ports listen on the host
     groups: tuple[str, ...] = ()
     vars: Mapping[str, Any] = field(default_factory=dict, compare=False)
     source: str = ""

@@ -11,7 +11,7 @@ from typing import Any
 
 from drfleet import agent_client, capacity, converge, observe, runstate, storage, training
 from drfleet import plan as plan_mod
-from drfleet.agent_client import ContainerStatus, HostStatus
+from drfleet.agent_client import ContainerStatus, HostStatus, reach
 from drfleet.errors import DrfleetError
 from drfleet.inventory import Host, Inventory
 from drfleet.names import RLCOACH, SAGEMAKER_PATTERN
@@ -49,7 +49,7 @@ def train(
                     ],
                 }
                 agent_client.apply(tsess, minio_only, 60)
-            with forward(tsess, "127.0.0.1", 9000) as port:
+            with forward(tsess, reach(trainer.publish_address), 9000) as port:
                 s3 = storage.s3_client(f"http://127.0.0.1:{port}", creds, region)
                 storage.wait(s3)
                 uploaded = storage.upload(s3, p, wipe, live)

@@ -28,6 +28,7 @@ class Capacity:
     robomaker: bool = True
     worker_vcpus: int = 4
     trainer_vcpus: int = 4
+    publish_address: str = "127.0.0.1"  # where its containers' ports listen (inventory)
 
     @property
     def cost(self) -> int:
@@ -99,6 +100,7 @@ def capacity(host: Host, facts: Facts | None = None) -> Capacity:
         robomaker="robomaker" in host.roles,
         worker_vcpus=opengl_cost if host.opengl else int(host.vars.get("worker_vcpus", 4)),
         trainer_vcpus=int(host.vars.get("trainer_vcpus", 4)),
+        publish_address=host.publish_address,
     )
 
 

@@ -128,7 +128,7 @@ def build(
     per_host: dict[str, list[dict[str, Any]]] = {h: [] for h in caps}
     trainer_gpu = caps[plan.trainer].gpus > 0
     if cfg.storage == "local":
-        per_host[plan.trainer].append(minio(cfg, creds))
+        per_host[plan.trainer].append(minio(cfg, creds, caps[plan.trainer].publish_address))
     image = simapp_image(cfg, trainer_gpu)
     per_host[plan.trainer].append(
         {
@@ -159,8 +159,10 @@ def build(
     }
 
 
-def minio(cfg: TrainingConfig, creds: dict[str, str]) -> dict[str, Any]:
-    """docker-compose-local.yml: the API on 9000 (the console, 9001, is not published)."""
+def minio(cfg: TrainingConfig, creds: dict[str, str], address: str) -> dict[str, Any]:
+    """docker-compose-local.yml: the API on 9000 (the console, 9001, is not published), on
+    the host's publish_address (127.0.0.1 unless the inventory opens it: the controller
+    comes through SSH, workers over the overlay)."""
     return {
         "name": MINIO,
         "role": "minio",
@@ -170,6 +172,7 @@ def minio(cfg: TrainingConfig, creds: dict[str, str]) -> dict[str, Any]:
         "networks": [NETWORK],
         "aliases": ["minio"],
         "ports": {"9000/tcp": 9000},
+        "publish_address": address,
         "mounts": [{"source": MINIO_DATA, "target": "/data"}],
         "restart": "always",
     }
@@ -224,6 +227,7 @@ def robomaker(
         "env": env,
         "networks": [NETWORK],
         "ports": ports,
+        "publish_address": cap.publish_address,
         "mounts": mounts,
         "init": True,
         "labels": {"drfleet-slot": str(w.slot), "drfleet-world": w.world},

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from drfleet import agent_client
-from drfleet.agent_client import HostStatus
+from drfleet.agent_client import HostStatus, reach
+from drfleet.errors import DrfleetError
 from drfleet.inventory import Host, Inventory
 from drfleet.names import slot_of
 from drfleet.observe import FleetReport, HostReport
@@ -71,6 +72,7 @@ def workers_from(report: FleetReport, inv: Inventory) -> list[dict[str, Any]]:
                     "state": c.state.value,
                     "restarts": c.restarts,
                     "port": c.ports.get("8080/tcp"),
+                    "listens_on": c.addresses.get("8080/tcp", ""),
                     "topics": [t for t in c.labels.get("drfleet-topics", "").split(",") if t],
                 }
             )
@@ -128,12 +130,12 @@ class Streams:
         old.close()
         self.sessions[host] = session(self.inv.hosts[host], self.options)
 
-    def open(self, host: str, port: int) -> Any:
-        """A socket-like connection to 127.0.0.1:port as the host sees it."""
+    def open(self, host: str, address: str, port: int) -> Any:
+        """A socket-like connection to address:port as the host sees it."""
         sess = self.sessions[host]
         if isinstance(sess, SSHSession):
-            return sess.channel("127.0.0.1", port)
-        return socket.create_connection(("127.0.0.1", port), timeout=10)
+            return sess.channel(address, port)
+        return socket.create_connection((address, port), timeout=10)
 
     def close(self) -> None:
         for s in self.sessions.values():
@@ -240,7 +242,9 @@ def make_handler(streams: Streams, bind: str = "127.0.0.1") -> type[BaseHTTPRequ
 
         def _relay(self, worker: dict[str, Any], path: str) -> None:
             try:
-                upstream = streams.open(worker["host"], int(worker["port"]))
+                upstream = streams.open(
+                    worker["host"], reach(worker.get("listens_on") or ""), int(worker["port"])
+                )
             except Exception as exc:
                 self._send(502, "text/plain", f"cannot reach the worker: {exc}\n".encode())
                 return
@@ -276,6 +280,32 @@ def serve(inv: Inventory, options: Options, bind: str, port: int) -> None:
         streams.close()
 
 
+def direct(workers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The workers as a browser elsewhere reaches them: their video must listen beyond the
+    host's loopback (publish_address in the inventory); the URL names the address it listens
+    on, or the host's address when it listens on all of them (pure)."""
+    shut = [
+        w
+        for w in workers
+        if w["port"] and ipaddress.ip_address(w["listens_on"] or "127.0.0.1").is_loopback
+    ]
+    if shut:
+        names = ", ".join(f"worker {int(w['slot'])} on {w['host']}" for w in shut)
+        raise DrfleetError(
+            f"the video of {names} listens on the host's 127.0.0.1 only, so a page that "
+            "reaches hosts directly cannot show it",
+            fix="use `invoke viewer` (streams come through SSH), or set publish_address: "
+            "0.0.0.0 for those hosts in the inventory and train again (the streams have no "
+            "authentication: only on a network you trust)",
+        )
+    out = []
+    for w in workers:
+        listens = w.get("listens_on") or ""
+        wild = not listens or ipaddress.ip_address(listens).is_unspecified
+        out.append({**w, "address": w["address"] if wild else listens})
+    return out
+
+
 def static_page(
     workers: list[dict[str, Any]],
     topic: str = "kvs_stream",
@@ -289,7 +319,7 @@ def static_page(
         return stream_path(pick_topic(topic, w.get("topics") or []), quality, width, height)
 
     tiles = "\n".join(
-        f'<figure><img src="http://{html.escape(w["address"])}:{int(w["port"])}'
+        f'<figure><img src="http://{html.escape(_url_host(w["address"]))}:{int(w["port"])}'
         f'{html.escape(path(w))}" width="{width}" height="{height}" alt="worker {int(w["slot"])}">'
         f"<figcaption>worker {int(w['slot'])} on {html.escape(w['host'])}: "
         f"{html.escape(w['world'])}</figcaption></figure>"
@@ -302,6 +332,10 @@ def static_page(
         f"figure{{display:inline-block;margin:6px}}</style></head><body>{tiles}"
         f"</body></html>\n"
     )
+
+
+def _url_host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
 
 
 def write_static(path: Path, workers: list[dict[str, Any]]) -> None:

@@ -7,6 +7,7 @@ alone. This module imports nothing of the controller (the agent is shipped on it
 from __future__ import annotations
 
 import enum
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -94,8 +95,14 @@ class ContainerStatus:
     container_id: str = ""
     started_at: str | None = None
     ports: dict[str, int] = field(default_factory=dict)
+    addresses: dict[str, str] = field(default_factory=dict)  # port -> host address it listens on
     next_restart_at: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+
+    def reach(self, port: str) -> str:
+        """The address on its host that reaches a published port: the one it listens on, or
+        127.0.0.1 when it listens on all of them."""
+        return reach(self.addresses.get(port, ""))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -110,6 +117,7 @@ class ContainerStatus:
             "container_id": self.container_id,
             "started_at": self.started_at,
             "ports": dict(self.ports),
+            "addresses": dict(self.addresses),
             "next_restart_at": self.next_restart_at,
             "labels": dict(self.labels),
         }
@@ -129,9 +137,19 @@ class ContainerStatus:
             container_id=str(doc.get("container_id") or ""),
             started_at=doc.get("started_at"),
             ports={str(k): int(v) for k, v in (doc.get("ports") or {}).items()},
+            addresses={str(k): str(v) for k, v in (doc.get("addresses") or {}).items()},
             next_restart_at=doc.get("next_restart_at"),
             labels={str(k): str(v) for k, v in (doc.get("labels") or {}).items()},
         )
+
+
+def reach(listens_on: str) -> str:
+    """Where on a host to connect to a port that listens on `listens_on` (pure)."""
+    try:
+        ip = ipaddress.ip_address(listens_on)
+    except ValueError:
+        return "127.0.0.1"
+    return "127.0.0.1" if ip.is_unspecified else str(ip)
 
 
 @dataclass

@@ -277,6 +277,7 @@ class Agent:
                 row.role = o.labels.get(L_ROLE, s.role)
                 if o.status == "running":
                     row.ports = o.ports
+                    row.addresses = o.addresses
                 if o.status != "running" and o.exit_code is not None:
                     row.last_exit_code = o.exit_code
                 if o.error:

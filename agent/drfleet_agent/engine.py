@@ -111,6 +111,11 @@ class Engine:
                         finished_at=parse_time(st.get("FinishedAt")),
                         error=st.get("Error") or ("out of memory" if st.get("OOMKilled") else ""),
                         ports={k: int(v[0]["HostPort"]) for k, v in bound.items() if v},
+                        addresses={
+                            k: v[0].get("HostIp") or "0.0.0.0"  # noqa: S104 (reported, not bound)
+                            for k, v in bound.items()
+                            if v
+                        },
                     )
                 )
         return out
@@ -145,7 +150,10 @@ class Engine:
             )
         first = spec.networks[0] if spec.networks else None
         host_config = self.api.create_host_config(
-            port_bindings={k: v for k, v in spec.ports.items()},
+            port_bindings={
+                k: (spec.publish_address, v) if v else (spec.publish_address,)
+                for k, v in spec.ports.items()
+            },
             mounts=[
                 docker.types.Mount(m.target, m.source, type="bind", read_only=m.read_only)
                 for m in spec.mounts

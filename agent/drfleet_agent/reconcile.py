@@ -46,6 +46,7 @@ class Observed:
     finished_at: float | None = None
     error: str = ""
     ports: dict[str, int] = field(default_factory=dict)  # published: container -> host port
+    addresses: dict[str, str] = field(default_factory=dict)  # container port -> host address
 
     @property
     def ours(self) -> bool:

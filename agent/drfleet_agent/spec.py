@@ -7,6 +7,7 @@ in part: an invalid document leaves the previous state in force.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -42,6 +43,7 @@ class ContainerSpec:
     networks: list[str] = field(default_factory=list)
     aliases: list[str] = field(default_factory=list)  # more names on its networks
     ports: dict[str, int | None] = field(default_factory=dict)
+    publish_address: str = "127.0.0.1"  # the host address its ports listen on
     mounts: list[Mount] = field(default_factory=list)
     gpus: int | list[str] = 0  # a count (-1: all) or device ids
     init: bool = False
@@ -149,6 +151,13 @@ def _gpus(v: Any, where: str) -> int | list[str]:
     return _str_list(v, where)
 
 
+def _address(v: Any, where: str) -> str:
+    try:
+        return str(ipaddress.ip_address(v if isinstance(v, str) else ""))
+    except ValueError:
+        raise _fail(where, f"must be an IP address (127.0.0.1, 0.0.0.0), not {v!r}") from None
+
+
 def _unknown(obj: dict[str, Any], known: set[str], where: str) -> None:
     extra = sorted(set(obj) - known)
     if extra:
@@ -193,6 +202,8 @@ def container(obj: Any, where: str) -> ContainerSpec:
         ]
     if "ports" in obj:
         kw["ports"] = _ports(obj["ports"], f"{w}.ports")
+    if "publish_address" in obj:
+        kw["publish_address"] = _address(obj["publish_address"], f"{w}.publish_address")
     if "mounts" in obj:
         kw["mounts"] = _mounts(obj["mounts"], f"{w}.mounts")
     if "gpus" in obj:

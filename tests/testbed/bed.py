@@ -17,7 +17,7 @@ import secrets
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,6 +198,7 @@ class TestBed:
         self.known_hosts = workdir / "known_hosts"
         self.inventory = workdir / "inventory.yml"
         self._lock = threading.Lock()
+        self._closers: list[Callable[[], None]] = []
 
     # -- life cycle ---------------------------------------------------------------------
     def start(self) -> TestBed:
@@ -227,7 +228,13 @@ class TestBed:
         return self
 
     def close(self) -> None:
+        while self._closers:
+            self._closers.pop()()
         _remove_bed(self.client, self.id)
+
+    def on_close(self, fn: Callable[[], None]) -> None:
+        """Runs fn when the bed closes (a tunnel the tests opened to a host, say)."""
+        self._closers.append(fn)
 
     def __enter__(self) -> TestBed:
         return self.start()
@@ -353,7 +360,12 @@ class TestBed:
             raise RuntimeError(f"{h.name}: {cmd!r} exited {proc.returncode}: {proc.stderr}")
         return proc.stdout
 
-    def write_inventory(self, path: Path | None = None, **all_vars: Any) -> Path:
+    def write_inventory(
+        self,
+        path: Path | None = None,
+        host_vars: dict[str, dict[str, Any]] | None = None,
+        **all_vars: Any,
+    ) -> Path:
         lines = [f"{h.address} {k}" for h in self.hosts.values() for k in h.host_keys]
         self.known_hosts.write_text("\n".join(lines) + "\n")
         self.known_hosts.chmod(0o600)
@@ -368,7 +380,11 @@ class TestBed:
                     **all_vars,
                 },
                 "hosts": {
-                    h.name: {"address": h.address, "roles": h.roles}
+                    h.name: {
+                        "address": h.address,
+                        "roles": h.roles,
+                        **(host_vars or {}).get(h.name, {}),
+                    }
                     for h in sorted(self.hosts.values(), key=lambda h: h.name)
                 },
             }

@@ -3,6 +3,7 @@ and what a user would look at (S3 objects, iterations, the containers on every h
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -10,6 +11,9 @@ from typing import Any
 
 import boto3
 
+from drfleet import inventory
+from drfleet.remote import Options, session
+from drfleet.tunnel import forward
 from tests.conftest import invoke, provision
 from tests.testbed import TestBed
 
@@ -61,16 +65,27 @@ def write_drfc(
     return d
 
 
-def provisioned(bed: TestBed, env_dir: Path) -> None:
-    bed.write_inventory(worker_vcpus=1, trainer_vcpus=1)  # test hosts have 2 vCPUs
+def provisioned(
+    bed: TestBed, env_dir: Path, host_vars: dict[str, dict[str, Any]] | None = None
+) -> None:
+    bed.write_inventory(host_vars=host_vars, worker_vcpus=1, trainer_vcpus=1)  # 2-vCPU hosts
     run = provision(bed, env_dir)
     assert run.code == 0, run.stdout[-3000:] + run.stderr
 
 
 def s3(bed: TestBed) -> Any:
+    """The run's minio on h1, as the controller reaches it: through SSH to the host's
+    127.0.0.1:9000 (it listens nowhere else). One tunnel per bed, closed with it."""
+    endpoint = getattr(bed, "s3_endpoint", None)
+    if endpoint is None:
+        stack = contextlib.ExitStack()
+        sess = stack.enter_context(session(inventory.load(bed.inventory).hosts["h1"], Options()))
+        port = stack.enter_context(forward(sess, "127.0.0.1", 9000))
+        bed.on_close(stack.close)
+        endpoint = bed.s3_endpoint = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
     return boto3.client(
         "s3",
-        endpoint_url=f"http://{bed.hosts['h1'].address}:9000",
+        endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id="x",
         aws_secret_access_key="y",

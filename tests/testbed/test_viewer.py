@@ -64,7 +64,7 @@ def viewer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestBed, 
         .replace("DR_GUI_ENABLE=False", "DR_GUI_ENABLE=True")  # VNC, reached with `invoke vnc`
     )
     with TestBed(2, tmp_path_factory.mktemp("vbed"), image=image) as bed:
-        provisioned(bed, env_dir)
+        provisioned(bed, env_dir, host_vars={"h2": {"publish_address": "0.0.0.0"}})
         inv = str(bed.inventory)
         assert invoke("train", "--inventory", inv, "--env-dir", str(env_dir)).code == 0
         port = free_port()
@@ -108,6 +108,40 @@ def test_page_lists_every_worker_and_streams_come_through_ssh(viewer: tuple[Test
             assert r.headers["X-Standin-Topic"] == "camera"
     page = get(base + "/").decode()
     assert "kvs_stream" in page and "main camera" in page and "sub camera" in page
+
+
+def test_ports_listen_on_loopback_unless_the_inventory_opens_them(
+    viewer: tuple[TestBed, str], tmp_path: Path
+) -> None:
+    """minio (root credentials) and the videos (no authentication) listen on the host's
+    127.0.0.1: the controller and the viewer come through SSH. h2's inventory entry opens its
+    ports (publish_address: 0.0.0.0), as DRfC publishes them."""
+    bed, base = viewer
+    workers = json.loads(get(base + "/api/workers"))
+    published = {
+        h: [
+            p.strip()
+            for line in bed.exec(h, "docker ps --format '{{.Ports}}'").splitlines()
+            for p in line.split(",")
+            if "->" in p
+        ]
+        for h in ("h1", "h2")
+    }
+    assert any("->9000/tcp" in p for p in published["h1"])  # minio on the trainer
+    assert published["h1"] and all(p.startswith("127.0.0.1:") for p in published["h1"])
+    assert published["h2"] and all(p.startswith("0.0.0.0:") for p in published["h2"])
+    h1, h2 = bed.hosts["h1"].address, bed.hosts["h2"].address
+    on = {h: [w["port"] for w in workers if w["host"] == h] for h in ("h1", "h2")}
+    assert on["h1"] and on["h2"]
+    for port in (9000, *on["h1"]):  # minio and h1's videos, as anyone else on the net tries
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((h1, port), timeout=5).close()
+    for port in on["h2"]:  # opened on h2: reached directly, as DRfC's local browser does
+        assert frames(f"http://{h2}:{port}/stream?topic=main_camera") >= 1
+    page = tmp_path / "workers.html"
+    refused = invoke("viewer", "--static", str(page), "--inventory", str(bed.inventory))
+    assert refused.code == 1 and not page.exists()
+    assert "worker 1 on h1" in refused.stderr and "publish_address" in refused.stderr
 
 
 def test_vnc_of_a_worker_is_reached_through_ssh(viewer: tuple[TestBed, str]) -> None:

@@ -51,6 +51,8 @@ def test_architecture_example_is_accepted() -> None:
             ),
             None,
         ),
+        (doc({**W, "publish_address": "0.0.0.0:80"}), "publish_address: must be an IP address"),
+        (doc({**W, "publish_address": "::1"}), None),
         (doc({**W, "name": "w;rm -rf /"}), "containers[0].name: 'w;rm -rf /' is not valid"),
         (doc({**W, "restart": "sometimes"}), "restart: must be one of always, on-failure, never"),
         (doc({**W, "env": {"A B": "x"}}), "env key: 'A B' is not valid"),

@@ -86,3 +86,11 @@ def test_the_generation_is_a_counter_in_the_run_record(tmp_path: Path) -> None:
     plan = Plan("t", [Placement(1, "t", "w", 5, "training_params_1.yaml", 8080)])
     runstate.save(tmp_path, runstate.RunState("0", "bucket", "p", 41, plan))
     assert runstate.next_generation(tmp_path) == 42
+
+
+def test_a_published_port_is_reached_where_it_listens() -> None:
+    from drfleet_agent.contract import reach
+
+    assert reach("0.0.0.0") == "127.0.0.1" and reach("") == "127.0.0.1"
+    assert reach("127.0.0.1") == "127.0.0.1" and reach("::1") == "::1"
+    assert reach("10.0.0.7") == "10.0.0.7" and reach("::") == "127.0.0.1"

@@ -221,6 +221,8 @@ def test_hostile_host_names_refused(tmp_path: Path, name: str) -> None:
         ("ssh_user", "'root$(id)'"),
         ("proxy_jump", "'-oProxyCommand=sh'"),
         ("address", "'-oProxyCommand=sh'"),
+        ("publish_address", "'0.0.0.0 -p 1:1'"),
+        ("publish_address", "everywhere"),
     ],
 )
 def test_hostile_settings_refused(tmp_path: Path, field: str, value: str) -> None:

@@ -170,6 +170,23 @@ def test_single_worker_runs_run_sh_in_run_mode(tmp_path: Path) -> None:
     assert rm["ports"] == {"8080/tcp": 8080}  # no VNC without DR_GUI_ENABLE
 
 
+def test_ports_listen_on_loopback_unless_the_inventory_opens_them(tmp_path: Path) -> None:
+    """DRfC publishes minio and video on every address; drfleet on the host's 127.0.0.1 (the
+    controller and the viewer come through SSH), or where publish_address says."""
+    hosts = [
+        Capacity(host="t", vcpus=16, trainer=True),
+        Capacity(host="w", vcpus=8, publish_address="0.0.0.0"),
+    ]
+    _, docs = setup(tmp_path, 3, hosts=hosts)
+    for d in docs.values():
+        for c in d["containers"]:
+            if c.get("ports"):
+                want = "0.0.0.0" if c in docs.get("w", {}).get("containers", []) else "127.0.0.1"
+                assert c["publish_address"] == want, c["name"]
+    assert {c["role"] for c in docs["t"]["containers"] if c.get("ports")} == {"minio", "robomaker"}
+    assert docs["w"]["containers"], "a worker landed on w"
+
+
 def test_three_workers_single_config(tmp_path: Path) -> None:
     _, docs = setup(tmp_path, 3)
     robo = sorted(containers(docs, "robomaker"), key=lambda c: c["name"])

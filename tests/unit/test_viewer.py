@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from drfleet import viewer
+from drfleet.errors import DrfleetError
 
 
 class NoHosts:
@@ -68,3 +69,30 @@ def test_host_reported_values_are_data_in_the_static_page() -> None:
         viewer.static_page(
             [{"slot": 1, "host": "h", "address": "a", "port": "80/x", "world": "", "topics": []}]
         )
+
+
+def _worker(slot: int, host: str, listens_on: str) -> dict[str, object]:
+    return {
+        "slot": slot,
+        "host": host,
+        "address": f"{host}.example",
+        "port": 8080 + slot,
+        "listens_on": listens_on,
+        "world": "w",
+        "topics": [],
+    }
+
+
+def test_static_page_needs_videos_published_beyond_loopback() -> None:
+    """Video listens on the host's 127.0.0.1 unless the inventory opens it: a page for
+    browsers elsewhere refuses, naming the workers and the two ways out."""
+    with pytest.raises(DrfleetError) as err:
+        viewer.direct([_worker(1, "h1", "0.0.0.0"), _worker(2, "h2", "127.0.0.1")])
+    assert "worker 2 on h2" in str(err.value) and "worker 1" not in str(err.value)
+    assert "publish_address" in (err.value.fix or "") and "invoke viewer" in (err.value.fix or "")
+    shown = viewer.direct(
+        [_worker(1, "h1", "0.0.0.0"), _worker(2, "h2", "10.0.0.7"), _worker(3, "h3", "fd00::7")]
+    )
+    assert [w["address"] for w in shown] == ["h1.example", "10.0.0.7", "fd00::7"]
+    page = viewer.static_page(shown)
+    assert 'src="http://10.0.0.7:8082/' in page and 'src="http://[fd00::7]:8083/' in page
