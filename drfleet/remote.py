@@ -25,12 +25,13 @@ from fabric import Config, Connection
 from drfleet.errors import DrfleetError, HostKeyError
 from drfleet.hostkeys import KnownHosts
 from drfleet.inventory import Host
-from drfleet.shell import Command, Raw, cmd, sh
+from drfleet.shell import Command, Raw, cmd, mask, sh
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_LIMIT = 32
+MAX_HOPS = 8  # ProxyJump hops ssh_config may chain
 PASSWORD_ENV = "DRFLEET_BECOME_PASSWORD"  # noqa: S105 (a variable name, not a password)
 SUDO_REFUSED = ("incorrect password attempt", "Sorry, try again")
 
@@ -85,9 +86,10 @@ class PrefixWriter(io.TextIOBase):
 
     _lock = threading.Lock()
 
-    def __init__(self, host: str, target: IO[str]) -> None:
+    def __init__(self, host: str, target: IO[str], hide: tuple[str, ...] = ()) -> None:
         self.host = host
         self.target = target
+        self.hide = hide  # secret values of the command: masked in every line
         self.buffer_ = ""
 
     def write(self, text: str) -> int:
@@ -96,7 +98,7 @@ class PrefixWriter(io.TextIOBase):
         if lines:
             with self._lock:
                 for line in lines:
-                    self.target.write(f"{self.host} | {line}\n")
+                    self.target.write(f"{self.host} | {mask(line, self.hide)}\n")
                 self.target.flush()
         return len(text)
 
@@ -112,6 +114,8 @@ class Session:
         self.host = host
         self.options = options or Options()
         self._sudo_password: bool | None = None  # whether sudo here wants the password
+        self._hide: tuple[str, ...] = ()  # the running command's secrets, masked in its output
+        self._quiet = False  # the running command prints a secret: no live echo
 
     def __enter__(self) -> Session:
         return self
@@ -156,12 +160,24 @@ class Session:
         become: bool | None = None,
         check: bool = True,
         task: str | None = None,
+        prints_secret: bool = False,
     ) -> Result:
+        """Runs command. Its Secret values are masked in its output, live and in the Result;
+        prints_secret: its output is one (a token): never echoed live, and not masked."""
         wrapped, stdin = self.prepare(command, become, stdin)
         started = time.monotonic()
-        code, out, err = self._exec(wrapped.render(), stdin, timeout)
+        self._hide, self._quiet = command.secrets(), prints_secret
+        try:
+            code, out, err = self._exec(wrapped.render(), stdin, timeout)
+        finally:
+            hide, self._hide, self._quiet = self._hide, (), False
         result = Result(
-            self.host.name, command.display(), code, out, err, time.monotonic() - started
+            self.host.name,
+            command.display(),
+            code,
+            mask(out, hide),
+            mask(err, hide),
+            time.monotonic() - started,
         )
         if code != 0 and wrapped is not command:
             self._sudo_failed(command, err)
@@ -189,10 +205,10 @@ class Session:
         raise NotImplementedError
 
     def _sinks(self) -> tuple[_Sink, _Sink]:
-        stream = self.options.stream
+        stream = None if self._quiet else self.options.stream
         return (
-            _Sink(PrefixWriter(self.host.name, stream) if stream else None),
-            _Sink(PrefixWriter(self.host.name, stream) if stream else None),
+            _Sink(PrefixWriter(self.host.name, stream, self._hide) if stream else None),
+            _Sink(PrefixWriter(self.host.name, stream, self._hide) if stream else None),
         )
 
     def stream_out(self, command: Command, become: bool | None = None) -> Iterator[bytes]:
@@ -277,7 +293,7 @@ class LocalSession(Session):
 
     def stream_out(self, command: Command, become: bool | None = None) -> Iterator[bytes]:
         wrapped, stdin = self.prepare(command, become, None)
-        return _stream_local(wrapped.render(), self.host.name, b"".join(_chunks(stdin)))
+        return _stream_local(wrapped, self.host.name, b"".join(_chunks(stdin)))
 
     @property
     def is_root(self) -> bool:
@@ -321,7 +337,8 @@ def _shell(line: str) -> subprocess.Popen[bytes]:
     )
 
 
-def _stream_local(line: str, where: str, stdin: bytes = b"") -> Iterator[bytes]:
+def _stream_local(command: Command, where: str, stdin: bytes = b"") -> Iterator[bytes]:
+    line = command.render()
     proc = _shell(line)
     assert proc.stdout and proc.stderr and proc.stdin
     with contextlib.suppress(BrokenPipeError):
@@ -332,9 +349,9 @@ def _stream_local(line: str, where: str, stdin: bytes = b"") -> Iterator[bytes]:
             yield chunk
         code = proc.wait()
         if code != 0:
-            err = proc.stderr.read().decode(errors="replace").strip()
+            err = mask(proc.stderr.read().decode(errors="replace"), command.secrets()).strip()
             raise DrfleetError(
-                f"`{line[:80]}` exited with status {code}: {err[-500:]}", where=where
+                f"`{command.display()[:80]}` exited with status {code}: {err[-500:]}", where=where
             )
     finally:
         if proc.poll() is None:
@@ -350,7 +367,8 @@ class SSHSession(Session):
             accept_new=self.options.accept_new_host_keys,
         )
         self.conn: Connection | None = None
-        self.gateway: Connection | None = None
+        self.hops: list[Connection] = []  # gateways, first hop first
+        self._config: Config | None = None
 
     @property
     def is_root(self) -> bool:
@@ -364,11 +382,17 @@ class SSHSession(Session):
     def _make(
         self,
         address: str,
-        port: int,
+        port: int | None,
         user: str | None,
         name: str,
         gateway: Connection | None = None,
+        depth: int = 0,
     ) -> Connection:
+        if self._config is None:
+            self._config = Config()  # ~/.ssh/config and /etc/ssh/ssh_config, read once
+        via: Connection | bool | None = gateway
+        if gateway is None:
+            via = self._configured_jump(address, name, depth)
         timeout = self.connect_timeout
         connect_kwargs: dict[str, Any] = {"banner_timeout": timeout, "auth_timeout": timeout}
         if self.host.ssh_key:
@@ -378,22 +402,47 @@ class SSHSession(Session):
             address,
             user=user,
             port=port,
-            gateway=gateway,
+            gateway=via,
             connect_timeout=timeout,
             connect_kwargs=connect_kwargs,
-            config=Config(),
+            config=self._config,
         )
         self.known.attach(conn.client, name)
         return conn
+
+    def _configured_jump(self, address: str, name: str, depth: int) -> Connection | bool | None:
+        """The ProxyJump that ssh_config gives `address`, built here hop by hop so every hop's
+        key is checked against known_hosts (Fabric would build it trusting any key). None
+        when there is none (a ProxyCommand still applies); False: none for this host itself."""
+        assert self._config is not None
+        jump = self._config.base_ssh_config.lookup(address).get("proxyjump", "")
+        if not jump or jump.lower() == "none":
+            return None
+        if depth >= MAX_HOPS:
+            raise DrfleetError(
+                f"ssh_config's ProxyJump for {address} goes more than {MAX_HOPS} hops deep",
+                where=name,
+                fix="check ~/.ssh/config for a ProxyJump that leads back to itself",
+            )
+        gateway = None
+        for spec in jump.split(","):
+            juser, jhost, jport = parse_jump(spec.strip())
+            if jhost == address:
+                return False  # a wildcard entry naming the host itself
+            explicit = jport if ":" in spec.rpartition("@")[2] else None
+            gateway = self._make(jhost, explicit, juser, f"{name} via {jhost}", gateway, depth + 1)
+            self.hops.append(gateway)
+        return gateway
 
     def _connection(self) -> Connection:
         if self.conn is None:
             gateway = None
             if self.host.proxy_jump:
                 juser, jhost, jport = parse_jump(self.host.proxy_jump)
-                gateway = self.gateway = self._make(
+                gateway = self._make(
                     jhost, jport, juser or self.host.ssh_user, f"{self.host.name} via {jhost}"
                 )
+                self.hops.append(gateway)
             self.conn = self._make(
                 self.host.address, self.host.ssh_port, self.host.ssh_user, self.host.name, gateway
             )
@@ -492,7 +541,7 @@ class SSHSession(Session):
                     err += chan.recv_stderr(1 << 16)
                 raise DrfleetError(
                     f"`{command.display()[:80]}` exited with status {code}: "
-                    f"{err.decode(errors='replace').strip()[-500:]}",
+                    f"{mask(err.decode(errors='replace'), command.secrets()).strip()[-500:]}",
                     where=self.host.name,
                 )
         finally:
@@ -508,7 +557,7 @@ class SSHSession(Session):
         )
 
     def close(self) -> None:
-        for conn in (self.conn, self.gateway):
+        for conn in (self.conn, *reversed(self.hops)):
             if conn is not None:
                 conn.close()
 

@@ -55,6 +55,16 @@ class Command:
             isinstance(p, Secret) or (isinstance(p, Command) and p.has_secret) for p in self.parts
         )
 
+    def secrets(self) -> tuple[str, ...]:
+        """The secret values in it (nested commands' too), to mask in what it prints."""
+        out: list[str] = []
+        for p in self.parts:
+            if isinstance(p, Secret) and p.value:
+                out.append(p.value)
+            elif isinstance(p, Command):
+                out.extend(p.secrets())
+        return tuple(out)
+
     def __str__(self) -> str:
         return self.display()
 
@@ -74,6 +84,13 @@ def _quote(part: Part, *, reveal: bool) -> str:
     if isinstance(part, Command):
         return shlex.quote(part.render() if reveal else part.display())
     return shlex.quote(part)
+
+
+def mask(text: str, secrets: tuple[str, ...]) -> str:
+    """text with every secret value replaced by ***."""
+    for s in sorted(secrets, key=len, reverse=True):
+        text = text.replace(s, "***")
+    return text
 
 
 def cmd(*argv: Part) -> Command:

@@ -234,6 +234,7 @@ def swarm(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskResult]:
                 cmd("docker", "swarm", "join-token", "-q", "worker"),
                 become=trainer.become,
                 task=task.name,
+                prints_secret=True,
             )
             token = Secret(out.stdout.strip())
 
@@ -267,6 +268,7 @@ def swarm(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskResult]:
                 cmd("docker", "swarm", "join-token", "--rotate", "-q", "worker"),
                 become=trainer.become,
                 task=task.name,
+                prints_secret=True,
             )
         if not check:
             if plan.init or plan.join or _labels_wanted(trainer, members, args):

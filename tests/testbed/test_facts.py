@@ -126,6 +126,33 @@ def test_proxy_jump_through_another_host(bed3: TestBed, tmp_path: Path) -> None:
     assert run.json["hosts"]["h3"]["hostname"] == "h3"
 
 
+def test_proxy_jump_from_ssh_config_verifies_the_gateway(bed3: TestBed, tmp_path: Path) -> None:
+    """A ProxyJump in ~/.ssh/config (not in the inventory) is followed, and the gateway's key
+    is checked against known_hosts like any host's: an unknown one is refused."""
+    h1, h3 = bed3.hosts["h1"], bed3.hosts["h3"]
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text(
+        f"Host h3-behind-h1\n  HostName {h3.address}\n  ProxyJump fleet@{h1.address}\n"
+    )
+    doc = yaml.safe_load(bed3.inventory.read_text())
+    doc["all"]["hosts"] = {"h3": {**doc["all"]["hosts"]["h3"], "address": "h3-behind-h1"}}
+    known = tmp_path / "known_hosts"  # h3's keys only: the gateway is unknown
+    known.write_text("".join(f"{h3.address} {k}\n" for k in h3.host_keys))
+    doc["all"]["vars"]["known_hosts"] = str(known)
+    inv = tmp_path / "inventory.yml"
+    inv.write_text(yaml.safe_dump(doc))
+    env = {"HOME": str(home)}
+    refused = invoke("facts", "--inventory", str(inv), env=env)
+    assert refused.code == 1
+    assert "unknown SSH host key" in refused.stderr and h1.address in refused.stderr
+    assert "h3 via" in refused.stderr, refused.stderr  # names the hop, not just the host
+    known.write_text(bed3.known_hosts.read_text())
+    run = invoke("facts", "--inventory", str(inv), "--json", env=env)
+    assert run.code == 0, run.stderr
+    assert run.json["hosts"]["h3"]["hostname"] == "h3"
+
+
 PASSWORD = "s3cret $(touch /tmp/pwned) `id` 'q\" ;"
 
 

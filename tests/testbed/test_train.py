@@ -175,10 +175,20 @@ def test_a_host_that_cannot_reach_the_trainer_is_named(fleet: tuple[TestBed, Pat
         assert not [c for c in containers(bed)["h2"] if c.startswith("drfleet-robomaker")]
     finally:
         bed.exec("h3", drop.format("D"))
+    # minio kept what it holds (the real one keeps /data across runs): an earlier run's
+    # model in the prefix is refused unless --wipe, and nothing starts
+    s3(bed).put_object(Bucket="bucket", Key=f"{PREFIX}/model/model_7.pb", Body=b"earlier")
+    kept = invoke("train", "--inventory", inv, "--env-dir", str(env_dir))
+    assert kept.code != 0, kept.stdout[-2000:]
+    assert f"s3://bucket/{PREFIX}/ already holds" in kept.stderr and "--wipe" in kept.stderr
+    assert not [c for h in containers(bed).values() for c in h if "robomaker" in c]
+    assert s3(bed).get_object(Bucket="bucket", Key=f"{PREFIX}/model/model_7.pb")["Body"].read()
     try:
         run = invoke("train", "--inventory", inv, "--env-dir", str(env_dir), "--wipe")
         assert run.code == 0, run.stdout[-2000:] + run.stderr
         assert len(iterations(bed, 1)[0]) == 10
+        with pytest.raises(s3(bed).exceptions.NoSuchKey):  # --wipe removed the earlier run's
+            s3(bed).get_object(Bucket="bucket", Key=f"{PREFIX}/model/model_7.pb")
     finally:
         assert invoke("stop", "--inventory", inv).code == 0
     assert containers(bed) == {"h1": [], "h2": [], "h3": []}

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from drfleet.viewer import stream_path
 from tests.conftest import REPO, invoke
 from tests.testbed import TestBed, ensure_docker_host_image
 from tests.testbed.images import ensure_standin
@@ -137,7 +138,7 @@ def test_ports_listen_on_loopback_unless_the_inventory_opens_them(
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection((h1, port), timeout=5).close()
     for port in on["h2"]:  # opened on h2: reached directly, as DRfC's local browser does
-        assert frames(f"http://{h2}:{port}/stream?topic=main_camera") >= 1
+        assert frames(f"http://{h2}:{port}{stream_path('main_camera', 60, 320, 240)}") >= 1
     page = tmp_path / "workers.html"
     refused = invoke("viewer", "--static", str(page), "--inventory", str(bed.inventory))
     assert refused.code == 1 and not page.exists()

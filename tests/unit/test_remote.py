@@ -60,8 +60,14 @@ def test_local_session_streams_prefixed_output_and_masks_secrets() -> None:
     host = Host(name="me", address="localhost", connection="local")
     with LocalSession(host, Options(stream=out)) as s:
         res = s.run(cmd("echo", Secret("hunter2")))
-    assert res.stdout == "hunter2\n" and res.command == "echo '***'"
-    assert out.getvalue() == "me | hunter2\n"
+        assert res.stdout == "***\n" and res.command == "echo '***'"
+        assert out.getvalue() == "me | ***\n"
+        token = s.run(cmd("echo", "SWMTKN-1-abc"), prints_secret=True)
+        assert token.stdout == "SWMTKN-1-abc\n" and "SWMTKN" not in out.getvalue()
+        with pytest.raises(DrfleetError) as exc:  # a program that echoes its secret and fails
+            s.run(cmd("sh", "-c", 'echo "bad key $1" >&2; exit 1', "sh", Secret("hunter2")))
+    assert "hunter2" not in str(exc.value) and "bad key ***" in str(exc.value)
+    assert "hunter2" not in out.getvalue()
 
 
 def test_failed_command_names_host_command_status_and_stderr() -> None:
