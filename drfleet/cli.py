@@ -429,6 +429,8 @@ def _rebalance(
         "accept_new_host_keys",
         "known_hosts",
         watch="keep refreshing every 2 s until interrupted",
+        converge="also tell a host whose slots moved while it was away to drop them now (as "
+        "train and --rebalance do); without it status only reads",
     )
 )
 @friendly
@@ -438,18 +440,20 @@ def status(
     env_dir: str | None = None,
     json: bool = False,
     watch: bool = False,
+    converge: bool = False,
     accept_new_host_keys: bool = False,
     known_hosts: str | None = None,
 ) -> None:
     """Every host, agent and container: state, restarts, uptime, last error; with the run
-    started from --env-dir, each slot and the slots lost with an unreachable host."""
+    started from --env-dir, each slot, the slots lost with an unreachable host, and hosts
+    still to be told that their slots moved (--converge tells them)."""
     import time as _time
 
     from drfleet import launch
 
     inv, options = _inventory_and_options(inventory, known_hosts, accept_new_host_keys)
     while True:
-        report = launch.status(inv, options, Path(env_dir or "."))
+        report = launch.status(inv, options, Path(env_dir or "."), tell=converge)
         if json:
             _print_json(report.to_json())
         else:
@@ -514,7 +518,8 @@ def _run_lines(run: dict[str, Any] | None) -> None:
         )
     for host in run["fence_pending"]:
         out.print(
-            f"{host} is still to be told that its slots moved (it will be when next reached)",
+            f"{host} is still to be told that its slots moved (it may still run them): "
+            "`invoke status --converge` or `invoke train --rebalance` tells it once reachable",
             style="yellow",
             markup=False,
         )

@@ -77,8 +77,17 @@ class Network:
     driver: str | None = None
     scope: str | None = None
     attachable: bool | None = None
+    encrypted: bool = False
     subnets: tuple[str, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IPsec:
+    """Whether the kernel can carry an encrypted overlay (ESP with AES-GCM), and if not why."""
+
+    esp: bool = False
+    error: str = ""
 
 
 @dataclass(frozen=True)
@@ -210,6 +219,11 @@ class Facts:
             doc = {**n, "subnets": tuple(n.get("subnets") or ())}
             out[name] = _pick(Network, doc)
         return out
+
+    @property
+    def ipsec(self) -> IPsec:
+        ipsec: IPsec = _pick(IPsec, self.raw.get("ipsec") or {})
+        return ipsec
 
     @property
     def nodes(self) -> list[Node]:

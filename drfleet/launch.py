@@ -104,13 +104,18 @@ STATUS_CONNECT_TIMEOUT = 4.0  # with one retry, a host that does not answer show
 
 
 def status(
-    inv: Inventory, options: Options, env_dir: Path | None = None, quick: bool = True
+    inv: Inventory,
+    options: Options,
+    env_dir: Path | None = None,
+    quick: bool = True,
+    tell: bool = False,
 ) -> observe.FleetReport:
     """Every host's agent status. With the run record of env_dir: the run's slots, which of
-    them are lost with an unreachable host; and a host whose slots moved while it was away
-    is fenced now (told to drop its workers: the latest assignment wins), the one change
-    status makes. Quick: a short connect timeout and one retry, so a dead host shows within
-    seconds; --rebalance asks with the inventory's own timeouts before it moves anything."""
+    them are lost with an unreachable host, and the hosts whose slots moved while they were
+    away (fence_pending). It only reads, unless tell: then such a host is told now to
+    drop its workers (the latest assignment wins). Quick: a short connect timeout and one
+    retry, so a dead host shows within seconds; --rebalance asks with the inventory's own
+    timeouts before it moves anything."""
     state = runstate.load(env_dir) if env_dir else None
     if quick:
         options = dataclasses.replace(
@@ -126,7 +131,7 @@ def status(
     def one(host: Host) -> observe.HostReport:
         with session(host, options) as s:
             st = agent_client.status(s)
-            if state and host.name in state.fence:
+            if tell and state and host.name in state.fence:
                 before = [c.name for c in st.containers]
                 return observe.HostReport(
                     host.name, True, converge.fence(s, state, host.name), dropped=before
@@ -166,7 +171,7 @@ def rebalance(
             where=str(runstate.path(env_dir)),
             fix="run `invoke train` (with the same --env-dir) first",
         )
-    st = status(inv, options, env_dir, quick=False)  # sure it is down before moving
+    st = status(inv, options, env_dir, quick=False, tell=True)  # sure it is down
     down = {h for h, r in st.hosts.items() if not r.reachable}
     with runstate.locked(env_dir):
         state = runstate.load(env_dir) or state  # status may have told hosts meanwhile

@@ -4,7 +4,6 @@ returns a result per host. Decisions are pure functions in the modules; this is 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from typing import TYPE_CHECKING, Any
@@ -199,7 +198,11 @@ def swarm(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskResult]:
             out[name] = TaskResult(task.name, "changed", f"would {what} (once docker runs)")
         return out
     plan = plan_swarm(
-        trainer_name, {n: st.typed for n, st in members.items()}, args["network"], args["subnet"]
+        trainer_name,
+        {n: st.typed for n, st in members.items()},
+        args["network"],
+        args["subnet"],
+        args["encrypted"],
     )
     results: dict[str, TaskResult] = {}
     changed: dict[str, list[str]] = {n: [] for n in members}
@@ -276,9 +279,7 @@ def swarm(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskResult]:
             if plan.network:
                 _network(trainer, plan.network, task, changed)
         elif plan.network:
-            changed[trainer_name].append(
-                f"create overlay {plan.network['name']} ({plan.network['subnet']})"
-            )
+            changed[trainer_name].append(_network_change(plan.network))
     except DrfleetError as exc:
         results.setdefault(trainer_name, TaskResult(task.name, "failed", exc.message))
     if plan.network_error:
@@ -298,7 +299,7 @@ def swarm(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskResult]:
 def _swarm_needs() -> Any:
     from drfleet.playbook.model import Needs
 
-    return Needs({"docker", "net", "networks", "nodes"})
+    return Needs({"docker", "net", "networks", "nodes", "ipsec"})
 
 
 def _wanted_labels(
@@ -353,8 +354,12 @@ def _network(
     trainer: HostState, net: dict[str, Any], task: Task, changed: dict[str, list[str]]
 ) -> None:
     labels = {k: net["name"] for k in COMPOSE}
-    argv = network_args(net["name"], "overlay", net["subnet"], True, labels)
-    with contextlib.suppress(KeyError):
-        trainer.run(cmd(*argv), become=trainer.become, task=task.name)
+    argv = network_args(net["name"], "overlay", net["subnet"], True, labels, net["encrypted"])
+    trainer.run(cmd(*argv), become=trainer.become, task=task.name)
     trainer.dirty.add("networks")
-    changed[trainer.host.name].append(f"create overlay {net['name']} ({net['subnet']})")
+    changed[trainer.host.name].append(_network_change(net))
+
+
+def _network_change(net: dict[str, Any]) -> str:
+    how = "encrypted " if net["encrypted"] else ""
+    return f"create {how}overlay {net['name']} ({net['subnet']})"

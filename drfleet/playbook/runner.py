@@ -221,7 +221,8 @@ class Runner:
     def _static_needs(self, st: HostState, play: Play, task: Task) -> Needs:
         """What a task will look at, when its arguments can be known before any fact."""
         if task.module in FLEET_SPECS:
-            return Needs({"images", "networks", "net", "nodes"})
+            wanted = {"images", "networks", "net", "nodes"}
+            return Needs(wanted | {"ipsec"} if task.module == "swarm" else wanted)
         try:
             ctx = self._ctx(st, play, task, facts=None)
             args = validate(

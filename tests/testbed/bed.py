@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import ipaddress
 import os
@@ -33,6 +34,16 @@ LABEL = "drfleet.testbed"
 OWNER = "drfleet.testbed.owner"  # "<machine>:<pid>" of the process that made it
 USER = "fleet"
 _SUBNETS = [ipaddress.ip_network(f"10.213.{i}.0/24") for i in range(1, 250)]
+
+
+@functools.cache
+def kernel_has_esp() -> bool:
+    """Whether this machine's kernel, which every test host shares, does the IPsec ESP an
+    encrypted overlay needs (the probe's own trial). Where it does, the beds use the
+    default (encrypted); where it does not, they must say overlay_encrypted: false."""
+    from drfleet.probe import ESP_TRIAL
+
+    return subprocess.run(ESP_TRIAL, capture_output=True, check=False).returncode == 0
 
 
 def _client() -> docker.DockerClient:
@@ -377,6 +388,7 @@ class TestBed:
                     "become": True,
                     "known_hosts": str(self.known_hosts),
                     "connect_timeout": 5,
+                    "overlay_encrypted": kernel_has_esp(),
                     **all_vars,
                 },
                 "hosts": {

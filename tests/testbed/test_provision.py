@@ -11,7 +11,7 @@ import docker
 import pytest
 
 from tests.conftest import Run, invoke, killed, provision, provision_args
-from tests.testbed import TestBed
+from tests.testbed import TestBed, kernel_has_esp
 from tests.testbed.images import ensure_busybox
 
 pytestmark = pytest.mark.testbed
@@ -77,6 +77,9 @@ def test_swarm_and_overlay_connect_hosts(fleet3: TestBed) -> None:
     assert labels["h2"] == {"Robomaker": "true"}
     net = json.loads(fleet3.exec("h1", "docker network inspect sagemaker-local"))[0]
     assert net["Driver"] == "overlay" and net["Attachable"] is True
+    # encrypted (IPsec) by default; the bed says overlay_encrypted: false where this kernel
+    # cannot carry it (test_an_encrypted_overlay_needs_a_kernel_that_carries_it)
+    assert ("encrypted" in (net["Options"] or {})) == kernel_has_esp()
     assert net["Labels"] == {
         "com.docker.compose.network": "sagemaker-local",
         "com.docker.compose.project": "sagemaker-local",
@@ -103,6 +106,28 @@ def test_swarm_and_overlay_connect_hosts(fleet3: TestBed) -> None:
         assert "1 packets received" in out
     finally:
         fleet3.exec("h2", "docker rm -f target", check=False)
+
+
+def test_an_encrypted_overlay_needs_a_kernel_that_carries_it(
+    fleet3: TestBed, env_dir: Path, tmp_path: Path
+) -> None:
+    """Without ESP in the kernel an encrypted overlay drops traffic between hosts silently:
+    provision names every such host and the way out before the swarm changes. Where the
+    kernel has it, the fleet's overlay is encrypted and asking for a clear one is refused."""
+    want = not kernel_has_esp()  # the other choice than the one the fleet was provisioned with
+    inv = fleet3.write_inventory(tmp_path / "inventory.yml", overlay_encrypted=want)
+    args = list(provision_args(fleet3, env_dir))
+    args[args.index("--inventory") + 1] = str(inv)
+    run = invoke(*args, "--check", "--json", timeout=600)
+    assert run.code == 1, run.stdout[-2000:]
+    if want:  # this kernel: no ESP
+        for h in ("h1", "h2", "h3"):
+            assert f"{h}: swarm: the kernel cannot do IPsec ESP" in run.stdout, run.stdout[-3000:]
+        assert "overlay_encrypted: false" in run.stdout
+    else:
+        assert "exists encrypted and overlay_encrypted is false" in run.stdout
+    net = json.loads(fleet3.exec("h1", "docker network inspect sagemaker-local"))[0]
+    assert ("encrypted" in (net["Options"] or {})) == kernel_has_esp()  # nothing changed
 
 
 def test_second_run_changes_nothing(fleet3: TestBed, env_dir: Path) -> None:
@@ -172,6 +197,43 @@ def test_bad_playbook_is_one_message_and_touches_no_host(
     assert message in run.stderr and f"{book}:" in run.stderr
     assert "Traceback" not in run.stderr and run.stderr.count("drfleet:") == 1
     assert not docker_installed(bed2, "h1") and not docker_installed(bed2, "h2")
+
+
+HOSTILE = "$(touch /tmp/pwned) `touch /tmp/pwned` ; touch /tmp/pwned '\" |"
+
+
+def test_hostile_inventory_vars_reach_provision_as_data(bed2: TestBed, tmp_path: Path) -> None:
+    """Inventory vars flow into a playbook's shell lines, files and module arguments: a
+    hostile one is written literally or refused by the module; nothing runs anywhere."""
+    book = tmp_path / "vars.yml"
+    book.write_text("""\
+- hosts: all
+  become: true
+  tasks:
+    - name: a var in a shell line
+      command: {shell: "printf %s {{ note }} > /etc/drfleet-note-shell"}
+    - name: a var in a file
+      copy: {dest: /etc/drfleet-note-file, content: "{{ note }}"}
+    - name: a var as packages
+      apt: {name: "{{ base_packages }}"}
+""")
+    inv = bed2.write_inventory(tmp_path / "inv.yml", note=HOSTILE, base_packages=[HOSTILE])
+    Path("/tmp/pwned").unlink(missing_ok=True)
+    try:
+        run = invoke("provision", "--inventory", str(inv), "--playbook", str(book), "--json")
+        assert run.code == 1, run.stdout[-2000:]
+        for h in ("h1", "h2"):
+            assert bed2.exec(h, "cat /etc/drfleet-note-shell") == HOSTILE
+            assert bed2.exec(h, "cat /etc/drfleet-note-file") == HOSTILE
+            failed = [t for t in run.json["hosts"][h]["tasks"] if t["status"] == "failed"]
+            assert [t["name"] for t in failed] == ["a var as packages"], failed
+            assert "is not a Debian package name" in failed[0]["msg"]
+            assert bed2.exec(h, "ls /tmp/pwned 2>/dev/null; true") == ""
+        assert not Path("/tmp/pwned").exists()
+    finally:
+        for h in ("h1", "h2"):
+            bed2.exec(h, "rm -f /etc/drfleet-note-shell /etc/drfleet-note-file /tmp/pwned")
+        bed2.write_inventory()
 
 
 def test_failing_task_fails_only_its_host_and_handlers_survive(

@@ -189,8 +189,15 @@ def test_lost_host_status_rebalance_cut_off_and_return(
             90,
             f"{victim}'s agent did not start its old workers",
         )
+        # status only reads: it names the host still to be told, and changes nothing
+        seen = invoke("status", *args, "--json")
+        assert seen.json["run"]["fence_pending"] == [victim], seen.stdout[-2000:]
+        assert seen.json["run"]["dropped"] == {}
+        assert any(victim in slots_where(bed).get(s, []) for s in lost)
+        told = invoke("status", *args)
+        assert f"{victim} is still to be told" in told.stdout and "--converge" in told.stdout
         # ...until it hears from the controller: the latest assignment wins
-        st = invoke("status", *args, "--json")
+        st = invoke("status", "--converge", *args, "--json")
         assert st.code == 0, st.stdout[-2000:] + st.stderr
         assert sorted(st.json["run"]["dropped"][victim]) == sorted(
             f"drfleet-robomaker-{s}" for s in lost
@@ -198,7 +205,7 @@ def test_lost_host_status_rebalance_cut_off_and_return(
         assert st.json["run"]["fence_pending"] == []
         assert all(len(hosts) == 1 for hosts in slots_where(bed).values())
         assert sorted(slots_where(bed)) == sorted(plan)
-        again = invoke("status", *args, "--json")
+        again = invoke("status", "--converge", *args, "--json")
         assert again.json["run"]["dropped"] == {}  # told once
         training_goes_on()
 
@@ -217,7 +224,7 @@ def test_lost_host_status_rebalance_cut_off_and_return(
         assert {s: sorted(h) for s, h in slots_where(bed).items() if s in held} == {
             s: sorted([other, victim]) for s in held
         }  # both copies run: the cut-off host has not heard from the controller yet
-        st = invoke("status", *args, "--json")
+        st = invoke("status", "--converge", *args, "--json")
         assert st.code == 0, st.stdout[-2000:] + st.stderr
         assert sorted(st.json["run"]["dropped"][other]) == sorted(
             f"drfleet-robomaker-{s}" for s in held

@@ -101,3 +101,42 @@ def test_each_fact_type_reads_a_recorded_host() -> None:
     assert not ubu.file("/etc/docker/daemon.json").exists  # not asked: reads as absent
     assert ubu.unit("docker.service").load == "not-found"
     assert ubu.images == {} and ubu.networks == {} and ubu.nodes == [] and ubu.error("nodes") == ""
+
+
+def test_an_encrypted_overlay_needs_esp_on_every_host() -> None:
+    """dockerd programs IPsec ESP (AES-GCM) for an encrypted overlay; a kernel without it
+    drops the traffic between hosts without a word, so such hosts are refused up front."""
+    from drfleet.playbook.modules.docker import network_args, plan_swarm
+
+    swarm = {"state": "inactive", "is_manager": False, "node_id": "", "cluster_id": ""}
+    base = {"docker": {"running": True, "swarm": swarm}, "networks": {}, "nodes": []}
+    esp = {"esp": True, "error": ""}
+    none = {"esp": False, "error": "Error: Requested AEAD algorithm not found."}
+    ok = plan_swarm(
+        "t",
+        {"t": Facts({**base, "ipsec": esp}), "w": Facts({**base, "ipsec": esp})},
+        "n",
+        None,
+        True,
+    )
+    assert not ok.errors and ok.init and ok.join == ["w"]
+    assert ok.network and ok.network["encrypted"] is True
+    argv = network_args("n", "overlay", "10.9.0.0/24", True, {}, ok.network["encrypted"])
+    assert argv[argv.index("--opt") + 1] == "encrypted"
+    refused = plan_swarm(
+        "t",
+        {"t": Facts({**base, "ipsec": esp}), "w": Facts({**base, "ipsec": none})},
+        "n",
+        None,
+        True,
+    )
+    assert list(refused.errors) == ["w"]
+    assert "Requested AEAD algorithm not found" in refused.errors["w"]
+    assert "overlay_encrypted: false" in refused.errors["w"]
+    plain = plan_swarm("t", {"t": Facts({**base, "ipsec": none})}, "n", None, False)
+    assert not plain.errors and plain.network and plain.network["encrypted"] is False
+    clear = {"driver": "overlay", "attachable": True, "encrypted": False}
+    changed = plan_swarm(
+        "t", {"t": Facts({**base, "ipsec": esp, "networks": {"n": clear}})}, "n", None, True
+    )
+    assert "exists unencrypted and overlay_encrypted is true" in changed.network_error

@@ -35,6 +35,7 @@ FLEET_SPECS: dict[str, dict[str, Arg]] = {
         "network": Arg(default="sagemaker-local"),
         "subnet": Arg(),
         "labels": Arg((dict,), default={}),
+        "encrypted": Arg((bool,), default=True),
     },
 }
 

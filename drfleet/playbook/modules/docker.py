@@ -38,11 +38,18 @@ def used_networks(facts: Facts) -> list[str]:
 
 
 def network_args(
-    name: str, driver: str, subnet: str | None, attachable: bool, labels: dict[str, str]
+    name: str,
+    driver: str,
+    subnet: str | None,
+    attachable: bool,
+    labels: dict[str, str],
+    encrypted: bool = False,
 ) -> list[str]:
     argv = ["docker", "network", "create", "--driver", driver]
     if attachable:
         argv += ["--attachable", "--scope", "swarm"]
+    if encrypted:
+        argv += ["--opt", "encrypted"]  # IPsec ESP between the hosts' VXLAN endpoints
     if subnet:
         argv += ["--subnet", subnet]
     for k, v in sorted(labels.items()):
@@ -71,13 +78,27 @@ def advertise_address(host: Any, facts: Facts) -> str:
 
 
 def plan_swarm(
-    trainer: str, hosts: dict[str, Facts], network: str, subnet: str | None
+    trainer: str,
+    hosts: dict[str, Facts],
+    network: str,
+    subnet: str | None,
+    encrypted: bool = False,
 ) -> SwarmDecision:
-    """trainer: its name; hosts: name -> facts (docker, net, networks). Pure."""
+    """trainer: its name; hosts: name -> facts (docker, net, networks; ipsec when encrypted).
+    Pure. An encrypted overlay needs every host's kernel to do ESP: without it traffic between
+    hosts is silently dropped, so such hosts are refused before anything changes."""
     plan = SwarmDecision()
     for name, f in hosts.items():
         if not f.docker.running:
             plan.errors[name] = "docker is not running; provision it first"
+        elif encrypted and not f.ipsec.esp:
+            why = f.ipsec.error or "no reason given"
+            plan.errors[name] = (
+                f"the kernel cannot do IPsec ESP with AES-GCM ({why}),"
+                f" which the encrypted overlay {network} needs; load it (modprobe esp4) or set "
+                "overlay_encrypted: false in the inventory (traffic between hosts then crosses "
+                "the network unencrypted)"
+            )
     unread = [hosts[trainer].error(n) for n in ("nodes", "networks")]
     if trainer not in plan.errors and any(unread):
         plan.errors[trainer] = "; ".join(e for e in unread if e) + " (the swarm cannot be planned)"
@@ -114,12 +135,23 @@ def plan_swarm(
     existing = hosts[trainer].networks.get(network)
     if existing is None:
         used = [u for f in hosts.values() for u in used_networks(f)]
-        plan.network = {"name": network, "subnet": subnet or free_subnet(used)}
+        plan.network = {
+            "name": network,
+            "subnet": subnet or free_subnet(used),
+            "encrypted": encrypted,
+        }
     elif not (existing.driver == "overlay" and existing.attachable):
         plan.network_error = (
             f"network {network} exists on the trainer but is a "
             f"{existing.driver} network, not an attachable overlay; "
             f"remove it (docker network rm {network}) and run again"
+        )
+    elif existing.encrypted != encrypted:
+        plan.network_error = (
+            f"network {network} exists {'en' if existing.encrypted else 'un'}encrypted and "
+            f"overlay_encrypted is {str(encrypted).lower()}; `invoke stop`, remove it on the "
+            f"trainer (docker network rm {network}) and provision again, or set "
+            f"overlay_encrypted: {str(existing.encrypted).lower()} in the inventory"
         )
     return plan
 
