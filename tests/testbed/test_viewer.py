@@ -141,8 +141,10 @@ def test_ports_listen_on_loopback_unless_the_inventory_opens_them(
         assert frames(f"http://{h2}:{port}{stream_path('main_camera', 60, 320, 240)}") >= 1
     page = tmp_path / "workers.html"
     refused = invoke("viewer", "--static", str(page), "--inventory", str(bed.inventory))
-    assert refused.code == 1 and not page.exists()
-    assert "worker 1 on h1" in refused.stderr and "publish_address" in refused.stderr
+    assert refused.code == 2 and not page.exists()
+    for w in workers:
+        assert (f"worker {w['slot']} on h1" in refused.stderr) == (w["host"] == "h1")
+    assert "publish_address" in refused.stderr
 
 
 def test_vnc_of_a_worker_is_reached_through_ssh(viewer: tuple[TestBed, str]) -> None:
