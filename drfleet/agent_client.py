@@ -34,7 +34,7 @@ def _parse(sess: Session, text: str, what: str) -> HostStatus:
         raise DrfleetError(
             f"the agent's {what} cannot be read: {exc}",
             where=sess.host.name,
-            fix="is it provisioned by this drfleet? run `invoke provision`",
+            fix="is it provisioned by this drfleet? run `drfleet provision`",
         ) from None
 
 
@@ -64,7 +64,7 @@ def apply(sess: Session, desired: dict[str, Any], wait: float, force: bool = Fal
         raise DrfleetError(
             f"no answer from the agent: {res.tail()}",
             where=sess.host.name,
-            fix="is it provisioned? run `invoke provision`",
+            fix="is it provisioned? run `drfleet provision`",
         )
     st = _parse(sess, lines[-1], "answer")
     if res.exit_code != 0:

@@ -3,114 +3,38 @@ and the `drfleet` console script of an installed package."""
 
 from __future__ import annotations
 
-import functools
-import json as _json
-import logging
-import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from invoke.collection import Collection
 from invoke.exceptions import Exit
 from invoke.program import Program
-from invoke.tasks import task
 from rich.table import Table
 
 from drfleet import __version__
 from drfleet import facts as facts_mod
-from drfleet import inventory as inventory_mod
+from drfleet.command import command, inventory_and_options, print_json, print_json_line
 from drfleet.errors import DrfleetError
-from drfleet.remote import DEFAULT_LIMIT, Options
+from drfleet.remote import DEFAULT_LIMIT
 
 if TYPE_CHECKING:
     from drfleet.observe import FleetReport
 from drfleet.ui import Board, console
 
-F = TypeVar("F", bound=Callable[..., Any])
 
-COMMON_HELP = {
-    "inventory": "inventory file (default: $DRFLEET_INVENTORY, else inventory/local.yml, "
-    "else this machine alone)",
-    "env_dir": "directory with the DRfC files system.env, run.env, worker-N.env, custom_files/ "
-    "(default: the current directory)",
-    "json": "print one JSON document on stdout for scripts, and nothing else",
-    "host": "a host of the inventory; repeat it or separate names with commas (default: all)",
-    "group": "a group of the inventory (also `trainer` and `robomaker`); may be repeated",
-    "accept_new_host_keys": "trust and record the SSH key of hosts not yet in known_hosts "
-    "(trust on first use); a changed key is still refused",
-    "known_hosts": "known_hosts file to verify host keys against (default: the inventory's "
-    "known_hosts, else ~/.ssh/known_hosts)",
-    "limit": f"at most this many hosts at once (default {DEFAULT_LIMIT})",
-}
-
-
-def _help(*names: str, **extra: str) -> dict[str, str]:
-    out = {n: COMMON_HELP[n] for n in names}
-    out.update(extra)
-    return out
-
-
-def friendly(fn: F) -> F:
-    """A DrfleetError becomes one clear message and exit status 2, never a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        _setup_logging()
-        try:
-            return fn(*args, **kwargs)
-        except DrfleetError as exc:
-            if os.environ.get("DRFLEET_DEBUG"):
-                raise
-            raise Exit(f"drfleet: {exc.message}", code=2) from None
-        except KeyboardInterrupt:
-            raise Exit("drfleet: interrupted", code=130) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _setup_logging() -> None:
-    """DRFLEET_DEBUG=1: drfleet's own debug log. Other libraries stay at WARNING (botocore's
-    debug log prints access key ids and signatures, paramiko's every packet) unless
-    DRFLEET_DEBUG=all asks for them too."""
-    debug = os.environ.get("DRFLEET_DEBUG", "")
-    if debug:
-        everything = debug == "all"
-        logging.basicConfig(
-            level=logging.DEBUG if everything else logging.WARNING,
-            format="%(asctime)s %(name)s %(message)s",
-        )
-        logging.getLogger("drfleet").setLevel(logging.DEBUG)
-
-
-def _options(known_hosts: str | None, accept_new_host_keys: bool, limit: int) -> Options:
-    if limit < 1:
-        raise DrfleetError(f"--limit must be at least 1, not {limit}")
-    return Options(known_hosts=known_hosts, accept_new_host_keys=accept_new_host_keys, limit=limit)
-
-
-def _inventory_and_options(
-    inventory: str | None,
-    known_hosts: str | None,
-    accept_new_host_keys: bool,
-    limit: int = DEFAULT_LIMIT,
-) -> tuple[inventory_mod.Inventory, Options]:
-    """The inventory and how to reach its hosts: what every command that connects needs."""
-    return inventory_mod.load(inventory), _options(known_hosts, accept_new_host_keys, limit)
-
-
-def _print_json(doc: Any) -> None:
-    sys.stdout.write(_json.dumps(doc, indent=2, sort_keys=False) + "\n")
-
-
-@task(
-    iterable=["host", "group"],
-    help=_help(
-        "host", "group", "inventory", "json", "accept_new_host_keys", "known_hosts", "limit"
-    ),
+@command(
+    "host",
+    "group",
+    "inventory",
+    "json",
+    "accept_new_host_keys",
+    "known_hosts",
+    "limit",
+    "forks",
+    "verbose",
+    iterable=["limit", "host", "group"],
 )
-@friendly
 def facts(
     c: Any,
     host: list[str] | None = None,
@@ -119,16 +43,18 @@ def facts(
     json: bool = False,
     accept_new_host_keys: bool = False,
     known_hosts: str | None = None,
-    limit: int = DEFAULT_LIMIT,
+    limit: list[str] | None = None,
+    forks: int = DEFAULT_LIMIT,
+    verbose: int = 0,
 ) -> None:
     """What drfleet knows of each host: OS, vCPUs, memory, disk, GPUs, docker, swarm."""
-    inv, options = _inventory_and_options(inventory, known_hosts, accept_new_host_keys, limit)
-    hosts = inv.select(host or [], group or [])
+    inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys, forks)
+    hosts = inv.select([*(limit or []), *(host or [])], group or [])
     with Board([h.name for h in hosts], title="facts", quiet=json) as board:
         outcomes = facts_mod.gather_all(hosts, options, board)
     doc = facts_mod.report(outcomes)
     if json:
-        _print_json(doc)
+        print_json(doc)
     else:
         _facts_table(doc)
     failed = [o for o in outcomes if not o.ok]
@@ -174,37 +100,40 @@ def _facts_table(doc: dict[str, Any]) -> None:
     console().print(table)
 
 
-@task(
-    iterable=["host", "group"],
-    help=_help(
-        "host",
-        "group",
-        "inventory",
-        "json",
-        "accept_new_host_keys",
-        "known_hosts",
-        "limit",
-        "env_dir",
-        playbook="playbook file to run (default: playbooks/provision.yml)",
-        check="change nothing; say what each task would do, with diffs",
-        images_from="where hosts get the simulation images: pull (a registry, the default), "
-        "controller (streamed from this machine's docker) or peer (from a host that has them)",
-    ),
+@command(
+    "host",
+    "group",
+    "inventory",
+    "json",
+    "accept_new_host_keys",
+    "known_hosts",
+    "limit",
+    "forks",
+    "env_dir",
+    "verbose",
+    iterable=["limit", "host", "group"],
+    playbook="playbook file to run (default: playbooks/provision.yml)",
+    check="change nothing; say what each task would do, with diffs",
+    diff="show what each task changed, with file diffs (check mode always does)",
+    images_from="where hosts get the simulation images: pull (a registry, the default), controller "
+    "(streamed from this machine's docker) or peer (from a host that has them)",
 )
-@friendly
 def provision(
     c: Any,
     host: list[str] | None = None,
     group: list[str] | None = None,
     playbook: str | None = None,
     check: bool = False,
+    diff: bool = False,
     images_from: str = "pull",
     inventory: str | None = None,
     env_dir: str | None = None,
     json: bool = False,
     accept_new_host_keys: bool = False,
     known_hosts: str | None = None,
-    limit: int = DEFAULT_LIMIT,
+    limit: list[str] | None = None,
+    forks: int = DEFAULT_LIMIT,
+    verbose: int = 0,
 ) -> None:
     """Prepare hosts for training: docker, GPU/OpenGL support, images, swarm, the agent."""
     from drfleet.playbook import loader, recap
@@ -213,8 +142,8 @@ def provision(
     if images_from not in ("pull", "controller", "peer"):
         raise DrfleetError(f"--images-from {images_from}: use pull, controller or peer")
     book = loader.load(playbook or default_playbook())
-    inv, remote = _inventory_and_options(inventory, known_hosts, accept_new_host_keys, limit)
-    hosts = inv.select(host or [], group or [])
+    inv, remote = inventory_and_options(inventory, known_hosts, accept_new_host_keys, forks)
+    hosts = inv.select([*(limit or []), *(host or [])], group or [])
     options = RunOptions(
         check=check,
         remote=remote,
@@ -224,9 +153,9 @@ def provision(
     with Board([h.name for h in hosts], title="provision", quiet=json) as board:
         reports = Runner(book, inv, hosts, options, board).run()
     if json:
-        _print_json(report_json(reports, check))
+        print_json(report_json(reports, check, diff))
     else:
-        recap.show(reports, check)
+        recap.show(reports, check, diff)
     if any(r.failed for r in reports.values()):
         raise Exit(code=1)
 
@@ -259,18 +188,16 @@ def drfc_vars(env_dir: str | None) -> dict[str, Any]:
     return {"drfc_images": found, "drfc_system_env": str(path)}
 
 
-@task(
-    help=_help(
-        "inventory",
-        "env_dir",
-        "json",
-        "accept_new_host_keys",
-        "known_hosts",
-        suggest="say how many workers this inventory supports, and stop there",
-        workers="number of robomaker workers (default: DR_WORKERS)",
-    ),
+@command(
+    "inventory",
+    "env_dir",
+    "json",
+    "accept_new_host_keys",
+    "known_hosts",
+    "verbose",
+    suggest="say how many workers this inventory supports, and stop there",
+    workers="number of robomaker workers (default: DR_WORKERS)",
 )
-@friendly
 def plan(
     c: Any,
     inventory: str | None = None,
@@ -280,26 +207,27 @@ def plan(
     workers: int = 0,
     accept_new_host_keys: bool = False,
     known_hosts: str | None = None,
+    verbose: int = 0,
 ) -> None:
     """Check the training configuration and show where every worker would run, and why."""
     from drfleet import capacity, training
     from drfleet import plan as plan_mod
 
-    inv, options = _inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+    inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
     if suggest:
         caps = capacity.of_hosts(inv, options)
         n = plan_mod.suggest(list(caps.values()))
         slots = {h: c.slots for h, c in caps.items()}
         doc = {"workers": n, "hosts": slots}
         if json:
-            _print_json(doc)
+            print_json(doc)
         else:
             per = ", ".join(f"{h}: {k}" for h, k in slots.items())
             print(f"this inventory supports {n} workers ({per})")
         return
     prepared = training.prepare(env_dir or ".", capacity.of_hosts(inv, options), workers)
     if json:
-        _print_json(prepared.plan.as_json())
+        print_json(prepared.plan.as_json())
     else:
         _plan_table(prepared.plan)
 
@@ -326,22 +254,20 @@ def _plan_table(p: Any) -> None:
         out.print(f"warning: {warning}", style="yellow", markup=False)
 
 
-@task(
-    help=_help(
-        "inventory",
-        "env_dir",
-        "json",
-        "accept_new_host_keys",
-        "known_hosts",
-        workers="number of robomaker workers (default: DR_WORKERS from system.env)",
-        wipe="delete what the model prefix already holds in S3 before training",
-        dry_run="touch nothing; write what would be uploaded and sent to --out",
-        out="directory for --dry-run",
-        rebalance="move the workers of unreachable hosts to hosts with room (slots, worlds and "
-        "params kept) and converge every reachable host to the run's plan",
-    ),
+@command(
+    "inventory",
+    "env_dir",
+    "json",
+    "accept_new_host_keys",
+    "known_hosts",
+    "verbose",
+    workers="number of robomaker workers (default: DR_WORKERS from system.env)",
+    wipe="delete what the model prefix already holds in S3 before training",
+    dry_run="touch nothing; write what would be uploaded and sent to --out",
+    out="directory for --dry-run",
+    rebalance="move the workers of unreachable hosts to hosts with room (slots, worlds and "
+    "params kept) and converge every reachable host to the run's plan",
 )
-@friendly
 def train(
     c: Any,
     workers: int = 0,
@@ -354,6 +280,7 @@ def train(
     json: bool = False,
     accept_new_host_keys: bool = False,
     known_hosts: str | None = None,
+    verbose: int = 0,
 ) -> None:
     """Upload the training config and start the trainer and every worker on its host."""
     from drfleet import capacity, training
@@ -368,13 +295,13 @@ def train(
     if not dry_run:
         from drfleet import launch
 
-        inv, options = _inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+        inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
         names = [h.name for h in inv.hosts.values() if h.roles]
         with Board(names, title="train", quiet=json) as board:
             result = launch.train(inv, Path(env_dir or "."), options, workers, wipe, board)
         failed = {h: r for h, r in result["hosts"].items() if not r["ok"]}
         if json:
-            _print_json(result)
+            print_json(result)
         else:
             if result["resumed"]:
                 print("this run was live with the same files: nothing uploaded; hosts converged")
@@ -384,11 +311,11 @@ def train(
         return
     if not out:
         raise DrfleetError("--dry-run needs --out DIR", fix="e.g. --dry-run --out /tmp/plan")
-    inv, options = _inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+    inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
     prepared = training.prepare(env_dir or ".", capacity.of_hosts(inv, options), workers)
     written = training.dry_run(prepared, Path(out))
     if json:
-        _print_json({"plan": prepared.plan.as_json(), "written": [str(w) for w in written]})
+        print_json({"plan": prepared.plan.as_json(), "written": [str(w) for w in written]})
     else:
         _plan_table(prepared.plan)
         print(f"wrote {len(written)} files under {out} (credentials shown as placeholders)")
@@ -405,12 +332,12 @@ def _rebalance(
 ) -> None:
     from drfleet import launch
 
-    inv, options = _inventory_and_options(inventory, known_hosts, accept)
+    inv, options = inventory_and_options(inventory, known_hosts, accept)
     names = [h.name for h in inv.hosts.values() if h.roles]
     with Board(names, title="rebalance", quiet=json) as board:
         result = launch.rebalance(inv, env_dir, options, board)
     if json:
-        _print_json(result)
+        print_json(result)
     else:
         if not result["moved"]:
             print("nothing to move: every host of the run answers")
@@ -421,19 +348,17 @@ def _rebalance(
         raise Exit(code=1)
 
 
-@task(
-    help=_help(
-        "inventory",
-        "env_dir",
-        "json",
-        "accept_new_host_keys",
-        "known_hosts",
-        watch="keep refreshing every 2 s until interrupted",
-        converge="also tell a host whose slots moved while it was away to drop them now (as "
-        "train and --rebalance do); without it status only reads",
-    )
+@command(
+    "inventory",
+    "env_dir",
+    "json",
+    "accept_new_host_keys",
+    "known_hosts",
+    "verbose",
+    watch="keep refreshing every 2 s until interrupted",
+    converge="also tell a host whose slots moved while it was away to drop them now (as train and "
+    "--rebalance do); without it status only reads",
 )
-@friendly
 def status(
     c: Any,
     inventory: str | None = None,
@@ -443,6 +368,7 @@ def status(
     converge: bool = False,
     accept_new_host_keys: bool = False,
     known_hosts: str | None = None,
+    verbose: int = 0,
 ) -> None:
     """Every host, agent and container: state, restarts, uptime, last error; with the run
     started from --env-dir, each slot, the slots lost with an unreachable host, and hosts
@@ -451,11 +377,11 @@ def status(
 
     from drfleet import launch
 
-    inv, options = _inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+    inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
     while True:
         report = launch.status(inv, options, Path(env_dir or "."), tell=converge)
         if json:
-            _print_json(report.to_json())
+            print_json(report.to_json())
         else:
             _status_table(report)
             _run_lines(report.run)
@@ -512,31 +438,29 @@ def _run_lines(run: dict[str, Any] | None) -> None:
     for host, slots in run["lost"].items():
         out.print(
             f"{host} is unreachable: slots {', '.join(map(str, slots))} are lost; "
-            "`invoke train --rebalance` moves them to hosts with room",
+            "`drfleet train --rebalance` moves them to hosts with room",
             style="red",
             markup=False,
         )
     for host in run["fence_pending"]:
         out.print(
             f"{host} is still to be told that its slots moved (it may still run them): "
-            "`invoke status --converge` or `invoke train --rebalance` tells it once reachable",
+            "`drfleet status --converge` or `drfleet train --rebalance` tells it once reachable",
             style="yellow",
             markup=False,
         )
 
 
-@task(
-    help=_help(
-        "inventory",
-        "accept_new_host_keys",
-        "known_hosts",
-        worker="worker slot number (1-based)",
-        trainer="the rl_coach / sagemaker logs",
-        follow="keep printing new lines",
-        tail="how many lines from the end (default 200)",
-    )
+@command(
+    "inventory",
+    "accept_new_host_keys",
+    "known_hosts",
+    "verbose",
+    worker="worker slot number (1-based)",
+    trainer="the rl_coach / sagemaker logs",
+    follow="keep printing new lines",
+    tail="how many lines from the end (default 200)",
 )
-@friendly
 def logs(
     c: Any,
     worker: int = 0,
@@ -546,6 +470,7 @@ def logs(
     inventory: str | None = None,
     accept_new_host_keys: bool = False,
     known_hosts: str | None = None,
+    verbose: int = 0,
 ) -> None:
     """Logs of one container, from whichever host runs it."""
     from drfleet import agent_client, launch
@@ -555,7 +480,7 @@ def logs(
     if bool(worker) == trainer:
         raise DrfleetError("say which logs: --worker N or --trainer")
     name = RLCOACH if trainer else robomaker_name(worker)
-    inv, options = _inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+    inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
     host, _ = launch.locate(inv, options, name)
     with session(host, options) as s:
         for chunk in agent_client.logs(s, name, tail, follow):
@@ -563,8 +488,7 @@ def logs(
             sys.stdout.buffer.flush()
 
 
-@task(help=_help("inventory", "env_dir", "json", "accept_new_host_keys", "known_hosts"))
-@friendly
+@command("inventory", "env_dir", "json", "accept_new_host_keys", "known_hosts", "verbose")
 def stop(
     c: Any,
     inventory: str | None = None,
@@ -572,14 +496,15 @@ def stop(
     json: bool = False,
     accept_new_host_keys: bool = False,
     known_hosts: str | None = None,
+    verbose: int = 0,
 ) -> None:
     """Stop the run everywhere (workers, rl_coach, the sagemaker container); keep the data."""
     from drfleet import launch
 
-    inv, options = _inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+    inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
     doc = launch.stop(inv, options, Path(env_dir or "."))
     if json:
-        _print_json(doc)
+        print_json(doc)
     else:
         for h, r in doc["hosts"].items():
             print(f"{h}: {'stopped' if r['ok'] else r['error']}")
@@ -587,18 +512,16 @@ def stop(
         raise Exit(code=1)
 
 
-@task(
-    help=_help(
-        "inventory",
-        "accept_new_host_keys",
-        "known_hosts",
-        port="local port of the page (default 8100)",
-        bind="local address to listen on (default 127.0.0.1)",
-        static="write a standalone page to this file instead of serving, for browsers that reach "
-        "the hosts directly (needs publish_address set on the worker hosts)",
-    )
+@command(
+    "inventory",
+    "accept_new_host_keys",
+    "known_hosts",
+    "verbose",
+    port="local port of the page (default 8100)",
+    bind="local address to listen on (default 127.0.0.1)",
+    static="write a standalone page to this file instead of serving, for browsers that reach "
+    "the hosts directly (needs publish_address set on the worker hosts)",
 )
-@friendly
 def viewer(
     c: Any,
     port: int = 8100,
@@ -607,12 +530,13 @@ def viewer(
     inventory: str | None = None,
     accept_new_host_keys: bool = False,
     known_hosts: str | None = None,
+    verbose: int = 0,
 ) -> None:
     """Serve one page with every worker's live video stream, proxied over SSH."""
     from drfleet import launch
     from drfleet import viewer as viewer_mod
 
-    inv, options = _inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+    inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
     if static:
         workers = viewer_mod.direct(viewer_mod.workers_from(launch.status(inv, options), inv))
         viewer_mod.write_static(Path(static), workers)
@@ -621,17 +545,15 @@ def viewer(
     viewer_mod.serve(inv, options, bind, port)
 
 
-@task(
-    help=_help(
-        "inventory",
-        "json",
-        "accept_new_host_keys",
-        "known_hosts",
-        worker="worker slot number (1-based)",
-        port="local port to listen on (default: any free one)",
-    )
+@command(
+    "inventory",
+    "json",
+    "accept_new_host_keys",
+    "known_hosts",
+    "verbose",
+    worker="worker slot number (1-based)",
+    port="local port to listen on (default: any free one)",
 )
-@friendly
 def vnc(
     c: Any,
     worker: int = 0,
@@ -640,6 +562,7 @@ def vnc(
     inventory: str | None = None,
     accept_new_host_keys: bool = False,
     known_hosts: str | None = None,
+    verbose: int = 0,
 ) -> None:
     """Reach one worker's VNC desktop (DR_GUI_ENABLE=True) through SSH, on 127.0.0.1 here,
     until Ctrl-C."""
@@ -651,20 +574,20 @@ def vnc(
 
     if worker < 1:
         raise DrfleetError("say which worker: --worker N (1-based)")
-    inv, options = _inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+    inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
     host, container = launch.locate(inv, options, robomaker_name(worker))
     remote = container.ports.get("5900/tcp")
     if not remote:
         raise DrfleetError(
             f"worker {worker} on {host.name} has no VNC: it is published only with "
             "DR_GUI_ENABLE=True",
-            fix="set DR_GUI_ENABLE=True in system.env and run `invoke train` again",
+            fix="set DR_GUI_ENABLE=True in system.env and run `drfleet train` again",
         )
     address = container.reach("5900/tcp")
     with session(host, options) as s, tunnel.forward(s, address, remote, port) as local:
         if json:  # one line, printed while the forward stays open
             doc = {"worker": worker, "host": host.name, "address": "127.0.0.1", "port": local}
-            sys.stdout.write(_json.dumps(doc) + "\n")
+            print_json_line(doc)
         else:
             print(
                 f"worker {worker} ({host.name}): VNC at 127.0.0.1:{local}; "
@@ -675,14 +598,16 @@ def vnc(
             time.sleep(3600)
 
 
-@task(help=_help("env_dir"))
-@friendly
-def init(c: Any, env_dir: str | None = None) -> None:
+@command("env_dir", "json", "verbose")
+def init(c: Any, env_dir: str | None = None, json: bool = False, verbose: int = 0) -> None:
     """Write DRfC-compatible system.env, run.env, custom_files/ and inventory/local.yml
     where they are missing (never overwriting)."""
     from drfleet import training
 
     created, kept = training.init(Path(env_dir or "."))
+    if json:
+        print_json({"created": [str(f) for f in created], "kept": [str(f) for f in kept]})
+        return
     for f in created:
         print(f"created {f}")
     for f in kept:

@@ -45,7 +45,7 @@ def generations(sessions: dict[str, Session], docs: dict[str, dict[str, Any]], l
             f"{'; '.join(newer)} of run {docs[next(iter(docs))]['run_id']!r}, newer than this "
             "controller's; another controller (or another env dir) drives these hosts. "
             "Nothing was changed",
-            fix="train from there, or `invoke stop` (from anywhere) to end that run first",
+            fix="train from there, or `drfleet stop` (from anywhere) to end that run first",
         )
 
 
@@ -72,7 +72,7 @@ def shims(sessions: dict[str, Session], docs: dict[str, dict[str, Any]], limit: 
             f"{', '.join(lacking)} {'lacks' if len(lacking) == 1 else 'lack'} "
             f"{TASKSET_SHIM}, which pins each worker's Gazebo to CPUs of its own host "
             "(provisioned by an older drfleet); nothing was started",
-            fix=f"run `invoke provision --host {','.join(lacking)}`, then train again",
+            fix=f"run `drfleet provision --host {','.join(lacking)}`, then train again",
         )
 
 

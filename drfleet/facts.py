@@ -72,7 +72,7 @@ def gather_all(
 
 
 def report(outcomes: list[Outcome[dict[str, Any]]]) -> dict[str, Any]:
-    """The `invoke facts --json` document."""
+    """The `drfleet facts --json` document."""
     hosts: dict[str, Any] = {}
     for o in outcomes:
         entry: dict[str, Any] = {"address": o.host.address, "roles": list(o.host.roles)}

@@ -121,7 +121,7 @@ def _pick(cls: type, doc: dict[str, Any]) -> Any:
 
 class Facts:
     """A typed view of one host's probe output; `raw` is the JSON as the probe printed it
-    (what `invoke facts --json` shows). Sections not asked for read as empty."""
+    (what `drfleet facts --json` shows). Sections not asked for read as empty."""
 
     def __init__(self, raw: dict[str, Any]) -> None:
         self.raw = raw

@@ -6,6 +6,7 @@ Every error names the file and line and says what to write instead.
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
 import os
 import re
@@ -179,20 +180,20 @@ class Inventory:
     groups: dict[str, tuple[str, ...]]
 
     def select(self, hosts: Iterable[str] = (), groups: Iterable[str] = ()) -> list[Host]:
-        """Hosts named by --host (repeatable or comma-separated) and --group; none means all."""
-        names = [n.strip() for h in hosts for n in h.split(",") if n.strip()]
+        """Hosts named by --limit/--host and --group, as Ansible's -l reads them: names, groups
+        (also `trainer`, `robomaker`), glob patterns ('w*'), `!x` to leave x out; comma-
+        separated or repeated. None means all. A word that matches nothing is an error."""
+        words = [n.strip() for h in hosts for n in h.split(",") if n.strip()]
         group_names = [g.strip() for grp in groups for g in grp.split(",") if g.strip()]
-        if not names and not group_names:
+        if not words and not group_names:
             return list(self.hosts.values())
         chosen: dict[str, Host] = {}
-        for name in names:
-            if name not in self.hosts:
-                raise ConfigError(
-                    f"--host {name}: no such host in the inventory",
-                    where=self.path,
-                    fix=_known("hosts", name, self.hosts),
-                )
-            chosen[name] = self.hosts[name]
+        dropped: set[str] = set()
+        for word in words:
+            if word.startswith("!"):
+                dropped.update(self._match(word[1:]))
+            else:
+                chosen.update({n: self.hosts[n] for n in self._match(word)})
         for group in group_names:
             if group not in self.groups:
                 raise ConfigError(
@@ -202,7 +203,23 @@ class Inventory:
                 )
             for name in self.groups[group]:
                 chosen[name] = self.hosts[name]
-        return [h for h in self.hosts.values() if h.name in chosen]
+        if not chosen and dropped:  # only exclusions: all but those
+            chosen = dict(self.hosts)
+        return [h for h in self.hosts.values() if h.name in chosen and h.name not in dropped]
+
+    def _match(self, word: str) -> list[str]:
+        if word in self.hosts:
+            return [word]
+        if word in self.groups:
+            return list(self.groups[word])
+        found = [n for n in self.hosts if fnmatch.fnmatchcase(n, word)]
+        if not found:
+            raise ConfigError(
+                f"{word}: no host or group of the inventory is or matches it",
+                where=self.path,
+                fix=_known("hosts", word, self.hosts),
+            )
+        return found
 
     @property
     def trainer(self) -> Host | None:

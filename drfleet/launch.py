@@ -169,7 +169,7 @@ def rebalance(
         raise DrfleetError(
             f"no run was started from {env_dir}",
             where=str(runstate.path(env_dir)),
-            fix="run `invoke train` (with the same --env-dir) first",
+            fix="run `drfleet train` (with the same --env-dir) first",
         )
     st = status(inv, options, env_dir, quick=False, tell=True)  # sure it is down
     down = {h for h, r in st.hosts.items() if not r.reachable}
@@ -220,7 +220,7 @@ def locate(inv: Inventory, options: Options, name: str) -> tuple[Host, Container
     """The host that runs container `name`, and the container as its agent reports it."""
     found = status(inv, options).locate(name)
     if found is None:
-        raise DrfleetError(f"no host runs {name}", fix="see `invoke status`")
+        raise DrfleetError(f"no host runs {name}", fix="see `drfleet status`")
     return inv.hosts[found[0]], found[1]
 
 

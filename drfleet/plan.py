@@ -190,7 +190,7 @@ def rebalance(plan: Plan, caps: list[Capacity], down: set[str]) -> tuple[Plan, d
     if plan.trainer in down:
         raise ConfigError(
             f"the trainer host {plan.trainer} is down; its slots cannot be moved",
-            fix=f"bring {plan.trainer} back (its agent restarts the trainer), or `invoke stop` "
+            fix=f"bring {plan.trainer} back (its agent restarts the trainer), or `drfleet stop` "
             "and train again from the last checkpoint (DR_LOCAL_S3_PRETRAINED)",
         )
     usable = [c for c in caps if c.host not in down]
@@ -227,6 +227,6 @@ def _no_room(
         f"{', '.join(sorted(down))}): the other hosts have room for {free} more "
         f"(workers placed: {detail}); nothing was moved",
         fix=f"add hosts with about {short * per} more vCPUs for {short} more workers to the "
-        "inventory, provision them and run `invoke train --rebalance` again; or bring "
+        "inventory, provision them and run `drfleet train --rebalance` again; or bring "
         f"{', '.join(sorted(down))} back (its agent restarts its workers)",
     )

@@ -65,7 +65,7 @@ def load(env_dir: Path) -> RunState | None:
         raise DrfleetError(
             f"unreadable run record: {exc}",
             where=str(p),
-            fix="delete it; `invoke train` writes a new one (status and --rebalance need it)",
+            fix="delete it; `drfleet train` writes a new one (status and --rebalance need it)",
         ) from None
 
 

@@ -47,7 +47,7 @@ def upload(s3: Any, p: training.Prepared, wipe: bool, live: bool = False) -> lis
             raise DrfleetError(
                 f"a run is in progress in s3://{bucket}/{prefix}/ and these files differ from "
                 f"what it started with: {', '.join(differ)}; nothing was changed",
-                fix="`invoke stop` first, then train with --wipe or another "
+                fix="`drfleet stop` first, then train with --wipe or another "
                 "DR_LOCAL_S3_MODEL_PREFIX",
             )
         raise DrfleetError(

@@ -147,7 +147,7 @@ def prepare_from(
             "hosts of the running plan are no longer in the inventory (or lost their role): "
             + ", ".join(sorted(missing)),
             where=inv.path,
-            fix="put them back, or `invoke stop` and train again",
+            fix="put them back, or `drfleet stop` and train again",
         )
     return Prepared(cfg, checks.check(cfg), plan, caps, params.files(cfg), staged_dirs(cfg))
 

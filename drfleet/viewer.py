@@ -1,4 +1,4 @@
-"""invoke viewer: one page with every worker's live video stream.
+"""drfleet viewer: one page with every worker's live video stream.
 
 The browser talks only to this server. Streams come through SSH (a direct-tcpip channel on
 the host's existing connection to the worker's published port), so no port on any host needs
@@ -294,7 +294,7 @@ def direct(workers: list[dict[str, Any]]) -> list[dict[str, Any]]:
         raise DrfleetError(
             f"the video of {names} listens on the host's 127.0.0.1 only, so a page that "
             "reaches hosts directly cannot show it",
-            fix="use `invoke viewer` (streams come through SSH), or set publish_address: "
+            fix="use `drfleet viewer` (streams come through SSH), or set publish_address: "
             "0.0.0.0 for those hosts in the inventory and train again (the streams have no "
             "authentication: only on a network you trust)",
         )

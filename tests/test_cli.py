@@ -41,4 +41,28 @@ def test_bad_inventory_is_one_message_no_traceback(tmp_path: Path) -> None:
     assert f"{bad}:3: ssh_port: 0 is out of range" in run.stderr
     assert "Traceback" not in run.stderr
     run = invoke("facts", "--inventory", str(REPO / "inventory" / "local.yml"), "--host", "h9")
-    assert run.code == 2 and "--host h9: no such host" in run.stderr
+    assert run.code == 2 and "h9: no host or group of the inventory" in run.stderr
+
+
+def test_flags_mean_one_thing_everywhere_and_h_is_help() -> None:
+    """No automatic short flags: a letter means what SHORT says in every command (as in
+    Ansible: -i inventory, -l hosts, -f forks, -C check, -D diff, -v verbose, -j json), no
+    destructive flag (--wipe, --converge...) has one, and -h prints each command's help."""
+    import subprocess
+    import sys
+
+    from drfleet.cli import ns
+    from drfleet.command import SHORT
+
+    for name in ns.task_names:
+        for arg in ns[name].get_arguments():
+            shorts = [n for n in arg.names if len(n) == 1]
+            assert shorts == (
+                [SHORT[arg.attr_name or arg.name]] if (arg.attr_name or arg.name) in SHORT else []
+            ), (name, arg.names)
+        help_ = subprocess.run(
+            [sys.executable, "-m", "drfleet", name, "-h"], capture_output=True, text=True
+        )
+        assert help_.returncode == 0 and "Usage:" in help_.stdout, (name, help_.stderr)
+    wipe = next(a for a in ns["train"].get_arguments() if a.name == "wipe")
+    assert wipe.names == ("wipe",)

@@ -60,7 +60,9 @@ def _guard(what: str) -> Iterator[None]:
     except (requests.exceptions.ConnectionError, ConnectionError) as exc:
         raise DockerDown(f"dockerd unreachable: {exc}") from None
     except docker.errors.ImageNotFound:
-        raise ActionFailed(f"{what}: image not on this host (invoke provision brings it)") from None
+        raise ActionFailed(
+            f"{what}: image not on this host (drfleet provision brings it)"
+        ) from None
     except docker.errors.APIError as exc:
         raise ActionFailed(f"{what}: {exc.explanation or exc}") from None
     except docker.errors.DockerException as exc:

@@ -82,7 +82,7 @@ def load(
         raise ConfigError(
             "file not found",
             where=str(root / "system.env"),
-            fix="pass --env-dir with your DRfC files, or run `invoke init` there "
+            fix="pass --env-dir with your DRfC files, or run `drfleet init` there "
             "for DRfC's defaults",
         )
     system = envfile.load(root / "system.env")
@@ -191,7 +191,7 @@ def _json(path: Path) -> dict[str, Any]:
         text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(
-            "file not found", where=str(path), fix="run `invoke init` for DRfC's defaults"
+            "file not found", where=str(path), fix="run `drfleet init` for DRfC's defaults"
         ) from None
     try:
         data = json.loads(text)

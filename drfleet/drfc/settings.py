@@ -92,7 +92,7 @@ TABLE: dict[str, Setting] = {
     "DR_HOST_X": Setting(
         DIFFERS, "host X for workers on inventory hosts with opengl: true", "False"
     ),
-    "DR_WEBVIEWER_PORT": Setting(DIFFERS, "`invoke viewer --port` (same default)", "8100"),
+    "DR_WEBVIEWER_PORT": Setting(DIFFERS, "`drfleet viewer --port` (same default)", "8100"),
     "DR_QUIET_ACTIVATE": Setting(
         NOT_TRAINING, "activate.sh's summary; drfleet has no activate", "False"
     ),

@@ -102,14 +102,14 @@ class TaskResult:
     commands: list[str] = field(default_factory=list)
     elapsed: float = 0.0
 
-    def as_json(self, check: bool) -> dict[str, Any]:
+    def as_json(self, check: bool, diff: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
             "name": self.name,
             "status": self.status,
             "msg": self.msg,
             "elapsed_s": round(self.elapsed, 3),
         }
-        if check:
+        if check or diff:
             out["commands"] = self.commands
             if self.diff:
                 out["diff"] = self.diff
@@ -131,7 +131,7 @@ class HostReport:
     def failed(self) -> bool:
         return self.unreachable or self.count("failed") > 0
 
-    def as_json(self, check: bool) -> dict[str, Any]:
+    def as_json(self, check: bool, diff: bool = False) -> dict[str, Any]:
         return {
             "ok": self.count("ok"),
             "changed": self.count("changed"),
@@ -140,5 +140,5 @@ class HostReport:
             "unreachable": self.unreachable,
             "elapsed_s": round(self.elapsed, 3),
             "error": self.error,
-            "tasks": [t.as_json(check) for t in self.tasks],
+            "tasks": [t.as_json(check, diff) for t in self.tasks],
         }

@@ -1,5 +1,5 @@
-"""The end of a run, for people: a recap per host, then what failed, and in check mode what
-would change (with diffs)."""
+"""The end of a run, for people: a recap per host, then what failed, and in check mode (or
+with --diff) what would change or changed, with diffs."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from drfleet import ui
 from drfleet.playbook.model import HostReport
 
 
-def show(reports: dict[str, HostReport], check: bool) -> None:
+def show(reports: dict[str, HostReport], check: bool, diff: bool = False) -> None:
     console = ui.console()
-    if check:
+    if check or diff:
         for name, r in reports.items():
             for t in r.tasks:
                 if t.status == "changed":

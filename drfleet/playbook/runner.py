@@ -455,8 +455,8 @@ class Runner:
         return self.states[name]
 
 
-def report_json(reports: dict[str, HostReport], check: bool) -> dict[str, Any]:
-    return {"check": check, "hosts": {n: r.as_json(check) for n, r in reports.items()}}
+def report_json(reports: dict[str, HostReport], check: bool, diff: bool = False) -> dict[str, Any]:
+    return {"check": check, "hosts": {n: r.as_json(check, diff) for n, r in reports.items()}}
 
 
 __all__ = ["RunOptions", "Runner", "Step", "report_json"]

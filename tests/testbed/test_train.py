@@ -91,7 +91,7 @@ def test_five_workers_on_three_hosts_train_as_planned(fleet: tuple[TestBed, Path
             hp.write_text(original)
         assert changed.code == 2  # other settings while it runs: refused, nothing touched
         assert "custom_files/hyperparameters.json" in changed.stderr
-        assert "invoke stop" in changed.stderr
+        assert "drfleet stop" in changed.stderr
         assert container_ids(bed) == ids
         # generations count in the run record (1, 2, 3 for three trains), never a clock; a
         # host holding a newer assignment of this run (another controller's) wins: train is
@@ -311,7 +311,7 @@ def test_a_host_provisioned_without_the_taskset_shim_is_named_before_anything_st
         run = invoke("train", "--inventory", str(bed.inventory), "--env-dir", str(env_dir))
         assert run.code == 2, run.stdout + run.stderr
         assert "h2 lacks /usr/local/lib/drfleet/taskset" in run.stderr, run.stderr
-        assert "invoke provision --host h2" in run.stderr
+        assert "drfleet provision --host h2" in run.stderr
         assert containers(bed) == {"h1": [], "h2": [], "h3": []}
     finally:
         bed.exec("h2", f"mv {shim}.away {shim}")

@@ -136,7 +136,7 @@ def test_lost_host_status_rebalance_cut_off_and_return(
         assert f"{victim} is unreachable: slots {', '.join(map(str, lost))} are lost" in (
             text.stdout
         )
-        assert "invoke train --rebalance" in text.stdout
+        assert "drfleet train --rebalance" in text.stdout
 
         moved = invoke("train", "--rebalance", *args, "--json")
         assert moved.code == 0, moved.stdout[-2000:] + moved.stderr

@@ -133,7 +133,7 @@ def test_unknown_host_selection(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         inv.select(["w2"])
     msg = exc.value.message
-    assert "--host w2" in msg and str(tmp_path / "inv.yml") in msg
+    assert "w2: no host or group" in msg and str(tmp_path / "inv.yml") in msg
     assert "known hosts: trainer, w1, gpu1" in msg
     with pytest.raises(ConfigError, match="no such group"):
         inv.select(groups=["gpus"])
@@ -268,3 +268,17 @@ def test_become_password_env_names_a_variable(tmp_path: Path) -> None:
     assert "environment variable name" in error(
         tmp_path, "all:\n  vars: {become_password_env: 'x y'}\n  hosts:\n    a: {}\n"
     )
+
+
+def test_limit_takes_names_groups_patterns_and_exclusions(tmp_path: Path) -> None:
+    inv = load(tmp_path, FLEET)
+
+    def names(*words: str) -> list[str]:
+        return [h.name for h in inv.select(words)]
+
+    assert names() == ["trainer", "w1", "gpu1"]
+    assert names("w1,gpu1") == ["w1", "gpu1"] and names("w1", "gpu1") == ["w1", "gpu1"]
+    assert names("gpu") == ["gpu1"] and names("robomaker", "!gpu") == ["trainer", "w1"]
+    assert names("*1") == ["w1", "gpu1"] and names("!trainer") == ["w1", "gpu1"]
+    with pytest.raises(ConfigError, match="w9: no host or group of the inventory"):
+        inv.select(["w9"])

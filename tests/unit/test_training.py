@@ -437,17 +437,22 @@ def test_debug_logging_keeps_other_libraries_quiet(monkeypatch: pytest.MonkeyPat
     drfleet's own log only; DRFLEET_DEBUG=all asks for everything."""
     import logging
 
-    from drfleet import cli
+    from drfleet.command import setup_logging
 
     root = logging.getLogger()
     saved = (root.level, list(root.handlers))
     try:
+        for env, verbose in (("1", 0), ("", 1), ("", 2)):  # DRFLEET_DEBUG=1, -v, -vv
+            root.handlers.clear()
+            root.setLevel(logging.WARNING)
+            monkeypatch.setenv("DRFLEET_DEBUG", env)
+            setup_logging(verbose)
+            assert logging.getLogger("drfleet.remote").isEnabledFor(logging.DEBUG)
+            assert not logging.getLogger("botocore.auth").isEnabledFor(logging.DEBUG)
+            assert not logging.getLogger("paramiko.transport").isEnabledFor(logging.DEBUG)
         root.handlers.clear()
-        monkeypatch.setenv("DRFLEET_DEBUG", "1")
-        cli._setup_logging()
-        assert logging.getLogger("drfleet.remote").isEnabledFor(logging.DEBUG)
-        assert not logging.getLogger("botocore.auth").isEnabledFor(logging.DEBUG)
-        assert not logging.getLogger("paramiko.transport").isEnabledFor(logging.DEBUG)
+        setup_logging(3)  # -vvv: everything, asked for
+        assert logging.getLogger("paramiko.transport").isEnabledFor(logging.DEBUG)
     finally:
         root.setLevel(saved[0])
         root.handlers[:] = saved[1]

@@ -89,7 +89,7 @@ def test_static_page_needs_videos_published_beyond_loopback() -> None:
     with pytest.raises(DrfleetError) as err:
         viewer.direct([_worker(1, "h1", "0.0.0.0"), _worker(2, "h2", "127.0.0.1")])
     assert "worker 2 on h2" in str(err.value) and "worker 1" not in str(err.value)
-    assert "publish_address" in (err.value.fix or "") and "invoke viewer" in (err.value.fix or "")
+    assert "publish_address" in (err.value.fix or "") and "drfleet viewer" in (err.value.fix or "")
     shown = viewer.direct(
         [_worker(1, "h1", "0.0.0.0"), _worker(2, "h2", "10.0.0.7"), _worker(3, "h3", "fd00::7")]
     )

@@ -149,7 +149,7 @@ def plan_swarm(
     elif existing.encrypted != encrypted:
         plan.network_error = (
             f"network {network} exists {'en' if existing.encrypted else 'un'}encrypted and "
-            f"overlay_encrypted is {str(encrypted).lower()}; `invoke stop`, remove it on the "
+            f"overlay_encrypted is {str(encrypted).lower()}; `drfleet stop`, remove it on the "
             f"trainer (docker network rm {network}) and provision again, or set "
             f"overlay_encrypted: {str(existing.encrypted).lower()} in the inventory"
         )

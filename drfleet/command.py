@@ -1,0 +1,141 @@
+"""How drfleet's commands take their flags, and what every command shares.
+
+Long flags come from the parameters. Short ones come only from SHORT, so a letter means the
+same in every command, as in Ansible (-i inventory, -l hosts, -f forks, -C check, -D diff,
+-v verbose, -j json), `-h` is help everywhere, and no destructive flag (--wipe, say) has one.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json as _json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from invoke.exceptions import Exit
+from invoke.tasks import Task, task
+
+from drfleet import inventory as inventory_mod
+from drfleet.errors import DrfleetError
+from drfleet.remote import DEFAULT_LIMIT, Options
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+SHORT = {
+    "inventory": "i",
+    "limit": "l",
+    "forks": "f",
+    "check": "C",
+    "diff": "D",
+    "verbose": "v",
+    "json": "j",
+}
+
+COMMON_HELP = {
+    "inventory": "inventory file, YAML or INI (default: $DRFLEET_INVENTORY, else "
+    "inventory/local.yml, else this machine alone)",
+    "env_dir": "directory with the DRfC files system.env, run.env, worker-N.env, custom_files/ "
+    "(default: the current directory)",
+    "json": "print JSON on stdout for scripts, and nothing else",
+    "limit": "hosts to act on: names, groups (also `trainer`, `robomaker`) or patterns like "
+    "'w*', separated by commas or repeated (default: all)",
+    "host": "a host of the inventory; repeat it or separate names with commas (as --limit)",
+    "group": "a group of the inventory (also `trainer` and `robomaker`); may be repeated",
+    "accept_new_host_keys": "trust and record the SSH key of hosts not yet in known_hosts "
+    "(trust on first use); a changed key is still refused",
+    "known_hosts": "known_hosts file to verify host keys against (default: the inventory's "
+    "known_hosts, else ~/.ssh/known_hosts)",
+    "forks": f"at most this many hosts at once (default {DEFAULT_LIMIT})",
+    "verbose": "drfleet's debug log on stderr; -vvv also that of the SSH and S3 libraries "
+    "(which may show key ids)",
+}
+
+
+class Command(Task):  # type: ignore[type-arg]
+    """A task whose short flags are SHORT's, and nothing else."""
+
+    def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
+        opts: dict[str, Any] = super().arg_opts(name, default, taken_names)
+        if name in SHORT:
+            opts["names"].append(SHORT[name])
+        return opts
+
+
+def command(*names: str, iterable: Sequence[str] = (), **extra: str) -> Callable[[F], F]:
+    """@command("inventory", "json", flag="its help"): a task with COMMON_HELP for names and
+    extra's own help; errors become one message (friendly); -v is counted; the iterable
+    flags may be repeated."""
+
+    def wrap(fn: F) -> F:
+        params = inspect.signature(fn).parameters
+        return task(  # type: ignore[no-any-return]
+            klass=Command,
+            auto_shortflags=False,
+            help={**{n: COMMON_HELP[n] for n in names}, **extra},
+            iterable=list(iterable),
+            incrementable=["verbose"] if "verbose" in params else [],
+        )(friendly(fn))
+
+    return wrap
+
+
+def friendly(fn: F) -> F:
+    """A DrfleetError becomes one clear message and exit status 2, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        setup_logging(int(kwargs.get("verbose") or 0))
+        try:
+            return fn(*args, **kwargs)
+        except DrfleetError as exc:
+            if os.environ.get("DRFLEET_DEBUG"):
+                raise
+            raise Exit(f"drfleet: {exc.message}", code=2) from None
+        except KeyboardInterrupt:
+            raise Exit("drfleet: interrupted", code=130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def setup_logging(verbose: int = 0) -> None:
+    """-v (or DRFLEET_DEBUG=1): drfleet's own debug log. Other libraries stay at WARNING
+    (botocore's debug log prints access key ids and signatures, paramiko's every packet)
+    unless -vvv (or DRFLEET_DEBUG=all) asks for them too."""
+    debug = os.environ.get("DRFLEET_DEBUG", "")
+    if debug or verbose:
+        everything = debug == "all" or verbose >= 3
+        logging.basicConfig(
+            level=logging.DEBUG if everything else logging.WARNING,
+            format="%(asctime)s %(name)s %(message)s",
+        )
+        logging.getLogger("drfleet").setLevel(logging.DEBUG)
+
+
+def options(known_hosts: str | None, accept_new_host_keys: bool, forks: int) -> Options:
+    if forks < 1:
+        raise DrfleetError(f"--forks must be at least 1, not {forks}")
+    return Options(known_hosts=known_hosts, accept_new_host_keys=accept_new_host_keys, limit=forks)
+
+
+def inventory_and_options(
+    inventory: str | None,
+    known_hosts: str | None,
+    accept_new_host_keys: bool,
+    forks: int = DEFAULT_LIMIT,
+) -> tuple[inventory_mod.Inventory, Options]:
+    """The inventory and how to reach its hosts: what every command that connects needs."""
+    return inventory_mod.load(inventory), options(known_hosts, accept_new_host_keys, forks)
+
+
+def print_json(doc: Any) -> None:
+    sys.stdout.write(_json.dumps(doc, indent=2, sort_keys=False) + "\n")
+
+
+def print_json_line(doc: Any) -> None:
+    """One document per line (JSON Lines), for output that goes on (watch, logs)."""
+    sys.stdout.write(_json.dumps(doc, sort_keys=False) + "\n")
+    sys.stdout.flush()
