@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drfleet import yamlsrc
+from drfleet import ansible_inventory, yamlsrc
 from drfleet.errors import ConfigError, did_you_mean, lead_in, paren
 from drfleet.instance_types import SHAPES, Shape
 from drfleet.yamlsrc import Located
@@ -242,8 +242,12 @@ def default_path() -> Path:
 
 
 def load(path: str | Path | None = None) -> Inventory:
+    """A YAML inventory, or an Ansible INI one (by its .ini suffix, or a first line `[...]`)."""
     p = Path(path) if path else default_path()
-    return parse(yamlsrc.load_file(p), str(p))
+    text = yamlsrc.read_text(p)
+    if ansible_inventory.looks_like_ini(text, str(p)):
+        return parse(ansible_inventory.from_ini(text, str(p), SETTINGS), str(p))
+    return parse(yamlsrc.load_text(text, str(p)), str(p))
 
 
 @dataclass
@@ -373,6 +377,16 @@ def _suggest(key: str, known: Iterable[str], lead: str) -> str:
 
 def _check_host_keys(w: _Walk, host: str, spec: Located) -> None:
     _no_passwords(w, spec, f"host {host!r}")
+    ansible_inventory.translate(spec, w.file)
+    others = [k for k in spec if k.startswith("ansible_")]  # Ansible's own: kept as vars
+    if others:
+        hvars = spec.get("vars")
+        if hvars is None:
+            hvars = spec["vars"] = Located()
+            hvars.line = spec.line
+        if isinstance(hvars, Located):
+            for k in others:
+                hvars[k] = spec.pop(k)
     for key in spec:
         if key not in _HOST_KEYS:
             raise w.err(
@@ -392,6 +406,7 @@ def _check_host_keys(w: _Walk, host: str, spec: Located) -> None:
 
 PASSWORD_KEYS = frozenset(
     {"become_password", "become_pass", "ansible_become_password", "ansible_become_pass"}
+    | {"ansible_password", "ansible_ssh_pass", "ansible_ssh_password"}
     | {"sudo_password", "sudo_pass", "password", "ssh_password"}
 )
 
@@ -409,6 +424,7 @@ def _no_passwords(w: _Walk, values: Located, what: str) -> None:
 
 def _check_vars(w: _Walk, values: Located, what: str) -> None:
     _no_passwords(w, values, what)
+    ansible_inventory.translate(values, w.file)
     for key in values:
         if key in SETTINGS:
             _check_setting(w, values, key)
@@ -438,6 +454,8 @@ def _build_host(w: _Walk, name: str) -> Host:
     settings: dict[str, Any] = {}
     for key, (check, default) in SETTINGS.items():
         settings[key] = check(merged[key]) if key in merged else default
+    if "roles" not in merged:  # a host listed in a group named after a role has that role
+        settings["roles"] = tuple(r for r in ROLES if name in w.group_members.get(r, []))
     if settings["address"] is None:
         settings["address"] = "localhost" if settings["connection"] == "local" else name
     if settings["address"] in ("localhost", "127.0.0.1", "::1") and "connection" not in merged:

@@ -89,6 +89,11 @@ MAX_BYTES = 4 * 1024 * 1024
 
 def load_file(path: Path) -> Any:
     """Reads and parses a YAML file, with a clear error when it is missing or unreadable."""
+    return load_text(read_text(path), str(path))
+
+
+def read_text(path: Path) -> str:
+    """A config file's text: missing, too big, unreadable, not UTF-8 or binary is an error."""
     try:
         size = path.stat().st_size
         if size > MAX_BYTES:
@@ -99,7 +104,7 @@ def load_file(path: Path) -> Any:
     except FileNotFoundError:
         raise ConfigError("file not found", where=str(path)) from None
     except IsADirectoryError:
-        raise ConfigError("is a directory, not a YAML file", where=str(path)) from None
+        raise ConfigError("is a directory, not a file", where=str(path)) from None
     except PermissionError:
         raise ConfigError("permission denied", where=str(path)) from None
     try:
@@ -109,5 +114,5 @@ def load_file(path: Path) -> Any:
         raise ConfigError("not UTF-8 text", where=f"{path}:{line}") from None
     if "\x00" in text:
         line = text[: text.index("\x00")].count("\n") + 1
-        raise ConfigError("binary data (NUL byte) in a YAML file", where=f"{path}:{line}")
-    return load_text(text, str(path))
+        raise ConfigError("binary data (NUL byte) in a config file", where=f"{path}:{line}")
+    return text

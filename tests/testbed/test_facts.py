@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from drfleet.hostkeys import fingerprint
-from tests.conftest import invoke
+from tests.conftest import drfleet, invoke
 from tests.testbed import TestBed
 
 pytestmark = pytest.mark.testbed
@@ -151,6 +151,60 @@ def test_proxy_jump_from_ssh_config_verifies_the_gateway(bed3: TestBed, tmp_path
     run = invoke("facts", "--inventory", str(inv), "--json", env=env)
     assert run.code == 0, run.stderr
     assert run.json["hosts"]["h3"]["hostname"] == "h3"
+
+
+def test_an_ansible_inventory_with_a_jump_host_drives_facts(bed3: TestBed, tmp_path: Path) -> None:
+    """Inventories written for Ansible, YAML and INI: ansible_host, ansible_user,
+    ansible_ssh_private_key_file, ansible_become and a ProxyJump in ansible_ssh_common_args
+    (h3 through h1) reach every host."""
+    h = bed3.hosts
+    jump = f"-o ProxyJump=fleet@{h['h1'].address}"
+    ini = tmp_path / "hosts.ini"
+    ini.write_text(
+        f"h1 ansible_host={h['h1'].address}\n"
+        "[trainer]\n"
+        f"h2 ansible_host={h['h2'].address}\n"
+        "[robomaker]\n"
+        f"h3 ansible_host={h['h3'].address} ansible_ssh_common_args='{jump}'\n"
+        "[all:vars]\n"
+        f"ansible_user=fleet\nansible_ssh_private_key_file={bed3.key}\nansible_become=yes\n"
+        f"known_hosts={bed3.known_hosts}\n"
+    )
+    yml = tmp_path / "hosts.yml"
+    yml.write_text(
+        yaml.safe_dump(
+            {
+                "all": {
+                    "vars": {
+                        "ansible_user": "fleet",
+                        "ansible_ssh_private_key_file": str(bed3.key),
+                        "ansible_become": True,
+                        "known_hosts": str(bed3.known_hosts),
+                    },
+                    "hosts": {
+                        "h1": {"ansible_host": h["h1"].address},
+                        "h2": {"ansible_host": h["h2"].address},
+                        "h3": {
+                            "ansible_host": h["h3"].address,
+                            "ansible_ssh_common_args": jump,
+                        },
+                    },
+                }
+            }
+        )
+    )
+    journal = "journalctl -u ssh --no-pager 2>/dev/null; true"
+    before = bed3.exec("h3", journal).count(f"from {h['h1'].address} ")
+    for inv in (ini, yml):
+        run = drfleet("facts", "-i", str(inv), "-j", cwd=tmp_path)
+        assert run.code == 0, run.stderr
+        assert {n: d["hostname"] for n, d in run.json["hosts"].items()} == {
+            "h1": "h1",
+            "h2": "h2",
+            "h3": "h3",
+        }
+    # the jump was taken both times: h3 saw the logins come from h1
+    assert bed3.exec("h3", journal).count(f"from {h['h1'].address} ") >= before + 2
 
 
 PASSWORD = "s3cret $(touch /tmp/pwned) `id` 'q\" ;"

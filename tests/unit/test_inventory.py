@@ -282,3 +282,103 @@ def test_limit_takes_names_groups_patterns_and_exclusions(tmp_path: Path) -> Non
     assert names("*1") == ["w1", "gpu1"] and names("!trainer") == ["w1", "gpu1"]
     with pytest.raises(ConfigError, match="w9: no host or group of the inventory"):
         inv.select(["w9"])
+
+
+ANSIBLE_YAML = """\
+all:
+  vars: {ansible_user: ubuntu, ansible_ssh_private_key_file: ~/.ssh/fleet, ansible_become: yes}
+  children:
+    trainer:
+      hosts:
+        t1:
+          ansible_host: 10.0.0.10
+          ansible_port: 2222
+          ansible_python_interpreter: /usr/bin/python3
+    robomaker:
+      hosts:
+        t1:
+        w1:
+          ansible_host: 10.0.0.11
+          ansible_ssh_common_args: "-o ProxyJump=jump@bastion:2200"
+"""
+
+ANSIBLE_INI = """\
+# an Ansible inventory, as Ansible users write them
+t1 ansible_host=10.0.0.10 ansible_port=2222 roles=trainer,robomaker note="a b"
+
+[robomaker]
+w1 ansible_host=10.0.0.11 ansible_ssh_common_args='-J jump@bastion:2200'
+w2 ansible_host=10.0.0.12 ansible_connection=ssh
+
+[gpu:children]
+robomaker
+
+[all:vars]
+ansible_user=ubuntu
+ansible_ssh_private_key_file=~/.ssh/fleet
+ansible_become=true
+"""
+
+
+def test_an_ansible_inventory_loads_as_yaml_and_ini(tmp_path: Path) -> None:
+    """Ansible's connection variables mean drfleet's settings; a host in a group named after a
+    role has the role; Ansible's other variables stay as vars."""
+    inv = load(tmp_path, ANSIBLE_YAML)
+    t1, w1 = inv.hosts["t1"], inv.hosts["w1"]
+    assert (t1.address, t1.ssh_port, t1.ssh_user, t1.ssh_key, t1.become) == (
+        "10.0.0.10",
+        2222,
+        "ubuntu",
+        "~/.ssh/fleet",
+        True,
+    )
+    assert t1.roles == ("trainer", "robomaker") and w1.roles == ("robomaker",)
+    assert w1.proxy_jump == "jump@bastion:2200"
+    assert t1.vars["ansible_python_interpreter"] == "/usr/bin/python3"
+    ini = tmp_path / "hosts.ini"
+    ini.write_text(ANSIBLE_INI)
+    inv = inventory.load(ini)
+    t1, w1, w2 = (inv.hosts[n] for n in ("t1", "w1", "w2"))
+    assert (t1.address, t1.ssh_port, t1.roles, t1.vars["note"]) == (
+        "10.0.0.10",
+        2222,
+        ("trainer", "robomaker"),
+        "a b",
+    )
+    assert w1.proxy_jump == "jump@bastion:2200" and w2.connection == "ssh"
+    assert (w2.ssh_user, w2.ssh_key, w2.become, w2.roles) == (
+        "ubuntu",
+        "~/.ssh/fleet",
+        True,
+        ("robomaker",),
+    )
+    assert set(inv.groups["gpu"]) == {"w1", "w2"}
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        (
+            "all:\n  hosts:\n    a: {address: x, ansible_host: y}\n",
+            "ansible_host and address (line 3) both set address",
+        ),
+        (
+            "all:\n  vars: {ansible_user: u, ssh_user: v}\n  hosts: {a: {}}\n",
+            "ansible_user and ssh_user",
+        ),
+        (
+            "all:\n  hosts:\n    a: {ansible_ssh_common_args: '-o StrictHostKeyChecking=no'}\n",
+            "takes only a ProxyJump here",
+        ),
+        ("all:\n  hosts:\n    a: {ansible_password: hunter2}\n", "passwords do not belong"),
+        (
+            "all:\n  hosts:\n    a: {ansible_connection: winrm}\n",
+            "'winrm' is not something drfleet can use",
+        ),
+    ],
+)
+def test_ansible_names_that_clash_or_do_harm_are_refused(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    msg = error(tmp_path, text)
+    assert expected in msg and "hunter2" not in msg
