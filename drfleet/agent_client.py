@@ -14,7 +14,17 @@ from drfleet.names import AGENT_PYZ, FLEET, STATE_DIR
 from drfleet.remote import Session
 from drfleet.shell import Command, cmd
 
-__all__ = ["ContainerStatus", "HostStatus", "State", "apply", "empty", "logs", "reach", "status"]
+__all__ = [
+    "ContainerStatus",
+    "HostStatus",
+    "State",
+    "apply",
+    "empty",
+    "log_lines",
+    "logs",
+    "reach",
+    "status",
+]
 
 
 def command(*args: str) -> Command:
@@ -82,3 +92,15 @@ def apply(sess: Session, desired: dict[str, Any], wait: float, force: bool = Fal
 def logs(sess: Session, name: str, tail: int, follow: bool) -> Iterator[bytes]:
     args = ["logs", name, "--tail", str(tail)] + (["--follow"] if follow else [])
     yield from sess.stream_out(command(*args), become=True)
+
+
+def log_lines(sess: Session, name: str, tail: int, follow: bool) -> Iterator[dict[str, str]]:
+    """Each line with its host, container, stream (stdout or stderr) and dockerd's time."""
+    args = ["logs", name, "--json", "--tail", str(tail)] + (["--follow"] if follow else [])
+    buf = b""
+    for chunk in sess.stream_out(command(*args), become=True):
+        buf += chunk
+        *whole, buf = buf.split(b"\n")
+        for raw in whole:
+            if raw.strip():
+                yield {"host": sess.host.name, **json.loads(raw)}

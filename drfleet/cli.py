@@ -12,7 +12,7 @@ from invoke.exceptions import Exit
 from invoke.program import Program
 from rich.table import Table
 
-from drfleet import __version__
+from drfleet import __version__, status_view
 from drfleet import facts as facts_mod
 from drfleet.command import command, inventory_and_options, print_json, print_json_line
 from drfleet.errors import DrfleetError
@@ -378,81 +378,36 @@ def status(
     from drfleet import launch
 
     inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+
+    def look() -> FleetReport:
+        return launch.status(inv, options, Path(env_dir or "."), tell=converge)
+
+    report = look()
+    if watch and not json and console().is_terminal:  # one display, redrawn in place
+        from rich.live import Live
+
+        with Live(status_view.view(report), console=console(), auto_refresh=False) as live:
+            while True:
+                _time.sleep(2)
+                live.update(status_view.view(look()), refresh=True)
     while True:
-        report = launch.status(inv, options, Path(env_dir or "."), tell=converge)
-        if json:
+        if json and watch:
+            print_json_line(report.to_json())  # one document per line
+        elif json:
             print_json(report.to_json())
         else:
-            _status_table(report)
-            _run_lines(report.run)
+            console().print(status_view.view(report))
         if not watch:
             break
         _time.sleep(2)
+        report = look()
     if not report.healthy:
         raise Exit(code=1)
 
 
-def _status_table(report: FleetReport) -> None:
-    table = Table(
-        "host", "container", "state", "restarts", "exit", "started", "ports", "last error"
-    )
-    table.columns[1].overflow = "fold"  # a narrow terminal wraps names, never cuts them
-    for host, r in report.hosts.items():
-        if r.status is None:
-            state = "[red]unreachable[/]" if not r.reachable else "[red]error[/]"
-            table.add_row(host, "", state, "", "", "", "", r.error[:80])
-            continue
-        if not r.status.agent.running:
-            table.add_row(host, "(agent)", "[red]not running[/]", "", "", "", "", "")
-        for ctr in r.status.containers:
-            table.add_row(
-                host,
-                ctr.name,
-                ctr.state.value,
-                str(ctr.restarts),
-                str(ctr.last_exit_code or ""),
-                str(ctr.started_at or ""),
-                ",".join(str(h) for h in ctr.ports.values()),
-                ctr.last_error[:60],
-            )
-    console().print(table)
-
-
-def _run_lines(run: dict[str, Any] | None) -> None:
-    if not run:
-        return
-    out = console()
-    for host, names in run["dropped"].items():
-        out.print(
-            f"{host}: its slots had moved while it was away; "
-            f"dropped {', '.join(names) or 'nothing'}",
-            markup=False,
-        )
-    if run["trainer"]["state"] == "lost":
-        out.print(
-            f"the trainer host {run['trainer']['host']} is unreachable: training is stalled "
-            "until it is back",
-            style="red",
-            markup=False,
-        )
-    for host, slots in run["lost"].items():
-        out.print(
-            f"{host} is unreachable: slots {', '.join(map(str, slots))} are lost; "
-            "`drfleet train --rebalance` moves them to hosts with room",
-            style="red",
-            markup=False,
-        )
-    for host in run["fence_pending"]:
-        out.print(
-            f"{host} is still to be told that its slots moved (it may still run them): "
-            "`drfleet status --converge` or `drfleet train --rebalance` tells it once reachable",
-            style="yellow",
-            markup=False,
-        )
-
-
 @command(
     "inventory",
+    "json",
     "accept_new_host_keys",
     "known_hosts",
     "verbose",
@@ -468,6 +423,7 @@ def logs(
     follow: bool = False,
     tail: int = 200,
     inventory: str | None = None,
+    json: bool = False,
     accept_new_host_keys: bool = False,
     known_hosts: str | None = None,
     verbose: int = 0,
@@ -483,6 +439,10 @@ def logs(
     inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
     host, _ = launch.locate(inv, options, name)
     with session(host, options) as s:
+        if json:  # JSON Lines: host, container, stream, time, line
+            for item in agent_client.log_lines(s, name, tail, follow):
+                print_json_line(item)
+            return
         for chunk in agent_client.logs(s, name, tail, follow):
             sys.stdout.buffer.write(chunk)
             sys.stdout.buffer.flush()
@@ -514,6 +474,7 @@ def stop(
 
 @command(
     "inventory",
+    "json",
     "accept_new_host_keys",
     "known_hosts",
     "verbose",
@@ -528,6 +489,7 @@ def viewer(
     bind: str = "127.0.0.1",
     static: str | None = None,
     inventory: str | None = None,
+    json: bool = False,
     accept_new_host_keys: bool = False,
     known_hosts: str | None = None,
     verbose: int = 0,
@@ -540,9 +502,19 @@ def viewer(
     if static:
         workers = viewer_mod.direct(viewer_mod.workers_from(launch.status(inv, options), inv))
         viewer_mod.write_static(Path(static), workers)
-        print(f"wrote {static}: {sum(1 for w in workers if w['port'])} streams")
+        if json:
+            print_json({"page": static, "workers": workers})
+        else:
+            print(f"wrote {static}: {sum(1 for w in workers if w['port'])} streams")
         return
-    viewer_mod.serve(inv, options, bind, port)
+
+    def ready(url: str, workers: list[dict[str, Any]]) -> None:
+        if json:  # one line, printed while the page is served
+            print_json_line({"url": url, "workers": workers})
+        else:
+            print(f"viewer on {url} ({len(workers)} workers; Ctrl-C to stop)", flush=True)
+
+    viewer_mod.serve(inv, options, bind, port, ready)
 
 
 @command(

@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -268,11 +269,19 @@ def _int(q: dict[str, str], key: str, default: int, lo: int, hi: int) -> int:
         return default
 
 
-def serve(inv: Inventory, options: Options, bind: str, port: int) -> None:
+def serve(
+    inv: Inventory,
+    options: Options,
+    bind: str,
+    port: int,
+    ready: Callable[[str, list[dict[str, Any]]], None],
+) -> None:
+    """Serves the page until interrupted; ready(url, workers) once it listens."""
     streams = Streams(inv, options)
     server = ThreadingHTTPServer((bind, port), make_handler(streams, bind))
     server.daemon_threads = True
-    print(f"viewer on http://{bind}:{server.server_address[1]}/ (Ctrl-C to stop)", flush=True)
+    host = f"[{bind}]" if ":" in bind else bind
+    ready(f"http://{host}:{server.server_address[1]}/", streams.workers())
     try:
         server.serve_forever()
     finally:

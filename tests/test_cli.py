@@ -26,6 +26,16 @@ def test_every_task_has_help_for_every_flag() -> None:
         assert not missing, f"{name}: no help for {missing}"
 
 
+def test_init_says_what_it_wrote_and_kept_as_json(tmp_path: Path) -> None:
+    first = drfleet("init", "--json", cwd=tmp_path)
+    assert first.code == 0, first.stderr
+    assert str(tmp_path / "system.env") in [str(tmp_path / p) for p in first.json["created"]]
+    again = drfleet("init", "-j", cwd=tmp_path)
+    assert again.json["created"] == [] and sorted(again.json["kept"]) == sorted(
+        first.json["created"]
+    )
+
+
 def test_train_without_drfc_files_is_one_clear_message(tmp_path: Path) -> None:
     run = drfleet("train", cwd=tmp_path)
     assert run.code == 2

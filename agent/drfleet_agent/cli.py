@@ -93,6 +93,9 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("name")
     logs.add_argument("-f", "--follow", action="store_true")
     logs.add_argument("--tail", type=int, default=None)
+    logs.add_argument(
+        "--json", action="store_true", help="JSON Lines: container, stream, time, line"
+    )
     logs.add_argument("--docker-host", default=os.environ.get("DOCKER_HOST"))
     return ap
 
@@ -242,8 +245,13 @@ def cmd_status(args: argparse.Namespace, state: StateDir) -> int:
 def cmd_logs(args: argparse.Namespace, state: StateDir) -> int:
     try:
         fleet = state.read_desired().fleet
-        stream = Engine(args.docker_host).logs(args.name, fleet, args.follow, args.tail)
-        for chunk in stream:
+        engine = Engine(args.docker_host)
+        if args.json:  # JSON Lines: container, stream, time, line
+            for item in engine.log_lines(args.name, fleet, args.follow, args.tail):
+                sys.stdout.write(json.dumps(item) + "\n")
+                sys.stdout.flush()
+            return 0
+        for chunk in engine.logs(args.name, fleet, args.follow, args.tail):
             sys.stdout.buffer.write(chunk)
             sys.stdout.buffer.flush()
     except (ActionFailed, DockerDown) as exc:

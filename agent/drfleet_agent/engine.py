@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
+import threading
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -224,12 +226,60 @@ class Engine:
         with _guard("events"):
             return self.client.events(decode=True, filters={"type": "container", "label": L_FLEET})
 
+    def _managed(self, name: str, fleet: str | None) -> str:
+        flt = {"label": [f"{L_NAME}={name}"] + ([f"{L_FLEET}={fleet}"] if fleet else [])}
+        found = self.api.containers(all=True, filters=flt)
+        if not found:
+            raise ActionFailed(f"no container {name!r} managed by this agent")
+        return str(found[0]["Id"])
+
     def logs(self, name: str, fleet: str | None, follow: bool, tail: int | None) -> Any:
         with _guard(f"logs {name}"):
-            flt = {"label": [f"{L_NAME}={name}"] + ([f"{L_FLEET}={fleet}"] if fleet else [])}
-            found = self.api.containers(all=True, filters=flt)
-            if not found:
-                raise ActionFailed(f"no container {name!r} managed by this agent")
             return self.api.logs(
-                found[0]["Id"], stream=True, follow=follow, tail=tail if tail is not None else "all"
+                self._managed(name, fleet),
+                stream=True,
+                follow=follow,
+                tail=tail if tail is not None else "all",
             )
+
+    def log_lines(
+        self, name: str, fleet: str | None, follow: bool, tail: int | None
+    ) -> Iterator[dict[str, str]]:
+        """Each line as {container, stream, time, line}: stdout and stderr read apart (with
+        dockerd's timestamps) and merged as they come."""
+        with _guard(f"logs {name}"):
+            cid = self._managed(name, fleet)
+        lines: queue.Queue[dict[str, str] | None] = queue.Queue(maxsize=1000)
+
+        def pump(which: str) -> None:
+            try:
+                chunks = self.api.logs(
+                    cid,
+                    stream=True,
+                    follow=follow,
+                    timestamps=True,
+                    stdout=which == "stdout",
+                    stderr=which == "stderr",
+                    tail=tail if tail is not None else "all",
+                )
+                buf = b""
+                for chunk in chunks:
+                    buf += chunk
+                    *whole, buf = buf.split(b"\n")
+                    for raw in whole:
+                        stamp, _, text = raw.decode(errors="replace").partition(" ")
+                        lines.put({"container": name, "stream": which, "time": stamp, "line": text})
+            except (docker.errors.APIError, requests.exceptions.RequestException):
+                pass
+            finally:
+                lines.put(None)
+
+        for which in ("stdout", "stderr"):
+            threading.Thread(target=pump, args=(which,), daemon=True).start()
+        ended = 0
+        while ended < 2:
+            item = lines.get()
+            if item is None:
+                ended += 1
+            else:
+                yield item

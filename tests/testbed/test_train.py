@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import Run, invoke
+from tests.conftest import REPO, Run, invoke
 from tests.testbed import TestBed, ensure_docker_host_image
 from tests.testbed.drfc_run import (
     PREFIX,
@@ -65,6 +67,24 @@ def test_five_workers_on_three_hosts_train_as_planned(fleet: tuple[TestBed, Path
             in logs.stdout
         )
         assert "altered for worker 1" in logs.stdout  # the scripts dir reached its host
+        lines = invoke("logs", "-i", inv, "--worker", "2", "--tail", "50", "--json")
+        docs = [json.loads(x) for x in lines.stdout.splitlines()]  # JSON Lines
+        assert docs and {d["host"] for d in docs} == {planned[2]["host"]}
+        assert {d["container"] for d in docs} == {"drfleet-robomaker-2"}
+        assert {d["stream"] for d in docs} <= {"stdout", "stderr"} and all(d["time"] for d in docs)
+        assert any("Starting as worker 1" in d["line"] for d in docs)
+        watch = subprocess.Popen(
+            [sys.executable, "-m", "invoke", "status", "-i", inv, "--watch", "--json"],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:  # --watch --json: one document per line, again and again
+            seen = [json.loads(watch.stdout.readline()) for _ in range(2)]  # type: ignore[union-attr]
+            assert all(len(d["hosts"]) == 3 for d in seen)
+        finally:
+            watch.kill()
+            watch.wait()
         check_worker_reports(bed, planned)
         vnc = invoke("vnc", "--worker", "2", "--inventory", inv)  # DR_GUI_ENABLE=False
         assert vnc.code == 2 and "DR_GUI_ENABLE=True" in vnc.stderr, vnc.stderr

@@ -70,13 +70,15 @@ def viewer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestBed, 
         assert invoke("train", "--inventory", inv, "--env-dir", str(env_dir)).code == 0
         port = free_port()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "invoke", "viewer", "--inventory", inv, "--port", str(port)],
+            [sys.executable, "-m", "invoke", "viewer", "-i", inv, "--port", str(port), "--json"],
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
         try:
             base = f"http://127.0.0.1:{port}"
+            ready = json.loads(proc.stdout.readline())  # type: ignore[union-attr]
+            assert ready["url"] == base + "/" and len(ready["workers"]) == 3, ready
             deadline = time.monotonic() + 20
             while True:
                 try:

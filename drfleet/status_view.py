@@ -1,0 +1,82 @@
+"""What `drfleet status` shows: the table of hosts and containers, then what the run needs
+said (dropped, lost, still to be told), as rich renderables for a print or a live display."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from drfleet.observe import FleetReport
+
+
+def view(report: FleetReport) -> Group:
+    return Group(_table(report), *_run_lines(report.run))
+
+
+def _table(report: FleetReport) -> Table:
+    table = Table(
+        "host", "container", "state", "restarts", "exit", "started", "ports", "last error"
+    )
+    table.columns[1].overflow = "fold"  # a narrow terminal wraps names, never cuts them
+    for host, r in report.hosts.items():
+        if r.status is None:
+            state = "[red]unreachable[/]" if not r.reachable else "[red]error[/]"
+            table.add_row(host, "", state, "", "", "", "", r.error[:80])
+            continue
+        if not r.status.agent.running:
+            table.add_row(host, "(agent)", "[red]not running[/]", "", "", "", "", "")
+        for ctr in r.status.containers:
+            table.add_row(
+                host,
+                ctr.name,
+                ctr.state.value,
+                str(ctr.restarts),
+                str(ctr.last_exit_code or ""),
+                str(ctr.started_at or ""),
+                ",".join(str(h) for h in ctr.ports.values()),
+                ctr.last_error[:60],
+            )
+    return table
+
+
+def _run_lines(run: dict[str, Any] | None) -> list[Text]:
+    out: list[Text] = []
+    if not run:
+        return out
+    for host, names in run["dropped"].items():
+        out.append(
+            Text(
+                f"{host}: its slots had moved while it was away; "
+                f"dropped {', '.join(names) or 'nothing'}",
+                style="",
+            )
+        )
+    if run["trainer"]["state"] == "lost":
+        out.append(
+            Text(
+                f"the trainer host {run['trainer']['host']} is unreachable: training is stalled "
+                "until it is back",
+                style="red",
+            )
+        )
+    for host, slots in run["lost"].items():
+        out.append(
+            Text(
+                f"{host} is unreachable: slots {', '.join(map(str, slots))} are lost; "
+                "`drfleet train --rebalance` moves them to hosts with room",
+                style="red",
+            )
+        )
+    for host in run["fence_pending"]:
+        out.append(
+            Text(
+                f"{host} is still to be told that its slots moved (it may still run them): "
+                "`drfleet status --converge` or `drfleet train --rebalance` tells it once "
+                "reachable",
+                style="yellow",
+            )
+        )
+    return out
