@@ -28,6 +28,17 @@ def image_ids(images: set[str]) -> dict[str, str | None]:
     return out
 
 
+def size(image: str) -> int | None:
+    """The image's size in this machine's docker (about what `docker save` streams)."""
+    import docker
+    import docker.errors
+
+    try:
+        return int(docker.from_env().images.get(image).attrs.get("Size") or 0) or None
+    except docker.errors.DockerException:
+        return None
+
+
 def save(image: str) -> Iterator[bytes]:
     """`docker save IMAGE` of this machine's docker, as a stream."""
     import docker

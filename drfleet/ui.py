@@ -33,6 +33,7 @@ class Board:
         self.lock = threading.Lock()
         self.console = Console(file=self.stream, stderr=self.stream is sys.stderr)
         self.live: Live | None = None
+        self.printed: dict[str, float] = {}  # when each host's progress was last printed
 
     def __enter__(self) -> Board:
         if not self.quiet and self.console.is_terminal:
@@ -49,6 +50,20 @@ class Board:
 
     def update(self, host: str, text: str) -> None:
         self._set(host, "", text)
+
+    def progress(self, host: str, text: str, every: float = 2.0) -> None:
+        """Progress of a long copy: the host's live line on a terminal; otherwise a plain
+        line at most every `every` seconds per host, so a log shows the work moving."""
+        self._set(host, "", text)
+        if self.quiet or self.live:
+            return
+        with self.lock:
+            now = time.monotonic()
+            if now - self.printed.get(host, 0.0) < every:
+                return
+            self.printed[host] = now
+            self.stream.write(f"{host}: {text}\n")
+            self.stream.flush()
 
     def done(self, host: str, text: str, *, ok: bool = True) -> None:
         self._set(host, "ok" if ok else "fail", text, final=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from drfleet import localdocker
@@ -18,6 +19,7 @@ from drfleet.playbook.modules.docker import (
     node_label_changes,
     plan_swarm,
 )
+from drfleet.progress import Meter, Pull, metered
 from drfleet.remote import fan_out
 from drfleet.shell import Secret, cmd
 
@@ -83,24 +85,33 @@ def docker_image(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskRe
         try:
             for image, ref in todo:
                 runner.progress(st, f"image {image} from {source}")
+
+                def tick(line: str, image: str = image) -> None:
+                    runner.meter(st, f"image {image} from {source}: {line}")
+
                 if source == "controller":
+                    meter = Meter(localdocker.size(image))
                     st.run(
                         cmd("docker", "load", "-q"),
-                        stdin=localdocker.save(image),
+                        stdin=metered(localdocker.save(image), meter, tick),
                         timeout=3600,
                         become=st.become,
                     )
                 elif source == "peer":
                     peer_st: HostState = ref
                     assert peer_st.session is not None
+                    meter = Meter(_size_on(peer_st, image))
                     stream = peer_st.session.stream_out(
                         cmd("docker", "save", image), become=peer_st.become
                     )
                     st.run(
-                        cmd("docker", "load", "-q"), stdin=stream, timeout=3600, become=st.become
+                        cmd("docker", "load", "-q"),
+                        stdin=metered(stream, meter, tick),
+                        timeout=3600,
+                        become=st.become,
                     )
                 else:
-                    st.run(cmd("docker", "pull", "-q", image), timeout=3600, become=st.become)
+                    _pull(st, image, tick)
         except DrfleetError as exc:
             return TaskResult(
                 task.name,
@@ -123,6 +134,82 @@ def docker_image(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskRe
             else TaskResult(task.name, "failed", o.error.message if o.error else "failed")
         )
     return results
+
+
+# POST /images/create on the host's dockerd: its pull events, one JSON object a line, with
+# bytes per layer (`docker pull` prints none when its output is not a terminal). With
+# `docker login`'s saved credentials for the registry they go in X-Registry-Auth; a
+# credential helper is docker's own business: then `docker pull` runs (no byte counts).
+PULL = """\
+import base64, json, os, socket, sys
+image = sys.argv[1]
+last = image.rsplit("/", 1)[-1]
+name, tag = (image.rsplit(":", 1) if ":" in last else (image, "latest"))
+first = name.split("/")[0]
+registry = first if "/" in name and ("." in first or ":" in first or first == "localhost") \\
+    else "https://index.docker.io/v1/"
+try:
+    cfg = json.load(open(os.path.expanduser("~/.docker/config.json")))
+except (OSError, ValueError):
+    cfg = {}
+if cfg.get("credsStore") or registry in (cfg.get("credHelpers") or {}):
+    os.execvp("docker", ["docker", "pull", "-q", image])
+head = "POST /images/create?fromImage=%s&tag=%s HTTP/1.0\\r\\nHost: docker\\r\\n" % (name, tag)
+auth = ((cfg.get("auths") or {}).get(registry) or {}).get("auth")
+if auth:
+    user, _, password = base64.b64decode(auth).decode().partition(":")
+    doc = {"username": user, "password": password, "serveraddress": registry}
+    token = base64.urlsafe_b64encode(json.dumps(doc).encode()).decode()
+    head += "X-Registry-Auth: %s\\r\\n" % token
+s = socket.socket(socket.AF_UNIX)
+s.connect("/var/run/docker.sock")
+s.sendall((head + "Content-Length: 0\\r\\n\\r\\n").encode())
+f = s.makefile("rb")
+status = f.readline().split(b" ", 2)[1]
+while f.readline() not in (b"\\r\\n", b""):
+    pass
+for line in f:
+    sys.stdout.write(line.decode(errors="replace"))
+    sys.stdout.flush()
+if status != b"200":
+    sys.exit(1)
+"""
+
+
+def _pull(st: HostState, image: str, tick: Callable[[str], None]) -> None:
+    """Pulls on the host, with bytes, rate and time left from dockerd's events."""
+    assert st.session is not None
+    pull = Pull()
+    buf, last = b"", 0.0
+    try:
+        for chunk in st.session.stream_out(cmd("python3", "-c", PULL, image), become=st.become):
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            for raw in lines:
+                try:
+                    event = json.loads(raw)
+                except ValueError:
+                    continue  # `docker pull -q`'s own line, under a credential helper
+                error = pull.feed(event) if isinstance(event, dict) else None
+                if error:
+                    raise DrfleetError(f"docker pull {image}: {error}", where=st.host.name)
+            if time.monotonic() - last >= 0.5:
+                last = time.monotonic()
+                tick(pull.meter.line())
+    except DrfleetError as exc:
+        if "exited with status" in exc.message and "docker pull" not in exc.message:
+            raise DrfleetError(f"docker pull {image} failed: {exc.message}") from None
+        raise
+    tick(pull.meter.line())
+
+
+def _size_on(st: HostState, image: str) -> int | None:
+    out = st.run(
+        cmd("docker", "image", "inspect", "--format", "{{.Size}}", image),
+        become=st.become,
+        check=False,
+    )
+    return int(out.stdout.strip()) if out.ok and out.stdout.strip().isdigit() else None
 
 
 def _peer_with(runner: Runner, chosen: Chosen, image: str) -> HostState | None:

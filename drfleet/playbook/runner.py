@@ -153,6 +153,11 @@ class Runner:
         )
         self.board.done(st.host.name, text, ok=not r.failed)  # type: ignore[union-attr]
 
+    def meter(self, st: HostState, text: str) -> None:
+        """Progress of a long copy on the host: bytes, rate, time left."""
+        if self.board:
+            self.board.progress(st.host.name, text)
+
     def progress(self, st: HostState, text: str) -> None:
         """A line of live progress for the host (the board), with its task counts."""
         if self.board:

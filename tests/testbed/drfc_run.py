@@ -14,7 +14,7 @@ import boto3
 from drfleet import inventory
 from drfleet.remote import Options, session
 from drfleet.tunnel import forward
-from tests.conftest import invoke, provision
+from tests.conftest import invoke, provision_args
 from tests.testbed import TestBed
 
 PREFIX = "rl-deepracer-sagemaker"
@@ -69,8 +69,9 @@ def provisioned(
     bed: TestBed, env_dir: Path, host_vars: dict[str, dict[str, Any]] | None = None
 ) -> None:
     bed.write_inventory(host_vars=host_vars, worker_vcpus=1, trainer_vcpus=1)  # 2-vCPU hosts
-    run = provision(bed, env_dir)
+    run = invoke(*provision_args(bed, env_dir), timeout=900)  # as a person runs it: no --json
     assert run.code == 0, run.stdout[-3000:] + run.stderr
+    bed.provision_log = run.stderr  # type: ignore[attr-defined]
 
 
 def s3(bed: TestBed) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -147,6 +148,24 @@ def test_five_workers_on_three_hosts_train_as_planned(fleet: tuple[TestBed, Path
         stop = invoke("stop", "--inventory", inv)
     assert stop.code == 0, stop.stderr
     assert containers(bed) == {"h1": [], "h2": [], "h3": []}  # algo-* included
+
+
+def test_images_streamed_from_the_controller_show_bytes_and_rate(
+    fleet: tuple[TestBed, Path],
+) -> None:
+    """Provision streamed the simapp image (hundreds of MB) from this controller to every
+    host; its output, not a terminal, showed each host's copy moving: bytes of the total,
+    and the rate."""
+    bed, _ = fleet
+    log: str = bed.provision_log  # type: ignore[attr-defined]
+    for h in ("h1", "h2", "h3"):
+        moving = re.findall(
+            rf"^{h}: image drfleet-standin/simapp:1.0-cpu from controller: "
+            r"[\d.]+ [KMG]?i?B of [\d.]+ [MG]iB, [\d.]+ [KMG]?i?B/s",
+            log,
+            re.M,
+        )
+        assert moving, log[-3000:]
 
 
 def test_one_host_one_worker(tmp_path_factory: pytest.TempPathFactory) -> None:
