@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shlex
 import string
 from pathlib import Path
 
 import pytest
 from drfleet_agent.spec import SpecError, parse
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from drfleet import inventory, yamlsrc
@@ -56,13 +57,13 @@ def test_env_files_parse_or_name_the_line(text: str) -> None:
 
 @FAST
 @given(st.dictionaries(st.from_regex(r"[A-Z_][A-Z0-9_]{0,10}", fullmatch=True), TEXT, max_size=6))
+@example({"A": "it's $(touch /tmp/pwned) `id` \"q\" \\ ;|&", "B": "'", "C": '"'})
 def test_quoted_values_come_back_literally(values: dict[str, str]) -> None:
-    clean = {
-        k: v
-        for k, v in values.items()
-        if "\x00" not in v and "'" not in v and "\n" not in v and "\r" not in v
-    }
-    text = "".join(f"{k}='{v}'\n" for k, v in clean.items())
+    """Any value, quotes of both kinds, `$( )` and backticks included, written as bash
+    quotes it (shlex.quote: '...' with each ' as '"'"'), reads back as itself. Only a line
+    break or NUL is left out: an env file holds one setting a line."""
+    clean = {k: v for k, v in values.items() if "\x00" not in v and "\n" not in v and "\r" not in v}
+    text = "".join(f"{k}={shlex.quote(v)}\n" for k, v in clean.items())
     assert envfile.parse(text, "system.env").values == clean  # nothing expands, nothing runs
 
 
