@@ -29,7 +29,9 @@ from tests.testbed.images import ensure_standin
 pytestmark = pytest.mark.testbed
 
 
-def test_five_workers_on_three_hosts_train_as_planned(fleet: tuple[TestBed, Path]) -> None:
+def test_five_workers_on_three_hosts_train_as_planned(
+    fleet: tuple[TestBed, Path], tmp_path: Path
+) -> None:
     bed, env_dir = fleet
     inv = str(bed.inventory)
     plan = invoke("plan", "--inventory", inv, "--env-dir", str(env_dir), "--json")
@@ -141,6 +143,7 @@ def test_five_workers_on_three_hosts_train_as_planned(fleet: tuple[TestBed, Path
             "2>&1; echo exit=$?",
         )
         assert "refused: generation 1 is older than the current" in older and "exit=2" in older
+        check_model_way_out(bed, env_dir, tmp_path)
         # the agent's desired state holds the minio credentials: root's alone on every host
         for h in ("h1", "h2", "h3"):
             assert bed.exec(h, "stat -c %a /var/lib/drfleet/desired.json").strip() == "600"
@@ -231,6 +234,30 @@ def test_a_host_that_cannot_reach_the_trainer_is_named(fleet: tuple[TestBed, Pat
     finally:
         assert invoke("stop", "--inventory", inv).code == 0
     assert containers(bed) == {"h1": [], "h2": [], "h3": []}
+
+
+def check_model_way_out(bed: TestBed, env_dir: Path, tmp_path: Path) -> None:
+    """download-model copies the model's prefix here byte for byte; import-model puts the
+    folder back under a prefix of its own, and will not overwrite one that holds a model."""
+    args = ("-i", str(bed.inventory), "--env-dir", str(env_dir), "--json")
+    out = tmp_path / "model"
+    dl = invoke("download-model", "--out", str(out), *args)
+    assert dl.code == 0, dl.stdout[-2000:] + dl.stderr
+    files = sorted(p for p in out.rglob("*") if p.is_file())
+    assert dl.json["files"] == len(files) and files
+    client = s3(bed)
+    for p in files:
+        key = f"{PREFIX}/{p.relative_to(out).as_posix()}"
+        assert p.read_bytes() == client.get_object(Bucket="bucket", Key=key)["Body"].read()
+    assert not list(out.rglob(".*.part"))  # every file landed whole
+    imp = invoke("import-model", "--src", str(out), "--prefix", "imported-1", *args)
+    assert imp.code == 0, imp.stdout[-2000:] + imp.stderr
+    listed = client.list_objects_v2(Bucket="bucket", Prefix="imported-1/")["Contents"]
+    assert sorted(o["Key"] for o in listed) == sorted(
+        f"imported-1/{p.relative_to(out).as_posix()}" for p in files
+    )
+    again = invoke("import-model", "--src", str(out), "--prefix", "imported-1", *args)
+    assert again.code == 2 and "already holds" in again.stderr and "--wipe" in again.stderr
 
 
 def worker_report(bed: TestBed, idx: int) -> dict[str, Any]:

@@ -57,7 +57,7 @@ def test_env_files_parse_or_name_the_line(text: str) -> None:
 
 @FAST
 @given(st.dictionaries(st.from_regex(r"[A-Z_][A-Z0-9_]{0,10}", fullmatch=True), TEXT, max_size=6))
-@example({"A": "it's $(touch /tmp/pwned) `id` \"q\" \\ ;|&", "B": "'", "C": '"'})
+@example({"A": 'it\'s $(touch /tmp/pwned) `id` "q" \\ ;|&', "B": "'", "C": '"'})
 def test_quoted_values_come_back_literally(values: dict[str, str]) -> None:
     """Any value, quotes of both kinds, `$( )` and backticks included, written as bash
     quotes it (shlex.quote: '...' with each ' as '"'"'), reads back as itself. Only a line

@@ -1,0 +1,127 @@
+"""The model's way out and back in. `download-model` copies a model prefix of the run's S3 to
+a folder here; `import-model` puts a folder under a new prefix (so a model trained elsewhere,
+DRfC's included, continues here through DR_LOCAL_S3_PRETRAINED_PREFIX). The run's S3 is the
+trainer's minio, reached through SSH; when no run is live, minio is started alone, as train
+starts it, and keeps running (its data is on the trainer's disk either way)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from drfleet import agent_client, converge, runstate, storage, training
+from drfleet.agent_client import reach
+from drfleet.drfc import checks, config
+from drfleet.drfc.config import TrainingConfig
+from drfleet.errors import DrfleetError
+from drfleet.inventory import Inventory
+from drfleet.names import FLEET, MINIO, RLCOACH
+from drfleet.progress import Meter, metered
+from drfleet.remote import Options, session
+from drfleet.specs import minio
+from drfleet.tunnel import forward
+
+Tick = Callable[[str], None]
+
+
+@contextlib.contextmanager
+def run_s3(inv: Inventory, env_dir: Path, options: Options) -> Iterator[tuple[Any, TrainingConfig]]:
+    """An S3 client on the run's storage (the trainer's minio, through SSH) and the config."""
+    cfg = config.load(env_dir)
+    checks.s3_keys(cfg)
+    trainer = inv.trainer
+    if trainer is None:
+        raise DrfleetError("no host of the inventory has the trainer role", where=inv.path)
+    creds = training.credentials(env_dir)
+    with session(trainer, options) as s:
+        if not converge.has_container(s, RLCOACH) and not converge.has_container(s, MINIO):
+            with runstate.locked(env_dir):
+                generation = runstate.next_generation(env_dir)
+            doc = {
+                "fleet": FLEET,
+                "run_id": cfg.setting("DR_RUN_ID") or "0",
+                "generation": generation,
+                "containers": [minio(cfg, creds, trainer.publish_address)],
+            }
+            agent_client.apply(s, doc, 60)
+        with forward(s, reach(trainer.publish_address), 9000) as port:
+            s3 = storage.s3_client(
+                f"http://127.0.0.1:{port}", creds, cfg.setting("DR_AWS_APP_REGION")
+            )
+            storage.wait(s3)
+            yield s3, cfg
+
+
+def download(s3: Any, bucket: str, prefix: str, out: Path, tick: Tick) -> dict[str, Any]:
+    """Every object under prefix/ to out/<its key below prefix>; each file lands whole (a
+    temporary name, then renamed), and nothing is written outside out."""
+    found = [
+        o
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/")
+        for o in page.get("Contents", [])
+    ]
+    if not found:
+        raise DrfleetError(
+            f"s3://{bucket}/{prefix}/ holds nothing",
+            fix="name the model with --prefix (default: DR_LOCAL_S3_MODEL_PREFIX of run.env)",
+        )
+    meter = Meter(sum(int(o["Size"]) for o in found))
+    root = out.resolve()
+    for o in found:
+        rel = o["Key"][len(prefix) + 1 :]
+        if checks.s3_key_problem(rel):
+            raise DrfleetError(f"s3://{bucket}/{o['Key']}: not a key a file can be made of")
+        path = (root / rel).resolve()
+        if not path.is_relative_to(root):
+            raise DrfleetError(f"{o['Key']} would be written outside {out}", where=str(out))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part = path.with_name(f".{path.name}.part")
+        body = s3.get_object(Bucket=bucket, Key=o["Key"])["Body"]
+        with open(part, "wb") as fh:
+            for chunk in metered(body.iter_chunks(1 << 20), meter, tick):
+                fh.write(chunk)
+        os.replace(part, path)
+    return {"prefix": prefix, "out": str(out), "files": len(found), "bytes": meter.done}
+
+
+def upload(s3: Any, bucket: str, prefix: str, src: Path, wipe: bool, tick: Tick) -> dict[str, Any]:
+    """Every file under src to prefix/<its path below src>. A prefix that holds objects is
+    refused unless wipe (then they go first)."""
+    problem = checks.s3_key_problem(prefix)
+    if problem:
+        raise DrfleetError(f"--prefix {prefix!r} {problem}", fix="use a plain key like my-model-2")
+    if not src.is_dir():
+        raise DrfleetError("not a folder", where=str(src))
+    files = sorted(p for p in src.rglob("*") if p.is_file() and not p.is_symlink())
+    if not files:
+        raise DrfleetError("the folder holds no files", where=str(src))
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except Exception:
+        s3.create_bucket(Bucket=bucket)
+    existing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "/").get("Contents", [])
+    if existing and not wipe:
+        raise DrfleetError(
+            f"s3://{bucket}/{prefix}/ already holds {len(existing)} objects; nothing was copied",
+            fix="choose another --prefix, or --wipe to replace them",
+        )
+    while existing:
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": o["Key"]} for o in existing]})
+        existing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "/").get("Contents", [])
+    meter = Meter(sum(p.stat().st_size for p in files))
+    for p in files:
+        key = f"{prefix}/{p.relative_to(src).as_posix()}"
+        if checks.s3_key_problem(key):
+            raise DrfleetError(f"{p}: its name makes no S3 key ({checks.s3_key_problem(key)})")
+
+        def count(n: int) -> None:
+            meter.done += n
+            tick(meter.line())
+
+        with open(p, "rb") as fh:
+            s3.upload_fileobj(fh, bucket, key, Callback=count)
+    tick(meter.line())
+    return {"prefix": prefix, "src": str(src), "files": len(files), "bytes": meter.done}
