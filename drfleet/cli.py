@@ -23,18 +23,7 @@ if TYPE_CHECKING:
 from drfleet.ui import Board, console
 
 
-@command(
-    "host",
-    "group",
-    "inventory",
-    "json",
-    "accept_new_host_keys",
-    "known_hosts",
-    "limit",
-    "forks",
-    "verbose",
-    iterable=["limit", "host", "group"],
-)
+@command()
 def facts(
     c: Any,
     host: list[str] | None = None,
@@ -101,17 +90,6 @@ def _facts_table(doc: dict[str, Any]) -> None:
 
 
 @command(
-    "host",
-    "group",
-    "inventory",
-    "json",
-    "accept_new_host_keys",
-    "known_hosts",
-    "limit",
-    "forks",
-    "env_dir",
-    "verbose",
-    iterable=["limit", "host", "group"],
     playbook="playbook file to run (default: playbooks/provision.yml)",
     check="change nothing; say what each task would do, with diffs",
     diff="show what each task changed, with file diffs (check mode always does)",
@@ -189,12 +167,6 @@ def drfc_vars(env_dir: str | None) -> dict[str, Any]:
 
 
 @command(
-    "inventory",
-    "env_dir",
-    "json",
-    "accept_new_host_keys",
-    "known_hosts",
-    "verbose",
     suggest="say how many workers this inventory supports, and stop there",
     workers="number of robomaker workers (default: DR_WORKERS)",
 )
@@ -255,12 +227,6 @@ def _plan_table(p: Any) -> None:
 
 
 @command(
-    "inventory",
-    "env_dir",
-    "json",
-    "accept_new_host_keys",
-    "known_hosts",
-    "verbose",
     workers="number of robomaker workers (default: DR_WORKERS from system.env)",
     wipe="delete what the model prefix already holds in S3 before training",
     dry_run="touch nothing; write what would be uploaded and sent to --out",
@@ -349,12 +315,6 @@ def _rebalance(
 
 
 @command(
-    "inventory",
-    "env_dir",
-    "json",
-    "accept_new_host_keys",
-    "known_hosts",
-    "verbose",
     watch="keep refreshing every 2 s until interrupted",
     converge="also tell a host whose slots moved while it was away to drop them now (as train and "
     "--rebalance do); without it status only reads",
@@ -406,11 +366,6 @@ def status(
 
 
 @command(
-    "inventory",
-    "json",
-    "accept_new_host_keys",
-    "known_hosts",
-    "verbose",
     worker="worker slot number (1-based)",
     trainer="the rl_coach / sagemaker logs",
     follow="keep printing new lines",
@@ -448,7 +403,7 @@ def logs(
             sys.stdout.buffer.flush()
 
 
-@command("inventory", "env_dir", "json", "accept_new_host_keys", "known_hosts", "verbose")
+@command()
 def stop(
     c: Any,
     inventory: str | None = None,
@@ -473,11 +428,6 @@ def stop(
 
 
 @command(
-    "inventory",
-    "json",
-    "accept_new_host_keys",
-    "known_hosts",
-    "verbose",
     port="local port of the page (default 8100)",
     bind="local address to listen on (default 127.0.0.1)",
     static="write a standalone page to this file instead of serving, for browsers that reach "
@@ -518,11 +468,6 @@ def viewer(
 
 
 @command(
-    "inventory",
-    "json",
-    "accept_new_host_keys",
-    "known_hosts",
-    "verbose",
     worker="worker slot number (1-based)",
     port="local port to listen on (default: any free one)",
 )
@@ -570,7 +515,7 @@ def vnc(
             time.sleep(3600)
 
 
-@command("env_dir", "json", "verbose")
+@command()
 def init(c: Any, env_dir: str | None = None, json: bool = False, verbose: int = 0) -> None:
     """Write DRfC-compatible system.env, run.env, custom_files/ and inventory/local.yml
     where they are missing (never overwriting)."""
@@ -587,12 +532,6 @@ def init(c: Any, env_dir: str | None = None, json: bool = False, verbose: int = 
 
 
 @command(
-    "inventory",
-    "env_dir",
-    "json",
-    "accept_new_host_keys",
-    "known_hosts",
-    "verbose",
     prefix="the model's S3 prefix (default: DR_LOCAL_S3_MODEL_PREFIX)",
     out="folder to write it to (default: ./models/<prefix>)",
 )
@@ -630,12 +569,6 @@ def download_model(
 
 
 @command(
-    "inventory",
-    "env_dir",
-    "json",
-    "accept_new_host_keys",
-    "known_hosts",
-    "verbose",
     src="the folder holding the model (a download-model folder, or DRfC's model prefix)",
     prefix="the S3 prefix to put it under (then DR_LOCAL_S3_PRETRAINED_PREFIX can name it)",
     wipe="replace what the prefix already holds",

@@ -13,7 +13,7 @@ import json as _json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from invoke.exceptions import Exit
@@ -65,18 +65,18 @@ class Command(Task):  # type: ignore[type-arg]
         return opts
 
 
-def command(*names: str, iterable: Sequence[str] = (), **extra: str) -> Callable[[F], F]:
-    """@command("inventory", "json", flag="its help"): a task with COMMON_HELP for names and
-    extra's own help; errors become one message (friendly); -v is counted; the iterable
-    flags may be repeated."""
+def command(**extra: str) -> Callable[[F], F]:
+    """@command(flag="its help"): a task whose shared flags (those in COMMON_HELP) get their
+    common help, the others extra's; list parameters may be repeated; errors become one
+    message (friendly); -v is counted."""
 
     def wrap(fn: F) -> F:
         params = inspect.signature(fn).parameters
         return task(  # type: ignore[no-any-return]
             klass=Command,
             auto_shortflags=False,
-            help={**{n: COMMON_HELP[n] for n in names}, **extra},
-            iterable=list(iterable),
+            help={**{n: h for n, h in COMMON_HELP.items() if n in params}, **extra},
+            iterable=[n for n, p in params.items() if "list[" in str(p.annotation)],
             incrementable=["verbose"] if "verbose" in params else [],
         )(friendly(fn))
 
