@@ -117,7 +117,10 @@ def has_container(sess: Session, name: str) -> bool:
     return res.exit_code == 0 and bool(res.stdout.strip())
 
 
-PORTS = "2377/tcp, 7946/tcp and udp, 4789/udp (the swarm overlay) and 9000/tcp (minio)"
+PORTS = (
+    "2377/tcp, 7946/tcp and udp, 4789/udp and IP protocol 50 (ESP, when the overlay is "
+    "encrypted) (the swarm overlay) and 9000/tcp (minio)"
+)
 PROBE = (
     "import sys, urllib.request, urllib.error\n"
     "try:\n"
