@@ -236,6 +236,25 @@ def test_hostile_inventory_vars_reach_provision_as_data(bed2: TestBed, tmp_path:
         bed2.write_inventory()
 
 
+def test_diff_shows_what_a_real_run_changed(bed2: TestBed, tmp_path: Path) -> None:
+    """-D/--diff, as Ansible's: a real run prints each changed file's diff (check mode always
+    did); without it, only the recap."""
+    book = tmp_path / "diff.yml"
+    for content in ("first\n", "second\n"):
+        book.write_text(
+            "- hosts: all\n  become: true\n  tasks:\n    - name: a file\n"
+            f"      copy: {{dest: /etc/drfleet-diff-test, content: {content!r}}}\n"
+        )
+        run = invoke(
+            "provision", "-i", str(bed2.inventory), "--playbook", str(book), "-l", "h1", "-D"
+        )
+        assert run.code == 0, run.stdout[-2000:] + run.stderr
+    assert "-first" in run.stdout and "+second" in run.stdout, run.stdout
+    quiet = invoke("provision", "-i", str(bed2.inventory), "--playbook", str(book), "-l", "h1")
+    assert quiet.code == 0 and "+second" not in quiet.stdout
+    bed2.exec("h1", "rm -f /etc/drfleet-diff-test")
+
+
 def test_failing_task_fails_only_its_host_and_handlers_survive(
     bed2: TestBed, tmp_path: Path
 ) -> None:
