@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from drfleet.viewer import stream_path
 from tests.conftest import REPO, invoke
-from tests.testbed import TestBed, ensure_docker_host_image
-from tests.testbed.images import ensure_standin
-from tests.testbed.test_train import provisioned, write_drfc
+from tests.testbed import TestBed
+from tests.testbed.drfc_run import write_drfc
 
 pytestmark = pytest.mark.testbed
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -54,9 +54,11 @@ def frames(url: str, count: int = 2, timeout: float = 15) -> int:
 
 
 @pytest.fixture(scope="module")
-def viewer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestBed, str]]:
-    ensure_standin()
-    image = ensure_docker_host_image(tmp_path_factory.mktemp("bake"))
+def viewer(
+    fleet: tuple[TestBed, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[TestBed, str, str]]:
+    """The training tests' provisioned fleet, h1 and h2 of it (h3 idle), 3 workers."""
+    bed, _ = fleet
     env_dir = write_drfc(tmp_path_factory.mktemp("drfc"), 3, {2: "Monaco", 3: "Bowtie_track"}, 6)
     system = env_dir / "system.env"  # no kvs_stream topic: the viewer must fall back
     system.write_text(
@@ -64,38 +66,47 @@ def viewer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestBed, 
         .replace("DR_CAMERA_KVS_ENABLE=True", "DR_CAMERA_KVS_ENABLE=False")
         .replace("DR_GUI_ENABLE=False", "DR_GUI_ENABLE=True")  # VNC, reached with `invoke vnc`
     )
-    with TestBed(2, tmp_path_factory.mktemp("vbed"), image=image) as bed:
-        provisioned(bed, env_dir, host_vars={"h2": {"publish_address": "0.0.0.0"}})
-        inv = str(bed.inventory)
-        assert invoke("train", "--inventory", inv, "--env-dir", str(env_dir)).code == 0
-        port = free_port()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "invoke", "viewer", "-i", inv, "--port", str(port), "--json"],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            ready = json.loads(proc.stdout.readline())  # type: ignore[union-attr]
-            assert ready["url"] == base + "/" and len(ready["workers"]) == 3, ready
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    get(base + "/")
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline, proc.stdout.read1(4096)  # type: ignore[union-attr]
-                    time.sleep(0.2)
-            yield bed, base
-        finally:
-            proc.terminate()
-            proc.wait(10)
-            invoke("stop", "--inventory", inv)
+    path = bed.write_inventory(
+        tmp_path_factory.mktemp("vinv") / "inventory.yml",
+        host_vars={"h2": {"publish_address": "0.0.0.0"}},
+        worker_vcpus=1,
+        trainer_vcpus=1,
+    )
+    doc = yaml.safe_load(path.read_text())
+    del doc["all"]["hosts"]["h3"]
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    inv = str(path)
+    assert invoke("train", "--inventory", inv, "--env-dir", str(env_dir)).code == 0
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "viewer", "-i", inv, "--port", str(port), "--json"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        ready = json.loads(proc.stdout.readline())  # type: ignore[union-attr]
+        assert ready["url"] == base + "/" and len(ready["workers"]) == 3, ready
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                get(base + "/")
+                break
+            except OSError:
+                assert time.monotonic() < deadline, proc.stdout.read1(4096)  # type: ignore[union-attr]
+                time.sleep(0.2)
+        yield bed, base, inv
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        invoke("stop", "--inventory", inv)
 
 
-def test_page_lists_every_worker_and_streams_come_through_ssh(viewer: tuple[TestBed, str]) -> None:
-    _bed, base = viewer
+def test_page_lists_every_worker_and_streams_come_through_ssh(
+    viewer: tuple[TestBed, str, str],
+) -> None:
+    _bed, base, _inv = viewer
     workers = json.loads(get(base + "/api/workers"))
     assert [(w["slot"], w["world"], w["state"]) for w in workers] == [
         (1, "reInvent2019_track", "running"),
@@ -114,12 +125,12 @@ def test_page_lists_every_worker_and_streams_come_through_ssh(viewer: tuple[Test
 
 
 def test_ports_listen_on_loopback_unless_the_inventory_opens_them(
-    viewer: tuple[TestBed, str], tmp_path: Path
+    viewer: tuple[TestBed, str, str], tmp_path: Path
 ) -> None:
     """minio (root credentials) and the videos (no authentication) listen on the host's
     127.0.0.1: the controller and the viewer come through SSH. h2's inventory entry opens its
     ports (publish_address: 0.0.0.0), as DRfC publishes them."""
-    bed, base = viewer
+    bed, base, inv = viewer
     workers = json.loads(get(base + "/api/workers"))
     published = {
         h: [
@@ -142,17 +153,17 @@ def test_ports_listen_on_loopback_unless_the_inventory_opens_them(
     for port in on["h2"]:  # opened on h2: reached directly, as DRfC's local browser does
         assert frames(f"http://{h2}:{port}{stream_path('main_camera', 60, 320, 240)}") >= 1
     page = tmp_path / "workers.html"
-    refused = invoke("viewer", "--static", str(page), "--inventory", str(bed.inventory))
+    refused = invoke("viewer", "--static", str(page), "--inventory", inv)
     assert refused.code == 2 and not page.exists()
     for w in workers:
         assert (f"worker {w['slot']} on h1" in refused.stderr) == (w["host"] == "h1")
     assert "publish_address" in refused.stderr
 
 
-def test_vnc_of_a_worker_is_reached_through_ssh(viewer: tuple[TestBed, str]) -> None:
+def test_vnc_of_a_worker_is_reached_through_ssh(viewer: tuple[TestBed, str, str]) -> None:
     """DR_GUI_ENABLE=True: each worker's VNC (5900 in the container, run.sh's x11vnc) is
     published on its host's 127.0.0.1-reachable port and `invoke vnc` brings it here."""
-    bed, _ = viewer
+    _bed, _, inv = viewer
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -163,7 +174,7 @@ def test_vnc_of_a_worker_is_reached_through_ssh(viewer: tuple[TestBed, str]) -> 
             "3",
             "--json",
             "--inventory",
-            str(bed.inventory),
+            inv,
         ],
         cwd=REPO,
         stdout=subprocess.PIPE,
@@ -180,7 +191,7 @@ def test_vnc_of_a_worker_is_reached_through_ssh(viewer: tuple[TestBed, str]) -> 
     finally:
         proc.terminate()
         proc.wait(10)
-    missing = invoke("vnc", "--worker", "9", "--inventory", str(bed.inventory))
+    missing = invoke("vnc", "--worker", "9", "--inventory", inv)
     assert missing.code == 2 and "no host runs drfleet-robomaker-9" in missing.stderr
 
 
@@ -261,11 +272,11 @@ class Browser:
 
 
 def test_browser_shows_every_stream_and_follows_a_restart(
-    viewer: tuple[TestBed, str], tmp_path: Path
+    viewer: tuple[TestBed, str, str], tmp_path: Path
 ) -> None:
     # a missing browser fails the suite rather than skipping what docs/reliability.md claims
     assert CHROMIUM, "needs Debian's chromium: scripts/setup.sh --test installs it"
-    bed, base = viewer
+    bed, base, _inv = viewer
     browser = Browser(base + "/", tmp_path / "profile")
     try:
         live = browser.wait(lambda t: len(t) == 3 and all(ok for _, ok in t.values()), 30)
