@@ -175,3 +175,39 @@ def test_the_documented_inventory_overrides_are_honoured(tmp_path: Path) -> None
     tasks = run("{nvidia_min_driver: 570}")
     assert tasks["NVIDIA driver new enough"].status == "failed"  # 560 < the 570 asked for
     assert "570 or later" in tasks["NVIDIA driver new enough"].msg
+
+
+def test_apt_update_waits_for_the_lists_lock_and_fails_at_once_otherwise(tmp_path: Path) -> None:
+    """DPkg::Lock::Timeout does not cover `apt-get update`'s lists lock: while another apt
+    holds it (one a killed controller left running), the update is tried again; any other
+    error fails at once with apt's message and status 100. Run in a real shell against a
+    stand-in apt-get that prints what apt prints."""
+    import os
+    import subprocess
+
+    from drfleet.playbook.modules.apt import apt_update
+
+    fake = tmp_path / "apt-get"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'n=$(cat "$0.count" 2>/dev/null || echo 0); echo $((n+1)) > "$0.count"\n'
+        'if [ "$MODE" = lock ] && [ "$n" -lt 1 ]; then\n'
+        "  echo 'E: Could not get lock /var/lib/apt/lists/lock. It is held by process 129'\n"
+        "  exit 100\nfi\n"
+        'if [ "$MODE" = broken ]; then echo "E: The repository is not signed."; exit 100; fi\n'
+        "echo 'Reading package lists...'\n"
+    )
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    line = apt_update().render()
+    waited = subprocess.run(
+        ["sh", "-c", line], env={**env, "MODE": "lock"}, capture_output=True, text=True
+    )
+    assert waited.returncode == 0 and "Reading package lists" in waited.stdout
+    assert (tmp_path / "apt-get.count").read_text().strip() == "2"  # tried again once
+    (tmp_path / "apt-get.count").unlink()
+    broken = subprocess.run(
+        ["sh", "-c", line], env={**env, "MODE": "broken"}, capture_output=True, text=True
+    )
+    assert broken.returncode == 100 and "not signed" in broken.stderr
+    assert (tmp_path / "apt-get.count").read_text().strip() == "1"  # no waiting on other errors

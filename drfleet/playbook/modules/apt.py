@@ -49,6 +49,24 @@ def install(install_cmd: Command, names: list[str]) -> Command:
     return Command((*once.parts, Raw("|| {"), *recover.parts, Raw(";"), *once.parts, Raw(";}")))
 
 
+def apt_update() -> Command:
+    """apt-get update. DPkg::Lock::Timeout waits for dpkg's lock only; the lists lock fails
+    at once while another apt holds it (one left running by a controller that died, or
+    unattended-upgrades). So: try again every 5 s while that is the error, for up to 5
+    minutes; any other error fails at once, with apt's message and status."""
+    once = Command((APT_ENV, *cmd("apt-get", "update", "-q", *LOCK_WAIT).parts))
+    return Command(
+        (
+            Raw("n=0; until out=$("),
+            *once.parts,
+            Raw("2>&1); do case $out in *'Could not get lock'*)"),
+            Raw('[ "$n" -ge 60 ] && { printf \'%s\\n\' "$out" >&2; exit 100; };'),
+            Raw("n=$((n+1)); sleep 5;;"),
+            Raw("*) printf '%s\\n' \"$out\" >&2; exit 100;; esac; done; printf '%s\\n' \"$out\""),
+        )
+    )
+
+
 def packages(value: Any) -> list[str]:
     names = [value] if isinstance(value, str) else list(value or [])
     for n in names:
@@ -146,7 +164,7 @@ class Apt(Module):
         if missing or (state == "latest" and names):
             update = None
             if repo_changed or (args["update_cache"] and stale):
-                update = Command((APT_ENV, *cmd("apt-get", "update", "-q", *LOCK_WAIT).parts))
+                update = apt_update()
             if missing:
                 steps += [Step(update)] if update else []
                 steps.append(Step(install(install_cmd, missing)))
@@ -169,5 +187,5 @@ class Apt(Module):
                     )
                     what.append("upgrade " + " ".join(present) + " if newer")
         elif repo_changed:
-            steps.append(Step(Command((APT_ENV, *cmd("apt-get", "update", "-q").parts))))
+            steps.append(Step(apt_update()))
         return Change(steps, ", ".join(what)) if steps else None
