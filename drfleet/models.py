@@ -98,19 +98,14 @@ def upload(s3: Any, bucket: str, prefix: str, src: Path, wipe: bool, tick: Tick)
     files = sorted(p for p in src.rglob("*") if p.is_file() and not p.is_symlink())
     if not files:
         raise DrfleetError("the folder holds no files", where=str(src))
-    try:
-        s3.head_bucket(Bucket=bucket)
-    except Exception:
-        s3.create_bucket(Bucket=bucket)
-    existing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "/").get("Contents", [])
+    storage.ensure_bucket(s3, bucket)
+    existing = storage.listed(s3, bucket, prefix)
     if existing and not wipe:
         raise DrfleetError(
             f"s3://{bucket}/{prefix}/ already holds {len(existing)} objects; nothing was copied",
             fix="choose another --prefix, or --wipe to replace them",
         )
-    while existing:
-        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": o["Key"]} for o in existing]})
-        existing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "/").get("Contents", [])
+    storage.delete_prefix(s3, bucket, prefix, existing)
     meter = Meter(sum(p.stat().st_size for p in files))
     for p in files:
         key = f"{prefix}/{p.relative_to(src).as_posix()}"

@@ -34,11 +34,8 @@ def upload(s3: Any, p: training.Prepared, wipe: bool, live: bool = False) -> lis
     bucket = cfg.setting("DR_LOCAL_S3_BUCKET")
     prefix = cfg.setting("DR_LOCAL_S3_MODEL_PREFIX")
     want = training.objects(p)
-    try:
-        s3.head_bucket(Bucket=bucket)
-    except Exception:
-        s3.create_bucket(Bucket=bucket)
-    existing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "/").get("Contents", [])
+    ensure_bucket(s3, bucket)
+    existing = listed(s3, bucket, prefix)
     if existing and not wipe and not {o["Key"] for o in existing} <= set(want):
         differ = [k for k, body in want.items() if _get(s3, bucket, k) != body]
         if live and not differ:
@@ -56,14 +53,32 @@ def upload(s3: Any, p: training.Prepared, wipe: bool, live: bool = False) -> lis
             fix="use another DR_LOCAL_S3_MODEL_PREFIX, or --wipe to delete them",
         )
     if wipe:
-        while existing:
-            s3.delete_objects(
-                Bucket=bucket, Delete={"Objects": [{"Key": o["Key"]} for o in existing]}
-            )
-            existing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "/").get("Contents", [])
+        delete_prefix(s3, bucket, prefix, existing)
     for key, body in want.items():
         s3.put_object(Bucket=bucket, Key=key, Body=body)
     return list(want)
+
+
+def ensure_bucket(s3: Any, bucket: str) -> None:
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except Exception:
+        s3.create_bucket(Bucket=bucket)
+
+
+def listed(s3: Any, bucket: str, prefix: str) -> list[dict[str, Any]]:
+    """The objects under prefix/ (a first page: enough to tell empty from not)."""
+    found: list[dict[str, Any]] = s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "/").get(
+        "Contents", []
+    )
+    return found
+
+
+def delete_prefix(s3: Any, bucket: str, prefix: str, existing: list[dict[str, Any]]) -> None:
+    """Deletes everything under prefix/, a page at a time, starting with existing."""
+    while existing:
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": o["Key"]} for o in existing]})
+        existing = listed(s3, bucket, prefix)
 
 
 def _get(s3: Any, bucket: str, key: str) -> bytes | None:
