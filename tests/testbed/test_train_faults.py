@@ -57,11 +57,13 @@ NONSTOP = {"standin_iterations": 100000, "standin_train_seconds": 0.5}  # trains
 
 
 def goes_on(bed: TestBed, shares: dict[int, int]) -> None:
-    """The next two iterations that start from now: every slot sends exactly its share (a
-    missing slot stalls them; a slot running twice sends more)."""
+    """The next two iterations that start from now: every slot gives exactly its share (a
+    missing slot stalls them), and each episode came from one worker alone (a slot running
+    twice answers the trainer twice; the real trainer drops the second answer)."""
     n = trained(bed)
     for it in iterations(bed, 2, timeout=120, start=n + 1):
         assert Counter(e["slot"] for e in it) == shares
+        assert [e["episode"] for e in it if e["answers"] != 1] == [], "a slot runs twice"
 
 
 def test_killed_worker_is_restarted_status_shows_it_training_goes_on(

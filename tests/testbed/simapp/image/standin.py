@@ -5,14 +5,15 @@ Dockerfile, run.sh, ros2, start.py, train beside this file):
 - `minio`: an S3 API server (moto) on :9000, in place of minio;
 - `trainer` (the SageMaker container `algo-1-*`, command `train`): reads
   /opt/ml/input/config/hyperparameters.json as SageMaker's local mode writes it, runs redis on
-  6379, writes `<prefix>/ip/ip.json` and `ip/done`, takes exactly num_episodes_between_training
-  episodes per iteration and refuses duplicates (two workers with one index), writes a
+  6379, writes `<prefix>/ip/ip.json` and `ip/done`, collects num_episodes_between_training
+  episodes per iteration the way markov/deepracer_memory.py does (see `fetch`), writes a
   checkpoint to `<prefix>/model/` and what it got to `<prefix>/standin/iteration-N.json`;
 - `gazebo`: the simulation server, started pinned by `ros2` (taskset);
 - `rollout <gazebo pid>`: download_params_and_roslaunch_agent.py and the rollout worker: the
   params file `<prefix>/<S3_YAML_NAME>` and its model metadata must exist; rollout_idx is
   ROLLOUT_IDX; it reports what it was started with to `<prefix>/standin/workers/<idx>.json`,
-  serves its topics on 8080 (web_video_server), and sends its share of every iteration;
+  serves its topics on 8080 (web_video_server), plays its share of every iteration and answers
+  the trainer's requests for the episodes its index owns (see `answer`);
 - `vnc`: listens on 5900 where the real run.sh starts x11vnc.
 """
 
@@ -27,6 +28,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import uuid
 
 ROLE = sys.argv[1] if len(sys.argv) > 1 else "?"
 TOPICS = {
@@ -110,17 +112,17 @@ def trainer(_args):
     client.put_object(Bucket=bucket, Key=prefix + "/ip/ip.json", Body=json.dumps({"IP": ip}))
     client.put_object(Bucket=bucket, Key=prefix + "/ip/done", Body=b"done")
     log("redis at", ip, "episodes per iteration", episodes)
+    sub = r.pubsub(ignore_subscribe_messages=True)
+    sub.subscribe(DATA)
     for it in range(iterations):
-        got = []
-        while len(got) < episodes:
-            _key, item = r.blpop(f"episodes:{it}")
-            got.append(json.loads(item))
-        numbers = sorted(e["episode"] for e in got)
-        if numbers != list(range(episodes)):
-            log("iteration", it, "got episodes", numbers, "- two workers share an index?")
-            sys.exit(f"iteration {it}: episodes {numbers} are not 0..{episodes - 1}, once each")
-        got.sort(key=lambda e: e["episode"])
-        time.sleep(pause)
+        got, extra = fetch(r, sub, it, episodes)
+        end = time.monotonic() + max(pause, 0.3)
+        while time.monotonic() < end:  # (training) a second answer to a late request is dropped
+            extra += second_answers(sub, it, got, end - time.monotonic())
+        for e in got:
+            e["answers"] = 1 + len({x["worker"] for x in extra if x["episode"] == e["episode"]})
+        if extra:
+            log("iteration", it, "episodes answered twice:", sorted({x["episode"] for x in extra}))
         client.put_object(
             Bucket=bucket, Key=f"{prefix}/standin/iteration-{it}.json", Body=json.dumps(got)
         )
@@ -132,6 +134,49 @@ def trainer(_args):
     r.set("standin:finished", 1)
     while True:
         time.sleep(3600)
+
+
+# markov/deepracer_memory.py: the trainer asks for episodes on WORKER_CHANNEL + '_' + agent and
+# the workers answer on the memory backend's channel + '_' + agent
+REQUEST = "worker_channel_agent"
+DATA = "standin-channel_agent"
+ASK_AGAIN = 1.0  # DeepRacerTrainerBackEnd.publish_worker asks again after POLL_TIME (10 s)
+
+
+def fetch(r, sub, it, episodes):
+    """DeepRacerTrainerBackEnd.fetch: asks for episode 0, then 1, ... in turn, each until an
+    answer for it comes; the worker whose index owns it answers. Its data queue holds one item
+    and drops what does not fit (`queue.Full: pass`), so when two workers with one index both
+    answer, the first answer is taken and the other is dropped: training goes on. The stand-in
+    keeps the dropped ones (`extra`) so a test can see a slot running twice."""
+    got, extra = [], []
+    asked = 0.0
+    while len(got) < episodes:
+        if time.monotonic() - asked >= ASK_AGAIN:
+            r.publish(REQUEST, json.dumps({"iteration": it, "episode": len(got)}))
+            asked = time.monotonic()
+        msg = sub.get_message(timeout=0.2)
+        if not msg:
+            continue
+        e = json.loads(msg["data"])
+        if e["iteration"] != it:
+            continue  # left over from an earlier fetch: cleared
+        if e["episode"] == len(got):
+            got.append(e)
+            asked = 0.0  # the data handler wakes publish_worker: the next request goes now
+        elif e["episode"] < len(got) and e["worker"] != got[e["episode"]]["worker"]:
+            extra.append(e)
+    return got, extra
+
+
+def second_answers(sub, it, got, wait):
+    """Answers that come after the episode was taken, from another worker than the first."""
+    msg = sub.get_message(timeout=max(wait, 0))
+    if not msg:
+        return []
+    e = json.loads(msg["data"])
+    first = got[e["episode"]] if e["iteration"] == it and e["episode"] < len(got) else None
+    return [e] if first and e["worker"] != first["worker"] else []
 
 
 WORLDS = (
@@ -308,26 +353,31 @@ def rollout(args):
         log(f"rollout_idx[{idx}] >= num_workers[{workers}] or episodes[{episodes}]")
         while True:
             time.sleep(3600)
-    share = episodes // workers + (1 if idx < episodes % workers else 0)
-    it = int(r.get("standin:iteration") or 0)  # a late joiner (moved slot) starts here
-    while not r.get("standin:finished"):
-        if int(r.get("standin:iteration") or 0) == it:
-            for j in range(share):
-                r.rpush(
-                    f"episodes:{it}",
-                    json.dumps(
-                        {
-                            "iteration": it,
-                            "slot": idx + 1,
-                            "world": world,
-                            "episode": idx + j * workers,
-                        }
-                    ),
-                )
-            while int(r.get("standin:iteration") or 0) <= it and not r.get("standin:finished"):
-                time.sleep(0.2)
-            it += 1
-        time.sleep(0.1)
+    mine = [e for e in range(episodes) if e % workers == idx]  # idx, idx + N, ... (its share)
+    now = {"it": int(r.get("standin:iteration") or 0)}  # a late joiner (moved slot) starts here
+    me = uuid.uuid4().hex
+
+    def answer(message):
+        """DeepRacerRolloutBackEnd.data_req_handler: publish the requested episode when this
+        index owns it and has played it (here: every episode of the current iteration)."""
+        req = json.loads(message["data"])
+        if req["iteration"] == now["it"] and req["episode"] in mine:
+            episode = {
+                "iteration": now["it"],
+                "slot": idx + 1,
+                "world": world,
+                "episode": req["episode"],
+                "worker": me,
+                "hostname": socket.gethostname(),
+            }
+            r.publish(DATA, json.dumps(episode))
+
+    sub = r.pubsub(ignore_subscribe_messages=True)
+    sub.subscribe(**{REQUEST: answer})
+    sub.run_in_thread(sleep_time=0.01, daemon=True)
+    while not r.get("standin:finished"):  # rollout_worker.py: wait for the next checkpoint
+        now["it"] = int(r.get("standin:iteration") or 0)
+        time.sleep(0.2)
     log("training finished")
     while True:
         time.sleep(3600)
