@@ -12,7 +12,7 @@ from invoke.exceptions import Exit
 from invoke.program import Program
 from rich.table import Table
 
-from drfleet import __version__, status_view
+from drfleet import __version__, cli_models, status_view
 from drfleet import facts as facts_mod
 from drfleet.command import command, inventory_and_options, print_json, print_json_line
 from drfleet.errors import DrfleetError
@@ -531,84 +531,6 @@ def init(c: Any, env_dir: str | None = None, json: bool = False, verbose: int = 
         print(f"kept    {f} (exists)")
 
 
-@command(
-    prefix="the model's S3 prefix (default: DR_LOCAL_S3_MODEL_PREFIX)",
-    out="folder to write it to (default: ./models/<prefix>)",
-)
-def download_model(
-    c: Any,
-    prefix: str | None = None,
-    out: str | None = None,
-    inventory: str | None = None,
-    env_dir: str | None = None,
-    json: bool = False,
-    accept_new_host_keys: bool = False,
-    known_hosts: str | None = None,
-    verbose: int = 0,
-) -> None:
-    """Copy a model (checkpoints, metadata, metrics: everything under its prefix) from the
-    run's S3 on the trainer to a folder here."""
-    from drfleet import models
-
-    inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
-    env = Path(env_dir or ".")
-    with models.run_s3(inv, env, options) as (s3, cfg):
-        name = prefix or cfg.setting("DR_LOCAL_S3_MODEL_PREFIX")
-        with Board(["model"], title="download", quiet=json) as board:
-            done = models.download(
-                s3,
-                cfg.setting("DR_LOCAL_S3_BUCKET"),
-                name,
-                Path(out or Path("models") / name),
-                lambda line: board.progress("model", f"{name}: {line}"),
-            )
-    if json:
-        print_json(done)
-    else:
-        print(f"{done['files']} files, {done['bytes']} bytes of {name} in {done['out']}")
-
-
-@command(
-    src="the folder holding the model (a download-model folder, or DRfC's model prefix)",
-    prefix="the S3 prefix to put it under (then DR_LOCAL_S3_PRETRAINED_PREFIX can name it)",
-    wipe="replace what the prefix already holds",
-)
-def import_model(
-    c: Any,
-    src: str = "",
-    prefix: str = "",
-    wipe: bool = False,
-    inventory: str | None = None,
-    env_dir: str | None = None,
-    json: bool = False,
-    accept_new_host_keys: bool = False,
-    known_hosts: str | None = None,
-    verbose: int = 0,
-) -> None:
-    """Put a model folder into the run's S3 under a prefix of its own, so training can start
-    from it (DR_LOCAL_S3_PRETRAINED=True, DR_LOCAL_S3_PRETRAINED_PREFIX=that prefix)."""
-    from drfleet import models
-
-    if not src or not prefix:
-        raise DrfleetError("say what and where: --src FOLDER --prefix NAME (a new model prefix)")
-
-    inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
-    env = Path(env_dir or ".")
-    with models.run_s3(inv, env, options) as (s3, cfg), Board(["model"], quiet=json) as board:
-        done = models.upload(
-            s3,
-            cfg.setting("DR_LOCAL_S3_BUCKET"),
-            prefix,
-            Path(src),
-            wipe,
-            lambda line: board.progress("model", f"{prefix}: {line}"),
-        )
-    if json:
-        print_json(done)
-    else:
-        print(f"{done['files']} files, {done['bytes']} bytes from {src} in {prefix}")
-
-
 ns = Collection(
     facts,
     provision,
@@ -620,8 +542,7 @@ ns = Collection(
     viewer,
     vnc,
     init,
-    download_model,
-    import_model,
+    *cli_models.TASKS,
 )
 ns.configure({"run": {"echo_stdin": False}})
 

@@ -7,12 +7,16 @@ starts it, and keeps running (its data is on the trainer's disk either way)."""
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import os
+import tarfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from drfleet import agent_client, converge, runstate, storage, training
+from drfleet import agent_client, console, converge, runstate, storage, training
 from drfleet.agent_client import reach
 from drfleet.drfc import checks, config
 from drfleet.drfc.config import TrainingConfig
@@ -120,3 +124,133 @@ def upload(s3: Any, bucket: str, prefix: str, src: Path, wipe: bool, tick: Tick)
             s3.upload_fileobj(fh, bucket, key, Callback=count)
     tick(meter.line())
     return {"prefix": prefix, "src": str(src), "files": len(files), "bytes": meter.done}
+
+
+def _names(s3: Any, bucket: str, prefix: str) -> list[str]:
+    """Every key under prefix/, relative to it."""
+    return [
+        o["Key"][len(prefix) + 1 :]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/")
+        for o in page.get("Contents", [])
+    ]
+
+
+def _read(s3: Any, bucket: str, key: str) -> bytes | None:
+    try:
+        body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return body
+    except s3.exceptions.NoSuchKey:
+        return None
+
+
+def chosen(
+    s3: Any, bucket: str, src: console.Source, which: str
+) -> tuple[console.Checkpoint, list[str]]:
+    """The checkpoint `which` names and its files under model/."""
+    model = [n[len("model/") :] for n in _names(s3, bucket, src.prefix) if n.startswith("model/")]
+    raw = _read(s3, bucket, f"{src.prefix}/{console.INDEX}")
+    index = json.loads(raw) if raw is not None else None
+    if raw is None and not model:
+        raise DrfleetError(
+            f"s3://{bucket}/{src.prefix}/model/ holds nothing",
+            fix="name the model with --prefix (default: DR_LOCAL_S3_MODEL_PREFIX of run.env)",
+        )
+    ckpt = console.checkpoint(model, index, which, time.time())
+    return ckpt, console.model_files(model, ckpt)
+
+
+def upload_model(
+    s3: Any,
+    bucket: str,
+    src: console.Source,
+    dst: Any,
+    dst_bucket: str,
+    target: str,
+    which: str,
+    values: dict[str, str],
+    wipe: bool,
+    dry_run: bool,
+    tick: Tick,
+) -> dict[str, Any]:
+    """DRfC's upload-model.sh: the checkpoint with its metadata, reward function, metrics,
+    hyperparameters and training_params.yaml under target/ in the console's layout. Everything
+    is read and checked before the first write; with wipe, what target/model/ held besides goes
+    (aws s3 sync --delete)."""
+    ckpt, files = chosen(s3, bucket, src, which)
+    reward = f"{src.prefix}/reward_function.py"
+    if _read(s3, bucket, reward) is None:
+        reward = src.reward_key
+    src = console.Source(src.prefix, reward, src.metrics_prefix)
+    metrics = [f"{src.metrics_prefix}/{n}" for n in _names(s3, bucket, src.metrics_prefix)]
+    bodies: dict[str, bytes] = {}
+    plan = console.console_objects(src, target, ckpt, files, metrics)
+    for key in {k for k, _ in plan if k is not None}:
+        body = _read(s3, bucket, key)
+        if body is not None:
+            bodies[key] = body
+    missing = console.missing_metadata(
+        {
+            f"s3://{bucket}/{src.prefix}/model/model_metadata.json": (
+                f"{src.prefix}/model/model_metadata.json" in bodies
+            ),
+            f"s3://{bucket}/{src.reward_key}": src.reward_key in bodies,
+            f"s3://{bucket}/{src.prefix}/ip/hyperparameters.json": (
+                f"{src.prefix}/ip/hyperparameters.json" in bodies
+            ),
+            f"s3://{bucket}/{src.metrics_prefix}/": bool(metrics),
+        }
+    )
+    if missing:
+        raise DrfleetError(
+            "the model's metadata is not all there ("
+            + ", ".join(missing)
+            + "); nothing was copied",
+            fix="upload the model of a run whose trainer and first iteration ran",
+        )
+    writes = console.written(ckpt, values, dst_bucket, target)
+    result = {
+        "checkpoint": ckpt.name,
+        "target": f"s3://{dst_bucket}/{target}/",
+        "objects": [t for _, t in plan],
+        "dry_run": dry_run,
+    }
+    if dry_run:
+        return result
+    storage.bucket_exists(dst, dst_bucket, "DR_UPLOAD_S3_BUCKET")
+    meter = Meter(sum(len(bodies.get(k, b"")) if k else len(writes[t]) for k, t in plan))
+    for k, t in plan:
+        body = bodies[k] if k is not None else writes[t]
+        dst.put_object(Bucket=dst_bucket, Key=t, Body=body)
+        meter.done += len(body)
+        tick(meter.line())
+    if wipe:
+        keep = {t for _, t in plan}
+        stale = [
+            f"{target}/{n}"
+            for n in _names(dst, dst_bucket, target)
+            if n.startswith("model/") and f"{target}/{n}" not in keep
+        ]
+        for i in range(0, len(stale), 1000):
+            dst.delete_objects(
+                Bucket=dst_bucket, Delete={"Objects": [{"Key": k} for k in stale[i : i + 1000]]}
+            )
+        result["deleted"] = stale
+    return result
+
+
+def car_model(
+    s3: Any, bucket: str, src: console.Source, which: str
+) -> tuple[bytes, console.Checkpoint]:
+    """The tar.gz a physical car loads: agent/model.pb (the checkpoint's frozen graph) and
+    model_metadata.json."""
+    ckpt, _files = chosen(s3, bucket, src, which)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for member, name in console.car_entries(ckpt).items():
+            body = _read(s3, bucket, f"{src.prefix}/model/{name}")
+            if body is None:
+                raise DrfleetError(f"s3://{bucket}/{src.prefix}/model/{name} is missing")
+            info = tarfile.TarInfo(member)
+            info.size, info.mtime, info.mode = len(body), int(time.time()), 0o644
+            tar.addfile(info, io.BytesIO(body))
+    return buf.getvalue(), ckpt

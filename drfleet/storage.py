@@ -25,6 +25,53 @@ def s3_client(endpoint: str | None, creds: dict[str, str], region: str) -> Any:
     )
 
 
+def profile_client(profile: str, region: str, setting: str) -> Any:
+    """An S3 client as the aws CLI's `--profile` gives it (credentials, region and an
+    endpoint_url from ~/.aws/config or AWS_ENDPOINT_URL*). DRfC passes no --profile when the
+    host has an instance role: a "default" profile that does not exist means the same here."""
+    import boto3
+    import botocore.exceptions
+    from botocore.config import Config
+
+    try:
+        session = boto3.Session(profile_name=profile or None)
+    except botocore.exceptions.ProfileNotFound:
+        if profile not in ("", "default"):
+            raise DrfleetError(
+                f"{setting}={profile}: no such AWS profile",
+                fix=f"aws configure --profile {profile}, or set {setting} to one you have",
+            ) from None
+        session = boto3.Session()
+    if session.get_credentials() is None:
+        raise DrfleetError(
+            f"{setting}={profile}: no AWS credentials in the profile, the environment or an "
+            "instance role",
+            fix=f"aws configure --profile {profile or 'default'}",
+        )
+    return session.client(
+        "s3",
+        region_name=session.region_name or region,
+        config=Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5),
+    )
+
+
+def bucket_exists(s3: Any, bucket: str, setting: str) -> None:
+    """A target bucket that is not there (or not the caller's) stops the copy before it starts."""
+    import botocore.exceptions
+
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except botocore.exceptions.ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        what = "does not exist" if code in ("404", "NoSuchBucket") else f"refuses access ({code})"
+        raise DrfleetError(
+            f"{setting}={bucket}: the bucket {what}; nothing was copied",
+            fix=f"create it, or set {setting} to one the profile can write",
+        ) from None
+    except botocore.exceptions.EndpointConnectionError as exc:
+        raise DrfleetError(f"{setting}={bucket}: S3 does not answer ({exc})") from None
+
+
 def upload(s3: Any, p: training.Prepared, wipe: bool, live: bool = False) -> list[str]:
     """Puts the run's files in S3. The model prefix must hold nothing but what this run puts
     there (a run killed before its trainer started), unless --wipe. A run whose trainer is

@@ -6,8 +6,9 @@ Dockerfile, run.sh, ros2, start.py, train beside this file):
 - `trainer` (the SageMaker container `algo-1-*`, command `train`): reads
   /opt/ml/input/config/hyperparameters.json as SageMaker's local mode writes it, runs redis on
   6379, writes `<prefix>/ip/ip.json` and `ip/done`, collects num_episodes_between_training
-  episodes per iteration the way markov/deepracer_memory.py does (see `fetch`), writes a
-  checkpoint to `<prefix>/model/` and what it got to `<prefix>/standin/iteration-N.json`;
+  episodes per iteration the way markov/deepracer_memory.py does (see `fetch`), loads a
+  pretrained checkpoint and writes each new one in the real layout (see `Checkpoints`), and
+  what it got to `<prefix>/standin/iteration-N.json`;
 - `gazebo`: the simulation server, started pinned by `ros2` (taskset);
 - `rollout <gazebo pid>`: download_params_and_roslaunch_agent.py and the rollout worker: the
   params file `<prefix>/<S3_YAML_NAME>` and its model metadata must exist; rollout_idx is
@@ -94,6 +95,8 @@ def trainer(_args):
     iterations = int(hyper.get("standin_iterations", 2))
     pause = float(hyper.get("standin_train_seconds", 0))
     steps = os.environ.get("MAX_MEMORY_STEPS")
+    ckpts = Checkpoints(client, bucket, prefix)
+    ckpts.start(hyper)
     client.put_object(
         Bucket=bucket,
         Key=f"{prefix}/standin/trainer.json",
@@ -103,6 +106,7 @@ def trainer(_args):
                 "run_id": os.environ.get("RUN_ID"),
                 "max_memory_steps": steps,
                 "telegraf": [os.environ.get("TELEGRAF_HOST"), os.environ.get("TELEGRAF_PORT")],
+                "pretrained": ckpts.loaded,
             }
         ),
     )
@@ -126,9 +130,7 @@ def trainer(_args):
         client.put_object(
             Bucket=bucket, Key=f"{prefix}/standin/iteration-{it}.json", Body=json.dumps(got)
         )
-        client.put_object(
-            Bucket=bucket, Key=f"{prefix}/model/model_{it}.pb", Body=f"checkpoint {it}".encode()
-        )
+        ckpts.save(it, got)
         r.set("standin:iteration", it + 1)
         log("iteration", it, "done with", len(got), "episodes")
     r.set("standin:finished", 1)
@@ -177,6 +179,101 @@ def second_answers(sub, it, got, wait):
     e = json.loads(msg["data"])
     first = got[e["episode"]] if e["iteration"] == it and e["episode"] < len(got) else None
     return [e] if first and e["worker"] != first["worker"] else []
+
+
+NUM_MODELS_TO_KEEP = 4  # markov/boto/s3/constants.py
+CORE = ("s3_bucket", "s3_prefix", "aws_region", "model_metadata_s3_key")
+
+
+class Checkpoints:
+    """What the trainer keeps under `<prefix>/` (markov/training_worker.py,
+    markov/boto/s3/files/checkpoint_files/*, markov/metrics/s3_metrics.py), as bytes that say
+    where they came from:
+    - at start: `model/model_metadata.json` (a copy of model_metadata_s3_key) and
+      `ip/hyperparameters.json`;
+    - per iteration N: `model/N_Step-S.ckpt.{data-00000-of-00001,index,meta}` (the last
+      NUM_MODELS_TO_KEEP and the best stay, older ones are deleted), `model/model_N.pb` (the
+      frozen graph), `model/.coach_checkpoint` (the checkpoint's name) and
+      `model/deepracer_checkpoints.json` ({best,last}_checkpoint: name, avg_eval_metric,
+      time_stamp; the real one is written by rollout worker 0's model picker).
+    With pretrained_s3_prefix it first reads the pretrained prefix's deepracer_checkpoints.json,
+    picks `pretrained_checkpoint` (best, else last) and needs that checkpoint's files (the real
+    one ends with "No checkpoint files" without them)."""
+
+    def __init__(self, client, bucket, prefix):
+        self.client, self.bucket, self.prefix = client, bucket, prefix
+        self.kept, self.best, self.loaded = [], None, None
+
+    def key(self, name):
+        return f"{self.prefix}/model/{name}"
+
+    def put(self, key, body):
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=body)
+
+    def start(self, hyper):
+        src = hyper["model_metadata_s3_key"].split("/", 3)  # s3://bucket/key
+        meta = self.client.get_object(Bucket=src[2], Key=src[3])["Body"].read()
+        self.put(self.key("model_metadata.json"), meta)
+        robomaker = {k: v for k, v in hyper.items() if k not in CORE and not k.startswith("pre")}
+        self.put(f"{self.prefix}/ip/hyperparameters.json", json.dumps(robomaker).encode())
+        self.loaded = self.pretrained(self.client, hyper)
+
+    @staticmethod
+    def pretrained(client, hyper):
+        """What the pretrained prefix gives (training_worker.py: best or last of its
+        deepracer_checkpoints.json), or None without one; exits as the real one does."""
+        bucket, prefix = hyper.get("pretrained_s3_bucket"), hyper.get("pretrained_s3_prefix")
+        if not bucket or not prefix:
+            return None
+        which = "best" if str(hyper.get("pretrained_checkpoint", "")).lower() == "best" else "last"
+        try:
+            index = json.loads(
+                client.get_object(Bucket=bucket, Key=f"{prefix}/model/deepracer_checkpoints.json")[
+                    "Body"
+                ].read()
+            )
+            name = index[f"{which}_checkpoint"]["name"]
+            parts = {}
+            for ext in ("data-00000-of-00001", "index", "meta"):
+                key = f"{prefix}/model/{name}.{ext}"
+                parts[ext] = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except Exception as exc:
+            sys.exit(f"No checkpoint files in s3://{bucket}/{prefix}/model: {exc}")
+        import hashlib
+
+        digest = hashlib.sha256(b"".join(parts[k] for k in sorted(parts))).hexdigest()
+        return {"prefix": prefix, "checkpoint": which, "name": name, "digest": digest}
+
+    @staticmethod
+    def metric(it):
+        """The model picker's avg_eval_metric (progress): the best is not always the last."""
+        return float(50 + (it * 29) % 50)
+
+    def save(self, it, episodes):
+        name = f"{it}_Step-{(it + 1) * 100 * len(episodes)}.ckpt"
+        parent = self.loaded["digest"] if self.loaded else ""
+        data = json.dumps({"checkpoint": name, "parent": parent, "episodes": episodes})
+        for ext, body in (
+            ("data-00000-of-00001", data.encode()),
+            ("index", f"index of {name}".encode()),
+            ("meta", f"graph of {name}".encode()),
+        ):
+            self.put(self.key(f"{name}.{ext}"), body)
+        self.put(self.key(f"model_{it}.pb"), f"frozen graph of {name} ({parent})".encode())
+        self.put(self.key(".coach_checkpoint"), name.encode())
+        stats = {"name": name, "avg_eval_metric": self.metric(it), "time_stamp": time.time()}
+        if self.best is None or stats["avg_eval_metric"] >= self.best["avg_eval_metric"]:
+            self.best = stats
+        self.put(
+            self.key("deepracer_checkpoints.json"),
+            json.dumps({"best_checkpoint": self.best, "last_checkpoint": stats}).encode(),
+        )
+        self.kept.append(name)
+        keep = set(self.kept[-NUM_MODELS_TO_KEEP:]) | {self.best["name"]}
+        for old in [n for n in self.kept if n not in keep]:
+            for ext in ("data-00000-of-00001", "index", "meta"):
+                self.client.delete_object(Bucket=self.bucket, Key=self.key(f"{old}.{ext}"))
+        self.kept = [n for n in self.kept if n in keep]
 
 
 WORLDS = (
@@ -375,8 +472,24 @@ def rollout(args):
     sub = r.pubsub(ignore_subscribe_messages=True)
     sub.subscribe(**{REQUEST: answer})
     sub.run_in_thread(sleep_time=0.01, daemon=True)
+    metrics = []
     while not r.get("standin:finished"):  # rollout_worker.py: wait for the next checkpoint
-        now["it"] = int(r.get("standin:iteration") or 0)
+        it = int(r.get("standin:iteration") or 0)
+        if it != now["it"]:  # s3_metrics.py: TrainingMetrics.json after its episodes
+            metrics += [
+                {
+                    "episode": e,
+                    "trial": len(metrics) + 1,
+                    "phase": "training",
+                    "iteration": now["it"],
+                }
+                for e in mine
+            ]
+            body = json.dumps({"metrics": metrics, "version": "2", "best_model_metric": "progress"})
+            client.put_object(
+                Bucket=params["METRICS_S3_BUCKET"], Key=params["METRICS_S3_OBJECT_KEY"], Body=body
+            )
+            now["it"] = it
         time.sleep(0.2)
     log("training finished")
     while True:

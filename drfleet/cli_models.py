@@ -1,0 +1,323 @@
+"""The model's commands: download-model and import-model (a folder here and back),
+upload-model (the DeepRacer console's layout), car-model (a physical car's tar.gz) and
+increment-training (the next model starts from this one): DRfC's scripts/upload/* and
+scripts/training/increment.sh."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from drfleet.command import command, inventory_and_options, print_json
+from drfleet.errors import DrfleetError
+from drfleet.ui import Board
+
+
+@command(
+    prefix="the model's S3 prefix (default: DR_LOCAL_S3_MODEL_PREFIX)",
+    out="folder to write it to (default: ./models/<prefix>)",
+)
+def download_model(
+    c: Any,
+    prefix: str | None = None,
+    out: str | None = None,
+    inventory: str | None = None,
+    env_dir: str | None = None,
+    json: bool = False,
+    accept_new_host_keys: bool = False,
+    known_hosts: str | None = None,
+    verbose: int = 0,
+) -> None:
+    """Copy a model (checkpoints, metadata, metrics: everything under its prefix) from the
+    run's S3 on the trainer to a folder here."""
+    from drfleet import models
+
+    inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+    env = Path(env_dir or ".")
+    with models.run_s3(inv, env, options) as (s3, cfg):
+        name = prefix or cfg.setting("DR_LOCAL_S3_MODEL_PREFIX")
+        with Board(["model"], title="download", quiet=json) as board:
+            done = models.download(
+                s3,
+                cfg.setting("DR_LOCAL_S3_BUCKET"),
+                name,
+                Path(out or Path("models") / name),
+                lambda line: board.progress("model", f"{name}: {line}"),
+            )
+    if json:
+        print_json(done)
+    else:
+        print(f"{done['files']} files, {done['bytes']} bytes of {name} in {done['out']}")
+
+
+@command(
+    src="the folder holding the model (a download-model folder, or DRfC's model prefix)",
+    prefix="the S3 prefix to put it under (then DR_LOCAL_S3_PRETRAINED_PREFIX can name it)",
+    wipe="replace what the prefix already holds",
+)
+def import_model(
+    c: Any,
+    src: str = "",
+    prefix: str = "",
+    wipe: bool = False,
+    inventory: str | None = None,
+    env_dir: str | None = None,
+    json: bool = False,
+    accept_new_host_keys: bool = False,
+    known_hosts: str | None = None,
+    verbose: int = 0,
+) -> None:
+    """Put a model folder into the run's S3 under a prefix of its own, so training can start
+    from it (DR_LOCAL_S3_PRETRAINED=True, DR_LOCAL_S3_PRETRAINED_PREFIX=that prefix)."""
+    from drfleet import models
+
+    if not src or not prefix:
+        raise DrfleetError("say what and where: --src FOLDER --prefix NAME (a new model prefix)")
+
+    inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+    env = Path(env_dir or ".")
+    with models.run_s3(inv, env, options) as (s3, cfg), Board(["model"], quiet=json) as board:
+        done = models.upload(
+            s3,
+            cfg.setting("DR_LOCAL_S3_BUCKET"),
+            prefix,
+            Path(src),
+            wipe,
+            lambda line: board.progress("model", f"{prefix}: {line}"),
+        )
+    if json:
+        print_json(done)
+    else:
+        print(f"{done['files']} files, {done['bytes']} bytes from {src} in {prefix}")
+
+
+CHECKPOINT_HELP = "last (default), best, or a checkpoint number (DRfC's -b is best, -c N is N)"
+
+
+@command(
+    checkpoint=CHECKPOINT_HELP,
+    prefix="upload the model of this S3 prefix, to the same prefix (DRfC's -p)",
+    local="upload to the run's own bucket (DR_LOCAL_S3_BUCKET) instead (DRfC's -L)",
+    wipe="delete what the target's model/ held besides (DRfC's -w)",
+    dry_run="say what would be copied; write nothing (DRfC's -d)",
+    increment="first increment DR_UPLOAD_S3_PREFIX in run.env (DRfC's -1)",
+)
+def upload_model(
+    c: Any,
+    checkpoint: str = "last",
+    prefix: str | None = None,
+    local: bool = False,
+    wipe: bool = False,
+    dry_run: bool = False,
+    increment: bool = False,
+    inventory: str | None = None,
+    env_dir: str | None = None,
+    json: bool = False,
+    accept_new_host_keys: bool = False,
+    known_hosts: str | None = None,
+    verbose: int = 0,
+) -> None:
+    """Put a checkpoint where the DeepRacer console imports it (DRfC's dr-upload-model).
+
+    The checkpoint, its model metadata, reward function, metrics, hyperparameters and
+    training_params.yaml go to DR_UPLOAD_S3_BUCKET/DR_UPLOAD_S3_PREFIX with
+    DR_UPLOAD_S3_PROFILE."""
+    from drfleet import console, models, storage
+    from drfleet.drfc import checks
+
+    env = Path(env_dir or ".")
+    if increment and not dry_run:
+        _increment_upload_prefix(env)
+    inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+    with models.run_s3(inv, env, options) as (s3, cfg):
+        values = {k: cfg.setting(k) for k in cfg.values} | {
+            k: cfg.setting(k)
+            for k in (
+                "DR_LOCAL_S3_MODEL_PREFIX",
+                "DR_LOCAL_S3_REWARD_KEY",
+                "DR_LOCAL_S3_METRICS_PREFIX",
+            )
+        }
+        src = console.Source.of(values, prefix)
+        target = prefix or cfg.setting("DR_UPLOAD_S3_PREFIX")
+        if checks.s3_key_problem(target):
+            raise DrfleetError(
+                f"upload prefix {target!r} {checks.s3_key_problem(target)}",
+                where=cfg.where("DR_UPLOAD_S3_PREFIX"),
+            )
+        if local:
+            if target == src.prefix:
+                raise DrfleetError(
+                    f"the target s3://{cfg.setting('DR_LOCAL_S3_BUCKET')}/{target}/ is the model "
+                    "itself; nothing was copied",
+                    fix="set DR_UPLOAD_S3_PREFIX to another prefix",
+                )
+            dst, dst_bucket = s3, cfg.setting("DR_LOCAL_S3_BUCKET")
+        else:
+            dst_bucket = cfg.setting("DR_UPLOAD_S3_BUCKET")
+            dst = storage.profile_client(
+                cfg.setting("DR_UPLOAD_S3_PROFILE"),
+                cfg.setting("DR_AWS_APP_REGION"),
+                "DR_UPLOAD_S3_PROFILE",
+            )
+        with Board(["model"], title="upload", quiet=json) as board:
+            done = models.upload_model(
+                s3,
+                cfg.setting("DR_LOCAL_S3_BUCKET"),
+                src,
+                dst,
+                dst_bucket,
+                target,
+                checkpoint,
+                values,
+                wipe,
+                dry_run,
+                lambda line: board.progress("model", f"{target}: {line}"),
+            )
+    if json:
+        print_json(done)
+        return
+    verb = "would copy" if dry_run else "copied"
+    print(
+        f"checkpoint {done['checkpoint']}: {verb} {len(done['objects'])} objects "
+        f"to {done['target']}"
+    )
+    if dry_run:
+        for key in done["objects"]:
+            print(f"  {key}")
+
+
+def _increment_upload_prefix(env: Path) -> None:
+    """scripts/upload/increment.sh: DR_UPLOAD_S3_PREFIX gets the next number in run.env."""
+    from drfleet import increment
+    from drfleet.drfc import config
+    from drfleet.localfs import atomic_write
+
+    cfg = config.load(env)
+    current = cfg.setting("DR_UPLOAD_S3_PREFIX")
+    new = increment.next_prefix(current)
+    path = Path(cfg.run.path)
+    text = path.read_text()
+    atomic_write(path.with_name(path.name + ".bak"), text)
+    atomic_write(path, increment.rewrite(text, {"DR_UPLOAD_S3_PREFIX": new}))
+    print(f"DR_UPLOAD_S3_PREFIX: {current} -> {new} in {path}")
+
+
+@command(
+    checkpoint="best (default: the model the trainer keeps in /opt/ml/model), last, or a number",
+    prefix="the model's S3 prefix (default: DR_LOCAL_S3_MODEL_PREFIX)",
+    out="the file to write (default: ./carfile.tar.gz)",
+    upload="also put it at DR_UPLOAD_S3_BUCKET/DR_UPLOAD_S3_PREFIX/carfile.tar.gz",
+    local="also put it in the run's bucket under DR_UPLOAD_S3_PREFIX (DRfC's -L)",
+)
+def car_model(
+    c: Any,
+    checkpoint: str = "best",
+    prefix: str | None = None,
+    out: str = "carfile.tar.gz",
+    upload: bool = False,
+    local: bool = False,
+    inventory: str | None = None,
+    env_dir: str | None = None,
+    json: bool = False,
+    accept_new_host_keys: bool = False,
+    known_hosts: str | None = None,
+    verbose: int = 0,
+) -> None:
+    """Write the tar.gz a physical DeepRacer car loads (DRfC's dr-upload-car-zip).
+
+    It holds agent/model.pb and model_metadata.json; --upload or --local also put it in S3."""
+    from drfleet import console, models, storage
+    from drfleet.localfs import atomic_write
+
+    inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+    with models.run_s3(inv, Path(env_dir or "."), options) as (s3, cfg):
+        values = {k: cfg.setting(k) for k in ("DR_LOCAL_S3_MODEL_PREFIX",)}
+        src = console.Source.of(values, prefix)
+        body, ckpt = models.car_model(s3, cfg.setting("DR_LOCAL_S3_BUCKET"), src, checkpoint)
+        path = atomic_write(Path(out), body, 0o644)
+        done: dict[str, Any] = {"checkpoint": ckpt.name, "out": str(path), "bytes": len(body)}
+        key = f"{cfg.setting('DR_UPLOAD_S3_PREFIX')}/carfile.tar.gz"
+        if local:
+            s3.put_object(Bucket=cfg.setting("DR_LOCAL_S3_BUCKET"), Key=key, Body=body)
+            done["uploaded"] = f"s3://{cfg.setting('DR_LOCAL_S3_BUCKET')}/{key}"
+        elif upload:
+            dst = storage.profile_client(
+                cfg.setting("DR_UPLOAD_S3_PROFILE"),
+                cfg.setting("DR_AWS_APP_REGION"),
+                "DR_UPLOAD_S3_PROFILE",
+            )
+            bucket = cfg.setting("DR_UPLOAD_S3_BUCKET")
+            storage.bucket_exists(dst, bucket, "DR_UPLOAD_S3_BUCKET")
+            dst.put_object(Bucket=bucket, Key=key, Body=body)
+            done["uploaded"] = f"s3://{bucket}/{key}"
+    if json:
+        print_json(done)
+        return
+    print(f"checkpoint {ckpt.name}: {path} ({len(body)} bytes)")
+    if "uploaded" in done:
+        print(f"uploaded to {done['uploaded']}")
+
+
+@command(
+    prefix="the new model prefix (default: the current one, numbered up)",
+    delim="the delimiter before the number (default -)",
+    checkpoint="start from the old model's best or last checkpoint (sets "
+    "DR_LOCAL_S3_PRETRAINED_CHECKPOINT; default: leave it as it is)",
+    wipe="delete what the new prefix already holds in the run's S3",
+)
+def increment_training(
+    c: Any,
+    prefix: str | None = None,
+    delim: str = "-",
+    checkpoint: str | None = None,
+    wipe: bool = False,
+    inventory: str | None = None,
+    env_dir: str | None = None,
+    json: bool = False,
+    accept_new_host_keys: bool = False,
+    known_hosts: str | None = None,
+    verbose: int = 0,
+) -> None:
+    """Make the next training start from this model (DRfC's dr-increment-training).
+
+    run.env gets a new DR_LOCAL_S3_MODEL_PREFIX, and the current one becomes
+    DR_LOCAL_S3_PRETRAINED_PREFIX with DR_LOCAL_S3_PRETRAINED=True. The old run.env is kept as
+    run.env.bak."""
+    from drfleet import increment, models, storage
+    from drfleet.drfc import checks, config
+    from drfleet.localfs import atomic_write
+
+    env = Path(env_dir or ".")
+    cfg = config.load(env)
+    current = cfg.setting("DR_LOCAL_S3_MODEL_PREFIX")
+    changes = increment.training_changes(current, prefix, delim, checkpoint)
+    new = changes["DR_LOCAL_S3_MODEL_PREFIX"]
+    if checks.s3_key_problem(new):
+        raise DrfleetError(f"--prefix {new!r} {checks.s3_key_problem(new)}")
+    deleted = 0
+    if wipe:
+        inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+        with models.run_s3(inv, env, options) as (s3, _cfg):
+            bucket = cfg.setting("DR_LOCAL_S3_BUCKET")
+            existing = storage.listed(s3, bucket, new)
+            deleted = len(existing)
+            storage.delete_prefix(s3, bucket, new, existing)
+    path = Path(cfg.run.path)
+    text = path.read_text()
+    atomic_write(path.with_name(path.name + ".bak"), text)
+    atomic_write(path, increment.rewrite(text, changes))
+    if json:
+        print_json(
+            {"from": current, "to": new, "run_env": str(path), "set": changes, "wiped": deleted}
+        )
+        return
+    print(f"model {current} -> {new}: {path} now trains {new} from {current}")
+    if wipe:
+        print(
+            f"deleted what s3://{cfg.setting('DR_LOCAL_S3_BUCKET')}/{new}/ held "
+            f"({deleted}+ objects)"
+        )
+
+
+TASKS = (download_model, import_model, upload_model, car_model, increment_training)
