@@ -1,0 +1,181 @@
+"""The model's way out, checked on a trained fleet: upload-model to a bucket standing in for
+the user's AWS account, and car-model."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import docker
+import yaml
+
+from tests.conftest import invoke
+from tests.testbed import TestBed
+from tests.testbed.drfc_run import PREFIX, s3
+from tests.testbed.images import STANDIN_MINIO
+
+
+@contextlib.contextmanager
+def aws_account(tmp: Path) -> Iterator[tuple[Any, dict[str, str]]]:
+    """An S3 API server on this machine standing in for AWS (the stand-in minio image), and
+    the environment a user's AWS profile gives: ~/.aws/config and credentials files whose
+    profile `up` names its endpoint_url, as the aws CLI and boto3 read them."""
+    client = docker.from_env()
+    c = client.containers.run(
+        STANDIN_MINIO,
+        detach=True,
+        ports={"9000/tcp": ("127.0.0.1", None)},
+        labels={"drfleet-test": "1"},
+    )
+    try:
+        c.reload()
+        port = c.attrs["NetworkSettings"]["Ports"]["9000/tcp"][0]["HostPort"]
+        url = f"http://127.0.0.1:{port}"
+        (tmp / "config").write_text(f"[profile up]\nregion = us-east-1\nendpoint_url = {url}\n")
+        (tmp / "credentials").write_text(
+            "[up]\naws_access_key_id = AKIDUPLOAD\naws_secret_access_key = upload-secret\n"
+        )
+        env = {
+            "AWS_CONFIG_FILE": str(tmp / "config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(tmp / "credentials"),
+        }
+        aws = boto3.client(
+            "s3",
+            endpoint_url=url,
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="y",
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                aws.create_bucket(Bucket="console-bucket")
+                break
+            except Exception:
+                assert time.monotonic() < deadline, "the stand-in AWS S3 did not start"
+                time.sleep(0.3)
+        yield aws, env
+    finally:
+        c.remove(force=True)
+
+
+def body(client: Any, bucket: str, key: str) -> bytes:
+    data: bytes = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return data
+
+
+def keys(client: Any, bucket: str, prefix: str) -> list[str]:
+    return sorted(
+        o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    )
+
+
+def check_checkpoint_layout(bed: TestBed, env_dir: Path) -> dict[str, Any]:
+    """The trainer's model/ as training_worker.py leaves it; returns its checkpoint index."""
+    run = s3(bed)
+    model = [k[len(PREFIX) + 7 :] for k in keys(run, "bucket", f"{PREFIX}/model/")]
+    index = json.loads(body(run, "bucket", f"{PREFIX}/model/deepracer_checkpoints.json"))
+    best, last = index["best_checkpoint"]["name"], index["last_checkpoint"]["name"]
+    assert (best, last) == ("0_Step-1000.ckpt", "1_Step-2000.ckpt"), index
+    for name in (best, last):
+        for ext in ("data-00000-of-00001", "index", "meta"):
+            assert f"{name}.{ext}" in model
+    assert {"model_0.pb", "model_1.pb", ".coach_checkpoint", "model_metadata.json"} <= set(model)
+    assert body(run, "bucket", f"{PREFIX}/model/.coach_checkpoint") == last.encode()
+    assert body(run, "bucket", f"{PREFIX}/model/model_metadata.json") == (
+        (env_dir / "custom_files" / "model_metadata.json").read_bytes()
+    )
+    assert keys(run, "bucket", f"{PREFIX}/ip/hyperparameters.json")
+    assert keys(run, "bucket", f"{PREFIX}/metrics/")  # the workers' TrainingMetrics.json
+    return dict(index)
+
+
+def check_upload_model(bed: TestBed, env_dir: Path, tmp: Path) -> None:
+    """upload-model --checkpoint best into the stand-in AWS account: the console's layout,
+    byte for byte from the run's S3; bad buckets and profiles are named, nothing copied."""
+    index = check_checkpoint_layout(bed, env_dir)
+    run_env = env_dir / "run.env"
+    original = run_env.read_text()
+    args = ("-i", str(bed.inventory), "--env-dir", str(env_dir))
+    with aws_account(tmp) as (aws, env):
+        try:
+            run_env.write_text(
+                original
+                + "DR_UPLOAD_S3_BUCKET=no-such-bucket\nDR_UPLOAD_S3_PROFILE=up\n"
+                + "DR_UPLOAD_S3_PREFIX=my-model-1\n"
+            )
+            missing = invoke("upload-model", *args, env=env)
+            assert missing.code == 2, missing.stdout + missing.stderr
+            assert "DR_UPLOAD_S3_BUCKET=no-such-bucket: the bucket does not exist" in missing.stderr
+            assert keys(aws, "console-bucket", "") == []
+            run_env.write_text(run_env.read_text().replace("no-such-bucket", "console-bucket"))
+            with_up = run_env.read_text()
+            run_env.write_text(
+                with_up.replace("DR_UPLOAD_S3_PROFILE=up", "DR_UPLOAD_S3_PROFILE=nobody")
+            )
+            unknown = invoke("upload-model", *args, env=env)
+            assert unknown.code == 2, unknown.stdout + unknown.stderr
+            assert "DR_UPLOAD_S3_PROFILE=nobody: no such AWS profile" in unknown.stderr
+            run_env.write_text(with_up)
+            dry = invoke("upload-model", "--dry-run", "--json", *args, env=env)
+            assert dry.code == 0 and dry.json["dry_run"] and keys(aws, "console-bucket", "") == []
+            up = invoke("upload-model", "--checkpoint", "best", "--json", *args, env=env)
+            assert up.code == 0, up.stdout[-2000:] + up.stderr
+        finally:
+            run_env.write_text(original)
+        best = index["best_checkpoint"]["name"]
+        n = best.split("_")[0]
+        t = "my-model-1"
+        want = {
+            f"{t}/model/{best}.data-00000-of-00001": f"{PREFIX}/model/{best}.data-00000-of-00001",
+            f"{t}/model/{best}.index": f"{PREFIX}/model/{best}.index",
+            f"{t}/model/{best}.meta": f"{PREFIX}/model/{best}.meta",
+            f"{t}/model/model_{n}.pb": f"{PREFIX}/model/model_{n}.pb",
+            f"{t}/model/model_metadata.json": f"{PREFIX}/model/model_metadata.json",
+            f"{t}/model_metadata.json": f"{PREFIX}/model/model_metadata.json",
+            f"{t}/reward_function.py": "custom_files/reward_function.py",
+            f"{t}/ip/hyperparameters.json": f"{PREFIX}/ip/hyperparameters.json",
+            f"{t}/metrics/TrainingMetrics.json": f"{PREFIX}/metrics/TrainingMetrics.json",
+        }
+        written = {
+            f"{t}/model/.coach_checkpoint",
+            f"{t}/model/deepracer_checkpoints.json",
+            f"{t}/training_params.yaml",
+        }
+        assert keys(aws, "console-bucket", "") == sorted([*want, *written])
+        run = s3(bed)
+        for dst, src in want.items():
+            assert body(aws, "console-bucket", dst) == body(run, "bucket", src), dst
+        assert body(aws, "console-bucket", f"{t}/model/.coach_checkpoint").decode().strip() == best
+        idx = json.loads(body(aws, "console-bucket", f"{t}/model/deepracer_checkpoints.json"))
+        assert idx == {"best_checkpoint": index["best_checkpoint"]} | {
+            "last_checkpoint": index["best_checkpoint"]
+        }
+        params = yaml.safe_load(body(aws, "console-bucket", f"{t}/training_params.yaml"))
+        assert params["SAGEMAKER_SHARED_S3_BUCKET"] == "console-bucket"
+        assert params["SAGEMAKER_SHARED_S3_PREFIX"] == t and params["WORLD_NAME"] == (
+            "reInvent2019_track"
+        )
+        assert up.json["checkpoint"] == best
+
+
+def check_car_model(bed: TestBed, env_dir: Path, tmp: Path) -> None:
+    """car-model: a tar.gz holding the best checkpoint's frozen graph and the metadata."""
+    out = tmp / "carfile.tar.gz"
+    args = ("-i", str(bed.inventory), "--env-dir", str(env_dir), "--json")
+    car = invoke("car-model", "--out", str(out), *args)
+    assert car.code == 0, car.stdout[-2000:] + car.stderr
+    run = s3(bed)
+    with tarfile.open(out) as tar:
+        assert sorted(tar.getnames()) == ["agent/model.pb", "model_metadata.json"]
+        graph = tar.extractfile("agent/model.pb").read()  # type: ignore[union-attr]
+        meta = tar.extractfile("model_metadata.json").read()  # type: ignore[union-attr]
+    assert graph == body(run, "bucket", f"{PREFIX}/model/model_0.pb")  # the best: iteration 0
+    assert meta == body(run, "bucket", f"{PREFIX}/model/model_metadata.json")
+    assert car.json["checkpoint"] == "0_Step-1000.ckpt"
