@@ -76,7 +76,8 @@ def provisioned(
 
 def s3(bed: TestBed) -> Any:
     """The run's minio on h1, as the controller reaches it: through SSH to the host's
-    127.0.0.1:9000 (it listens nowhere else). One tunnel per bed, closed with it."""
+    127.0.0.1:9000 (it listens nowhere else), with the keys minio runs with (each env dir
+    generates its own). One tunnel per bed, closed with it."""
     endpoint = getattr(bed, "s3_endpoint", None)
     if endpoint is None:
         stack = contextlib.ExitStack()
@@ -84,12 +85,14 @@ def s3(bed: TestBed) -> Any:
         port = stack.enter_context(forward(sess, "127.0.0.1", 9000))
         bed.on_close(stack.close)
         endpoint = bed.s3_endpoint = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
+    env = json.loads(bed.exec("h1", "docker inspect --format '{{json .Config.Env}}' drfleet-minio"))
+    keys = dict(e.split("=", 1) for e in env)  # minio refuses other keys, as the real one does
     return boto3.client(
         "s3",
         endpoint_url=endpoint,
         region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="y",
+        aws_access_key_id=keys["MINIO_ROOT_USER"],
+        aws_secret_access_key=keys["MINIO_ROOT_PASSWORD"],
     )
 
 

@@ -1,9 +1,10 @@
 """The model's way out, checked on a trained fleet: upload-model to a bucket standing in for
-the user's AWS account, and car-model."""
+the user's AWS account, car-model, and increment-training into the next run."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import tarfile
 import time
@@ -179,3 +180,42 @@ def check_car_model(bed: TestBed, env_dir: Path, tmp: Path) -> None:
     assert graph == body(run, "bucket", f"{PREFIX}/model/model_0.pb")  # the best: iteration 0
     assert meta == body(run, "bucket", f"{PREFIX}/model/model_metadata.json")
     assert car.json["checkpoint"] == "0_Step-1000.ckpt"
+
+
+def check_increment_training(bed: TestBed, env_dir: Path) -> None:
+    """increment-training --checkpoint best, then train: the new run's trainer loads the
+    old model's best checkpoint (the stand-in reports what it loaded, by digest)."""
+    run_env = env_dir / "run.env"
+    original = run_env.read_text()
+    args = ("-i", str(bed.inventory), "--env-dir", str(env_dir))
+    try:
+        inc = invoke("increment-training", "--checkpoint", "best", "--json", *args)
+        assert inc.code == 0, inc.stdout + inc.stderr
+        assert (inc.json["from"], inc.json["to"]) == (PREFIX, f"{PREFIX}-1")
+        text = run_env.read_text()
+        assert f"DR_LOCAL_S3_MODEL_PREFIX={PREFIX}-1\n" in text
+        assert f"DR_LOCAL_S3_PRETRAINED_PREFIX={PREFIX}\n" in text
+        assert "DR_LOCAL_S3_PRETRAINED=True\n" in text
+        assert "DR_LOCAL_S3_PRETRAINED_CHECKPOINT=best\n" in text
+        assert (env_dir / "run.env.bak").read_text() == original
+        train = invoke("train", *args, "--json")
+        assert train.code == 0, train.stdout[-2000:] + train.stderr
+        run = s3(bed)
+        deadline = time.monotonic() + 120
+        while not keys(run, "bucket", f"{PREFIX}-1/standin/trainer.json"):
+            assert time.monotonic() < deadline, "the incremented run's trainer never started"
+            time.sleep(1)
+        loaded = json.loads(body(run, "bucket", f"{PREFIX}-1/standin/trainer.json"))["pretrained"]
+        name = "0_Step-1000.ckpt"
+        digest = hashlib.sha256(
+            b"".join(
+                body(run, "bucket", f"{PREFIX}/model/{name}.{ext}")
+                for ext in ("data-00000-of-00001", "index", "meta")
+            )
+        ).hexdigest()
+        assert loaded == {"prefix": PREFIX, "checkpoint": "best", "name": name, "digest": digest}
+    finally:
+        run_env.write_text(original)
+        (env_dir / "run.env.bak").unlink(missing_ok=True)
+        stop = invoke("stop", *args)
+        assert stop.code == 0, stop.stderr

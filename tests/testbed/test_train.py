@@ -25,7 +25,7 @@ from tests.testbed.drfc_run import (
     write_drfc,
 )
 from tests.testbed.images import ensure_standin
-from tests.testbed.model_out import check_car_model, check_upload_model
+from tests.testbed.model_out import check_car_model, check_increment_training, check_upload_model
 
 pytestmark = pytest.mark.testbed
 
@@ -154,6 +154,7 @@ def test_five_workers_on_three_hosts_train_as_planned(
         stop = invoke("stop", "--inventory", inv)
     assert stop.code == 0, stop.stderr
     assert containers(bed) == {"h1": [], "h2": [], "h3": []}  # algo-* included
+    check_increment_training(bed, env_dir)  # minio (recreated) still holds the model
 
 
 def test_images_streamed_from_the_controller_show_bytes_and_rate(

@@ -76,7 +76,7 @@ def viewer(
     del doc["all"]["hosts"]["h3"]
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     inv = str(path)
-    assert invoke("train", "--inventory", inv, "--env-dir", str(env_dir)).code == 0
+    assert invoke("train", "--inventory", inv, "--env-dir", str(env_dir), "--wipe").code == 0
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "invoke", "viewer", "-i", inv, "--port", str(port), "--json"],

@@ -57,8 +57,242 @@ def s3():
     )
 
 
-def minio(_args):
-    os.execvp("moto_server", ["moto_server", "-H", "0.0.0.0", "-p", "9000"])
+DENIED = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}'
+    "</Message></Error>"
+)
+
+
+def signed_by(environ, user, secret):
+    """None when the request is signed (AWS SigV4, header or query) with minio's root
+    credentials, else minio's error code and message: the real one refuses other keys. Of a
+    SigV2 request (boto3's presigned URLs) only the key id is checked."""
+    import hashlib
+    import hmac
+    import urllib.parse
+
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    if auth.startswith("AWS4-HMAC-SHA256 "):
+        fields = dict(f.strip().split("=", 1) for f in auth[17:].split(","))
+        credential, signed, signature = (
+            fields["Credential"],
+            fields["SignedHeaders"],
+            fields["Signature"],
+        )
+        stamp = environ.get("HTTP_X_AMZ_DATE", "")
+        payload = environ.get("HTTP_X_AMZ_CONTENT_SHA256", "UNSIGNED-PAYLOAD")
+        pairs = [
+            (k, v)
+            for k, v in urllib.parse.parse_qsl(
+                environ.get("QUERY_STRING", ""), keep_blank_values=True
+            )
+        ]
+    elif "X-Amz-Credential" in query:
+        credential = query["X-Amz-Credential"][0]
+        signed, signature = query["X-Amz-SignedHeaders"][0], query["X-Amz-Signature"][0]
+        stamp, payload = query["X-Amz-Date"][0], "UNSIGNED-PAYLOAD"
+        pairs = [
+            (k, v)
+            for k, v in urllib.parse.parse_qsl(
+                environ.get("QUERY_STRING", ""), keep_blank_values=True
+            )
+            if k != "X-Amz-Signature"
+        ]
+    elif "AWSAccessKeyId" in query or auth.startswith("AWS "):  # SigV2: the key id alone
+        key_id = query.get("AWSAccessKeyId", [auth[4:].split(":")[0]])[0]
+        if key_id == user:
+            return None
+        return "InvalidAccessKeyId", "The Access Key Id you provided does not exist in our records."
+    else:
+        return "AccessDenied", "Access Denied."
+    key_id, scope = credential.split("/", 1)
+    if key_id != user:
+        return (
+            "InvalidAccessKeyId",
+            "The Access Key Id you provided does not exist in our records.",
+        )
+
+    def q(v):
+        return urllib.parse.quote(v, safe="-_.~")
+
+    path = environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")
+    path = path.split("?", 1)[0]
+    headers = []
+    for name in signed.split(";"):
+        if name == "host":
+            value = environ.get("HTTP_HOST", "")
+        elif name == "content-type":
+            value = environ.get("CONTENT_TYPE", "")
+        elif name == "content-length":
+            value = environ.get("CONTENT_LENGTH", "")
+        else:
+            value = environ.get("HTTP_" + name.upper().replace("-", "_"), "")
+        headers.append(f"{name}:{' '.join(value.split())}\n")
+    canonical = "\n".join(
+        [
+            environ["REQUEST_METHOD"],
+            path,
+            "&".join(f"{q(k)}={q(v)}" for k, v in sorted(pairs)),
+            "".join(headers),
+            signed,
+            payload,
+        ]
+    )
+    to_sign = "\n".join(
+        ["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()]
+    )
+    key = ("AWS4" + secret).encode()
+    for part in scope.split("/"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    if hmac.compare_digest(hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest(), signature):
+        return None
+    return (
+        "SignatureDoesNotMatch",
+        "The request signature we calculated does not match the signature you provided. "
+        "Check your key and signing method.",
+    )
+
+
+def minio(args):
+    """minio `server /data`: the S3 API on 9000 (moto), keeping what it holds in the data
+    directory as the real one does, so a recreated container (stop, then train, download-model
+    or import-model) finds the models of earlier runs. Each write reaches the disk before its
+    answer (write-through), so a killed container loses nothing either. Objects are plain files
+    /data/<bucket>/<key> (minio's old FS mode; today's minio keeps its own format)."""
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import run_simple
+
+    data = args[1] if len(args) > 1 and args[0] == "server" else None
+    user = os.environ.get("MINIO_ROOT_USER") or os.environ.get("MINIO_ACCESS_KEY")
+    secret = os.environ.get("MINIO_ROOT_PASSWORD") or os.environ.get("MINIO_SECRET_KEY", "")
+    moto = DomainDispatcherApplication(create_backend_app)
+
+    def app(environ, start_response):
+        health = environ.get("PATH_INFO", "").startswith("/minio/health/")  # open in minio
+        denied = signed_by(environ, user, secret) if user and not health else None
+        if denied:
+            start_response("403 Forbidden", [("Content-Type", "application/xml")])
+            return [DENIED.format(code=denied[0], message=denied[1]).encode()]
+        return moto(environ, start_response)
+
+    if not data:
+        run_simple("0.0.0.0", 9000, app, threaded=True, request_handler=MotoRequestHandler)
+        return
+    os.makedirs(data, exist_ok=True)
+    own = {}
+
+    def client():
+        if "c" not in own:  # moto checks no credentials; the stand-in talks to itself
+            import boto3
+
+            own["c"] = boto3.client(
+                "s3",
+                endpoint_url="http://127.0.0.1:9000",
+                region_name="us-east-1",
+                aws_access_key_id=user or "standin",
+                aws_secret_access_key=secret or "standin",
+            )
+        return own["c"]
+
+    def sync(bucket, key):
+        root = os.path.realpath(os.path.join(data, bucket))
+        c = client()
+        if key:
+            path = os.path.realpath(os.path.join(root, key))
+            if not path.startswith(root + os.sep) or key.endswith("/"):
+                return
+            try:
+                body = c.get_object(Bucket=bucket, Key=key)["Body"].read()
+            except c.exceptions.NoSuchKey:
+                if os.path.isfile(path):
+                    os.unlink(path)
+                return
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path + ".part", "wb") as fh:
+                fh.write(body)
+            os.replace(path + ".part", path)
+            return
+        try:  # the bucket as a whole (created, deleted, or a multi-object delete)
+            keys = {
+                o["Key"]
+                for page in c.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+                for o in page.get("Contents", [])
+            }
+        except c.exceptions.NoSuchBucket:
+            import shutil
+
+            shutil.rmtree(root, ignore_errors=True)
+            return
+        os.makedirs(root, exist_ok=True)
+        for top, _dirs, files in os.walk(root):
+            for f in files:
+                rel = os.path.relpath(os.path.join(top, f), root)
+                if rel not in keys:
+                    os.unlink(os.path.join(top, f))
+
+    ready = threading.Event()
+
+    def persisted(environ, start_response):
+        if not ready.is_set():  # while loading, only the loader (on loopback) is served
+            if environ.get("REMOTE_ADDR") != "127.0.0.1":
+                ready.wait()
+            else:
+                return app(environ, start_response)
+        status = {}
+
+        def start(code, headers, *exc):
+            status["code"] = int(code.split()[0])
+            return start_response(code, headers, *exc)
+
+        out = app(environ, start)
+        method = environ["REQUEST_METHOD"]
+        if method in ("PUT", "POST", "DELETE") and 200 <= status.get("code", 500) < 300:
+            path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
+            bucket, _, key = path.lstrip("/").partition("/")
+            if bucket:
+                out = list(out)  # the request is done before its answer goes
+                sync(bucket, key)
+        return out
+
+    def load():
+        """What the data directory holds, back into the API (on start)."""
+        c = client()
+        for bucket in sorted(os.listdir(data)):
+            if not os.path.isdir(os.path.join(data, bucket)) or bucket.startswith("."):
+                continue
+            c.create_bucket(Bucket=bucket)
+            for top, _dirs, files in os.walk(os.path.join(data, bucket)):
+                for f in files:
+                    if f.endswith(".part"):
+                        continue
+                    full = os.path.join(top, f)
+                    with open(full, "rb") as fh:
+                        c.put_object(
+                            Bucket=bucket,
+                            Key=os.path.relpath(full, os.path.join(data, bucket)),
+                            Body=fh.read(),
+                        )
+
+    def loader():
+        while True:
+            try:
+                load()
+                break
+            except Exception as exc:  # the server is not up yet
+                if "Could not connect" not in str(exc) and "Connection" not in str(exc):
+                    log("cannot load", data, exc)  # as minio with a data dir it cannot read
+                    os._exit(1)
+                time.sleep(0.1)
+        ready.set()
+        log("loaded", data)
+
+    threading.Thread(target=loader, daemon=True).start()
+    run_simple("0.0.0.0", 9000, persisted, threaded=True, request_handler=MotoRequestHandler)
 
 
 def trainer(_args):
