@@ -124,7 +124,7 @@ PORTS = (
 PROBE = (
     "import sys, urllib.request, urllib.error\n"
     "try:\n"
-    "    urllib.request.urlopen('http://minio:9000/minio/health/live', timeout=8)\n"
+    "    urllib.request.urlopen(sys.argv[1] + '/minio/health/live', timeout=8)\n"
     "except urllib.error.HTTPError:\n"
     "    pass\n"
     "except Exception as exc:\n"
@@ -135,13 +135,21 @@ PROBE = (
 def reach_check(
     p: training.Prepared, sessions: dict[str, Session], trainer: str, board: Board | None
 ) -> None:
-    """Every worker host must reach minio on the trainer over sagemaker-local before its
-    workers start; otherwise they would wait 20 minutes for the trainer and fail."""
-    workers = sorted({w.host for w in p.plan.workers} - {trainer})
+    """Every host about to run containers must reach the run's S3 from the containers'
+    network before they start; otherwise the workers would wait 20 minutes for the trainer and
+    fail. With minio on the trainer (local) that is every worker host, over sagemaker-local;
+    with DR_CLOUD=remote, every host, the trainer's included, to DR_REMOTE_MINIO_URL."""
+    remote = p.cfg.storage == "remote"
+    url = p.cfg.get("DR_REMOTE_MINIO_URL") if remote else "http://minio:9000"
+    hosts = sorted({w.host for w in p.plan.workers} | {trainer})
+    if not remote:
+        hosts.remove(trainer)
 
     def one(host: Host) -> None:
         if board:
-            board.update(host.name, "checking the way to the trainer")
+            board.update(
+                host.name, "checking the way to S3" if remote else "checking the way to the trainer"
+            )
         image = specs.simapp_image(p.cfg, p.caps[host.name].gpus > 0)
         res = sessions[host.name].run(
             cmd(
@@ -155,12 +163,20 @@ def reach_check(
                 image,
                 "-c",
                 PROBE,
+                url,
             ),
             become=True,
             check=False,
             timeout=90,
-            task="reach the trainer",
+            task="reach S3",
         )
+        if res.exit_code != 0 and remote:
+            raise DrfleetError(
+                f"cannot reach DR_REMOTE_MINIO_URL={url} from the containers' network: "
+                f"{res.tail(2)}",
+                where=host.name,
+                fix=f"let {host.name} reach that address and port; then run train again",
+            )
         if res.exit_code != 0:
             raise DrfleetError(
                 f"cannot reach minio on the trainer {trainer} over the {NETWORK} overlay: "
@@ -169,7 +185,7 @@ def reach_check(
                 fix=f"open between {host.name} and {trainer}: {PORTS}; then run train again",
             )
 
-    failed = [o for o in fan_out([sessions[h].host for h in workers], one) if o.error]
+    failed = [o for o in fan_out([sessions[h].host for h in hosts], one) if o.error]
     if failed:
         raise DrfleetError(
             "\n".join(o.error.message for o in failed if o.error)

@@ -25,7 +25,7 @@ def train(
     inv: Inventory, env_dir: Path, options: Options, workers: int, wipe: bool, board: Board | None
 ) -> dict[str, Any]:
     p = training.prepare(env_dir, capacity.of_hosts(inv, options), workers)
-    creds = training.credentials(env_dir)
+    creds = storage.run_credentials(p.cfg, env_dir)
     with runstate.locked(env_dir):
         generation = runstate.next_generation(env_dir)
     docs = training.desired(p, creds, generation)
@@ -53,8 +53,13 @@ def train(
                 s3 = storage.s3_client(f"http://127.0.0.1:{port}", creds, region)
                 storage.wait(s3)
                 uploaded = storage.upload(s3, p, wipe, live)
-        else:
-            uploaded = storage.upload(storage.s3_client(None, creds, region), p, wipe, live)
+        else:  # remote: the user's S3 API, reached directly
+            url = p.cfg.get("DR_REMOTE_MINIO_URL")
+            s3 = storage.s3_client(url, creds, region)
+            storage.remote_access(
+                s3, p.cfg.setting("DR_LOCAL_S3_BUCKET"), url, p.cfg.setting("DR_LOCAL_S3_PROFILE")
+            )
+            uploaded = storage.upload(s3, p, wipe, live)
         with runstate.locked(env_dir):  # before any worker is told: a kill leaves a record
             previous = runstate.load(env_dir)
             runstate.save(
@@ -72,7 +77,7 @@ def train(
                     },
                 ),
             )
-        if local and len(hosts) > 1:
+        if len(hosts) > 1 or not local:
             converge.reach_check(p, sessions, trainer.name, board)
         outcomes = converge.push(
             sessions,
@@ -180,7 +185,7 @@ def rebalance(
         new_plan, moved = plan_mod.rebalance(state.plan, list(p.caps.values()), down)
         generation = runstate.next_generation(env_dir)
         p = dataclasses.replace(p, plan=new_plan)
-        docs = training.desired(p, training.credentials(env_dir), generation)
+        docs = training.desired(p, storage.run_credentials(p.cfg, env_dir), generation)
         docs = {h: d for h, d in docs.items() if h not in down}
         fenced = {h: generation for h in down if h in {w.host for w in state.plan.workers}}
         was = {str(w.slot): w.host for w in state.plan.workers}

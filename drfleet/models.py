@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from drfleet import agent_client, console, converge, runstate, storage, training
+from drfleet import agent_client, console, converge, runstate, storage
 from drfleet.agent_client import reach
 from drfleet.drfc import checks, config
 from drfleet.drfc.config import TrainingConfig
@@ -33,13 +33,23 @@ Tick = Callable[[str], None]
 
 @contextlib.contextmanager
 def run_s3(inv: Inventory, env_dir: Path, options: Options) -> Iterator[tuple[Any, TrainingConfig]]:
-    """An S3 client on the run's storage (the trainer's minio, through SSH) and the config."""
+    """An S3 client on the run's storage (the trainer's minio through SSH, or the user's S3
+    API at DR_REMOTE_MINIO_URL) and the config."""
     cfg = config.load(env_dir)
     checks.s3_keys(cfg)
+    checks.storage(cfg)
+    creds = storage.run_credentials(cfg, env_dir)
+    if cfg.storage == "remote":  # the user's S3 API, reached directly
+        url = cfg.get("DR_REMOTE_MINIO_URL")
+        s3 = storage.s3_client(url, creds, cfg.setting("DR_AWS_APP_REGION"))
+        storage.remote_access(
+            s3, cfg.setting("DR_LOCAL_S3_BUCKET"), url, cfg.setting("DR_LOCAL_S3_PROFILE")
+        )
+        yield s3, cfg
+        return
     trainer = inv.trainer
     if trainer is None:
         raise DrfleetError("no host of the inventory has the trainer role", where=inv.path)
-    creds = training.credentials(env_dir)
     with session(trainer, options) as s:
         if not converge.has_container(s, RLCOACH) and not converge.has_container(s, MINIO):
             with runstate.locked(env_dir):

@@ -1,4 +1,5 @@
-"""The run's S3 (minio on the trainer): the client, what train uploads, waiting for it."""
+"""The run's S3: minio on the trainer (DR_CLOUD=local) or the user's S3 API at
+DR_REMOTE_MINIO_URL (remote); the client, its keys, what train uploads, waiting for it."""
 
 from __future__ import annotations
 
@@ -23,6 +24,57 @@ def s3_client(endpoint: str | None, creds: dict[str, str], region: str) -> Any:
             retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=30
         ),
     )
+
+
+def run_credentials(cfg: Any, env_dir: Any) -> dict[str, str]:
+    """The keys the controller and the containers use: minio's generated ones (local), or
+    DR_LOCAL_S3_PROFILE's (remote: activate.sh reads them with `aws configure get`)."""
+    if cfg.storage == "remote":
+        return profile_keys(cfg.setting("DR_LOCAL_S3_PROFILE") or "default", "DR_LOCAL_S3_PROFILE")
+    return training.credentials(env_dir)
+
+
+def profile_keys(profile: str, setting: str) -> dict[str, str]:
+    import boto3
+    import botocore.exceptions
+
+    try:
+        found = boto3.Session(profile_name=profile).get_credentials()
+    except botocore.exceptions.ProfileNotFound:
+        found = None
+    frozen = found.get_frozen_credentials() if found else None
+    if frozen is None or not frozen.access_key or not frozen.secret_key:
+        raise DrfleetError(
+            f"{setting}={profile}: no AWS keys in that profile",
+            fix=f"aws configure --profile {profile} (the S3 API's access and secret key)",
+        )
+    return {"access_key": frozen.access_key, "secret_key": frozen.secret_key}
+
+
+def remote_access(s3: Any, bucket: str, url: str, profile: str) -> None:
+    """DR_CLOUD=remote: the S3 API answers, takes the profile's keys and has the bucket;
+    otherwise one message naming the setting to fix, before anything starts."""
+    import botocore.exceptions
+
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except botocore.exceptions.ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in ("404", "NoSuchBucket"):
+            raise DrfleetError(
+                f"DR_LOCAL_S3_BUCKET={bucket}: no such bucket at {url}; nothing was started",
+                fix="create it there, or set DR_LOCAL_S3_BUCKET to one it has",
+            ) from None
+        raise DrfleetError(
+            f"DR_LOCAL_S3_PROFILE={profile}: {url} refuses its keys for bucket {bucket} "
+            f"({code}); nothing was started",
+            fix=f"aws configure --profile {profile} with keys the S3 API knows",
+        ) from None
+    except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError):
+        raise DrfleetError(
+            f"DR_REMOTE_MINIO_URL={url}: nothing answers there; nothing was started",
+            fix="start the S3 API, or correct the URL in system.env",
+        ) from None
 
 
 def profile_client(profile: str, region: str, setting: str) -> Any:

@@ -51,16 +51,52 @@ def shares(episodes: int, workers: int) -> list[int]:
     return [episodes // workers + (1 if idx < episodes % workers else 0) for idx in range(workers)]
 
 
-def check(cfg: TrainingConfig) -> Advice:
-    e, n = cfg.episodes, cfg.workers
-    hyper = str(cfg.custom_dir / "hyperparameters.json")
+def storage(cfg: TrainingConfig) -> None:
+    """DR_CLOUD as activate.sh reads it: local and azure (minio on the trainer), remote (the
+    S3 API at DR_REMOTE_MINIO_URL); aws is not supported yet."""
+    if cfg.storage == "remote":
+        url = cfg.get("DR_REMOTE_MINIO_URL")
+        if remote_url_problem(url):
+            raise ConfigError(
+                f"DR_CLOUD=remote needs DR_REMOTE_MINIO_URL, the S3 API every host and this "
+                f"machine reach: {remote_url_problem(url)}",
+                where=cfg.where("DR_REMOTE_MINIO_URL"),
+                fix="DR_REMOTE_MINIO_URL=http://<host>:9000 in system.env",
+            )
+        return
     if cfg.storage != "local":
         raise ConfigError(
             f"DR_CLOUD={cfg.get('DR_CLOUD')} is not supported by drfleet yet: it trains with "
-            "minio on the trainer host (DR_CLOUD=local, or azure, which DRfC treats the same)",
+            "minio on the trainer host (DR_CLOUD=local, or azure, which DRfC treats the same) "
+            "or an S3 API of your own (DR_CLOUD=remote with DR_REMOTE_MINIO_URL)",
             where=cfg.where("DR_CLOUD"),
-            fix="set DR_CLOUD=local; the model can then be copied out of the trainer's minio",
+            fix="set DR_CLOUD=local or remote; a model can be uploaded to AWS with upload-model",
         )
+
+
+def remote_url_problem(url: str) -> str | None:
+    from urllib.parse import urlsplit
+
+    if not url:
+        return "it is not set"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError as exc:
+        return f"{url!r} is not a URL ({exc})"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{url!r} is not an http(s)://host[:port] URL"
+    if parts.path not in ("", "/") or parts.query or parts.username:
+        return f"{url!r} holds more than scheme, host and port"
+    if any(c in url for c in " '\"`$;"):
+        return f"{url!r} holds characters a URL should not"
+    return None
+
+
+def check(cfg: TrainingConfig) -> Advice:
+    e, n = cfg.episodes, cfg.workers
+    hyper = str(cfg.custom_dir / "hyperparameters.json")
+    storage(cfg)
     if n > e:
         raise ConfigError(
             f"{n} workers but num_episodes_between_training is {e}: a worker beyond the "

@@ -370,16 +370,59 @@ def test_experiment_name_from_the_environment_wins(tmp_path: Path) -> None:
         config.load(d, environ={"DR_EXPERIMENT_NAME": "nope"})
 
 
-@pytest.mark.parametrize("cloud", ["aws", "remote"])
-def test_storage_other_than_minio_is_refused_up_front(tmp_path: Path, cloud: str) -> None:
+def test_aws_is_refused_up_front(tmp_path: Path) -> None:
     d = drfc(
         tmp_path,
-        system=SYSTEM.format(workers=1).replace("DR_CLOUD=local", f"DR_CLOUD={cloud}"),
+        system=SYSTEM.format(workers=1).replace("DR_CLOUD=local", "DR_CLOUD=aws"),
         run=RUN.format(multi="False"),
     )
-    with pytest.raises(ConfigError, match=f"DR_CLOUD={cloud} is not supported") as err:
+    with pytest.raises(ConfigError, match="DR_CLOUD=aws is not supported") as err:
         checks.check(config.load(d, environ={}))
-    assert "system.env:1" in str(err.value)
+    assert "system.env:1" in str(err.value) and "DR_CLOUD=remote" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("", "it is not set"),
+        ("ftp://nas:9000", "is not an http(s)://host[:port] URL"),
+        ("http://nas:9000/bucket", "holds more than scheme, host and port"),
+        ("http://nas:99999", "is not a URL"),
+        ("http://nas:9000;reboot", "is not a URL"),
+    ],
+)
+def test_remote_needs_a_plain_url(tmp_path: Path, url: str, why: str) -> None:
+    system = SYSTEM.format(workers=1).replace("DR_CLOUD=local", "DR_CLOUD=remote")
+    d = drfc(
+        tmp_path, system=system + f"DR_REMOTE_MINIO_URL={url}\n", run=RUN.format(multi="False")
+    )
+    with pytest.raises(ConfigError, match="DR_CLOUD=remote needs DR_REMOTE_MINIO_URL") as err:
+        checks.check(config.load(d, environ={}))
+    assert why in str(err.value)
+
+
+def test_remote_storage_starts_no_minio_and_gives_its_url(tmp_path: Path) -> None:
+    """DR_CLOUD=remote: docker-compose-endpoint.yml with DR_MINIO_URL=DR_REMOTE_MINIO_URL and
+    -keys.yml with the profile's keys; no minio (DR_MINIO_COMPOSE_FILE is empty)."""
+    cfg, _ = setup(tmp_path, 3, system_extra="DR_REMOTE_MINIO_URL=http://nas.example:9000\n")
+    system = (cfg.env_dir / "system.env").read_text().replace("DR_CLOUD=local", "DR_CLOUD=remote")
+    (cfg.env_dir / "system.env").write_text(system)
+    cfg = config.load(cfg.env_dir, environ={})
+    checks.check(cfg)
+    files = params.files(cfg, now=0)
+    caps = [Capacity(host="t", vcpus=16, trainer=True)]
+    names = list(files) * 3
+    plan = place(
+        3, caps, [files[n]["WORLD_NAME"] for n in names], checks.shares(cfg.episodes, 3), names
+    )
+    docs = build(plan, cfg, {c.host: c for c in caps}, CREDS, files, generation=1)
+    assert containers(docs, "minio") == []
+    (rc,) = containers(docs, "rl_coach")
+    assert rc["env"] == {**RL_COACH_ENV, "S3_ENDPOINT_URL": "http://nas.example:9000"}
+    for w in containers(docs, "robomaker"):
+        assert w["env"]["S3_ENDPOINT_URL"] == "http://nas.example:9000"
+        assert (w["env"]["AWS_ACCESS_KEY_ID"], w["env"]["AWS_SECRET_ACCESS_KEY"]) == ("AK", "SK")
+    assert files["training_params.yaml"]["S3_ENDPOINT_URL"] == "http://nas.example:9000"
 
 
 def test_init_writes_drfc_template_keys_and_defaults(tmp_path: Path) -> None:

@@ -1,0 +1,124 @@
+"""DR_CLOUD=remote (issue 13): the run's S3 is an S3 API of the user's own (a minio on a NAS
+or another host), at DR_REMOTE_MINIO_URL, with the keys of the AWS profile
+DR_LOCAL_S3_PROFILE. Here it is the stand-in minio (which refuses other keys, as minio does)
+on h3, a worker host that is not the trainer."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.conftest import invoke
+from tests.testbed import TestBed
+from tests.testbed.drfc_run import PREFIX, containers, write_drfc
+
+pytestmark = pytest.mark.testbed
+
+NAS = "drfleet-test-nas"
+KEY, SECRET = "naskey", "nas-secret-1"
+
+
+def nas_client(url: str) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id=KEY,
+        aws_secret_access_key=SECRET,
+    )
+
+
+def nas_up(bed: TestBed) -> str:
+    """The stand-in minio on h3's port 9000 (from the simapp image h3 has as a worker host)."""
+    bed.exec(
+        "h3",
+        f"docker run -d --name {NAS} -p 9000:9000 -e MINIO_ROOT_USER={KEY} "
+        f"-e MINIO_ROOT_PASSWORD={SECRET} --entrypoint python3 drfleet-standin/simapp:1.0-cpu "
+        "/opt/ml/code/standin.py minio server /data",
+    )
+    url = f"http://{bed.hosts['h3'].address}:9000"
+    client = nas_client(url)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            client.create_bucket(Bucket="nasbucket")
+            return url
+        except Exception:
+            assert time.monotonic() < deadline, "the NAS stand-in did not start"
+            time.sleep(0.5)
+
+
+def test_remote_s3_trains_without_minio_and_bad_input_is_named(
+    fleet: tuple[TestBed, Path], tmp_path: Path
+) -> None:
+    bed, _ = fleet
+    bed.write_inventory(worker_vcpus=1, trainer_vcpus=1)
+    url = nas_up(bed)
+    try:
+        env_dir = write_drfc(tmp_path / "drfc", 2, {2: "Monaco"}, 4, {"standin_iterations": 1})
+        system = env_dir / "system.env"
+        base = system.read_text().replace("DR_CLOUD=local", "DR_CLOUD=remote")
+        base = base.replace("DR_LOCAL_S3_BUCKET=bucket", "DR_LOCAL_S3_BUCKET=nasbucket")
+        base = base.replace("DR_LOCAL_S3_PROFILE=minio", "DR_LOCAL_S3_PROFILE=nas")
+        assert "DR_LOCAL_S3_PROFILE=nas" in base and "DR_LOCAL_S3_BUCKET=nasbucket" in base
+        creds = tmp_path / "credentials"
+        env = {
+            "AWS_SHARED_CREDENTIALS_FILE": str(creds),
+            "AWS_CONFIG_FILE": str(tmp_path / "config"),
+        }
+        (tmp_path / "config").write_text("")
+        args = ("-i", str(bed.inventory), "--env-dir", str(env_dir))
+
+        def refused(system_text: str, secret: str, *expected: str) -> None:
+            system.write_text(system_text)
+            creds.write_text(
+                f"[nas]\naws_access_key_id = {KEY}\naws_secret_access_key = {secret}\n"
+            )
+            run = invoke("train", *args, "--wipe", env=env)
+            assert run.code == 2, run.stdout[-2000:] + run.stderr
+            for text in expected:
+                assert text in run.stderr, run.stderr
+            assert "nothing was started" in run.stderr
+            assert not [c for h in containers(bed).values() for c in h if c.startswith("drfleet-")]
+
+        with_url = base + f"DR_REMOTE_MINIO_URL={url}\n"
+        refused(with_url, "wrong", "DR_LOCAL_S3_PROFILE=nas:", "refuses its keys")
+        refused(
+            with_url.replace("=nasbucket", "=nobucket"),
+            SECRET,
+            "DR_LOCAL_S3_BUCKET=nobucket: no such bucket at " + url,
+        )
+        dead = url.replace(":9000", ":9009")
+        refused(base + f"DR_REMOTE_MINIO_URL={dead}\n", SECRET, f"DR_REMOTE_MINIO_URL={dead}:")
+        system.write_text(with_url)
+        run = invoke("train", *args, "--wipe", "--json", env=env)
+        assert run.code == 0, run.stdout[-2000:] + run.stderr
+        try:
+            nas = nas_client(url)
+            deadline = time.monotonic() + 120
+            key = f"{PREFIX}/standin/iteration-0.json"
+            while not nas.list_objects_v2(Bucket="nasbucket", Prefix=key).get("Contents"):
+                assert time.monotonic() < deadline, "no iteration trained against the NAS"
+                time.sleep(1)
+            episodes = json.loads(nas.get_object(Bucket="nasbucket", Key=key)["Body"].read())
+            assert sorted(e["slot"] for e in episodes) == [1, 1, 2, 2]
+            running = containers(bed)
+            assert not [c for h in running.values() for c in h if c == "drfleet-minio"]
+            rlcoach = json.loads(bed.exec("h1", "docker inspect drfleet-rlcoach"))[0]
+            cenv = dict(e.split("=", 1) for e in rlcoach["Config"]["Env"])
+            assert cenv["S3_ENDPOINT_URL"] == url and cenv["AWS_ACCESS_KEY_ID"] == KEY
+            out = tmp_path / "model"
+            dl = invoke("download-model", "--out", str(out), "--json", *args, env=env)
+            assert dl.code == 0 and (out / "model" / "deepracer_checkpoints.json").exists(), (
+                dl.stdout + dl.stderr
+            )
+        finally:
+            stop = invoke("stop", *args, env=env)
+            assert stop.code == 0, stop.stderr
+    finally:
+        bed.exec("h3", f"docker rm -f {NAS}")
