@@ -19,7 +19,7 @@ from tests.testbed.drfc_run import PREFIX, containers, write_drfc
 
 pytestmark = pytest.mark.testbed
 
-NAS = "drfleet-test-nas"
+NAS = "test-nas"  # not drfleet-*: the tests look for those
 KEY, SECRET = "naskey", "nas-secret-1"
 
 
