@@ -320,4 +320,53 @@ def increment_training(
         )
 
 
-TASKS = (download_model, import_model, upload_model, car_model, increment_training)
+@command(
+    command="a command line to run (through sh) instead of an interactive shell",
+)
+def s3(
+    c: Any,
+    command: str | None = None,
+    inventory: str | None = None,
+    env_dir: str | None = None,
+    accept_new_host_keys: bool = False,
+    known_hosts: str | None = None,
+    verbose: int = 0,
+) -> None:
+    """Run a shell (or --command) with the run's S3 in its environment (DRfC's dr-local-aws).
+
+    AWS_ENDPOINT_URL, the keys and the region are set, so `aws s3 ls s3://bucket/` and boto3
+    reach the trainer's minio (through SSH, open while the shell runs) or DR_REMOTE_MINIO_URL.
+    Nothing is printed or written: the keys live in that process's environment only."""
+    import os
+    import subprocess
+
+    from drfleet import models, storage
+
+    inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+    env_path = Path(env_dir or ".")
+    with models.run_s3(inv, env_path, options) as (client, cfg):
+        creds = storage.run_credentials(cfg, env_path)
+        env = {
+            **os.environ,
+            "AWS_ENDPOINT_URL": client.meta.endpoint_url,
+            "AWS_ACCESS_KEY_ID": creds["access_key"],
+            "AWS_SECRET_ACCESS_KEY": creds["secret_key"],
+            "AWS_DEFAULT_REGION": cfg.setting("DR_AWS_APP_REGION"),
+            "AWS_REGION": cfg.setting("DR_AWS_APP_REGION"),
+            "DR_LOCAL_S3_BUCKET": cfg.setting("DR_LOCAL_S3_BUCKET"),
+        }
+        for k in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
+            env.pop(k, None)
+        if command:
+            code = subprocess.run(["sh", "-c", command], env=env, check=False).returncode
+        else:
+            shell = os.environ.get("SHELL") or "/bin/sh"
+            print(f"S3 of this run at {env['AWS_ENDPOINT_URL']} until you exit this shell")
+            code = subprocess.run([shell], env=env, check=False).returncode
+    if code:
+        from invoke.exceptions import Exit
+
+        raise Exit(code=code)
+
+
+TASKS = (download_model, import_model, upload_model, car_model, increment_training, s3)

@@ -1,11 +1,13 @@
 """The model's way out, checked on a trained fleet: upload-model to a bucket standing in for
-the user's AWS account, car-model, and increment-training into the next run."""
+the user's AWS account, car-model, drfleet s3, and increment-training into the next run."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
+import shlex
+import sys
 import tarfile
 import time
 from collections.abc import Iterator
@@ -219,3 +221,29 @@ def check_increment_training(bed: TestBed, env_dir: Path) -> None:
         (env_dir / "run.env.bak").unlink(missing_ok=True)
         stop = invoke("stop", *args)
         assert stop.code == 0, stop.stderr
+
+
+LIST = (
+    "import boto3, os; c = boto3.client('s3'); "
+    "print(os.environ['AWS_ENDPOINT_URL']); "
+    "print(*[o['Key'] for o in c.list_objects_v2(Bucket=os.environ['DR_LOCAL_S3_BUCKET'], "
+    "Prefix='rl-deepracer-sagemaker/model/')['Contents']], sep='\\n')"
+)
+
+
+def check_s3_shell(bed: TestBed, env_dir: Path) -> None:
+    """drfleet s3 (DRfC's dr-local-aws): a command whose environment reaches the run's minio
+    through SSH, with its keys (aws CLI and boto3 read AWS_ENDPOINT_URL); the keys are not
+    printed."""
+    code = f"{sys.executable} -c {shlex.quote(LIST)}"
+    run = invoke("s3", "--command", code, "-i", str(bed.inventory), "--env-dir", str(env_dir))
+    assert run.code == 0, run.stdout[-2000:] + run.stderr
+    lines = run.stdout.split()
+    assert lines[0].startswith("http://127.0.0.1:") and lines[0] != "http://127.0.0.1:9000"
+    assert f"{PREFIX}/model/deepracer_checkpoints.json" in lines
+    secret = json.loads((env_dir / ".drfleet" / "minio-credentials.json").read_text())
+    assert secret["secret_key"] not in run.stdout + run.stderr
+    failed = invoke(
+        "s3", "--command", "exit 3", "-i", str(bed.inventory), "--env-dir", str(env_dir)
+    )
+    assert failed.code == 3  # the command's own exit status

@@ -25,7 +25,12 @@ from tests.testbed.drfc_run import (
     write_drfc,
 )
 from tests.testbed.images import ensure_standin
-from tests.testbed.model_out import check_car_model, check_increment_training, check_upload_model
+from tests.testbed.model_out import (
+    check_car_model,
+    check_increment_training,
+    check_s3_shell,
+    check_upload_model,
+)
 
 pytestmark = pytest.mark.testbed
 
@@ -147,6 +152,7 @@ def test_five_workers_on_three_hosts_train_as_planned(
         check_model_way_out(bed, env_dir, tmp_path)
         check_upload_model(bed, env_dir, tmp_path)
         check_car_model(bed, env_dir, tmp_path)
+        check_s3_shell(bed, env_dir)
         # the agent's desired state holds the minio credentials: root's alone on every host
         for h in ("h1", "h2", "h3"):
             assert bed.exec(h, "stat -c %a /var/lib/drfleet/desired.json").strip() == "600"
