@@ -126,6 +126,8 @@ def upload_model(
     from drfleet.drfc import checks
 
     env = Path(env_dir or ".")
+    if not local:
+        _upload_bucket_defined(env)
     if increment and not dry_run:
         _increment_upload_prefix(env)
     inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
@@ -187,6 +189,21 @@ def upload_model(
             print(f"  {key}")
 
 
+def _upload_bucket_defined(env: Path) -> None:
+    """DRfC stops with "No upload bucket defined" when DR_UPLOAD_S3_BUCKET is empty; its
+    template's not-defined means the same. Said before anything connects."""
+    from drfleet.drfc import config
+
+    cfg = config.load(env)
+    bucket = cfg.setting("DR_UPLOAD_S3_BUCKET")
+    if bucket in ("", "not-defined"):
+        raise DrfleetError(
+            f"DR_UPLOAD_S3_BUCKET is {bucket or 'empty'}: no upload bucket is defined",
+            where=cfg.where("DR_UPLOAD_S3_BUCKET"),
+            fix="set it to the S3 bucket the DeepRacer console imports from (or use --local)",
+        )
+
+
 def _increment_upload_prefix(env: Path) -> None:
     """scripts/upload/increment.sh: DR_UPLOAD_S3_PREFIX gets the next number in run.env."""
     from drfleet import increment
@@ -230,6 +247,8 @@ def car_model(
     from drfleet import console, models, storage
     from drfleet.localfs import atomic_write
 
+    if upload and not local:
+        _upload_bucket_defined(Path(env_dir or "."))
     inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
     with models.run_s3(inv, Path(env_dir or "."), options) as (s3, cfg):
         values = {k: cfg.setting(k) for k in ("DR_LOCAL_S3_MODEL_PREFIX",)}

@@ -76,3 +76,14 @@ def test_flags_mean_one_thing_everywhere_and_h_is_help() -> None:
         assert help_.returncode == 0 and "Usage:" in help_.stdout, (name, help_.stderr)
     wipe = next(a for a in ns["train"].get_arguments() if a.name == "wipe")
     assert wipe.names == ("wipe",)
+
+
+def test_upload_without_an_upload_bucket_says_so_before_connecting(tmp_path: Path) -> None:
+    assert (
+        drfleet("init", cwd=tmp_path).code == 0
+    )  # DRfC's template: DR_UPLOAD_S3_BUCKET=not-defined
+    for args in (("upload-model",), ("car-model", "--upload")):
+        run = drfleet(*args, cwd=tmp_path)
+        assert run.code == 2, run.stdout + run.stderr
+        assert "DR_UPLOAD_S3_BUCKET is not-defined: no upload bucket is defined" in run.stderr
+        assert "system.env:" in run.stderr and "--local" in run.stderr
