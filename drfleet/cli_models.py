@@ -175,6 +175,7 @@ def upload_model(
                 wipe,
                 dry_run,
                 lambda line: board.progress("model", f"{target}: {line}"),
+                "DR_LOCAL_S3_BUCKET" if local else "DR_UPLOAD_S3_BUCKET",
             )
     if json:
         print_json(done)

@@ -1,8 +1,10 @@
 """The model's way out and back in. `download-model` copies a model prefix of the run's S3 to
 a folder here; `import-model` puts a folder under a new prefix (so a model trained elsewhere,
-DRfC's included, continues here through DR_LOCAL_S3_PRETRAINED_PREFIX). The run's S3 is the
-trainer's minio, reached through SSH; when no run is live, minio is started alone, as train
-starts it, and keeps running (its data is on the trainer's disk either way)."""
+DRfC's included, continues here through DR_LOCAL_S3_PRETRAINED_PREFIX); `upload-model` copies a
+checkpoint to the console's layout in another bucket; `car-model` builds a car's tar.gz. The
+run's S3 is the trainer's minio, reached through SSH (when no run is live, minio is started
+alone, as train starts it, and keeps running; its data is on the trainer's disk either way), or
+the user's S3 API at DR_REMOTE_MINIO_URL."""
 
 from __future__ import annotations
 
@@ -181,6 +183,7 @@ def upload_model(
     wipe: bool,
     dry_run: bool,
     tick: Tick,
+    dst_setting: str = "DR_UPLOAD_S3_BUCKET",
 ) -> dict[str, Any]:
     """DRfC's upload-model.sh: the checkpoint with its metadata, reward function, metrics,
     hyperparameters and training_params.yaml under target/ in the console's layout. Everything
@@ -226,7 +229,7 @@ def upload_model(
     }
     if dry_run:
         return result
-    storage.bucket_exists(dst, dst_bucket, "DR_UPLOAD_S3_BUCKET")
+    storage.bucket_exists(dst, dst_bucket, dst_setting)
     meter = Meter(sum(len(bodies.get(k, b"")) if k else len(writes[t]) for k, t in plan))
     for k, t in plan:
         body = bodies[k] if k is not None else writes[t]
