@@ -26,13 +26,20 @@ def train(
 ) -> dict[str, Any]:
     p = training.prepare(env_dir, capacity.of_hosts(inv, options), workers)
     creds = storage.run_credentials(p.cfg, env_dir)
+    local = p.cfg.storage == "local"
+    region = p.cfg.setting("DR_AWS_APP_REGION")
+    remote = None
+    if not local:  # the user's S3 API, reached directly: checked before any host is touched
+        url = p.cfg.get("DR_REMOTE_MINIO_URL")
+        remote = storage.s3_client(url, creds, region)
+        storage.remote_access(
+            remote, p.cfg.setting("DR_LOCAL_S3_BUCKET"), url, p.cfg.setting("DR_LOCAL_S3_PROFILE")
+        )
     with runstate.locked(env_dir):
         generation = runstate.next_generation(env_dir)
     docs = training.desired(p, creds, generation)
     hosts = [inv.hosts[h] for h in docs]
     trainer = inv.hosts[p.plan.trainer]
-    local = p.cfg.storage == "local"
-    region = p.cfg.setting("DR_AWS_APP_REGION")
     sessions = {h.name: session(h, options) for h in hosts}
     try:
         converge.preflight(sessions, docs, options.limit)
@@ -53,13 +60,8 @@ def train(
                 s3 = storage.s3_client(f"http://127.0.0.1:{port}", creds, region)
                 storage.wait(s3)
                 uploaded = storage.upload(s3, p, wipe, live)
-        else:  # remote: the user's S3 API, reached directly
-            url = p.cfg.get("DR_REMOTE_MINIO_URL")
-            s3 = storage.s3_client(url, creds, region)
-            storage.remote_access(
-                s3, p.cfg.setting("DR_LOCAL_S3_BUCKET"), url, p.cfg.setting("DR_LOCAL_S3_PROFILE")
-            )
-            uploaded = storage.upload(s3, p, wipe, live)
+        else:
+            uploaded = storage.upload(remote, p, wipe, live)
         with runstate.locked(env_dir):  # before any worker is told: a kill leaves a record
             previous = runstate.load(env_dir)
             runstate.save(

@@ -257,6 +257,17 @@ def test_controller_killed_mid_train_rerun_converges_and_stop_cleans(
 ) -> None:
     bed, _ = fleet
     env_dir = write_drfc(tmp_path / "drfc", 4, {2: "Monaco", 3: "Monaco", 4: "Bowtie_track"}, 4)
+    # a first train of a model of its own: minio keeps earlier runs' models, and a train killed
+    # before its --wipe reached S3 leaves them there (the rerun would rightly refuse them)
+    run_env = env_dir / "run.env"
+    prefix = "killed-" + moment.replace(" ", "-")
+    run_env.write_text(
+        run_env.read_text().replace(
+            "DR_LOCAL_S3_MODEL_PREFIX=rl-deepracer-sagemaker\n",
+            f"DR_LOCAL_S3_MODEL_PREFIX={prefix}\n",
+        )
+    )
+    assert f"DR_LOCAL_S3_MODEL_PREFIX={prefix}\n" in run_env.read_text()
     bed.write_inventory(worker_vcpus=1, trainer_vcpus=1)
     args = ("--inventory", str(bed.inventory), "--env-dir", str(env_dir))
 
