@@ -9,8 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
+from drfleet.drfc import params
 from drfleet.errors import DrfleetError
 
 INDEX = "model/deepracer_checkpoints.json"
@@ -123,26 +122,15 @@ def training_params(values: dict[str, str], bucket: str, prefix: str) -> str:
     c["START_POSITION_OFFSET"] = g("DR_TRAIN_START_POSITION_OFFSET", "0.00")
     c["ENABLE_DOMAIN_RANDOMIZATION"] = g("DR_ENABLE_DOMAIN_RANDOMIZATION", "false")
     c["MIN_EVAL_TRIALS"] = g("DR_TRAIN_MIN_EVAL_TRIALS", "5")
-    if c["RACE_TYPE"] == "OBJECT_AVOIDANCE":
-        c["NUMBER_OF_OBSTACLES"] = g("DR_OA_NUMBER_OF_OBSTACLES", "6")
-        c["MIN_DISTANCE_BETWEEN_OBSTACLES"] = g("DR_OA_MIN_DISTANCE_BETWEEN_OBSTACLES", "2.0")
-        c["RANDOMIZE_OBSTACLE_LOCATIONS"] = g("DR_OA_RANDOMIZE_OBSTACLE_LOCATIONS", "True")
-        c["IS_OBSTACLE_BOT_CAR"] = g("DR_OA_IS_OBSTACLE_BOT_CAR", "false")
-        positions = g("DR_OA_OBJECT_POSITIONS", "")
+    if c["RACE_TYPE"] == params.OA:
+        c.update(params.race_settings(values, params.OA_SETTINGS))
+        positions = g("DR_OA_OBJECT_POSITIONS", "")  # quotes kept, unlike training's
         if positions != "":
             c["OBJECT_POSITIONS"] = positions.split(";")
             c["NUMBER_OF_OBSTACLES"] = str(len(c["OBJECT_POSITIONS"]))
-    if c["RACE_TYPE"] == "HEAD_TO_BOT":
-        c["IS_LANE_CHANGE"] = g("DR_H2B_IS_LANE_CHANGE", "False")
-        c["LOWER_LANE_CHANGE_TIME"] = g("DR_H2B_LOWER_LANE_CHANGE_TIME", "3.0")
-        c["UPPER_LANE_CHANGE_TIME"] = g("DR_H2B_UPPER_LANE_CHANGE_TIME", "5.0")
-        c["LANE_CHANGE_DISTANCE"] = g("DR_H2B_LANE_CHANGE_DISTANCE", "1.0")
-        c["NUMBER_OF_BOT_CARS"] = g("DR_H2B_NUMBER_OF_BOT_CARS", "0")
-        c["MIN_DISTANCE_BETWEEN_BOT_CARS"] = g("DR_H2B_MIN_DISTANCE_BETWEEN_BOT_CARS", "2.0")
-        c["RANDOMIZE_BOT_CAR_LOCATIONS"] = g("DR_H2B_RANDOMIZE_BOT_CAR_LOCATIONS", "False")
-        c["BOT_CAR_SPEED"] = g("DR_H2B_BOT_CAR_SPEED", "0.2")
-    out: str = yaml.dump(c, default_flow_style=False, default_style="'", explicit_start=True)
-    return out
+    if c["RACE_TYPE"] == params.H2B:
+        c.update(params.race_settings(values, params.H2B_SETTINGS))
+    return params.dump(c)
 
 
 def console_objects(

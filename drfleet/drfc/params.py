@@ -72,6 +72,32 @@ def base(values: dict[str, str], workers: int, now: float) -> dict[str, Any]:
     return c
 
 
+# (params key, DR_* setting, default) that both prepare-config.py scripts (training's and
+# upload's) write for object avoidance and head-to-bot
+OA_SETTINGS = (
+    ("NUMBER_OF_OBSTACLES", "DR_OA_NUMBER_OF_OBSTACLES", "6"),
+    ("MIN_DISTANCE_BETWEEN_OBSTACLES", "DR_OA_MIN_DISTANCE_BETWEEN_OBSTACLES", "2.0"),
+    ("RANDOMIZE_OBSTACLE_LOCATIONS", "DR_OA_RANDOMIZE_OBSTACLE_LOCATIONS", "True"),
+    ("IS_OBSTACLE_BOT_CAR", "DR_OA_IS_OBSTACLE_BOT_CAR", "false"),
+)
+H2B_SETTINGS = (
+    ("IS_LANE_CHANGE", "DR_H2B_IS_LANE_CHANGE", "False"),
+    ("LOWER_LANE_CHANGE_TIME", "DR_H2B_LOWER_LANE_CHANGE_TIME", "3.0"),
+    ("UPPER_LANE_CHANGE_TIME", "DR_H2B_UPPER_LANE_CHANGE_TIME", "5.0"),
+    ("LANE_CHANGE_DISTANCE", "DR_H2B_LANE_CHANGE_DISTANCE", "1.0"),
+    ("NUMBER_OF_BOT_CARS", "DR_H2B_NUMBER_OF_BOT_CARS", "0"),
+    ("MIN_DISTANCE_BETWEEN_BOT_CARS", "DR_H2B_MIN_DISTANCE_BETWEEN_BOT_CARS", "2.0"),
+    ("RANDOMIZE_BOT_CAR_LOCATIONS", "DR_H2B_RANDOMIZE_BOT_CAR_LOCATIONS", "False"),
+    ("BOT_CAR_SPEED", "DR_H2B_BOT_CAR_SPEED", "0.2"),
+)
+
+
+def race_settings(
+    values: dict[str, str], table: tuple[tuple[str, str, str], ...]
+) -> dict[str, str]:
+    return {key: values.get(setting, default) for key, setting, default in table}
+
+
 def per_worker(values: dict[str, str]) -> dict[str, Any]:
     """The settings a worker-k.env may change, with DRfC's single-config defaults."""
     g = values.get
@@ -96,33 +122,15 @@ def per_worker(values: dict[str, str]) -> dict[str, Any]:
         "ENABLE_EXTRA_KVS_OVERLAY": g("DR_ENABLE_EXTRA_KVS_OVERLAY", "False"),
     }
     if c["RACE_TYPE"] == OA:
-        c.update(
-            {
-                "NUMBER_OF_OBSTACLES": g("DR_OA_NUMBER_OF_OBSTACLES", "6"),
-                "MIN_DISTANCE_BETWEEN_OBSTACLES": g("DR_OA_MIN_DISTANCE_BETWEEN_OBSTACLES", "2.0"),
-                "RANDOMIZE_OBSTACLE_LOCATIONS": g("DR_OA_RANDOMIZE_OBSTACLE_LOCATIONS", "True"),
-                "IS_OBSTACLE_BOT_CAR": g("DR_OA_IS_OBSTACLE_BOT_CAR", "false"),
-                "OBSTACLE_TYPE": g("DR_OA_OBSTACLE_TYPE", "box_obstacle"),
-            }
-        )
+        c.update(race_settings(values, OA_SETTINGS))
+        c["OBSTACLE_TYPE"] = g("DR_OA_OBSTACLE_TYPE", "box_obstacle")
         positions = g("DR_OA_OBJECT_POSITIONS", "").replace('"', "")
         if positions:
             c["OBJECT_POSITIONS"] = positions.split(";")
             c["NUMBER_OF_OBSTACLES"] = str(len(c["OBJECT_POSITIONS"]))
     if c["RACE_TYPE"] == H2B:
-        c.update(
-            {
-                "IS_LANE_CHANGE": g("DR_H2B_IS_LANE_CHANGE", "False"),
-                "LOWER_LANE_CHANGE_TIME": g("DR_H2B_LOWER_LANE_CHANGE_TIME", "3.0"),
-                "UPPER_LANE_CHANGE_TIME": g("DR_H2B_UPPER_LANE_CHANGE_TIME", "5.0"),
-                "LANE_CHANGE_DISTANCE": g("DR_H2B_LANE_CHANGE_DISTANCE", "1.0"),
-                "NUMBER_OF_BOT_CARS": g("DR_H2B_NUMBER_OF_BOT_CARS", "0"),
-                "MIN_DISTANCE_BETWEEN_BOT_CARS": g("DR_H2B_MIN_DISTANCE_BETWEEN_BOT_CARS", "2.0"),
-                "RANDOMIZE_BOT_CAR_LOCATIONS": g("DR_H2B_RANDOMIZE_BOT_CAR_LOCATIONS", "False"),
-                "BOT_CAR_SPEED": g("DR_H2B_BOT_CAR_SPEED", "0.2"),
-                "PENALTY_SECONDS": g("DR_H2B_BOT_CAR_PENALTY", "2.0"),
-            }
-        )
+        c.update(race_settings(values, H2B_SETTINGS))
+        c["PENALTY_SECONDS"] = g("DR_H2B_BOT_CAR_PENALTY", "2.0")
     return c
 
 
