@@ -74,11 +74,7 @@ def run_s3(inv: Inventory, env_dir: Path, options: Options) -> Iterator[tuple[An
 def download(s3: Any, bucket: str, prefix: str, out: Path, tick: Tick) -> dict[str, Any]:
     """Every object under prefix/ to out/<its key below prefix>; each file lands whole (a
     temporary name, then renamed), and nothing is written outside out."""
-    found = [
-        o
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/")
-        for o in page.get("Contents", [])
-    ]
+    found = storage.every(s3, bucket, prefix)
     if not found:
         raise DrfleetError(
             f"s3://{bucket}/{prefix}/ holds nothing",
@@ -140,19 +136,7 @@ def upload(s3: Any, bucket: str, prefix: str, src: Path, wipe: bool, tick: Tick)
 
 def _names(s3: Any, bucket: str, prefix: str) -> list[str]:
     """Every key under prefix/, relative to it."""
-    return [
-        o["Key"][len(prefix) + 1 :]
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/")
-        for o in page.get("Contents", [])
-    ]
-
-
-def _read(s3: Any, bucket: str, key: str) -> bytes | None:
-    try:
-        body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        return body
-    except s3.exceptions.NoSuchKey:
-        return None
+    return [o["Key"][len(prefix) + 1 :] for o in storage.every(s3, bucket, prefix)]
 
 
 def chosen(
@@ -160,7 +144,7 @@ def chosen(
 ) -> tuple[console.Checkpoint, list[str]]:
     """The checkpoint `which` names and its files under model/."""
     model = [n[len("model/") :] for n in _names(s3, bucket, src.prefix) if n.startswith("model/")]
-    raw = _read(s3, bucket, f"{src.prefix}/{console.INDEX}")
+    raw = storage.read(s3, bucket, f"{src.prefix}/{console.INDEX}")
     index = json.loads(raw) if raw is not None else None
     if raw is None and not model:
         raise DrfleetError(
@@ -191,14 +175,14 @@ def upload_model(
     (aws s3 sync --delete)."""
     ckpt, files = chosen(s3, bucket, src, which)
     reward = f"{src.prefix}/reward_function.py"
-    if _read(s3, bucket, reward) is None:
+    if storage.read(s3, bucket, reward) is None:
         reward = src.reward_key
     src = console.Source(src.prefix, reward, src.metrics_prefix)
     metrics = [f"{src.metrics_prefix}/{n}" for n in _names(s3, bucket, src.metrics_prefix)]
     bodies: dict[str, bytes] = {}
     plan = console.console_objects(src, target, ckpt, files, metrics)
     for key in {k for k, _ in plan if k is not None}:
-        body = _read(s3, bucket, key)
+        body = storage.read(s3, bucket, key)
         if body is not None:
             bodies[key] = body
     missing = console.missing_metadata(
@@ -260,7 +244,7 @@ def car_model(
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         for member, name in console.car_entries(ckpt).items():
-            body = _read(s3, bucket, f"{src.prefix}/model/{name}")
+            body = storage.read(s3, bucket, f"{src.prefix}/model/{name}")
             if body is None:
                 raise DrfleetError(f"s3://{bucket}/{src.prefix}/model/{name} is missing")
             info = tarfile.TarInfo(member)

@@ -51,30 +51,44 @@ def profile_keys(profile: str, setting: str) -> dict[str, str]:
     return {"access_key": frozen.access_key, "secret_key": frozen.secret_key}
 
 
-def remote_access(s3: Any, bucket: str, url: str, profile: str) -> None:
-    """DR_CLOUD=remote: the S3 API answers, takes the profile's keys and has the bucket;
-    otherwise one message naming the setting to fix, before anything starts."""
+def bucket_state(s3: Any, bucket: str) -> tuple[str, str]:
+    """("ok" | "missing" | "refused" | "unreachable", the S3 error code or reason): a HEAD
+    of the bucket, which cannot tell wrong keys from missing rights (both are 403)."""
     import botocore.exceptions
 
     try:
         s3.head_bucket(Bucket=bucket)
     except botocore.exceptions.ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in ("404", "NoSuchBucket"):
-            raise DrfleetError(
-                f"DR_LOCAL_S3_BUCKET={bucket}: no such bucket at {url}; nothing was started",
-                fix="create it there, or set DR_LOCAL_S3_BUCKET to one it has",
-            ) from None
+        return ("missing" if code in ("404", "NoSuchBucket") else "refused"), code
+    except (
+        botocore.exceptions.EndpointConnectionError,
+        botocore.exceptions.ConnectTimeoutError,
+    ) as exc:
+        return "unreachable", str(exc)
+    return "ok", ""
+
+
+def remote_access(s3: Any, bucket: str, url: str, profile: str) -> None:
+    """DR_CLOUD=remote: the S3 API answers, takes the profile's keys and has the bucket;
+    otherwise one message naming the setting to fix, before anything starts."""
+    state, code = bucket_state(s3, bucket)
+    if state == "missing":
+        raise DrfleetError(
+            f"DR_LOCAL_S3_BUCKET={bucket}: no such bucket at {url}; nothing was started",
+            fix="create it there, or set DR_LOCAL_S3_BUCKET to one it has",
+        )
+    if state == "refused":
         raise DrfleetError(
             f"DR_LOCAL_S3_PROFILE={profile}: {url} refuses its keys for bucket {bucket} "
             f"({code}); nothing was started",
             fix=f"aws configure --profile {profile} with keys the S3 API knows",
-        ) from None
-    except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError):
+        )
+    if state == "unreachable":
         raise DrfleetError(
             f"DR_REMOTE_MINIO_URL={url}: nothing answers there; nothing was started",
             fix="start the S3 API, or correct the URL in system.env",
-        ) from None
+        )
 
 
 def profile_client(profile: str, region: str, setting: str) -> Any:
@@ -109,19 +123,15 @@ def profile_client(profile: str, region: str, setting: str) -> Any:
 
 def bucket_exists(s3: Any, bucket: str, setting: str) -> None:
     """A target bucket that is not there (or not the caller's) stops the copy before it starts."""
-    import botocore.exceptions
-
-    try:
-        s3.head_bucket(Bucket=bucket)
-    except botocore.exceptions.ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        what = "does not exist" if code in ("404", "NoSuchBucket") else f"refuses access ({code})"
+    state, code = bucket_state(s3, bucket)
+    if state == "unreachable":
+        raise DrfleetError(f"{setting}={bucket}: S3 does not answer ({code})")
+    if state != "ok":
+        what = "does not exist" if state == "missing" else f"refuses access ({code})"
         raise DrfleetError(
             f"{setting}={bucket}: the bucket {what}; nothing was copied",
             fix=f"create it, or set {setting} to one the profile can write",
-        ) from None
-    except botocore.exceptions.EndpointConnectionError as exc:
-        raise DrfleetError(f"{setting}={bucket}: S3 does not answer ({exc})") from None
+        )
 
 
 def upload(s3: Any, p: training.Prepared, wipe: bool, live: bool = False) -> list[str]:
@@ -136,7 +146,7 @@ def upload(s3: Any, p: training.Prepared, wipe: bool, live: bool = False) -> lis
     ensure_bucket(s3, bucket)
     existing = listed(s3, bucket, prefix)
     if existing and not wipe and not {o["Key"] for o in existing} <= set(want):
-        differ = [k for k, body in want.items() if _get(s3, bucket, k) != body]
+        differ = [k for k, body in want.items() if read(s3, bucket, k) != body]
         if live and not differ:
             return []
         if live:
@@ -180,11 +190,21 @@ def delete_prefix(s3: Any, bucket: str, prefix: str, existing: list[dict[str, An
         existing = listed(s3, bucket, prefix)
 
 
-def _get(s3: Any, bucket: str, key: str) -> bytes | None:
+def every(s3: Any, bucket: str, prefix: str) -> list[dict[str, Any]]:
+    """All the objects under prefix/, every page."""
+    return [
+        o
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/")
+        for o in page.get("Contents", [])
+    ]
+
+
+def read(s3: Any, bucket: str, key: str) -> bytes | None:
+    """The object's bytes, or None when there is no such key."""
     try:
         body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         return body
-    except Exception:
+    except s3.exceptions.NoSuchKey:
         return None
 
 
