@@ -356,7 +356,8 @@ def s3(
 
     AWS_ENDPOINT_URL, the keys and the region are set, so `aws s3 ls s3://bucket/` and boto3
     reach the trainer's minio (through SSH, open while the shell runs) or DR_REMOTE_MINIO_URL.
-    Nothing is printed or written: the keys live in that process's environment only."""
+    Nothing is printed or written: the keys live in that process's environment only. With
+    DR_CLOUD=aws it is your own AWS environment, with DR_LOCAL_S3_PROFILE as AWS_PROFILE."""
     import os
     import subprocess
 
@@ -365,23 +366,31 @@ def s3(
     inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
     env_path = Path(env_dir or ".")
     with models.run_s3(inv, env_path, options) as (client, cfg):
-        creds = storage.run_credentials(cfg, env_path)
+        region = cfg.setting("DR_AWS_APP_REGION")
         env = {
             **os.environ,
-            "AWS_ENDPOINT_URL": client.meta.endpoint_url,
-            "AWS_ACCESS_KEY_ID": creds["access_key"],
-            "AWS_SECRET_ACCESS_KEY": creds["secret_key"],
-            "AWS_DEFAULT_REGION": cfg.setting("DR_AWS_APP_REGION"),
-            "AWS_REGION": cfg.setting("DR_AWS_APP_REGION"),
+            "AWS_DEFAULT_REGION": region,
+            "AWS_REGION": region,
             "DR_LOCAL_S3_BUCKET": cfg.setting("DR_LOCAL_S3_BUCKET"),
         }
-        for k in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
-            env.pop(k, None)
+        if cfg.storage == "aws":  # activate.sh's dr-local-aws is plain `aws` there
+            import boto3
+
+            if cfg.setting("DR_LOCAL_S3_PROFILE") in boto3.Session().available_profiles:
+                env["AWS_PROFILE"] = cfg.setting("DR_LOCAL_S3_PROFILE")
+        else:
+            creds = storage.run_credentials(cfg, env_path)
+            env["AWS_ENDPOINT_URL"] = client.meta.endpoint_url
+            env["AWS_ACCESS_KEY_ID"] = creds["access_key"]
+            env["AWS_SECRET_ACCESS_KEY"] = creds["secret_key"]
+            for k in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
+                env.pop(k, None)
         if command:
             code = subprocess.run(["sh", "-c", command], env=env, check=False).returncode
         else:
             shell = os.environ.get("SHELL") or "/bin/sh"
-            print(f"S3 of this run at {env['AWS_ENDPOINT_URL']} until you exit this shell")
+            where = env.get("AWS_ENDPOINT_URL") or f"AWS ({region})"
+            print(f"S3 of this run at {where} until you exit this shell")
             code = subprocess.run([shell], env=env, check=False).returncode
     if code:
         from invoke.exceptions import Exit

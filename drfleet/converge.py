@@ -132,15 +132,56 @@ PROBE = (
 )
 
 
+# DR_CLOUD=aws: S3's regional endpoint (boto3's for the region; us-east-1 keeps the global
+# name) answers over TLS, and without keys the instance role's credentials reach a container:
+# IMDSv2 (token, then the role's name), as botocore's InstanceMetadataFetcher asks for them
+AWS_PROBE = (
+    "import sys, urllib.request, urllib.error\n"
+    "region, role = sys.argv[1], sys.argv[2] == 'role'\n"
+    "name = 's3' if region == 'us-east-1' else 's3.' + region\n"
+    "try:\n"
+    "    urllib.request.urlopen('https://%s.amazonaws.com/' % name, timeout=8)\n"
+    "except urllib.error.HTTPError:\n"
+    "    pass\n"
+    "except Exception as exc:\n"
+    "    sys.exit('S3 (%s.amazonaws.com): %s' % (name, exc))\n"
+    "if role:\n"
+    "    imds = 'http://169.254.169.254/latest/'\n"
+    "    try:\n"
+    "        token = urllib.request.urlopen(urllib.request.Request(imds + 'api/token', "
+    "method='PUT', headers={'X-aws-ec2-metadata-token-ttl-seconds': '60'}), timeout=3).read()\n"
+    "        ask = urllib.request.Request(imds + 'meta-data/iam/security-credentials/', "
+    "headers={'X-aws-ec2-metadata-token': token.decode()})\n"
+    "        if not urllib.request.urlopen(ask, timeout=3).read().strip():\n"
+    "            sys.exit('the instance metadata names no role')\n"
+    "    except Exception as exc:\n"
+    "        sys.exit('no instance role reaches a container: %s' % exc)\n"
+)
+ROLE_FIX = (
+    "attach an IAM role that may use the bucket to {host}'s instance, with a metadata hop "
+    "limit of 2 so containers reach it (aws ec2 modify-instance-metadata-options "
+    "--http-put-response-hop-limit 2); or give DR_LOCAL_S3_PROFILE keys of its own"
+)
+
+
 def reach_check(
-    p: training.Prepared, sessions: dict[str, Session], trainer: str, board: Board | None
+    p: training.Prepared,
+    sessions: dict[str, Session],
+    trainer: str,
+    board: Board | None,
+    keys: bool = True,
 ) -> None:
     """Every host about to run containers must reach the run's S3 from the containers'
     network before they start; otherwise the workers would wait 20 minutes for the trainer and
     fail. With minio on the trainer (local) that is every worker host, over sagemaker-local;
-    with DR_CLOUD=remote, every host, the trainer's included, to DR_REMOTE_MINIO_URL."""
-    remote = p.cfg.storage == "remote"
-    url = p.cfg.get("DR_REMOTE_MINIO_URL") if remote else "http://minio:9000"
+    with DR_CLOUD=remote, every host, the trainer's included, to DR_REMOTE_MINIO_URL; with
+    aws, every host to S3 in DR_AWS_APP_REGION and, without keys, to its instance role."""
+    storage = p.cfg.storage
+    remote = storage in ("remote", "aws")
+    url = p.cfg.get("DR_REMOTE_MINIO_URL") if storage == "remote" else "http://minio:9000"
+    probe = [PROBE, url]
+    if storage == "aws":
+        probe = [AWS_PROBE, p.cfg.setting("DR_AWS_APP_REGION"), "keys" if keys else "role"]
     hosts = sorted({w.host for w in p.plan.workers} | {trainer})
     if not remote:
         hosts.remove(trainer)
@@ -162,14 +203,21 @@ def reach_check(
                 "python3",
                 image,
                 "-c",
-                PROBE,
-                url,
+                *probe,
             ),
             become=True,
             check=False,
             timeout=90,
             task="reach S3",
         )
+        if res.exit_code != 0 and storage == "aws":
+            raise DrfleetError(
+                f"DR_CLOUD=aws: from the containers' network, {res.tail(1)}",
+                where=host.name,
+                fix=ROLE_FIX.format(host=host.name)
+                if "instance" in res.tail(1)
+                else f"let {host.name} reach S3 over HTTPS; then run train again",
+            )
         if res.exit_code != 0 and remote:
             raise DrfleetError(
                 f"cannot reach DR_REMOTE_MINIO_URL={url} from the containers' network: "

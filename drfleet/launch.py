@@ -28,13 +28,7 @@ def train(
     creds = storage.run_credentials(p.cfg, env_dir)
     local = p.cfg.storage == "local"
     region = p.cfg.setting("DR_AWS_APP_REGION")
-    remote = None
-    if not local:  # the user's S3 API, reached directly: checked before any host is touched
-        url = p.cfg.get("DR_REMOTE_MINIO_URL")
-        remote = storage.s3_client(url, creds, region)
-        storage.remote_access(
-            remote, p.cfg.setting("DR_LOCAL_S3_BUCKET"), url, p.cfg.setting("DR_LOCAL_S3_PROFILE")
-        )
+    remote = storage.direct(p.cfg, creds)  # checked before any host is touched
     with runstate.locked(env_dir):
         generation = runstate.next_generation(env_dir)
     docs = training.desired(p, creds, generation)
@@ -80,7 +74,7 @@ def train(
                 ),
             )
         if len(hosts) > 1 or not local:
-            converge.reach_check(p, sessions, trainer.name, board)
+            converge.reach_check(p, sessions, trainer.name, board, bool(creds))
         outcomes = converge.push(
             sessions,
             docs,

@@ -35,19 +35,15 @@ Tick = Callable[[str], None]
 
 @contextlib.contextmanager
 def run_s3(inv: Inventory, env_dir: Path, options: Options) -> Iterator[tuple[Any, TrainingConfig]]:
-    """An S3 client on the run's storage (the trainer's minio through SSH, or the user's S3
-    API at DR_REMOTE_MINIO_URL) and the config."""
+    """An S3 client on the run's storage (the trainer's minio through SSH, the user's S3 API
+    at DR_REMOTE_MINIO_URL, or AWS) and the config."""
     cfg = config.load(env_dir)
     checks.s3_keys(cfg)
     checks.storage(cfg)
     creds = storage.run_credentials(cfg, env_dir)
-    if cfg.storage == "remote":  # the user's S3 API, reached directly
-        url = cfg.get("DR_REMOTE_MINIO_URL")
-        s3 = storage.s3_client(url, creds, cfg.setting("DR_AWS_APP_REGION"))
-        storage.remote_access(
-            s3, cfg.setting("DR_LOCAL_S3_BUCKET"), url, cfg.setting("DR_LOCAL_S3_PROFILE")
-        )
-        yield s3, cfg
+    direct = storage.direct(cfg, creds)
+    if direct is not None:  # reached from here, not through the trainer
+        yield direct, cfg
         return
     trainer = inv.trainer
     if trainer is None:

@@ -69,9 +69,17 @@ def simapp_image(cfg: TrainingConfig, gpu: bool) -> str:
     )
 
 
+# docker-compose-aws.yml: DR_CLOUD=aws, where the containers may ask the instance metadata
+AWS_ENV = {"AWS_METADATA_SERVICE_TIMEOUT": "3", "AWS_METADATA_SERVICE_NUM_ATTEMPTS": "5"}
+
+
 def s3_env(cfg: TrainingConfig, creds: dict[str, str]) -> dict[str, str]:
-    """docker-compose-keys.yml and, with a minio URL, docker-compose-endpoint.yml."""
-    env = {"AWS_ACCESS_KEY_ID": creds["access_key"], "AWS_SECRET_ACCESS_KEY": creds["secret_key"]}
+    """docker-compose-aws.yml (DR_CLOUD=aws), docker-compose-keys.yml (unless aws runs on the
+    hosts' instance role: no keys) and, with a minio URL, docker-compose-endpoint.yml."""
+    env = dict(AWS_ENV) if cfg.storage == "aws" else {}
+    if creds:
+        env["AWS_ACCESS_KEY_ID"] = creds["access_key"]
+        env["AWS_SECRET_ACCESS_KEY"] = creds["secret_key"]
     endpoint = params_mod.minio_url(cfg.values)
     if endpoint is not None:
         env["S3_ENDPOINT_URL"] = endpoint

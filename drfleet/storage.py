@@ -1,5 +1,6 @@
-"""The run's S3: minio on the trainer (DR_CLOUD=local) or the user's S3 API at
-DR_REMOTE_MINIO_URL (remote); the client, its keys, what train uploads, waiting for it."""
+"""The run's S3: minio on the trainer (DR_CLOUD=local), the user's S3 API at
+DR_REMOTE_MINIO_URL (remote) or a bucket in the user's AWS account (aws); the client, its
+keys, what train uploads, waiting for it."""
 
 from __future__ import annotations
 
@@ -27,11 +28,34 @@ def s3_client(endpoint: str | None, creds: dict[str, str], region: str) -> Any:
 
 
 def run_credentials(cfg: Any, env_dir: Any) -> dict[str, str]:
-    """The keys the controller and the containers use: minio's generated ones (local), or
-    DR_LOCAL_S3_PROFILE's (remote: activate.sh reads them with `aws configure get`)."""
+    """The keys the containers get: minio's generated ones (local), DR_LOCAL_S3_PROFILE's
+    (remote: activate.sh reads them with `aws configure get`), and with DR_CLOUD=aws the
+    profile's own keys or none at all (the hosts' instance role: aws_keys)."""
     if cfg.storage == "remote":
         return profile_keys(cfg.setting("DR_LOCAL_S3_PROFILE") or "default", "DR_LOCAL_S3_PROFILE")
+    if cfg.storage == "aws":
+        return aws_keys(cfg.setting("DR_LOCAL_S3_PROFILE"))
     return training.credentials(env_dir)
+
+
+# botocore's names for credentials that are keys of the user's own, not temporary ones
+STATIC_KEYS = frozenset({"shared-credentials-file", "config-file", "env", "explicit"})
+
+
+def aws_keys(profile: str) -> dict[str, str]:
+    """DR_CLOUD=aws, as activate.sh chooses: the containers get the profile's keys
+    (docker-compose-keys.yml) unless the caller is an assumed role (an instance role, SSO, a
+    role_arn profile), whose temporary credentials cannot be handed on; then ({}) each
+    container uses the instance role of the host it runs on (docker-compose-aws.yml alone)."""
+    found = _session(profile, "DR_LOCAL_S3_PROFILE").get_credentials()
+    if found is None:
+        raise _no_credentials(profile, "DR_LOCAL_S3_PROFILE")
+    if found.method not in STATIC_KEYS:  # fetched and refreshed from STS or the metadata
+        return {}
+    frozen = found.get_frozen_credentials()
+    if frozen.token:  # keys with a session token: they expire, and keys.yml passes no token
+        return {}
+    return {"access_key": frozen.access_key, "secret_key": frozen.secret_key}
 
 
 def profile_keys(profile: str, setting: str) -> dict[str, str]:
@@ -69,6 +93,49 @@ def bucket_state(s3: Any, bucket: str) -> tuple[str, str]:
     return "ok", ""
 
 
+def direct(cfg: Any, creds: dict[str, str]) -> Any | None:
+    """The run's S3 where this machine reaches it itself (remote: DR_REMOTE_MINIO_URL with the
+    profile's keys; aws: boto3's session of DR_LOCAL_S3_PROFILE, whose endpoint the standard
+    AWS variables may override), checked before anything starts; None for the trainer's minio
+    (reached through SSH once it runs)."""
+    bucket, profile = cfg.setting("DR_LOCAL_S3_BUCKET"), cfg.setting("DR_LOCAL_S3_PROFILE")
+    region = cfg.setting("DR_AWS_APP_REGION")
+    if cfg.storage == "remote":
+        url = cfg.get("DR_REMOTE_MINIO_URL")
+        s3 = s3_client(url, creds, region)
+        remote_access(s3, bucket, url, profile)
+        return s3
+    if cfg.storage == "aws":
+        s3 = profile_client(profile, region, "DR_LOCAL_S3_PROFILE")
+        aws_access(s3, bucket, profile, region)
+        return s3
+    return None
+
+
+def aws_access(s3: Any, bucket: str, profile: str, region: str) -> None:
+    """DR_CLOUD=aws: the bucket exists in the account and the credentials may use it; it is
+    never created there (DRfC's users make it with `aws s3 mb`)."""
+    state, code = bucket_state(s3, bucket)
+    if state == "missing":
+        raise DrfleetError(
+            f"DR_LOCAL_S3_BUCKET={bucket}: no such bucket in S3 ({region}); nothing was started",
+            fix=f"aws s3 mb s3://{bucket} --region {region}, or set DR_LOCAL_S3_BUCKET to "
+            "a bucket of yours",
+        )
+    if state == "refused":
+        raise DrfleetError(
+            f"DR_LOCAL_S3_PROFILE={profile}: S3 refuses its credentials for bucket {bucket} "
+            f"({code}); nothing was started",
+            fix=f"give the credentials access to s3://{bucket}, or set DR_LOCAL_S3_BUCKET to "
+            "a bucket they may use",
+        )
+    if state == "unreachable":
+        raise DrfleetError(
+            f"S3 ({region}) does not answer from this machine: {code}; nothing was started",
+            fix="check this machine's network, or DR_AWS_APP_REGION in system.env",
+        )
+
+
 def remote_access(s3: Any, bucket: str, url: str, profile: str) -> None:
     """DR_CLOUD=remote: the S3 API answers, takes the profile's keys and has the bucket;
     otherwise one message naming the setting to fix, before anything starts."""
@@ -92,32 +159,43 @@ def remote_access(s3: Any, bucket: str, url: str, profile: str) -> None:
 
 
 def profile_client(profile: str, region: str, setting: str) -> Any:
-    """An S3 client as the aws CLI's `--profile` gives it (credentials, region and an
-    endpoint_url from ~/.aws/config or AWS_ENDPOINT_URL*). DRfC passes no --profile when the
-    host has an instance role: a "default" profile that does not exist means the same here."""
-    import boto3
-    import botocore.exceptions
+    """An S3 client as the aws CLI's `--profile` gives it (credentials and an endpoint_url
+    from ~/.aws/config or AWS_ENDPOINT_URL*), in DR_AWS_APP_REGION (activate.sh exports it as
+    AWS_DEFAULT_REGION, which wins over the profile's region)."""
     from botocore.config import Config
 
+    session = _session(profile, setting)
+    if session.get_credentials() is None:
+        raise _no_credentials(profile, setting)
+    return session.client(
+        "s3",
+        region_name=region or session.region_name,
+        config=Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5),
+    )
+
+
+def _session(profile: str, setting: str) -> Any:
+    """boto3's session of the profile. DRfC passes no --profile when the host has an instance
+    role: a "default" profile that does not exist means the same here."""
+    import boto3
+    import botocore.exceptions
+
     try:
-        session = boto3.Session(profile_name=profile or None)
+        return boto3.Session(profile_name=profile or None)
     except botocore.exceptions.ProfileNotFound:
         if profile not in ("", "default"):
             raise DrfleetError(
                 f"{setting}={profile}: no such AWS profile",
                 fix=f"aws configure --profile {profile}, or set {setting} to one you have",
             ) from None
-        session = boto3.Session()
-    if session.get_credentials() is None:
-        raise DrfleetError(
-            f"{setting}={profile}: no AWS credentials in the profile, the environment or an "
-            "instance role",
-            fix=f"aws configure --profile {profile or 'default'}",
-        )
-    return session.client(
-        "s3",
-        region_name=session.region_name or region,
-        config=Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5),
+        return boto3.Session()
+
+
+def _no_credentials(profile: str, setting: str) -> DrfleetError:
+    return DrfleetError(
+        f"{setting}={profile}: no AWS credentials in the profile, the environment or an "
+        "instance role",
+        fix=f"aws configure --profile {profile or 'default'}",
     )
 
 

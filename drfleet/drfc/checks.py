@@ -53,7 +53,8 @@ def shares(episodes: int, workers: int) -> list[int]:
 
 def storage(cfg: TrainingConfig) -> None:
     """DR_CLOUD as activate.sh reads it: local and azure (minio on the trainer), remote (the
-    S3 API at DR_REMOTE_MINIO_URL); aws is not supported yet."""
+    S3 API at DR_REMOTE_MINIO_URL), aws (a bucket in the user's account); anything else is
+    refused, as activate.sh would start no S3 at all for it."""
     if cfg.storage == "remote":
         url = cfg.get("DR_REMOTE_MINIO_URL")
         if remote_url_problem(url):
@@ -64,13 +65,13 @@ def storage(cfg: TrainingConfig) -> None:
                 fix="DR_REMOTE_MINIO_URL=http://<host>:9000 in system.env",
             )
         return
-    if cfg.storage != "local":
+    if cfg.storage not in ("local", "aws"):
         raise ConfigError(
-            f"DR_CLOUD={cfg.get('DR_CLOUD')} is not supported by drfleet yet: it trains with "
-            "minio on the trainer host (DR_CLOUD=local, or azure, which DRfC treats the same) "
-            "or an S3 API of your own (DR_CLOUD=remote with DR_REMOTE_MINIO_URL)",
+            f"DR_CLOUD={cfg.get('DR_CLOUD')} is not one DRfC knows: local (or azure, which "
+            "DRfC treats the same: minio on the trainer), remote (DR_REMOTE_MINIO_URL) or aws "
+            "(DR_LOCAL_S3_BUCKET in your AWS account)",
             where=cfg.where("DR_CLOUD"),
-            fix="set DR_CLOUD=local or remote; a model can be uploaded to AWS with upload-model",
+            fix="set DR_CLOUD=local, remote or aws in system.env",
         )
 
 

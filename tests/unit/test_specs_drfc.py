@@ -370,15 +370,76 @@ def test_experiment_name_from_the_environment_wins(tmp_path: Path) -> None:
         config.load(d, environ={"DR_EXPERIMENT_NAME": "nope"})
 
 
-def test_aws_is_refused_up_front(tmp_path: Path) -> None:
+def test_a_cloud_drfc_does_not_know_is_refused_up_front(tmp_path: Path) -> None:
     d = drfc(
         tmp_path,
-        system=SYSTEM.format(workers=1).replace("DR_CLOUD=local", "DR_CLOUD=aws"),
+        system=SYSTEM.format(workers=1).replace("DR_CLOUD=local", "DR_CLOUD=gcp"),
         run=RUN.format(multi="False"),
     )
-    with pytest.raises(ConfigError, match="DR_CLOUD=aws is not supported") as err:
+    with pytest.raises(ConfigError, match="DR_CLOUD=gcp is not one DRfC knows") as err:
         checks.check(config.load(d, environ={}))
-    assert "system.env:1" in str(err.value) and "DR_CLOUD=remote" in str(err.value)
+    assert "system.env:1" in str(err.value) and "local, remote or aws" in str(err.value)
+
+
+@pytest.mark.parametrize("creds", [CREDS, {}], ids=["profile keys", "instance role"])
+def test_aws_storage_gives_what_drfcs_aws_and_keys_compose_files_give(
+    tmp_path: Path, creds: dict[str, str]
+) -> None:
+    """DR_CLOUD=aws: docker-compose-aws.yml (the metadata timeouts), -keys.yml only with the
+    profile's keys, no S3_ENDPOINT_URL (activate.sh sets no DR_MINIO_URL) and no minio."""
+    cfg, _ = setup(tmp_path, 2)
+    system = (cfg.env_dir / "system.env").read_text().replace("DR_CLOUD=local", "DR_CLOUD=aws")
+    (cfg.env_dir / "system.env").write_text(system)
+    cfg = config.load(cfg.env_dir, environ={})
+    checks.check(cfg)
+    files = params.files(cfg, now=0)
+    caps = [Capacity(host="t", vcpus=16, trainer=True)]
+    names = list(files) * 2
+    plan = place(
+        2, caps, [files[n]["WORLD_NAME"] for n in names], checks.shares(cfg.episodes, 2), names
+    )
+    docs = build(plan, cfg, {c.host: c for c in caps}, creds, files, generation=1)
+    assert containers(docs, "minio") == []
+    aws = {"AWS_METADATA_SERVICE_TIMEOUT": "3", "AWS_METADATA_SERVICE_NUM_ATTEMPTS": "5"}
+    keys = {"AWS_ACCESS_KEY_ID": "AK", "AWS_SECRET_ACCESS_KEY": "SK"} if creds else {}
+    compose = ("S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    rl_coach = {k: v for k, v in RL_COACH_ENV.items() if k not in compose}  # training.yml's
+    (rc,) = containers(docs, "rl_coach")
+    assert rc["env"] == {**rl_coach, **aws, **keys}
+    for w in containers(docs, "robomaker"):
+        assert "S3_ENDPOINT_URL" not in w["env"]
+        assert {k: w["env"].get(k) for k in aws} == aws
+        assert ("AWS_ACCESS_KEY_ID" in w["env"]) == bool(creds)
+    assert "S3_ENDPOINT_URL" not in files["training_params.yaml"]
+
+
+def test_aws_credentials_are_the_profiles_keys_or_the_hosts_roles(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """activate.sh: keys of the profile's own go to the containers; credentials of an assumed
+    role (here a role_arn profile; on EC2 the instance role) do not: every host's role is used."""
+    from drfleet import storage
+    from drfleet.errors import DrfleetError
+
+    (tmp_path / "config").write_text(
+        "[profile deepracer]\nregion = eu-west-1\n"
+        "[profile assumed]\nrole_arn = arn:aws:iam::123456789012:role/dr\n"
+        "source_profile = deepracer\n"
+    )
+    (tmp_path / "credentials").write_text(
+        "[deepracer]\naws_access_key_id = AKIDEEP\naws_secret_access_key = deep-secret\n"
+        "[session]\naws_access_key_id = ASIATEMP\naws_secret_access_key = s\n"
+        "aws_session_token = t\n"
+    )
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(k, raising=False)
+    assert storage.aws_keys("deepracer") == {"access_key": "AKIDEEP", "secret_key": "deep-secret"}
+    assert storage.aws_keys("assumed") == {}
+    assert storage.aws_keys("session") == {}
+    with pytest.raises(DrfleetError, match="DR_LOCAL_S3_PROFILE=minio: no such AWS profile"):
+        storage.aws_keys("minio")
 
 
 @pytest.mark.parametrize(
