@@ -51,6 +51,25 @@ def _cache() -> Path:
     return CACHE
 
 
+def test_ca() -> tuple[Path, Path]:
+    """The test bed's certificate authority (certificate, key), made once per cache: the
+    stand-in simapp trusts it as the real image trusts Amazon's, and the stand-in AWS's
+    certificate is signed by it (tests/testbed/aws_standin.py)."""
+    import subprocess
+
+    from tests.testbed.bed import _lock
+
+    crt, key = _cache() / "test-ca.crt", _cache() / "test-ca.key"
+    with _lock("test-ca"):
+        if not crt.exists():
+            made = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650"]
+            made += ["-subj", "/CN=drfleet test-bed CA", "-keyout", str(key)]
+            subprocess.run([*made, "-out", f"{crt}.tmp"], check=True, capture_output=True)
+            key.chmod(0o600)
+            Path(f"{crt}.tmp").rename(crt)
+    return crt, key
+
+
 def ensure_standin(client: docker.DockerClient | None = None) -> dict[str, str]:
     """The stand-in simapp (all three roles, with the real image's entrypoint: see
     simapp/image/Dockerfile) and its S3 server image, built once per recipe: a debootstrap
@@ -62,8 +81,9 @@ def ensure_standin(client: docker.DockerClient | None = None) -> dict[str, str]:
 
     client = client or docker.from_env()
     parts = [SIMAPP_DIR / "build-rootfs.sh", *sorted((SIMAPP_DIR / "image").iterdir())]
+    ca = test_ca()[0]
     digest = hashlib.sha256(
-        b"".join(p.read_bytes() for p in parts) + " ".join(WHEELS_SPEC).encode()
+        b"".join(p.read_bytes() for p in [*parts, ca]) + " ".join(WHEELS_SPEC).encode()
     ).hexdigest()[:12]
     tags = {
         "cpu": f"{STANDIN_SIMAPP}:1.0-cpu",
@@ -123,6 +143,7 @@ def ensure_standin(client: docker.DockerClient | None = None) -> dict[str, str]:
             shutil.copytree(wheels, Path(ctx) / "wheels")
             for p in parts[1:]:
                 shutil.copy(p, Path(ctx) / p.name)
+            shutil.copy(ca, Path(ctx) / "test-ca.crt")
             client.images.build(
                 path=ctx,
                 tag=tags["cpu"],

@@ -122,3 +122,93 @@ def test_remote_s3_trains_without_minio_and_bad_input_is_named(
             assert stop.code == 0, stop.stderr
     finally:
         bed.exec("h3", f"docker rm -f {NAS}")
+
+
+def test_aws_s3_trains_with_the_profiles_keys_and_no_endpoint_in_the_containers(
+    fleet: tuple[TestBed, Path], tmp_path: Path
+) -> None:
+    """DR_CLOUD=aws: the bucket in the user's account, reached from here through the standard
+    AWS variables and a profile file, and from the containers by S3's own names over TLS
+    (aws_standin). The containers' S3 env is what docker-compose-aws.yml and -keys.yml give;
+    no minio starts. A missing bucket, wrong keys and credentials that would need instance
+    roles the hosts lack are each named, with nothing started."""
+    from tests.testbed.aws_standin import KEY, SECRET, aws_account
+
+    bed, _ = fleet
+    bed.write_inventory(worker_vcpus=1, trainer_vcpus=1)
+    with aws_account(bed, tmp_path) as aws:
+        client, env = aws["client"], aws["env"]
+        client.create_bucket(Bucket="awsbucket")
+        env_dir = write_drfc(tmp_path / "drfc", 2, {2: "Monaco"}, 4, {"standin_iterations": 1})
+        system = env_dir / "system.env"
+        base = system.read_text().replace("DR_CLOUD=local", "DR_CLOUD=aws")
+        base = base.replace("DR_LOCAL_S3_BUCKET=bucket", "DR_LOCAL_S3_BUCKET=awsbucket")
+        base = base.replace("DR_LOCAL_S3_PROFILE=minio", "DR_LOCAL_S3_PROFILE=deepracer")
+        assert "DR_LOCAL_S3_PROFILE=deepracer" in base and "DR_CLOUD=aws" in base
+        creds = Path(env["AWS_SHARED_CREDENTIALS_FILE"])
+        args = ("-i", str(bed.inventory), "--env-dir", str(env_dir))
+
+        def keys(secret: str, token: str = "") -> None:
+            creds.write_text(
+                f"[deepracer]\naws_access_key_id = {KEY}\naws_secret_access_key = {secret}\n"
+                + (f"aws_session_token = {token}\n" if token else "")
+            )
+
+        def refused(system_text: str, *expected: str) -> None:
+            system.write_text(system_text)
+            run = invoke("train", *args, "--wipe", env=env)
+            assert run.code == 2, run.stdout[-2000:] + run.stderr
+            for text in expected:
+                assert text in run.stderr, run.stderr
+            assert "nothing was started" in run.stderr
+            assert not [c for h in containers(bed).values() for c in h if c.startswith("drfleet-")]
+
+        keys("wrong")
+        refused(base, "DR_LOCAL_S3_PROFILE=deepracer: S3 refuses its credentials")
+        keys(SECRET)
+        refused(
+            base.replace("=awsbucket", "=nobucket"),
+            "DR_LOCAL_S3_BUCKET=nobucket: no such bucket in S3 (us-east-1)",
+            "aws s3 mb s3://nobucket",
+        )
+        keys(SECRET, token="session-token")  # temporary: the containers would need roles
+        refused(base, "no instance role reaches a container", "hop limit")
+        for h in ("h1", "h2"):
+            assert f"{h}:" in invoke("train", *args, "--wipe", env=env).stderr
+        keys(SECRET)
+        system.write_text(base)
+        run = invoke("train", *args, "--wipe", "--json", env=env)
+        assert run.code == 0, run.stdout[-2000:] + run.stderr
+        try:
+            deadline = time.monotonic() + 120
+            key = f"{PREFIX}/standin/iteration-0.json"
+            while not client.list_objects_v2(Bucket="awsbucket", Prefix=key).get("Contents"):
+                assert time.monotonic() < deadline, "no iteration trained against AWS"
+                time.sleep(1)
+            episodes = json.loads(client.get_object(Bucket="awsbucket", Key=key)["Body"].read())
+            assert sorted(e["slot"] for e in episodes) == [1, 1, 2, 2]
+            assert not [c for h in containers(bed).values() for c in h if c == "drfleet-minio"]
+            aws_yml = {
+                "AWS_METADATA_SERVICE_TIMEOUT": "3",
+                "AWS_METADATA_SERVICE_NUM_ATTEMPTS": "5",
+            }
+            keys_yml = {"AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET}
+            for h, name in (("h1", "drfleet-rlcoach"), ("h1", "drfleet-robomaker-1")):
+                inspected = json.loads(bed.exec(h, f"docker inspect {name}"))[0]
+                cenv = dict(e.split("=", 1) for e in inspected["Config"]["Env"])
+                assert "S3_ENDPOINT_URL" not in cenv, name
+                assert {k: cenv.get(k) for k in {**aws_yml, **keys_yml}} == {**aws_yml, **keys_yml}
+            params = client.get_object(Bucket="awsbucket", Key=f"{PREFIX}/training_params.yaml")
+            assert b"S3_ENDPOINT_URL" not in params["Body"].read()
+            listing = invoke(
+                "s3",
+                *args,
+                "--command",
+                'python3 -c \'import boto3; print(boto3.client("s3").list_objects_v2('
+                f'Bucket="awsbucket", Prefix="{PREFIX}/model/")["KeyCount"])\'',
+                env=env,
+            )
+            assert listing.code == 0 and int(listing.stdout.split()[-1]) > 0, listing.stderr
+        finally:
+            stop = invoke("stop", *args, env=env)
+            assert stop.code == 0, stop.stderr

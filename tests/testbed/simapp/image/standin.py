@@ -3,6 +3,7 @@
 Dockerfile, run.sh, ros2, start.py, train beside this file):
 
 - `minio`: an S3 API server (moto) on :9000, in place of minio;
+- `aws`: S3 over TLS on :443 and DNS for *.amazonaws.com, in place of AWS (DR_CLOUD=aws);
 - `trainer` (the SageMaker container `algo-1-*`, command `train`): reads
   /opt/ml/input/config/hyperparameters.json as SageMaker's local mode writes it, runs redis on
   6379, writes `<prefix>/ip/ip.json` and `ip/done`, collects num_episodes_between_training
@@ -293,6 +294,73 @@ def minio(args):
 
     threading.Thread(target=loader, daemon=True).start()
     run_simple("0.0.0.0", 9000, persisted, threaded=True, request_handler=MotoRequestHandler)
+
+
+def aws(_args):
+    """AWS as the containers see it when they are given no endpoint (DR_CLOUD=aws): a DNS
+    server on 53/udp answering every *.amazonaws.com name with AWS_STANDIN_ADDRESS (as the
+    resolver of the hosts' network answers S3's names), and S3 on 443 over TLS with
+    /certs/s3.crt (S3's names, signed by the test CA this image trusts as the real image
+    trusts Amazon's). Requests must be signed (SigV4) by AWS_STANDIN_KEY for
+    AWS_STANDIN_REGION: S3 refuses unknown keys and a signature scoped to another region
+    (AuthorizationHeaderMalformed)."""
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import run_simple
+
+    address = socket.inet_aton(os.environ["AWS_STANDIN_ADDRESS"])
+    region = os.environ.get("AWS_STANDIN_REGION", "us-east-1")
+    user, secret = os.environ["AWS_STANDIN_KEY"], os.environ["AWS_STANDIN_SECRET"]
+    moto = DomainDispatcherApplication(create_backend_app)
+
+    def app(environ, start_response):
+        auth = environ.get("HTTP_AUTHORIZATION", "")
+        scope = auth.split("Credential=", 1)[1].split(",")[0].split("/") if auth else []
+        if len(scope) > 2 and scope[2] != region:
+            start_response("400 Bad Request", [("Content-Type", "application/xml")])
+            message = f"the region '{scope[2]}' is wrong; expecting '{region}'"
+            return [DENIED.format(code="AuthorizationHeaderMalformed", message=message).encode()]
+        denied = signed_by(environ, user, secret)
+        if denied:
+            start_response("403 Forbidden", [("Content-Type", "application/xml")])
+            return [DENIED.format(code=denied[0], message=denied[1]).encode()]
+        return moto(environ, start_response)
+
+    def dns():
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("0.0.0.0", 53))
+        while True:
+            query, peer = sock.recvfrom(512)
+            labels, i = [], 12
+            while i < len(query) and query[i]:
+                labels.append(query[i + 1 : i + 1 + query[i]].decode("ascii", "replace"))
+                i += 1 + query[i]
+            qtype = int.from_bytes(query[i + 1 : i + 3], "big")
+            question = query[12 : i + 5]
+            name = ".".join(labels).lower()
+            ours = name == "amazonaws.com" or name.endswith(".amazonaws.com")
+            rcode = 0 if ours else 3  # NXDOMAIN: no other name exists here
+            answer = b""
+            if ours and qtype == 1:  # A; AAAA and the rest: no answer, so A is used
+                answer = b"\xc0\x0c" + (1).to_bytes(2, "big") + (1).to_bytes(2, "big")
+                answer += (60).to_bytes(4, "big") + (4).to_bytes(2, "big") + address
+            flags = 0x8180 | rcode
+            header = query[:2] + flags.to_bytes(2, "big") + (1).to_bytes(2, "big")
+            header += (1 if answer else 0).to_bytes(2, "big") + bytes(4)
+            sock.sendto(header + question + answer, peer)
+
+    threading.Thread(target=dns, daemon=True).start()
+    run_simple(
+        "0.0.0.0",
+        443,
+        app,
+        threaded=True,
+        request_handler=MotoRequestHandler,
+        ssl_context=("/certs/s3.crt", "/certs/s3.key"),
+    )
 
 
 def trainer(_args):
@@ -733,6 +801,7 @@ def rollout(args):
 
 ROLES = {
     "minio": minio,
+    "aws": aws,
     "trainer": trainer,
     "gazebo": gazebo,
     "rollout": rollout,
