@@ -23,7 +23,8 @@ from tests.testbed.images import test_ca
 
 NAME = "test-aws"  # not drfleet-*: the tests look for those
 REGION = "us-east-1"
-KEY, SECRET = "AKIASTANDIN", "aws-standin-secret"
+KEY, SECRET = "AKIASTANDIN", "aws-standin-secret"  # the user's, in a profile file here
+ROLE_KEY, ROLE_SECRET = "ASIAHOSTROLE", "host-role-secret"  # the hosts' instance role's
 
 
 def certificate(tmp: Path, address: str) -> tuple[Path, Path]:
@@ -43,7 +44,8 @@ def certificate(tmp: Path, address: str) -> tuple[Path, Path]:
 
 @contextlib.contextmanager
 def aws_account(bed: TestBed, tmp: Path, host: str = "h3") -> Iterator[dict[str, Any]]:
-    """The stand-in on `host`, every running host resolving through it; yields the
+    """The stand-in on `host` (443 and 53/udp of its address), every running host resolving
+    through it; yields the
     controller's environment (profile files under tmp) and an S3 client of the account."""
     address = bed.hosts[host].address
     crt, key = certificate(tmp, address)
@@ -53,9 +55,11 @@ def aws_account(bed: TestBed, tmp: Path, host: str = "h3") -> Iterator[dict[str,
     try:
         bed.exec(
             host,
-            f"docker run -d --name {NAME} -p 443:443 -p 53:53/udp -v /root/test-aws:/certs:ro "
+            # on the host's own network: a published port is out of reach of the host's own
+            # containers (docker isolates its bridges from each other after the DNAT)
+            f"docker run -d --name {NAME} --network host -v /root/test-aws:/certs:ro "
             f"-e AWS_STANDIN_ADDRESS={address} -e AWS_STANDIN_REGION={REGION} "
-            f"-e AWS_STANDIN_KEY={KEY} -e AWS_STANDIN_SECRET={SECRET} --entrypoint python3 "
+            f"-e AWS_STANDIN_KEYS={KEY}:{SECRET},{ROLE_KEY}:{ROLE_SECRET} --entrypoint python3 "
             "drfleet-standin/simapp:1.0-cpu /opt/ml/code/standin.py aws",
         )
         for h in hosts:  # the hosts' resolver: what docker's embedded DNS forwards to
@@ -97,3 +101,30 @@ def aws_account(bed: TestBed, tmp: Path, host: str = "h3") -> Iterator[dict[str,
                 check=False,
             )
         bed.exec(host, f"docker rm -f {NAME}; rm -rf /root/test-aws", check=False)
+
+
+@contextlib.contextmanager
+def instance_roles(bed: TestBed) -> Iterator[None]:
+    """Every running host an EC2 instance with a role: the metadata service (standin.py
+    `imds`) on 169.254.169.254:80, a plain process of the host (the hypervisor's part, so its
+    keys are in no file or container of the host), the address on the host's lo."""
+    hosts = up(bed)
+    script = (Path(__file__).parent / "simapp" / "image" / "standin.py").read_text()
+    try:
+        for h in hosts:
+            bed.exec(h, "cat > /root/imds.py", stdin=script)
+            bed.exec(
+                h,
+                "ip addr add 169.254.169.254/32 dev lo && "
+                f"IMDS_KEY={ROLE_KEY} IMDS_SECRET={ROLE_SECRET} setsid python3 /root/imds.py "
+                "imds > /root/imds.log 2>&1 < /dev/null &",
+            )
+        yield
+    finally:
+        for h in hosts:
+            bed.exec(
+                h,
+                "pkill -f '/root/imds.py imds'; ip addr del 169.254.169.254/32 dev lo; "
+                "rm -f /root/imds.py /root/imds.log",
+                check=False,
+            )

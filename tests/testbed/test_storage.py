@@ -124,6 +124,17 @@ def test_remote_s3_trains_without_minio_and_bad_input_is_named(
         bed.exec("h3", f"docker rm -f {NAS}")
 
 
+def trained(client: Any, bucket: str) -> None:
+    """The run's first iteration, with both workers' episodes, lands in the bucket."""
+    deadline = time.monotonic() + 120
+    key = f"{PREFIX}/standin/iteration-0.json"
+    while not client.list_objects_v2(Bucket=bucket, Prefix=key).get("Contents"):
+        assert time.monotonic() < deadline, f"no iteration trained in {bucket}"
+        time.sleep(1)
+    episodes = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert sorted(e["slot"] for e in episodes) == [1, 1, 2, 2]
+
+
 def test_aws_s3_trains_with_the_profiles_keys_and_no_endpoint_in_the_containers(
     fleet: tuple[TestBed, Path], tmp_path: Path
 ) -> None:
@@ -132,7 +143,7 @@ def test_aws_s3_trains_with_the_profiles_keys_and_no_endpoint_in_the_containers(
     (aws_standin). The containers' S3 env is what docker-compose-aws.yml and -keys.yml give;
     no minio starts. A missing bucket, wrong keys and credentials that would need instance
     roles the hosts lack are each named, with nothing started."""
-    from tests.testbed.aws_standin import KEY, SECRET, aws_account
+    from tests.testbed.aws_standin import KEY, ROLE_SECRET, SECRET, aws_account, instance_roles
 
     bed, _ = fleet
     bed.write_inventory(worker_vcpus=1, trainer_vcpus=1)
@@ -180,13 +191,7 @@ def test_aws_s3_trains_with_the_profiles_keys_and_no_endpoint_in_the_containers(
         run = invoke("train", *args, "--wipe", "--json", env=env)
         assert run.code == 0, run.stdout[-2000:] + run.stderr
         try:
-            deadline = time.monotonic() + 120
-            key = f"{PREFIX}/standin/iteration-0.json"
-            while not client.list_objects_v2(Bucket="awsbucket", Prefix=key).get("Contents"):
-                assert time.monotonic() < deadline, "no iteration trained against AWS"
-                time.sleep(1)
-            episodes = json.loads(client.get_object(Bucket="awsbucket", Key=key)["Body"].read())
-            assert sorted(e["slot"] for e in episodes) == [1, 1, 2, 2]
+            trained(client, "awsbucket")
             assert not [c for h in containers(bed).values() for c in h if c == "drfleet-minio"]
             aws_yml = {
                 "AWS_METADATA_SERVICE_TIMEOUT": "3",
@@ -212,3 +217,33 @@ def test_aws_s3_trains_with_the_profiles_keys_and_no_endpoint_in_the_containers(
         finally:
             stop = invoke("stop", *args, env=env)
             assert stop.code == 0, stop.stderr
+
+        # EC2 as it is usually set up: this machine's credentials are temporary, and every
+        # host's instance role gives its containers theirs; no key reaches a host
+        keys(SECRET, token="session-token")
+        with instance_roles(bed):
+            run = invoke("train", *args, "--wipe", "--json", env=env)
+            assert run.code == 0, run.stdout[-2000:] + run.stderr
+            try:
+                trained(client, "awsbucket")
+                for h, names in containers(bed).items():
+                    ours = [n for n in names if n.startswith(("drfleet-", "algo-1-"))]
+                    for name in ours:
+                        inspected = json.loads(bed.exec(h, f"docker inspect {name}"))[0]
+                        cenv = dict(e.split("=", 1) for e in inspected["Config"]["Env"])
+                        assert "AWS_ACCESS_KEY_ID" not in cenv, (h, name)
+                        assert "AWS_SECRET_ACCESS_KEY" not in cenv, (h, name)
+                    ids = bed.exec(
+                        h, "docker ps -aq --no-trunc --filter name=drfleet- --filter name=algo-1-"
+                    ).split()
+                    where = " ".join(
+                        ["/var/lib/drfleet", "/tmp/sagemaker", "/root"]
+                        + [f"/var/lib/docker/containers/{i}" for i in ids]
+                    )
+                    found = bed.exec(
+                        h, f"grep -rlsF -e {KEY} -e {SECRET} -e {ROLE_SECRET} {where}; true"
+                    )
+                    assert not found.strip(), f"{h}: keys in {found}"
+            finally:
+                stop = invoke("stop", *args, env=env)
+                assert stop.code == 0, stop.stderr

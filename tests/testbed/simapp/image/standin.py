@@ -4,6 +4,7 @@ Dockerfile, run.sh, ros2, start.py, train beside this file):
 
 - `minio`: an S3 API server (moto) on :9000, in place of minio;
 - `aws`: S3 over TLS on :443 and DNS for *.amazonaws.com, in place of AWS (DR_CLOUD=aws);
+- `imds`: an EC2 host's instance metadata with a role's credentials (IMDSv2);
 - `trainer` (the SageMaker container `algo-1-*`, command `train`): reads
   /opt/ml/input/config/hyperparameters.json as SageMaker's local mode writes it, runs redis on
   6379, writes `<prefix>/ip/ip.json` and `ip/done`, collects num_episodes_between_training
@@ -301,9 +302,9 @@ def aws(_args):
     server on 53/udp answering every *.amazonaws.com name with AWS_STANDIN_ADDRESS (as the
     resolver of the hosts' network answers S3's names), and S3 on 443 over TLS with
     /certs/s3.crt (S3's names, signed by the test CA this image trusts as the real image
-    trusts Amazon's). Requests must be signed (SigV4) by AWS_STANDIN_KEY for
-    AWS_STANDIN_REGION: S3 refuses unknown keys and a signature scoped to another region
-    (AuthorizationHeaderMalformed)."""
+    trusts Amazon's). Requests must be signed (SigV4) by one of AWS_STANDIN_KEYS
+    (`key:secret,...`: a user's and an instance role's) for AWS_STANDIN_REGION: S3 refuses
+    unknown keys and a signature scoped to another region (AuthorizationHeaderMalformed)."""
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
         MotoRequestHandler,
@@ -313,18 +314,27 @@ def aws(_args):
 
     address = socket.inet_aton(os.environ["AWS_STANDIN_ADDRESS"])
     region = os.environ.get("AWS_STANDIN_REGION", "us-east-1")
-    user, secret = os.environ["AWS_STANDIN_KEY"], os.environ["AWS_STANDIN_SECRET"]
+    known = dict(pair.split(":", 1) for pair in os.environ["AWS_STANDIN_KEYS"].split(","))
     moto = DomainDispatcherApplication(create_backend_app)
 
     def app(environ, start_response):
         auth = environ.get("HTTP_AUTHORIZATION", "")
-        scope = auth.split("Credential=", 1)[1].split(",")[0].split("/") if auth else []
+        scope = (
+            auth.split("Credential=", 1)[1].split(",")[0].split("/")
+            if "Credential=" in auth
+            else []
+        )
         if len(scope) > 2 and scope[2] != region:
             start_response("400 Bad Request", [("Content-Type", "application/xml")])
             message = f"the region '{scope[2]}' is wrong; expecting '{region}'"
             return [DENIED.format(code="AuthorizationHeaderMalformed", message=message).encode()]
-        denied = signed_by(environ, user, secret)
-        if denied:
+        key_id = scope[0] if scope else ""
+        denied = signed_by(environ, key_id, known[key_id]) if key_id in known else None
+        if denied or key_id not in known:
+            denied = denied or (
+                "InvalidAccessKeyId",
+                "The AWS Access Key Id you provided does not exist in our records.",
+            )
             start_response("403 Forbidden", [("Content-Type", "application/xml")])
             return [DENIED.format(code=denied[0], message=denied[1]).encode()]
         return moto(environ, start_response)
@@ -361,6 +371,58 @@ def aws(_args):
         request_handler=MotoRequestHandler,
         ssl_context=("/certs/s3.crt", "/certs/s3.key"),
     )
+
+
+def imds(_args):
+    """The instance metadata service of an EC2 host whose instance has a role, on
+    169.254.169.254:80 (run with --network host, the address on the host's lo), as
+    botocore's InstanceMetadataFetcher (utils.py) asks it: PUT latest/api/token, then
+    latest/meta-data/iam/security-credentials/ (the role's name) and .../<role> (AccessKeyId,
+    SecretAccessKey, Token, Expiration). A GET without the token is refused (401), as on an
+    instance that requires IMDSv2. The credentials are IMDS_KEY/IMDS_SECRET with a token."""
+    role, token = os.environ.get("IMDS_ROLE", "deepracer-host"), uuid.uuid4().hex
+    path = "/latest/meta-data/iam/security-credentials/"
+    expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 6 * 3600))
+    answers = {
+        path: role,
+        path + role: json.dumps(
+            {
+                "Code": "Success",
+                "Type": "AWS-HMAC",
+                "AccessKeyId": os.environ["IMDS_KEY"],
+                "SecretAccessKey": os.environ["IMDS_SECRET"],
+                "Token": "imds-session-" + token,
+                "Expiration": expires,
+            }
+        ),
+    }
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def answer(self, code, body):
+            data = body.encode()
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_PUT(self):
+            if self.path != "/latest/api/token":
+                return self.answer(404, "")
+            if not self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
+                return self.answer(400, "")
+            return self.answer(200, token)
+
+        def do_GET(self):
+            if self.headers.get("X-aws-ec2-metadata-token") != token:
+                return self.answer(401, "")
+            if self.path not in answers:
+                return self.answer(404, "")
+            return self.answer(200, answers[self.path])
+
+        def log_message(self, *args):
+            pass
+
+    http.server.ThreadingHTTPServer(("169.254.169.254", 80), Handler).serve_forever()
 
 
 def trainer(_args):
@@ -802,6 +864,7 @@ def rollout(args):
 ROLES = {
     "minio": minio,
     "aws": aws,
+    "imds": imds,
     "trainer": trainer,
     "gazebo": gazebo,
     "rollout": rollout,
