@@ -341,7 +341,9 @@ def aws(_args):
 
     def dns():
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.bind(("0.0.0.0", 53))
+        # bound to the address it answers for: a reply from 0.0.0.0 to a container of this
+        # host would leave from the docker bridge's address, which the asker drops
+        sock.bind((os.environ["AWS_STANDIN_ADDRESS"], 53))
         while True:
             query, peer = sock.recvfrom(512)
             labels, i = [], 12
