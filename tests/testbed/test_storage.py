@@ -23,6 +23,27 @@ NAS = "test-nas"  # not drfleet-*: the tests look for those
 KEY, SECRET = "naskey", "nas-secret-1"
 
 
+def drfc_on(tmp: Path, cloud: str, bucket: str, profile: str) -> tuple[Path, str]:
+    """Two workers' DRfC files whose run's S3 is DR_CLOUD=cloud, the bucket and the profile:
+    the env dir and system.env's text."""
+    env_dir = write_drfc(tmp / "drfc", 2, {2: "Monaco"}, 4, {"standin_iterations": 1})
+    base = (env_dir / "system.env").read_text().replace("DR_CLOUD=local", f"DR_CLOUD={cloud}")
+    base = base.replace("DR_LOCAL_S3_BUCKET=bucket", f"DR_LOCAL_S3_BUCKET={bucket}")
+    base = base.replace("DR_LOCAL_S3_PROFILE=minio", f"DR_LOCAL_S3_PROFILE={profile}")
+    assert f"DR_LOCAL_S3_PROFILE={profile}" in base and f"DR_LOCAL_S3_BUCKET={bucket}" in base
+    return env_dir, base
+
+
+def refused(bed: TestBed, env_dir: Path, env: dict[str, str], *expected: str) -> None:
+    """train is refused (exit 2) with each expected text, and no drfleet container starts."""
+    run = invoke("train", "-i", str(bed.inventory), "--env-dir", str(env_dir), "--wipe", env=env)
+    assert run.code == 2, run.stdout[-2000:] + run.stderr
+    for text in expected:
+        assert text in run.stderr, run.stderr
+    assert "nothing was started" in run.stderr
+    assert not [c for h in containers(bed).values() for c in h if c.startswith("drfleet-")]
+
+
 def nas_client(url: str) -> Any:
     return boto3.client(
         "s3",
@@ -60,12 +81,8 @@ def test_remote_s3_trains_without_minio_and_bad_input_is_named(
     bed.write_inventory(worker_vcpus=1, trainer_vcpus=1)
     url = nas_up(bed)
     try:
-        env_dir = write_drfc(tmp_path / "drfc", 2, {2: "Monaco"}, 4, {"standin_iterations": 1})
+        env_dir, base = drfc_on(tmp_path, "remote", "nasbucket", "nas")
         system = env_dir / "system.env"
-        base = system.read_text().replace("DR_CLOUD=local", "DR_CLOUD=remote")
-        base = base.replace("DR_LOCAL_S3_BUCKET=bucket", "DR_LOCAL_S3_BUCKET=nasbucket")
-        base = base.replace("DR_LOCAL_S3_PROFILE=minio", "DR_LOCAL_S3_PROFILE=nas")
-        assert "DR_LOCAL_S3_PROFILE=nas" in base and "DR_LOCAL_S3_BUCKET=nasbucket" in base
         creds = tmp_path / "credentials"
         env = {
             "AWS_SHARED_CREDENTIALS_FILE": str(creds),
@@ -74,27 +91,22 @@ def test_remote_s3_trains_without_minio_and_bad_input_is_named(
         (tmp_path / "config").write_text("")
         args = ("-i", str(bed.inventory), "--env-dir", str(env_dir))
 
-        def refused(system_text: str, secret: str, *expected: str) -> None:
+        def refused_with(system_text: str, secret: str, *expected: str) -> None:
             system.write_text(system_text)
             creds.write_text(
                 f"[nas]\naws_access_key_id = {KEY}\naws_secret_access_key = {secret}\n"
             )
-            run = invoke("train", *args, "--wipe", env=env)
-            assert run.code == 2, run.stdout[-2000:] + run.stderr
-            for text in expected:
-                assert text in run.stderr, run.stderr
-            assert "nothing was started" in run.stderr
-            assert not [c for h in containers(bed).values() for c in h if c.startswith("drfleet-")]
+            refused(bed, env_dir, env, *expected)
 
         with_url = base + f"DR_REMOTE_MINIO_URL={url}\n"
-        refused(with_url, "wrong", "DR_LOCAL_S3_PROFILE=nas:", "refuses its keys")
-        refused(
+        refused_with(with_url, "wrong", "DR_LOCAL_S3_PROFILE=nas:", "refuses its keys")
+        refused_with(
             with_url.replace("=nasbucket", "=nobucket"),
             SECRET,
             "DR_LOCAL_S3_BUCKET=nobucket: no such bucket at " + url,
         )
         dead = url.replace(":9000", ":9009")
-        refused(base + f"DR_REMOTE_MINIO_URL={dead}\n", SECRET, f"DR_REMOTE_MINIO_URL={dead}:")
+        refused_with(base + f"DR_REMOTE_MINIO_URL={dead}\n", SECRET, f"DR_REMOTE_MINIO_URL={dead}:")
         system.write_text(with_url)
         run = invoke("train", *args, "--wipe", "--json", env=env)
         assert run.code == 0, run.stdout[-2000:] + run.stderr
@@ -150,12 +162,8 @@ def test_aws_s3_trains_with_the_profiles_keys_and_no_endpoint_in_the_containers(
     with aws_account(bed, tmp_path) as aws:
         client, env = aws["client"], aws["env"]
         client.create_bucket(Bucket="awsbucket")
-        env_dir = write_drfc(tmp_path / "drfc", 2, {2: "Monaco"}, 4, {"standin_iterations": 1})
+        env_dir, base = drfc_on(tmp_path, "aws", "awsbucket", "deepracer")
         system = env_dir / "system.env"
-        base = system.read_text().replace("DR_CLOUD=local", "DR_CLOUD=aws")
-        base = base.replace("DR_LOCAL_S3_BUCKET=bucket", "DR_LOCAL_S3_BUCKET=awsbucket")
-        base = base.replace("DR_LOCAL_S3_PROFILE=minio", "DR_LOCAL_S3_PROFILE=deepracer")
-        assert "DR_LOCAL_S3_PROFILE=deepracer" in base and "DR_CLOUD=aws" in base
         creds = Path(env["AWS_SHARED_CREDENTIALS_FILE"])
         args = ("-i", str(bed.inventory), "--env-dir", str(env_dir))
 
@@ -165,25 +173,21 @@ def test_aws_s3_trains_with_the_profiles_keys_and_no_endpoint_in_the_containers(
                 + (f"aws_session_token = {token}\n" if token else "")
             )
 
-        def refused(system_text: str, *expected: str) -> None:
-            system.write_text(system_text)
-            run = invoke("train", *args, "--wipe", env=env)
-            assert run.code == 2, run.stdout[-2000:] + run.stderr
-            for text in expected:
-                assert text in run.stderr, run.stderr
-            assert "nothing was started" in run.stderr
-            assert not [c for h in containers(bed).values() for c in h if c.startswith("drfleet-")]
-
+        system.write_text(base)
         keys("wrong")
-        refused(base, "DR_LOCAL_S3_PROFILE=deepracer: S3 refuses its credentials")
+        refused(bed, env_dir, env, "DR_LOCAL_S3_PROFILE=deepracer: S3 refuses its credentials")
         keys(SECRET)
+        system.write_text(base.replace("=awsbucket", "=nobucket"))
         refused(
-            base.replace("=awsbucket", "=nobucket"),
+            bed,
+            env_dir,
+            env,
             "DR_LOCAL_S3_BUCKET=nobucket: no such bucket in S3 (us-east-1)",
             "aws s3 mb s3://nobucket",
         )
+        system.write_text(base)
         keys(SECRET, token="session-token")  # temporary: the containers would need roles
-        refused(base, "no instance role reaches a container", "hop limit")
+        refused(bed, env_dir, env, "no instance role reaches a container", "hop limit")
         for h in ("h1", "h2"):
             assert f"{h}:" in invoke("train", *args, "--wipe", env=env).stderr
         keys(SECRET)
@@ -198,11 +202,17 @@ def test_aws_s3_trains_with_the_profiles_keys_and_no_endpoint_in_the_containers(
                 "AWS_METADATA_SERVICE_NUM_ATTEMPTS": "5",
             }
             keys_yml = {"AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET}
-            for h, name in (("h1", "drfleet-rlcoach"), ("h1", "drfleet-robomaker-1")):
-                inspected = json.loads(bed.exec(h, f"docker inspect {name}"))[0]
-                cenv = dict(e.split("=", 1) for e in inspected["Config"]["Env"])
-                assert "S3_ENDPOINT_URL" not in cenv, name
-                assert {k: cenv.get(k) for k in {**aws_yml, **keys_yml}} == {**aws_yml, **keys_yml}
+            compose = {**aws_yml, **keys_yml}
+            checked = []
+            for h, names in containers(bed).items():
+                for name in names:
+                    if name == "drfleet-rlcoach" or name.startswith("drfleet-robomaker-"):
+                        inspected = json.loads(bed.exec(h, f"docker inspect {name}"))[0]
+                        cenv = dict(e.split("=", 1) for e in inspected["Config"]["Env"])
+                        assert "S3_ENDPOINT_URL" not in cenv, name
+                        assert {k: cenv.get(k) for k in compose} == compose, name
+                        checked.append(name)
+            assert len(checked) == 3, checked
             params = client.get_object(Bucket="awsbucket", Key=f"{PREFIX}/training_params.yaml")
             assert b"S3_ENDPOINT_URL" not in params["Body"].read()
             listing = invoke(

@@ -370,6 +370,23 @@ def test_experiment_name_from_the_environment_wins(tmp_path: Path) -> None:
         config.load(d, environ={"DR_EXPERIMENT_NAME": "nope"})
 
 
+def on_cloud(
+    tmp_path: Path, cloud: str, workers: int, creds: dict[str, str], extra: str = ""
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The hosts' desired states and the params files of a one-host run with DR_CLOUD=cloud."""
+    cfg, _ = setup(tmp_path, workers, system_extra=extra)
+    system = (cfg.env_dir / "system.env").read_text()
+    (cfg.env_dir / "system.env").write_text(system.replace("DR_CLOUD=local", f"DR_CLOUD={cloud}"))
+    cfg = config.load(cfg.env_dir, environ={})
+    checks.check(cfg)
+    files = params.files(cfg, now=0)
+    caps = [Capacity(host="t", vcpus=16, trainer=True)]
+    names = list(files) * workers
+    worlds = [files[n]["WORLD_NAME"] for n in names]
+    plan = place(workers, caps, worlds, checks.shares(cfg.episodes, workers), names)
+    return build(plan, cfg, {c.host: c for c in caps}, creds, files, generation=1), files
+
+
 def test_a_cloud_drfc_does_not_know_is_refused_up_front(tmp_path: Path) -> None:
     d = drfc(
         tmp_path,
@@ -387,18 +404,7 @@ def test_aws_storage_gives_what_drfcs_aws_and_keys_compose_files_give(
 ) -> None:
     """DR_CLOUD=aws: docker-compose-aws.yml (the metadata timeouts), -keys.yml only with the
     profile's keys, no S3_ENDPOINT_URL (activate.sh sets no DR_MINIO_URL) and no minio."""
-    cfg, _ = setup(tmp_path, 2)
-    system = (cfg.env_dir / "system.env").read_text().replace("DR_CLOUD=local", "DR_CLOUD=aws")
-    (cfg.env_dir / "system.env").write_text(system)
-    cfg = config.load(cfg.env_dir, environ={})
-    checks.check(cfg)
-    files = params.files(cfg, now=0)
-    caps = [Capacity(host="t", vcpus=16, trainer=True)]
-    names = list(files) * 2
-    plan = place(
-        2, caps, [files[n]["WORLD_NAME"] for n in names], checks.shares(cfg.episodes, 2), names
-    )
-    docs = build(plan, cfg, {c.host: c for c in caps}, creds, files, generation=1)
+    docs, files = on_cloud(tmp_path, "aws", 2, creds)
     assert containers(docs, "minio") == []
     aws = {"AWS_METADATA_SERVICE_TIMEOUT": "3", "AWS_METADATA_SERVICE_NUM_ATTEMPTS": "5"}
     keys = {"AWS_ACCESS_KEY_ID": "AK", "AWS_SECRET_ACCESS_KEY": "SK"} if creds else {}
@@ -465,18 +471,9 @@ def test_remote_needs_a_plain_url(tmp_path: Path, url: str, why: str) -> None:
 def test_remote_storage_starts_no_minio_and_gives_its_url(tmp_path: Path) -> None:
     """DR_CLOUD=remote: docker-compose-endpoint.yml with DR_MINIO_URL=DR_REMOTE_MINIO_URL and
     -keys.yml with the profile's keys; no minio (DR_MINIO_COMPOSE_FILE is empty)."""
-    cfg, _ = setup(tmp_path, 3, system_extra="DR_REMOTE_MINIO_URL=http://nas.example:9000\n")
-    system = (cfg.env_dir / "system.env").read_text().replace("DR_CLOUD=local", "DR_CLOUD=remote")
-    (cfg.env_dir / "system.env").write_text(system)
-    cfg = config.load(cfg.env_dir, environ={})
-    checks.check(cfg)
-    files = params.files(cfg, now=0)
-    caps = [Capacity(host="t", vcpus=16, trainer=True)]
-    names = list(files) * 3
-    plan = place(
-        3, caps, [files[n]["WORLD_NAME"] for n in names], checks.shares(cfg.episodes, 3), names
+    docs, files = on_cloud(
+        tmp_path, "remote", 3, CREDS, "DR_REMOTE_MINIO_URL=http://nas.example:9000\n"
     )
-    docs = build(plan, cfg, {c.host: c for c in caps}, CREDS, files, generation=1)
     assert containers(docs, "minio") == []
     (rc,) = containers(docs, "rl_coach")
     assert rc["env"] == {**RL_COACH_ENV, "S3_ENDPOINT_URL": "http://nas.example:9000"}
