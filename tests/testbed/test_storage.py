@@ -213,8 +213,11 @@ def test_aws_s3_trains_with_the_profiles_keys_and_no_endpoint_in_the_containers(
                         assert {k: cenv.get(k) for k in compose} == compose, name
                         checked.append(name)
             assert len(checked) == 3, checked
-            params = client.get_object(Bucket="awsbucket", Key=f"{PREFIX}/training_params.yaml")
-            assert b"S3_ENDPOINT_URL" not in params["Body"].read()
+            names = client.list_objects_v2(Bucket="awsbucket", Prefix=f"{PREFIX}/training_params")
+            assert len(names["Contents"]) == 2  # multi-config: one per worker
+            for o in names["Contents"]:
+                body = client.get_object(Bucket="awsbucket", Key=o["Key"])["Body"].read()
+                assert b"S3_ENDPOINT_URL" not in body, o["Key"]
             listing = invoke(
                 "s3",
                 *args,
