@@ -48,6 +48,27 @@ def _parse(sess: Session, text: str, what: str) -> HostStatus:
         ) from None
 
 
+def desired(sess: Session) -> dict[str, Any] | None:
+    """The desired state the host's agent holds (credentials included: it stays in memory
+    here), or None when it holds none. An evaluation is added beside it, never in its place."""
+    res = sess.run(
+        cmd("cat", f"{STATE_DIR}/desired.json"),
+        become=True,
+        check=False,
+        task="desired state",
+        prints_secret=True,  # never echoed live: it holds the run's keys
+    )
+    if res.exit_code != 0:
+        return None
+    try:
+        doc: dict[str, Any] = json.loads(res.stdout)
+    except ValueError as exc:
+        raise DrfleetError(
+            f"the agent's desired state cannot be read: {exc}", where=sess.host.name
+        ) from None
+    return doc
+
+
 def status(sess: Session, timeout: float = 30) -> HostStatus:
     res = sess.run(command("status", "--json"), become=True, timeout=timeout, task="agent status")
     return _parse(sess, res.stdout, "status")

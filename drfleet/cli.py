@@ -12,7 +12,7 @@ from invoke.exceptions import Exit
 from invoke.program import Program
 from rich.table import Table
 
-from drfleet import __version__, cli_models, status_view
+from drfleet import __version__, cli_eval, cli_models, status_view
 from drfleet import facts as facts_mod
 from drfleet.command import command, inventory_and_options, print_json, print_json_line
 from drfleet.errors import DrfleetError
@@ -368,6 +368,7 @@ def status(
 @command(
     worker="worker slot number (1-based)",
     trainer="the rl_coach / sagemaker logs",
+    evaluation="the evaluation's logs (drfleet evaluate)",
     follow="keep printing new lines",
     tail="how many lines from the end (default 200)",
 )
@@ -375,6 +376,7 @@ def logs(
     c: Any,
     worker: int = 0,
     trainer: bool = False,
+    evaluation: bool = False,
     follow: bool = False,
     tail: int = 200,
     inventory: str | None = None,
@@ -385,12 +387,12 @@ def logs(
 ) -> None:
     """Logs of one container, from whichever host runs it."""
     from drfleet import agent_client, launch
-    from drfleet.names import RLCOACH, robomaker_name
+    from drfleet.names import EVALUATION, RLCOACH, robomaker_name
     from drfleet.remote import session
 
-    if bool(worker) == trainer:
-        raise DrfleetError("say which logs: --worker N or --trainer")
-    name = RLCOACH if trainer else robomaker_name(worker)
+    if [bool(worker), trainer, evaluation].count(True) != 1:
+        raise DrfleetError("say which logs: --worker N, --trainer or --evaluation")
+    name = RLCOACH if trainer else EVALUATION if evaluation else robomaker_name(worker)
     inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
     host, _ = launch.locate(inv, options, name)
     with session(host, options) as s:
@@ -543,6 +545,7 @@ ns = Collection(
     vnc,
     init,
     *cli_models.TASKS,
+    *cli_eval.TASKS,
 )
 ns.configure({"run": {"echo_stdin": False}})
 

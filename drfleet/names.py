@@ -10,6 +10,8 @@ FLEET = "drfleet"  # the agent's fleet label: containers of other fleets are nev
 RLCOACH = "drfleet-rlcoach"
 MINIO = "drfleet-minio"
 ROBOMAKER_PREFIX = "drfleet-robomaker-"
+EVALUATION = "drfleet-eval"  # the evaluation's robomaker (DRfC's deepracer-eval stack)
+EVAL_VIDEO_PORT = 8078  # its web_video_server on the host, below the workers' 8079+slot
 SAGEMAKER_PATTERN = "^algo-[0-9]+-"  # the trainer rl_coach starts through SageMaker local mode
 
 # the network DRfC's containers share (sagemaker-local; an attachable overlay across hosts)

@@ -90,11 +90,20 @@ def locked(env_dir: Path) -> Iterator[None]:
 
 
 def next_generation(env_dir: Path) -> int:
-    """The generation of the next assignment: one more than the record's. A counter, never a
-    clock, so "the newer assignment wins" cannot be turned round by a clock that is behind.
-    Call it under locked()."""
+    """The generation of the next assignment: one more than any handed out from env_dir (the
+    record's, or an evaluation's or minio's alone, kept beside it). A counter, never a clock,
+    so "the newer assignment wins" cannot be turned round by a clock that is behind. Call it
+    under locked()."""
     state = load(env_dir)
-    return (state.generation if state else 0) + 1
+    counter = path(env_dir).with_name("generation")
+    try:
+        last = int(counter.read_text())
+    except (FileNotFoundError, ValueError):
+        last = 0
+    generation = max(state.generation if state else 0, last) + 1
+    counter.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    atomic_write(counter, str(generation), 0o600)
+    return generation
 
 
 def fenced(env_dir: Path, told: dict[str, int]) -> None:

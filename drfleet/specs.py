@@ -22,6 +22,8 @@ from drfleet.drfc import params as params_mod
 from drfleet.drfc.config import TrainingConfig
 from drfleet.drfc.images import minio_image, simapp_images
 from drfleet.names import (
+    EVAL_VIDEO_PORT,
+    EVALUATION,
     FLEET,
     MINIO,
     MINIO_DATA,
@@ -242,6 +244,56 @@ def robomaker(
         "restart": "on-failure",
     }
     if gpu:
+        spec["gpus"] = -1
+    return spec
+
+
+def evaluation(
+    cfg: TrainingConfig, cap: Capacity, creds: dict[str, str], params_name: str, cpus: str
+) -> dict[str, Any]:
+    """docker-compose-eval.yml's robomaker (start.sh: `run.sh run evaluation.launch.py`, the
+    eval params as S3_YAML_NAME, ROLLOUT_IDX=0), with the run's S3 env as for training, its
+    video on EVAL_VIDEO_PORT and Gazebo on `cpus` of its host (a pair no worker there has)."""
+    s = cfg.setting
+    env = {
+        "CUDA_VISIBLE_DEVICES": cfg.get("DR_ROBOMAKER_CUDA_DEVICES"),
+        "DEBUG_REWARD": cfg.get("DR_EVAL_DEBUG_REWARD"),
+        "WORLD_NAME": s("DR_WORLD_NAME"),
+        "MODEL_S3_PREFIX": s("DR_LOCAL_S3_MODEL_PREFIX"),
+        "MODEL_S3_BUCKET": s("DR_LOCAL_S3_BUCKET"),
+        "APP_REGION": s("DR_AWS_APP_REGION"),
+        "S3_YAML_NAME": params_name,
+        "KINESIS_VIDEO_STREAM_NAME": s("DR_KINESIS_STREAM_NAME"),
+        "ENABLE_KINESIS": s("DR_CAMERA_KVS_ENABLE"),
+        "ENABLE_GUI": s("DR_GUI_ENABLE"),
+        "ROLLOUT_IDX": "0",
+        "RTF_OVERRIDE": cfg.get("DR_EVAL_RTF"),
+        "ROS_MASTER_URI": "http://localhost:11311/",
+        "ROS_IP": "127.0.0.1",
+        "GAZEBO_ARGS": cfg.get("DR_GAZEBO_ARGS"),
+        "GAZEBO_RENDER_ENGINE": cfg.get("DR_GAZEBO_RENDER_ENGINE") or "ogre2",
+        **telegraf_env(cfg),
+        **s3_env(cfg, creds),
+        "DRFLEET_GAZEBO_CPUS": cpus,
+    }
+    ports: dict[str, int] = {"8080/tcp": EVAL_VIDEO_PORT}
+    if s("DR_GUI_ENABLE").lower() == "true":
+        ports["5900/tcp"] = GUI_BASE - 1
+    spec: dict[str, Any] = {
+        "name": EVALUATION,
+        "role": "evaluation",
+        "image": simapp_image(cfg, cap.gpus > 0),
+        "command": ["/opt/ml/code/run.sh run evaluation.launch.py"],
+        "env": env,
+        "networks": [NETWORK],
+        "ports": ports,
+        "publish_address": cap.publish_address,
+        "mounts": [{"source": TASKSET_SHIM, "target": "/usr/local/bin/taskset", "read_only": True}],
+        "init": True,
+        "labels": {"drfleet-world": s("DR_WORLD_NAME")},
+        "restart": "on-failure",  # an evaluation that ends well is done, not restarted
+    }
+    if cap.gpus > 0:
         spec["gpus"] = -1
     return spec
 

@@ -150,7 +150,9 @@ TABLE: dict[str, Setting] = {
     "DR_LOCAL_S3_METRICS_PREFIX": _h(
         f"{P} METRICS_S3_OBJECT_KEY", "rl-deepracer-sagemaker/metrics"
     ),
-    "DR_LOCAL_S3_EVAL_PARAMS_FILE": Setting(NOT_TRAINING, "evaluation", "evaluation_params.yaml"),
+    "DR_LOCAL_S3_EVAL_PARAMS_FILE": _h(
+        "drfleet evaluate: the eval params file under the model prefix", "evaluation_params.yaml"
+    ),
     "DR_UPLOAD_S3_PREFIX": Setting(NOT_TRAINING, "dr-upload-model", "rl-deepracer-sagemaker-1"),
     "DR_OA_NUMBER_OF_OBSTACLES": _h(f"{P} NUMBER_OF_OBSTACLES (OBJECT_AVOIDANCE)", "6"),
     "DR_OA_MIN_DISTANCE_BETWEEN_OBSTACLES": _h(f"{P} (OBJECT_AVOIDANCE)", "2.0"),
@@ -198,8 +200,12 @@ for _k, _v in {
     "OPP_S3_METRICS_PREFIX": "",
     "OPP_MODEL_PREFIX": "",
 }.items():
-    TABLE[f"DR_EVAL_{_k}"] = Setting(NOT_TRAINING, "evaluation", _v)
-TABLE["DR_COLLISION_PENALTY"] = Setting(NOT_TRAINING, "evaluation (legacy name)")
+    TABLE[f"DR_EVAL_{_k}"] = (
+        Setting(NOT_TRAINING, "read by no DRfC script", _v)
+        if _k == "OPP_CAR_NAME"
+        else _h("drfleet evaluate: the eval params YAML or the evaluation's env", _v)
+    )
+TABLE["DR_COLLISION_PENALTY"] = _h("drfleet evaluate: eval params COLLISION_PENALTY")
 
 # Computed by activate.sh / start.sh / init.sh: a value in a file has no effect in DRfC either.
 for _k in [

@@ -17,6 +17,7 @@ Dockerfile, run.sh, ros2, start.py, train beside this file):
   ROLLOUT_IDX; it reports what it was started with to `<prefix>/standin/workers/<idx>.json`,
   serves its topics on 8080 (web_video_server), plays its share of every iteration and answers
   the trainer's requests for the episodes its index owns (see `answer`);
+- `evaluation <gazebo pid>`: the evaluation worker (see `evaluation`);
 - `vnc`: listens on 5900 where the real run.sh starts x11vnc.
 """
 
@@ -738,6 +739,94 @@ def serve_video(text, topics):
     threading.Thread(target=Server(("0.0.0.0", 8080), Handler).serve_forever, daemon=True).start()
 
 
+def evaluation(args):
+    """evaluation.launch.py: download_params_and_roslaunch_agent.py (the eval params at
+    MODEL_S3_PREFIX/S3_YAML_NAME in MODEL_S3_BUCKET, then each car's
+    <prefix>/model/model_metadata.json) and markov/evaluation_worker.py: the checkpoint
+    EVAL_CHECKPOINT names (best or last of deepracer_checkpoints.json; "No checkpoint files"
+    without its files), NUMBER_OF_TRIALS laps, the metrics written after each lap to
+    METRICS_S3_BUCKET[0]/METRICS_S3_OBJECT_KEY[0] as EvalMetrics.upload_episode_metrics writes
+    them ({"metrics": [...]}, no version key), then "Evaluation job complete" and exit 0
+    (SIMAPP_DONE_EXIT). Each lap is a second; lap k of a checkpoint is complete when k is odd.
+    What it loaded goes to <prefix>/standin/evaluation.json."""
+    import hashlib
+
+    import yaml
+
+    bucket, prefix = os.environ["MODEL_S3_BUCKET"], os.environ["MODEL_S3_PREFIX"]
+    key = os.path.normpath(os.path.join(prefix, os.environ["S3_YAML_NAME"]))
+    client = s3()
+    try:
+        params = yaml.safe_load(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        for b, p in zip(params["MODEL_S3_BUCKET"], params["MODEL_S3_PREFIX"], strict=True):
+            client.head_object(Bucket=b, Key=f"{p}/model/model_metadata.json")
+    except Exception as exc:
+        sys.exit(
+            f"Download params and launch of agent node S3 ClientError: s3_bucket: {bucket}, "
+            f"yaml_key: {key}, {exc}"
+        )
+    which = "best" if str(params.get("EVAL_CHECKPOINT", "last")).lower() == "best" else "last"
+    model_bucket, model_prefix = params["MODEL_S3_BUCKET"][0], params["MODEL_S3_PREFIX"][0]
+    try:
+        index = json.loads(
+            client.get_object(
+                Bucket=model_bucket, Key=f"{model_prefix}/model/deepracer_checkpoints.json"
+            )["Body"].read()
+        )
+        name = index[f"{which}_checkpoint"]["name"]
+        data = b"".join(
+            client.get_object(Bucket=model_bucket, Key=f"{model_prefix}/model/{name}.{ext}")[
+                "Body"
+            ].read()
+            for ext in ("data-00000-of-00001", "index", "meta")
+        )
+    except Exception as exc:
+        sys.exit(f"No checkpoint files in s3://{model_bucket}/{model_prefix}/model: {exc}")
+    trials = int(params["NUMBER_OF_TRIALS"])
+    metrics_bucket, metrics_key = params["METRICS_S3_BUCKET"][0], params["METRICS_S3_OBJECT_KEY"][0]
+    report = {
+        "checkpoint": which,
+        "name": name,
+        "digest": hashlib.sha256(data).hexdigest(),
+        "params": key,
+        "world": params["WORLD_NAME"],
+        "trials": trials,
+        "gazebo_cpus": allowed_cpus(int(args[0])) if args else "",
+        "hostname": socket.gethostname(),
+    }
+    client.put_object(
+        Bucket=bucket, Key=f"{prefix}/standin/evaluation.json", Body=json.dumps(report)
+    )
+    log("evaluating", name, "on", params["WORLD_NAME"], "for", trials, "trials")
+    serve_video(f"evaluation\n{params['WORLD_NAME']}", ["kvs_stream", "camera"])
+    metrics, start = [], 0
+    for trial in range(1, trials + 1):
+        time.sleep(1)
+        done = trial % 2 == 1
+        elapsed = 10000 + 250 * trial
+        metrics.append(
+            {
+                "completion_percentage": 100 if done else 40 + trial,
+                "metric_time": start + elapsed,
+                "start_time": start,
+                "elapsed_time_in_milliseconds": elapsed,
+                "episode_status": "Lap complete" if done else "Off track",
+                "crash_count": 0,
+                "immobilized_count": 0,
+                "off_track_count": 0 if done else 1,
+                "reversed_count": 0,
+                "reset_count": 0 if done else 1,
+                "trial": trial,
+            }
+        )
+        start += elapsed
+        client.put_object(
+            Bucket=metrics_bucket, Key=metrics_key, Body=json.dumps({"metrics": metrics})
+        )
+    log("Evaluation job complete")
+    sys.exit(0)
+
+
 def allowed_cpus(pid):
     with open(f"/proc/{pid}/status") as fh:
         for line in fh:
@@ -870,6 +959,7 @@ ROLES = {
     "trainer": trainer,
     "gazebo": gazebo,
     "rollout": rollout,
+    "evaluation": evaluation,
     "vnc": vnc,
 }
 

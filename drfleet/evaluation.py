@@ -1,0 +1,252 @@
+"""evaluate (DRfC's dr-start-evaluation / dr-stop-evaluation): the eval params to the run's
+S3, one evaluation container on a host with room, beside whatever that host already runs
+(training goes on), and the evaluation's results as the simapp writes them. The decisions
+(which host, the merged desired state, the results table) are pure; the I/O is at the end."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from drfleet import agent_client, capacity, converge, models, runstate, specs, storage
+from drfleet.drfc import checks, config, eval_params, params
+from drfleet.errors import DrfleetError
+from drfleet.inventory import Inventory
+from drfleet.names import EVALUATION, FLEET, ROBOMAKER_PREFIX
+from drfleet.plan import Capacity, Plan
+from drfleet.remote import Options, fan_out, session
+
+Tick = Callable[[str], None]
+
+
+def choose_host(
+    caps: dict[str, Capacity], plan: Plan | None, want: str | None
+) -> tuple[str, list[str]]:
+    """The host to evaluate on and warnings: `want` if given (a warning when it lacks room),
+    else the robomaker host with the most vCPUs left beside the run's workers and trainer."""
+    if want is not None:
+        if want not in caps:
+            raise DrfleetError(
+                f"--host {want}: not a host of the inventory with a role",
+                fix=f"one of: {', '.join(sorted(caps))}",
+            )
+        left = _free(caps, plan)[want]
+        if left < caps[want].worker_vcpus:
+            return want, [
+                f"{want} has {left} vCPUs left beside the run, a worker needs "
+                f"{caps[want].worker_vcpus}: the evaluation and training share them"
+            ]
+        return want, []
+    free = _free(caps, plan)
+    room = [h for h, c in caps.items() if c.robomaker and free[h] >= c.worker_vcpus]
+    if not room:
+        raise DrfleetError(
+            "no host has room for an evaluation beside the run ("
+            + ", ".join(f"{h}: {free[h]} vCPUs left" for h in sorted(caps))
+            + ")",
+            fix="name one with --host (it will share its CPUs), or add a host",
+        )
+    return max(room, key=lambda h: (free[h], h == (plan.trainer if plan else None), h)), []
+
+
+def _free(caps: dict[str, Capacity], plan: Plan | None) -> dict[str, int]:
+    used = {h: 0 for h in caps}
+    if plan is not None:
+        for w in plan.workers:
+            if w.host in used:
+                used[w.host] += caps[w.host].worker_vcpus
+        if plan.trainer in used:
+            used[plan.trainer] += caps[plan.trainer].trainer_vcpus
+    return {h: c.vcpus - used[h] for h, c in caps.items()}
+
+
+def gazebo_cpus(current: dict[str, Any] | None, vcpus: int) -> str:
+    """The next CPU pair after the host's workers' (specs.gazebo_cpus gives the i-th worker
+    of a host CPUs 2i and 2i+1)."""
+    workers = [
+        c for c in (current or {}).get("containers", []) if c["name"].startswith(ROBOMAKER_PREFIX)
+    ]
+    i, n = len(workers), max(1, vcpus)
+    return ",".join(str(c) for c in sorted({(2 * i) % n, (2 * i + 1) % n}))
+
+
+def merged(
+    current: dict[str, Any] | None, spec: dict[str, Any] | None, run_id: str, generation: int
+) -> dict[str, Any]:
+    """The host's desired state with the evaluation container replaced by spec (or removed,
+    spec None) and everything else it holds kept as it is."""
+    keep = [c for c in (current or {}).get("containers", []) if c["name"] != EVALUATION]
+    base = current if current and current.get("fleet") == FLEET else None
+    return {
+        "fleet": FLEET,
+        "run_id": base["run_id"] if base else run_id,
+        "generation": generation,
+        "containers": keep + ([spec] if spec else []),
+    }
+
+
+def rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The evaluation metrics the simapp writes (markov/metrics/s3_metrics.py, EvalMetrics:
+    one entry per trial), as a table's rows."""
+    out: list[dict[str, Any]] = []
+    for m in doc.get("metrics", []):
+        out.append(
+            {
+                "trial": int(m.get("trial", len(out) + 1)),
+                "status": m.get("episode_status", ""),
+                "progress": float(m.get("completion_percentage", 0)),
+                "lap_time": round(int(m.get("elapsed_time_in_milliseconds", 0)) / 1000, 3),
+                "off_track": int(m.get("off_track_count", 0)),
+                "crashes": int(m.get("crash_count", 0)),
+                "resets": int(m.get("reset_count", 0)),
+            }
+        )
+    return out
+
+
+def summary(table: list[dict[str, Any]]) -> dict[str, Any]:
+    laps = [r for r in table if r["status"] == "Lap complete" or r["progress"] >= 100]
+    return {
+        "trials": len(table),
+        "laps_completed": len(laps),
+        "best_lap_time": min((r["lap_time"] for r in laps), default=None),
+        "mean_progress": round(sum(r["progress"] for r in table) / len(table), 1) if table else 0,
+    }
+
+
+# -- I/O ------------------------------------------------------------------------------------
+def start(
+    inv: Inventory,
+    env_dir: Path,
+    options: Options,
+    host: str | None,
+    out: Path | None,
+    tick: Tick,
+) -> dict[str, Any]:
+    """Uploads the eval params and puts the evaluation container on a host (replacing an
+    evaluation already there); with `out`, writes what it would do there instead."""
+    cfg = config.load(env_dir)
+    checks.s3_keys(cfg)
+    checks.storage(cfg)
+    now = time.time()
+    body = params.dump(eval_params.params(cfg, now)).encode()
+    name = eval_params.params_name(cfg)
+    key = params.s3_key(cfg, name)
+    state = runstate.load(env_dir)
+    caps = capacity.of_hosts(inv, options)
+    chosen, warnings = choose_host(caps, state.plan if state else None, host)
+    creds = storage.run_credentials(cfg, env_dir)
+    result: dict[str, Any] = {
+        "host": chosen,
+        "params": key,
+        "metrics": eval_params.metrics_key(cfg, now),
+        "trials": int(cfg.values.get("DR_EVAL_NUMBER_OF_TRIALS", "5")),
+        "warnings": warnings + cfg.warnings,
+    }
+    run_id = cfg.setting("DR_RUN_ID") or "0"
+    if out is not None:
+        spec = specs.evaluation(cfg, caps[chosen], creds, name, gazebo_cpus(None, 0))
+        doc = specs.masked(merged(None, spec, run_id, 0))
+        _write(out / key, body)
+        _write(out / "hosts" / chosen / "desired.json", json.dumps(doc, indent=2).encode())
+        return {**result, "dry_run": str(out)}
+    bucket, prefix = cfg.setting("DR_LOCAL_S3_BUCKET"), cfg.setting("DR_LOCAL_S3_MODEL_PREFIX")
+    with models.run_s3(inv, env_dir, options) as (s3, _):
+        tick("checking the model")
+        if storage.read(s3, bucket, f"{prefix}/model/deepracer_checkpoints.json") is None:
+            raise DrfleetError(
+                f"no trained model at s3://{bucket}/{prefix}/model/; nothing was started",
+                where=cfg.where("DR_LOCAL_S3_MODEL_PREFIX"),
+                fix="train first, or set DR_LOCAL_S3_MODEL_PREFIX to a trained model",
+            )
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+    with session(inv.hosts[chosen], options) as s:
+        current = agent_client.desired(s)
+        spec = specs.evaluation(
+            cfg, caps[chosen], creds, name, gazebo_cpus(current, caps[chosen].vcpus)
+        )
+        with runstate.locked(env_dir):
+            generation = runstate.next_generation(env_dir)
+        doc = merged(current, spec, run_id, generation)
+        converge.generations({chosen: s}, {chosen: doc}, 1)
+        tick(f"starting the evaluation on {chosen}")
+        agent_client.apply(s, doc, 120)
+    return {**result, "generation": generation}
+
+
+def stop(inv: Inventory, env_dir: Path, options: Options) -> list[str]:
+    """Removes the evaluation container wherever it runs; the rest of each host's desired
+    state stays. Returns the hosts it was removed from."""
+    hosts = [h for h in inv.hosts.values() if h.roles]
+
+    def one(h: Any) -> bool:
+        with session(h, options) as s:
+            current = agent_client.desired(s)
+            if not current or not any(c["name"] == EVALUATION for c in current["containers"]):
+                return False
+            with runstate.locked(env_dir):
+                generation = runstate.next_generation(env_dir)
+            agent_client.apply(s, merged(current, None, current["run_id"], generation), 60)
+            return True
+
+    outcomes = fan_out(hosts, one)
+    failed = [o for o in outcomes if o.error]
+    if failed:
+        raise DrfleetError(
+            "\n".join(f"{o.host.name}: {o.error.message}" for o in failed if o.error)
+        )
+    return sorted(o.host.name for o in outcomes if o.value)
+
+
+def results(
+    inv: Inventory,
+    env_dir: Path,
+    options: Options,
+    key: str | None,
+    wait_for: int,
+    timeout: float,
+    tick: Tick,
+) -> dict[str, Any]:
+    """The evaluation's metrics at `key` (default: the newest under the metrics prefix), as
+    rows and a summary; waits until it holds `wait_for` trials (0: as it is now)."""
+    with models.run_s3(inv, env_dir, options) as (s3, cfg):
+        bucket = cfg.setting("DR_LOCAL_S3_BUCKET")
+        if key is None:
+            key = newest(s3, bucket, cfg)
+        deadline = time.monotonic() + timeout
+        while True:
+            raw = storage.read(s3, bucket, key)
+            table = rows(json.loads(raw)) if raw else []
+            if len(table) >= wait_for:
+                break
+            tick(f"trial {len(table)} of {wait_for}")
+            if time.monotonic() > deadline:
+                raise DrfleetError(
+                    f"s3://{bucket}/{key} holds {len(table)} of {wait_for} trials after "
+                    f"{timeout:g} s",
+                    fix="`drfleet logs --evaluation` shows what the evaluation does",
+                )
+            time.sleep(2)
+    return {"metrics": key, "rows": table, "summary": summary(table)}
+
+
+def newest(s3: Any, bucket: str, cfg: config.TrainingConfig) -> str:
+    prefix = cfg.values.get("DR_LOCAL_S3_METRICS_PREFIX")
+    where = f"{prefix}/evaluation" if prefix is not None else "DeepRacer-Metrics"
+    found = [o["Key"] for o in storage.every(s3, bucket, where)]
+    found = [k for k in found if "valuation" in k.rsplit("/", 1)[-1]]
+    if not found:
+        raise DrfleetError(
+            f"no evaluation metrics under s3://{bucket}/{where}/",
+            fix="run `drfleet evaluate` first",
+        )
+    return str(max(found))
+
+
+def _write(path: Path, body: bytes) -> None:
+    from drfleet.localfs import atomic_write
+
+    atomic_write(path, body, 0o644)
