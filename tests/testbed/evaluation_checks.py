@@ -1,0 +1,72 @@
+"""evaluate on a fleet that trains (issue 14): the evaluation goes on a third host while the
+five workers train, its params are what DRfC's evaluation prepare-config.py writes, its
+results are what the stand-in evaluated, and training is untouched throughout."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+from tests.conftest import invoke
+from tests.testbed import TestBed
+from tests.testbed.drfc_run import PREFIX, container_ids, containers, iterations, s3
+
+
+def trained_so_far(bed: TestBed) -> int:
+    listed = s3(bed).list_objects_v2(Bucket="bucket", Prefix=f"{PREFIX}/standin/iteration-")
+    return len(listed.get("Contents", []))
+
+
+def check_evaluation(bed: TestBed, env_dir: Path, ids: dict[str, str], host: str = "h3") -> None:
+    from drfleet.drfc import config, eval_params, params
+
+    args = ("--inventory", str(bed.inventory), "--env-dir", str(env_dir))
+    before = trained_so_far(bed)
+    run = invoke("evaluate", "--host", host, "--wait", "--timeout", "180", "--json", *args)
+    assert run.code == 0, run.stdout[-2000:] + run.stderr
+    done = run.json
+    assert done["host"] == host and done["trials"] == 3  # DR_EVAL_NUMBER_OF_TRIALS (template)
+    # the stand-in's laps: odd trials complete in 10 s + 250 ms per trial, even ones off track
+    assert [(r["trial"], r["status"], r["lap_time"]) for r in done["rows"]] == [
+        (1, "Lap complete", 10.25),
+        (2, "Off track", 10.5),
+        (3, "Lap complete", 10.75),
+    ]
+    assert done["summary"]["laps_completed"] == 2 and done["summary"]["best_lap_time"] == 10.25
+    # the eval params: what eval_params (byte for byte DRfC's, tests/unit/test_evaluation.py)
+    # gives for these files at the moment in the metrics key
+    client = s3(bed)
+    body = client.get_object(Bucket="bucket", Key=done["params"])["Body"].read().decode()
+    found = re.search(r"evaluation-(\d{14})\.json$", done["metrics"])
+    assert found, done["metrics"]
+    now = time.mktime(time.strptime(found.group(1), "%Y%m%d%H%M%S"))
+    assert body == params.dump(eval_params.params(config.load(env_dir, environ={}), now))
+    report = json.loads(
+        client.get_object(Bucket="bucket", Key=f"{PREFIX}/standin/evaluation.json")["Body"].read()
+    )
+    index = json.loads(
+        client.get_object(Bucket="bucket", Key=f"{PREFIX}/model/deepracer_checkpoints.json")[
+            "Body"
+        ].read()
+    )
+    assert report["checkpoint"] == "last" and report["trials"] == 3
+    assert report["name"].endswith(".ckpt") and index["last_checkpoint"]["name"].endswith(".ckpt")
+    spec = json.loads(bed.exec(host, "docker inspect drfleet-eval"))[0]
+    assert spec["Config"]["Entrypoint"] == ["/bin/bash", "-c"]
+    assert spec["Config"]["Cmd"] == ["/opt/ml/code/run.sh run evaluation.launch.py"]
+    env = dict(e.split("=", 1) for e in spec["Config"]["Env"])
+    assert env["S3_YAML_NAME"] == "evaluation_params.yaml" and env["ROLLOUT_IDX"] == "0"
+    assert env["MODEL_S3_PREFIX"] == PREFIX and env["S3_ENDPOINT_URL"] == "http://minio:9000"
+    # training untouched: the same containers, and it goes on
+    assert {n: i for n, i in container_ids(bed).items() if n != "drfleet-eval"} == ids
+    iterations(bed, 1, start=before)
+    again = invoke("evaluate", "--results", "--json", *args)
+    assert again.code == 0 and again.json["rows"] == done["rows"], again.stderr
+    table = invoke("evaluate", "--results", *args)
+    assert "2 of 3 laps completed, best 10.250s" in table.stdout, table.stdout + table.stderr
+    stop = invoke("evaluate", "--stop", "--json", *args)
+    assert stop.code == 0 and stop.json == {"stopped": [host]}, stop.stdout + stop.stderr
+    assert "drfleet-eval" not in containers(bed)[host]
+    assert container_ids(bed) == ids
