@@ -63,6 +63,20 @@ def _free(caps: dict[str, Capacity], plan: Plan | None) -> dict[str, int]:
     return {h: c.vcpus - used[h] for h, c in caps.items()}
 
 
+def not_honoured(cfg: config.TrainingConfig, cap: Capacity) -> list[str]:
+    """What DRfC's evaluation would also do that drfleet's does not yet, named."""
+    out = [
+        f"{key} is not mounted into the evaluation (drfleet does it for training only)"
+        for key in ("DR_ROBOMAKER_MOUNT_SIMAPP_DIR", "DR_ROBOMAKER_MOUNT_SCRIPTS_DIR")
+        if cfg.get(key)
+    ]
+    if cfg.setting("DR_ROBOMAKER_MOUNT_LOGS").lower() == "true":
+        out.append("DR_ROBOMAKER_MOUNT_LOGS: the evaluation's logs stay in its container")
+    if cap.opengl:
+        out.append(f"{cap.host} is an OpenGL host: the evaluation renders without its X server")
+    return out
+
+
 def gazebo_cpus(current: dict[str, Any] | None, vcpus: int) -> str:
     """The next CPU pair after the host's workers' (specs.gazebo_cpus gives the i-th worker
     of a host CPUs 2i and 2i+1)."""
@@ -144,7 +158,7 @@ def start(
         "params": key,
         "metrics": eval_params.metrics_key(cfg, now),
         "trials": int(cfg.values.get("DR_EVAL_NUMBER_OF_TRIALS", "5")),
-        "warnings": warnings + cfg.warnings,
+        "warnings": warnings + cfg.warnings + not_honoured(cfg, caps[chosen]),
     }
     run_id = cfg.setting("DR_RUN_ID") or "0"
     if out is not None:
