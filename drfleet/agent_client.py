@@ -10,7 +10,7 @@ from typing import Any
 from drfleet_agent.contract import ContainerStatus, HostStatus, State, reach
 
 from drfleet.errors import DrfleetError
-from drfleet.names import AGENT_PYZ, FLEET, STATE_DIR
+from drfleet.names import AGENT_PYZ, EVALUATION, FLEET, STATE_DIR
 from drfleet.remote import Session
 from drfleet.shell import Command, cmd
 
@@ -67,6 +67,17 @@ def desired(sess: Session) -> dict[str, Any] | None:
             f"the agent's desired state cannot be read: {exc}", where=sess.host.name
         ) from None
     return doc
+
+
+def carried(sess: Session, doc: dict[str, Any]) -> dict[str, Any]:
+    """doc, plus the evaluation the host runs now: an evaluation outlives what train,
+    --rebalance and minio's own start change on its host (`evaluate --stop` and `stop` end
+    it)."""
+    if any(c["name"] == EVALUATION for c in doc["containers"]):
+        return doc
+    held = desired(sess)
+    keep = [c for c in (held or {}).get("containers", []) if c["name"] == EVALUATION]
+    return {**doc, "containers": [*doc["containers"], *keep]} if keep else doc
 
 
 def status(sess: Session, timeout: float = 30) -> HostStatus:

@@ -258,6 +258,7 @@ def push(
             board.update(host.name, f"converging {len(doc['containers'])} containers")
         if before:
             before(sessions[host.name], doc)
+        doc = agent_client.carried(sessions[host.name], doc)
         status = agent_client.apply(sessions[host.name], doc, wait)
         if board:
             board.done(host.name, "running")

@@ -49,7 +49,7 @@ def train(
                         c for c in docs[trainer.name]["containers"] if c["role"] == "minio"
                     ],
                 }
-                agent_client.apply(tsess, minio_only, 60)
+                agent_client.apply(tsess, agent_client.carried(tsess, minio_only), 60)
             with forward(tsess, reach(trainer.publish_address), 9000) as port:
                 s3 = storage.s3_client(f"http://127.0.0.1:{port}", creds, region)
                 storage.wait(s3)

@@ -58,7 +58,7 @@ def run_s3(inv: Inventory, env_dir: Path, options: Options) -> Iterator[tuple[An
                 "generation": generation,
                 "containers": [minio(cfg, creds, trainer.publish_address)],
             }
-            agent_client.apply(s, doc, 60)
+            agent_client.apply(s, agent_client.carried(s, doc), 60)
         with forward(s, reach(trainer.publish_address), 9000) as port:
             s3 = storage.s3_client(
                 f"http://127.0.0.1:{port}", creds, cfg.setting("DR_AWS_APP_REGION")

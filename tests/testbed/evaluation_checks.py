@@ -1,33 +1,31 @@
-"""evaluate on a fleet that trains (issue 14): the evaluation goes on a third host while the
-five workers train, its params are what DRfC's evaluation prepare-config.py writes, its
-results are what the stand-in evaluated, and training is untouched throughout."""
+"""evaluate on a fleet that trains (issue 14): the evaluation goes on the host with room while
+the workers train, its params are what DRfC's evaluation prepare-config.py writes, its
+results are what the stand-in evaluated, and training is untouched throughout: the same
+containers, and every iteration gets every slot's share."""
 
 from __future__ import annotations
 
 import json
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import invoke
 from tests.testbed import TestBed
-from tests.testbed.drfc_run import PREFIX, container_ids, containers, iterations, s3
+from tests.testbed.drfc_run import PREFIX, container_ids, containers, s3
 
 
-def trained_so_far(bed: TestBed) -> int:
-    listed = s3(bed).list_objects_v2(Bucket="bucket", Prefix=f"{PREFIX}/standin/iteration-")
-    return len(listed.get("Contents", []))
-
-
-def check_evaluation(bed: TestBed, env_dir: Path, ids: dict[str, str], host: str = "h3") -> None:
+def check_evaluation(bed: TestBed, env_dir: Path, goes_on: Callable[[], None]) -> None:
     from drfleet.drfc import config, eval_params, params
 
     args = ("--inventory", str(bed.inventory), "--env-dir", str(env_dir))
-    before = trained_so_far(bed)
-    run = invoke("evaluate", "--host", host, "--wait", "--timeout", "180", "--json", *args)
+    ids = container_ids(bed)
+    run = invoke("evaluate", "--wait", "--timeout", "180", "--json", *args)
     assert run.code == 0, run.stdout[-2000:] + run.stderr
     done = run.json
-    assert done["host"] == host and done["trials"] == 3  # DR_EVAL_NUMBER_OF_TRIALS (template)
+    host = done["host"]
+    assert done["trials"] == 3 and done["warnings"] == []  # DR_EVAL_NUMBER_OF_TRIALS: template
     # the stand-in's laps: odd trials complete in 10 s + 250 ms per trial, even ones off track
     assert [(r["trial"], r["status"], r["lap_time"]) for r in done["rows"]] == [
         (1, "Lap complete", 10.25),
@@ -60,8 +58,13 @@ def check_evaluation(bed: TestBed, env_dir: Path, ids: dict[str, str], host: str
     assert env["S3_YAML_NAME"] == "evaluation_params.yaml" and env["ROLLOUT_IDX"] == "0"
     assert env["MODEL_S3_PREFIX"] == PREFIX and env["S3_ENDPOINT_URL"] == "http://minio:9000"
     # training untouched: the same containers, and it goes on
-    assert {n: i for n, i in container_ids(bed).items() if n != "drfleet-eval"} == ids
-    iterations(bed, 1, start=before)
+    with_eval = container_ids(bed)
+    assert {n: i for n, i in with_eval.items() if n != "drfleet-eval"} == ids
+    goes_on()
+    # train again (the same run, converged) keeps the evaluation on its host
+    converged = invoke("train", *args, "--json")
+    assert converged.code == 0 and converged.json["resumed"], converged.stderr
+    assert container_ids(bed) == with_eval
     again = invoke("evaluate", "--results", "--json", *args)
     assert again.code == 0 and again.json["rows"] == done["rows"], again.stderr
     table = invoke("evaluate", "--results", *args)

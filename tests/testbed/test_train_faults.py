@@ -22,6 +22,7 @@ from tests.testbed.drfc_run import (
     up,
     write_drfc,
 )
+from tests.testbed.evaluation_checks import check_evaluation
 
 pytestmark = pytest.mark.testbed
 
@@ -79,6 +80,7 @@ def test_killed_worker_is_restarted_status_shows_it_training_goes_on(
     host = next(w["host"] for w in run.json["plan"]["workers"] if w["slot"] == 2)
     try:
         goes_on(bed, shares)
+        check_evaluation(bed, env_dir, lambda: goes_on(bed, shares))  # beside it; then removed
         bed.exec(host, "docker kill drfleet-robomaker-2")
 
         def restarted() -> bool:
