@@ -18,7 +18,7 @@ test_too=""; [ "${1:-}" = "--test" ] && test_too=1
 packages=(docker.io openssh-client iproute2 python3)
 # Debian and Ubuntu ship venv without ensurepip; python3-venv brings it
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || packages+=(python3-venv)
-[ -n "$test_too" ] && packages+=(debootstrap busybox-static chromium)
+[ -n "$test_too" ] && packages+=(debootstrap busybox-static chromium openssl)  # openssl: the test CA
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
