@@ -110,6 +110,7 @@ def status(
     env_dir: Path | None = None,
     quick: bool = True,
     tell: bool = False,
+    progress: bool = True,
 ) -> observe.FleetReport:
     """Every host's agent status. With the run record of env_dir: the run's slots, which of
     them are lost with an unreachable host, and the hosts whose slots moved while they were
@@ -153,7 +154,26 @@ def status(
             {h: g for h, g in state.fence.items() if reports.get(h, _NONE).dropped is not None},
         )
         report.run = observe.run_summary(state, reports)
+        trainer = reports.get(state.plan.trainer)
+        if progress and trainer is not None and trainer.status is not None:
+            report.run["progress"] = _progress(inv, options, env_dir, state)
     return report
+
+
+def _progress(
+    inv: Inventory, options: Options, env_dir: Path, state: runstate.RunState
+) -> dict[str, Any]:
+    """How the run trains (training_progress), or why that cannot be read now: status shows
+    what it can and never fails on it."""
+    from drfleet import models, training_progress
+
+    try:
+        with models.live_s3(inv, env_dir, options, state.plan.trainer) as s3:
+            if s3 is None:
+                return {"error": "minio does not run on the trainer"}
+            return training_progress.read(s3, state.bucket, state.prefix, state.plan)
+    except Exception as exc:  # S3 or the forward failing must not hide the hosts' status
+        return {"error": str(exc).splitlines()[0][:200]}
 
 
 _NONE = observe.HostReport("", False)

@@ -59,12 +59,36 @@ def run_s3(inv: Inventory, env_dir: Path, options: Options) -> Iterator[tuple[An
                 "containers": [minio(cfg, creds, trainer.publish_address)],
             }
             agent_client.apply(s, agent_client.carried(s, doc), 60)
-        with forward(s, reach(trainer.publish_address), 9000) as port:
-            s3 = storage.s3_client(
-                f"http://127.0.0.1:{port}", creds, cfg.setting("DR_AWS_APP_REGION")
-            )
-            storage.wait(s3)
+        with _minio(s, trainer, creds, cfg) as s3:
             yield s3, cfg
+
+
+@contextlib.contextmanager
+def live_s3(inv: Inventory, env_dir: Path, options: Options, trainer: str) -> Iterator[Any | None]:
+    """The run's S3 as run_s3 gives it, but only reading: None when minio does not run on the
+    trainer (nothing is started)."""
+    cfg = config.load(env_dir)
+    creds = storage.run_credentials(cfg, env_dir)
+    direct = storage.direct(cfg, creds)
+    if direct is not None:
+        yield direct
+        return
+    host = inv.hosts[trainer]
+    with session(host, options) as s:
+        if not converge.has_container(s, MINIO):
+            yield None
+            return
+        with _minio(s, host, creds, cfg) as s3:
+            yield s3
+
+
+@contextlib.contextmanager
+def _minio(s: Any, trainer: Any, creds: dict[str, str], cfg: TrainingConfig) -> Iterator[Any]:
+    """minio on the trainer, through an SSH forward held open while the block runs."""
+    with forward(s, reach(trainer.publish_address), 9000) as port:
+        s3 = storage.s3_client(f"http://127.0.0.1:{port}", creds, cfg.setting("DR_AWS_APP_REGION"))
+        storage.wait(s3)
+        yield s3
 
 
 def download(s3: Any, bucket: str, prefix: str, out: Path, tick: Tick) -> dict[str, Any]:

@@ -70,6 +70,7 @@ def _run_lines(run: dict[str, Any] | None) -> list[Text]:
                 style="red",
             )
         )
+    out += _progress_lines(run.get("progress"))
     for host in run["fence_pending"]:
         out.append(
             Text(
@@ -80,3 +81,23 @@ def _run_lines(run: dict[str, Any] | None) -> list[Text]:
             )
         )
     return out
+
+
+def _progress_lines(progress: dict[str, Any] | None) -> list[Text]:
+    """Iterations saved, and per worker its episodes and its latest iteration's means."""
+    if not progress:
+        return []
+    if "error" in progress:
+        return [Text(f"training progress unknown: {progress['error']}", style="yellow")]
+    lines = [Text(f"training: {progress['iterations']} iterations saved")]
+    for slot, w in progress["workers"].items():
+        if w["reward"] is None:
+            lines.append(Text(f"  worker {slot}: no episode yet"))
+            continue
+        lines.append(
+            Text(
+                f"  worker {slot}: {w['episodes']} episodes, latest reward {w['reward']:g}, "
+                f"progress {w['progress']:g}%"
+            )
+        )
+    return lines

@@ -144,15 +144,17 @@ def check_upload_model(bed: TestBed, env_dir: Path, tmp: Path) -> None:
             f"{t}/model_metadata.json": f"{PREFIX}/model/model_metadata.json",
             f"{t}/reward_function.py": "custom_files/reward_function.py",
             f"{t}/ip/hyperparameters.json": f"{PREFIX}/ip/hyperparameters.json",
-            f"{t}/metrics/TrainingMetrics.json": f"{PREFIX}/metrics/TrainingMetrics.json",
         }
+        run = s3(bed)
+        metrics = keys(run, "bucket", f"{PREFIX}/metrics/")  # one file per worker (rollout idx)
+        assert f"{PREFIX}/metrics/TrainingMetrics_4.json" in metrics, metrics
+        want.update({f"{t}/metrics/{k.rsplit('/', 1)[1]}": k for k in metrics})
         written = {
             f"{t}/model/.coach_checkpoint",
             f"{t}/model/deepracer_checkpoints.json",
             f"{t}/training_params.yaml",
         }
         assert keys(aws, "console-bucket", "") == sorted([*want, *written])
-        run = s3(bed)
         for dst, src in want.items():
             assert body(aws, "console-bucket", dst) == body(run, "bucket", src), dst
         assert body(aws, "console-bucket", f"{t}/model/.coach_checkpoint").decode().strip() == best

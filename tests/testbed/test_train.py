@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,7 @@ def test_five_workers_on_three_hosts_train_as_planned(
         check_worker_reports(bed, planned)
         vnc = invoke("vnc", "--worker", "2", "--inventory", inv)  # DR_GUI_ENABLE=False
         assert vnc.code == 2 and "DR_GUI_ENABLE=True" in vnc.stderr, vnc.stderr
+        check_progress_in_status(bed, env_dir, planned)
         trainer = json.loads(
             s3(bed).get_object(Bucket="bucket", Key=f"{PREFIX}/standin/trainer.json")["Body"].read()
         )  # written by the algo-1-* container start.py spawned through SageMaker's local mode
@@ -161,6 +163,34 @@ def test_five_workers_on_three_hosts_train_as_planned(
     assert stop.code == 0, stop.stderr
     assert containers(bed) == {"h1": [], "h2": [], "h3": []}  # algo-* included
     check_increment_training(bed, env_dir)  # minio (recreated) still holds the model
+
+
+def check_progress_in_status(bed: TestBed, env_dir: Path, planned: dict[int, Any]) -> None:
+    """status shows how training goes, from the run's S3: the iterations the trainer saved,
+    and per worker its episodes and the mean reward and progress of its latest iteration's
+    share (the stand-in's workers score 10 * (iteration + 1) + idx and progress
+    min(100, 30 + 20 * iteration + idx) in every episode)."""
+    args = ("--inventory", str(bed.inventory), "--env-dir", str(env_dir))
+    deadline = time.monotonic() + 60
+    while True:
+        st = invoke("status", *args, "--json")
+        assert st.code == 0, st.stderr
+        progress = st.json["run"]["progress"]
+        if progress.get("iterations") == 2:
+            break
+        assert time.monotonic() < deadline, progress
+        time.sleep(1)
+    assert progress["workers"] == {
+        str(slot): {
+            "episodes": 2 * w["episodes"],
+            "reward": float(20 + slot - 1),
+            "progress": float(min(100, 50 + slot - 1)),
+        }
+        for slot, w in planned.items()
+    }
+    text = invoke("status", *args)
+    assert "training: 2 iterations saved" in text.stdout, text.stdout
+    assert f"worker 5: {2 * planned[5]['episodes']} episodes, latest reward 24" in text.stdout
 
 
 def test_images_streamed_from_the_controller_show_bytes_and_rate(

@@ -835,6 +835,15 @@ def allowed_cpus(pid):
     return ""
 
 
+def standin_reward(it, idx):
+    """The reward of each episode worker idx plays in iteration it (rises as it trains)."""
+    return 10 * (it + 1) + idx
+
+
+def standin_progress(it, idx):
+    return min(100, 30 + 20 * it + idx)
+
+
 def rollout(args):
     import redis
     import yaml
@@ -910,11 +919,45 @@ def rollout(args):
     now = {"it": int(r.get("standin:iteration") or 0)}  # a late joiner (moved slot) starts here
     me = uuid.uuid4().hex
 
+    metrics, played, lock = [], set(), threading.Lock()
+    # rollout_worker.py: with several workers, index idx > 0 writes <key>_<idx>.json
+    metrics_key = params["METRICS_S3_OBJECT_KEY"]
+    if workers > 1 and idx > 0:
+        stem, ext = os.path.splitext(metrics_key)
+        metrics_key = f"{stem}_{idx}{ext}"
+
+    def play(it, episode):
+        """s3_metrics.py TrainingMetrics: an entry per episode, the file rewritten (upload_
+        episode_metrics) when the episode ends, before the trainer can have it."""
+        with lock:
+            if (it, episode) in played:
+                return
+            played.add((it, episode))
+            n = len(metrics) + 1
+            progress = standin_progress(it, idx)
+            clock = n * 20000
+            metrics.append(
+                {
+                    "reward_score": standin_reward(it, idx),
+                    "metric_time": clock + 15000,
+                    "start_time": clock,
+                    "elapsed_time_in_milliseconds": 15000,
+                    "episode": n,
+                    "trial": n,
+                    "phase": "training",
+                    "completion_percentage": progress,
+                    "episode_status": "Lap complete" if progress == 100 else "Off track",
+                }
+            )
+            body = json.dumps({"metrics": metrics, "version": "2", "best_model_metric": "progress"})
+            client.put_object(Bucket=params["METRICS_S3_BUCKET"], Key=metrics_key, Body=body)
+
     def answer(message):
         """DeepRacerRolloutBackEnd.data_req_handler: publish the requested episode when this
         index owns it and has played it (here: every episode of the current iteration)."""
         req = json.loads(message["data"])
         if req["iteration"] == now["it"] and req["episode"] in mine:
+            play(req["iteration"], req["episode"])
             episode = {
                 "iteration": now["it"],
                 "slot": idx + 1,
@@ -928,24 +971,8 @@ def rollout(args):
     sub = r.pubsub(ignore_subscribe_messages=True)
     sub.subscribe(**{REQUEST: answer})
     sub.run_in_thread(sleep_time=0.01, daemon=True)
-    metrics = []
     while not r.get("standin:finished"):  # rollout_worker.py: wait for the next checkpoint
-        it = int(r.get("standin:iteration") or 0)
-        if it != now["it"]:  # s3_metrics.py: TrainingMetrics.json after its episodes
-            metrics += [
-                {
-                    "episode": e,
-                    "trial": len(metrics) + 1,
-                    "phase": "training",
-                    "iteration": now["it"],
-                }
-                for e in mine
-            ]
-            body = json.dumps({"metrics": metrics, "version": "2", "best_model_metric": "progress"})
-            client.put_object(
-                Bucket=params["METRICS_S3_BUCKET"], Key=params["METRICS_S3_OBJECT_KEY"], Body=body
-            )
-            now["it"] = it
+        now["it"] = int(r.get("standin:iteration") or 0)
         time.sleep(0.2)
     log("training finished")
     while True:
