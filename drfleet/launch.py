@@ -165,15 +165,38 @@ def _progress(
 ) -> dict[str, Any]:
     """How the run trains (training_progress), or why that cannot be read now: status shows
     what it can and never fails on it."""
-    from drfleet import models, training_progress
+    from drfleet import models
 
     try:
         with models.live_s3(inv, env_dir, options, state.plan.trainer) as s3:
             if s3 is None:
                 return {"error": "minio does not run on the trainer"}
-            return training_progress.read(s3, state.bucket, state.prefix, state.plan)
+            return _read_progress(s3, state.bucket, state.prefix, state.plan)
     except Exception as exc:  # S3 or the forward failing must not hide the hosts' status
         return {"error": str(exc).splitlines()[0][:200]}
+
+
+def _read_progress(s3: Any, bucket: str, prefix: str, plan: plan_mod.Plan) -> dict[str, Any]:
+    """training_progress.summary of the run's S3: the trainer's deepracer_checkpoints.json
+    and each worker's metrics, at the key its params file names (METRICS_S3_OBJECT_KEY)."""
+    import json
+
+    import yaml
+
+    from drfleet import training_progress
+
+    raw = storage.read(s3, bucket, f"{prefix}/model/deepracer_checkpoints.json")
+    docs: dict[int, dict[str, Any] | None] = {}
+    keys: dict[str, str] = {}
+    for w in plan.workers:
+        if w.config_file not in keys:
+            params = storage.read(s3, bucket, f"{prefix}/{w.config_file}")
+            loaded = yaml.safe_load(params) if params else {}
+            keys[w.config_file] = str((loaded or {}).get("METRICS_S3_OBJECT_KEY", ""))
+        key = training_progress.metrics_key(keys[w.config_file], w.slot, len(plan.workers))
+        body = storage.read(s3, bucket, key) if keys[w.config_file] else None
+        docs[w.slot] = json.loads(body) if body else None
+    return training_progress.summary(json.loads(raw) if raw else None, docs, plan)
 
 
 _NONE = observe.HostReport("", False)

@@ -1,17 +1,13 @@
 """How training goes, from what the simapp writes to S3: the iterations the trainer has saved
 (model/deepracer_checkpoints.json) and each worker's training metrics
-(markov/metrics/s3_metrics.py TrainingMetrics: one entry per episode played). The reading is
-at the end; the rest is pure."""
+(markov/metrics/s3_metrics.py TrainingMetrics: one entry per episode played). Pure: launch
+reads the objects."""
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
-import yaml
-
-from drfleet import storage
 from drfleet.plan import Plan
 
 
@@ -58,23 +54,3 @@ def summary(
             for w in sorted(plan.workers, key=lambda w: w.slot)
         },
     }
-
-
-def read(s3: Any, bucket: str, prefix: str, plan: Plan) -> dict[str, Any]:
-    """The run's progress as summary() gives it, from its S3. The metrics key is the one its
-    params files name (METRICS_S3_OBJECT_KEY)."""
-    raw = storage.read(s3, bucket, f"{prefix}/model/deepracer_checkpoints.json")
-    checkpoints = json.loads(raw) if raw else None
-    docs: dict[int, dict[str, Any] | None] = {}
-    keys: dict[str, str] = {}
-    for w in plan.workers:
-        if w.config_file not in keys:
-            params = storage.read(s3, bucket, f"{prefix}/{w.config_file}")
-            loaded = yaml.safe_load(params) if params else {}
-            keys[w.config_file] = str((loaded or {}).get("METRICS_S3_OBJECT_KEY", ""))
-        base = keys[w.config_file]
-        body = (
-            storage.read(s3, bucket, metrics_key(base, w.slot, len(plan.workers))) if base else None
-        )
-        docs[w.slot] = json.loads(body) if body else None
-    return summary(checkpoints, docs, plan)
