@@ -13,6 +13,7 @@ from drfleet.errors import DrfleetError
 from drfleet.names import AGENT_PYZ, EVALUATION, FLEET, STATE_DIR
 from drfleet.remote import Session
 from drfleet.shell import Command, cmd
+from drfleet.specs import with_evaluation
 
 __all__ = [
     "ContainerStatus",
@@ -76,8 +77,8 @@ def carried(sess: Session, doc: dict[str, Any]) -> dict[str, Any]:
     if any(c["name"] == EVALUATION for c in doc["containers"]):
         return doc
     held = desired(sess)
-    keep = [c for c in (held or {}).get("containers", []) if c["name"] == EVALUATION]
-    return {**doc, "containers": [*doc["containers"], *keep]} if keep else doc
+    spec = next((c for c in (held or {}).get("containers", []) if c["name"] == EVALUATION), None)
+    return with_evaluation(doc, spec, doc["run_id"], doc["generation"]) if spec else doc
 
 
 def status(sess: Session, timeout: float = 30) -> HostStatus:

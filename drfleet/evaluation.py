@@ -15,9 +15,11 @@ from drfleet import agent_client, capacity, converge, models, runstate, specs, s
 from drfleet.drfc import checks, config, eval_params, params
 from drfleet.errors import DrfleetError
 from drfleet.inventory import Inventory
-from drfleet.names import EVALUATION, FLEET, ROBOMAKER_PREFIX
+from drfleet.localfs import atomic_write
+from drfleet.names import EVALUATION, ROBOMAKER_PREFIX
 from drfleet.plan import Capacity, Plan
 from drfleet.remote import Options, fan_out, session
+from drfleet.specs import with_evaluation as merged  # the evaluation joins a desired state
 
 Tick = Callable[[str], None]
 
@@ -87,21 +89,6 @@ def gazebo_cpus(current: dict[str, Any] | None, vcpus: int) -> str:
     return ",".join(str(c) for c in sorted({(2 * i) % n, (2 * i + 1) % n}))
 
 
-def merged(
-    current: dict[str, Any] | None, spec: dict[str, Any] | None, run_id: str, generation: int
-) -> dict[str, Any]:
-    """The host's desired state with the evaluation container replaced by spec (or removed,
-    spec None) and everything else it holds kept as it is."""
-    keep = [c for c in (current or {}).get("containers", []) if c["name"] != EVALUATION]
-    base = current if current and current.get("fleet") == FLEET else None
-    return {
-        "fleet": FLEET,
-        "run_id": base["run_id"] if base else run_id,
-        "generation": generation,
-        "containers": keep + ([spec] if spec else []),
-    }
-
-
 def rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """The evaluation metrics the simapp writes (markov/metrics/s3_metrics.py, EvalMetrics:
     one entry per trial), as a table's rows."""
@@ -164,8 +151,8 @@ def start(
     if out is not None:
         spec = specs.evaluation(cfg, caps[chosen], creds, name, gazebo_cpus(None, 0))
         doc = specs.masked(merged(None, spec, run_id, 0))
-        _write(out / key, body)
-        _write(out / "hosts" / chosen / "desired.json", json.dumps(doc, indent=2).encode())
+        atomic_write(out / key, body, 0o644)
+        atomic_write(out / "hosts" / chosen / "desired.json", json.dumps(doc, indent=2), 0o644)
         return {**result, "dry_run": str(out)}
     bucket, prefix = cfg.setting("DR_LOCAL_S3_BUCKET"), cfg.setting("DR_LOCAL_S3_MODEL_PREFIX")
     with models.run_s3(inv, env_dir, options) as (s3, _):
@@ -258,9 +245,3 @@ def newest(s3: Any, bucket: str, cfg: config.TrainingConfig) -> str:
             fix="run `drfleet evaluate` first",
         )
     return str(max(found))
-
-
-def _write(path: Path, body: bytes) -> None:
-    from drfleet.localfs import atomic_write
-
-    atomic_write(path, body, 0o644)

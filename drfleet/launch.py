@@ -168,7 +168,7 @@ def _progress(
     from drfleet import models
 
     try:
-        with models.live_s3(inv, env_dir, options, state.plan.trainer) as s3:
+        with models.run_s3(inv, env_dir, options, state.plan.trainer, start=False) as (s3, _):
             if s3 is None:
                 return {"error": "minio does not run on the trainer"}
             return _read_progress(s3, state.bucket, state.prefix, state.plan)

@@ -34,9 +34,17 @@ Tick = Callable[[str], None]
 
 
 @contextlib.contextmanager
-def run_s3(inv: Inventory, env_dir: Path, options: Options) -> Iterator[tuple[Any, TrainingConfig]]:
+def run_s3(
+    inv: Inventory,
+    env_dir: Path,
+    options: Options,
+    trainer: str | None = None,
+    start: bool = True,
+) -> Iterator[tuple[Any, TrainingConfig]]:
     """An S3 client on the run's storage (the trainer's minio through SSH, the user's S3 API
-    at DR_REMOTE_MINIO_URL, or AWS) and the config."""
+    at DR_REMOTE_MINIO_URL, or AWS) and the config. `trainer` (default: the inventory's) is
+    where minio runs; it is started there alone when nothing runs, unless `start` is False:
+    then nothing is started and the client is None when minio does not run."""
     cfg = config.load(env_dir)
     checks.s3_keys(cfg)
     checks.storage(cfg)
@@ -45,41 +53,26 @@ def run_s3(inv: Inventory, env_dir: Path, options: Options) -> Iterator[tuple[An
     if direct is not None:  # reached from here, not through the trainer
         yield direct, cfg
         return
-    trainer = inv.trainer
-    if trainer is None:
+    host = inv.hosts[trainer] if trainer else inv.trainer
+    if host is None:
         raise DrfleetError("no host of the inventory has the trainer role", where=inv.path)
-    with session(trainer, options) as s:
-        if not converge.has_container(s, RLCOACH) and not converge.has_container(s, MINIO):
-            with runstate.locked(env_dir):
-                generation = runstate.next_generation(env_dir)
-            doc = {
-                "fleet": FLEET,
-                "run_id": cfg.setting("DR_RUN_ID") or "0",
-                "generation": generation,
-                "containers": [minio(cfg, creds, trainer.publish_address)],
-            }
-            agent_client.apply(s, agent_client.carried(s, doc), 60)
-        with _minio(s, trainer, creds, cfg) as s3:
-            yield s3, cfg
-
-
-@contextlib.contextmanager
-def live_s3(inv: Inventory, env_dir: Path, options: Options, trainer: str) -> Iterator[Any | None]:
-    """The run's S3 as run_s3 gives it, but only reading: None when minio does not run on the
-    trainer (nothing is started)."""
-    cfg = config.load(env_dir)
-    creds = storage.run_credentials(cfg, env_dir)
-    direct = storage.direct(cfg, creds)
-    if direct is not None:
-        yield direct
-        return
-    host = inv.hosts[trainer]
     with session(host, options) as s:
         if not converge.has_container(s, MINIO):
-            yield None
-            return
+            if not start:
+                yield None, cfg
+                return
+            if not converge.has_container(s, RLCOACH):
+                with runstate.locked(env_dir):
+                    generation = runstate.next_generation(env_dir)
+                doc = {
+                    "fleet": FLEET,
+                    "run_id": cfg.setting("DR_RUN_ID") or "0",
+                    "generation": generation,
+                    "containers": [minio(cfg, creds, host.publish_address)],
+                }
+                agent_client.apply(s, agent_client.carried(s, doc), 60)
         with _minio(s, host, creds, cfg) as s3:
-            yield s3
+            yield s3, cfg
 
 
 @contextlib.contextmanager

@@ -298,6 +298,22 @@ def evaluation(
     return spec
 
 
+def with_evaluation(
+    current: dict[str, Any] | None, spec: dict[str, Any] | None, run_id: str, generation: int
+) -> dict[str, Any]:
+    """A host's desired state with the evaluation container replaced by spec (or removed,
+    spec None) and everything else it holds kept as it is: how `evaluate` adds and removes
+    it, and how train and --rebalance carry it over (agent_client.carried)."""
+    keep = [c for c in (current or {}).get("containers", []) if c["name"] != EVALUATION]
+    base = current if current and current.get("fleet") == FLEET else None
+    return {
+        "fleet": FLEET,
+        "run_id": base["run_id"] if base else run_id,
+        "generation": generation,
+        "containers": keep + ([spec] if spec else []),
+    }
+
+
 def rl_coach_env(cfg: TrainingConfig, image: str) -> dict[str, str]:
     """docker-compose-training.yml, service rl_coach."""
     s = cfg.setting
