@@ -94,7 +94,8 @@ def _facts_table(doc: dict[str, Any]) -> None:
     check="change nothing; say what each task would do, with diffs",
     diff="show what each task changed, with file diffs (check mode always does)",
     images_from="where hosts get the simulation images: pull (a registry, the default), controller "
-    "(streamed from this machine's docker) or peer (from a host that has them)",
+    "(this machine's docker: one copy, relayed host to host, only the layers they lack), "
+    "controller-direct (a whole copy to each host) or peer (from a host that has them)",
 )
 def provision(
     c: Any,
@@ -117,8 +118,10 @@ def provision(
     from drfleet.playbook import loader, recap
     from drfleet.playbook.runner import Runner, RunOptions, report_json
 
-    if images_from not in ("pull", "controller", "peer"):
-        raise DrfleetError(f"--images-from {images_from}: use pull, controller or peer")
+    if images_from not in ("pull", "controller", "controller-direct", "peer"):
+        raise DrfleetError(
+            f"--images-from {images_from}: use pull, controller, controller-direct or peer"
+        )
     book = loader.load(playbook or default_playbook())
     inv, remote = inventory_and_options(inventory, known_hosts, accept_new_host_keys, forks)
     hosts = inv.select([*(limit or []), *(host or [])], group or [])

@@ -45,3 +45,20 @@ def save(image: str) -> Iterator[bytes]:
 
     client = docker.from_env(timeout=3600)
     yield from client.api.get_image(image, chunk_size=1 << 20)
+
+
+def layers(image: str) -> tuple[str, list[str], bool]:
+    """The image's id and diff ids, and whether this docker saves the OCI layout (Engine 25,
+    API 1.44, on) rather than the older `<v1 id>/layer.tar` archive."""
+    import docker
+    import docker.errors
+
+    try:
+        client = docker.from_env()
+        attrs = client.images.get(image).attrs
+        api = str(client.version().get("ApiVersion") or "1.0")
+    except docker.errors.DockerException as exc:
+        raise DrfleetError(f"docker on this machine: {exc}") from None
+    major, _, minor = api.partition(".")
+    oci = (int(major), int(minor or 0)) >= (1, 44)
+    return str(attrs["Id"]), [str(d) for d in attrs["RootFS"]["Layers"]], oci

@@ -116,6 +116,7 @@ class Session:
         self._sudo_password: bool | None = None  # whether sudo here wants the password
         self._hide: tuple[str, ...] = ()  # the running command's secrets, masked in its output
         self._quiet = False  # the running command prints a secret: no live echo
+        self._lines: Callable[[str], None] | None = None  # the running command's stdout lines
 
     def __enter__(self) -> Session:
         return self
@@ -129,6 +130,15 @@ class Session:
     @property
     def is_root(self) -> bool:
         raise NotImplementedError
+
+    @property
+    def sudo_wants_password(self) -> bool:
+        """Whether sudo here asked for the password (known once a become command ran)."""
+        return bool(self._sudo_password)
+
+    def host_key(self) -> tuple[str, str] | None:
+        """The host's key as this session verified it (type, base64); None without SSH."""
+        return None
 
     @property
     def password_env(self) -> str:
@@ -161,16 +171,18 @@ class Session:
         check: bool = True,
         task: str | None = None,
         prints_secret: bool = False,
+        lines: Callable[[str], None] | None = None,
     ) -> Result:
         """Runs command. Its Secret values are masked in its output, live and in the Result;
-        prints_secret: its output is one (a token): never echoed live, and not masked."""
+        prints_secret: its output is one (a token): never echoed live, and not masked.
+        lines: called with each line of its stdout as it comes (a progress report)."""
         wrapped, stdin = self.prepare(command, become, stdin)
         started = time.monotonic()
-        self._hide, self._quiet = command.secrets(), prints_secret
+        self._hide, self._quiet, self._lines = command.secrets(), prints_secret, lines
         try:
             code, out, err = self._exec(wrapped.render(), stdin, timeout)
         finally:
-            hide, self._hide, self._quiet = self._hide, (), False
+            hide, self._hide, self._quiet, self._lines = self._hide, (), False, None
         result = Result(
             self.host.name,
             command.display(),
@@ -207,7 +219,9 @@ class Session:
     def _sinks(self) -> tuple[_Sink, _Sink]:
         stream = None if self._quiet else self.options.stream
         return (
-            _Sink(PrefixWriter(self.host.name, stream, self._hide) if stream else None),
+            _Sink(
+                PrefixWriter(self.host.name, stream, self._hide) if stream else None, self._lines
+            ),
             _Sink(PrefixWriter(self.host.name, stream, self._hide) if stream else None),
         )
 
@@ -240,17 +254,27 @@ def _chunks(stdin: Stdin) -> Iterator[bytes]:
 
 
 class _Sink:
-    """Collects one output stream, and echoes it live (prefixed) when asked to."""
+    """Collects one output stream, and echoes it live (prefixed) or hands on its lines, when
+    asked to."""
 
-    def __init__(self, echo: PrefixWriter | None) -> None:
+    def __init__(
+        self, echo: PrefixWriter | None, lines: Callable[[str], None] | None = None
+    ) -> None:
         self.data = bytearray()
         self.echo = echo
+        self.lines, self.seen = lines, 0
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def feed(self, chunk: bytes) -> None:
         self.data += chunk
         if self.echo is not None:
             self.echo.write(self.decoder.decode(chunk))
+        if self.lines is not None:
+            end = self.data.rfind(b"\n")
+            if end >= self.seen:
+                for line in bytes(self.data[self.seen : end]).split(b"\n"):
+                    self.lines(line.decode("utf-8", "replace"))
+                self.seen = end + 1
 
     def text(self) -> str:
         if self.echo is not None:
@@ -546,6 +570,11 @@ class SSHSession(Session):
                 )
         finally:
             chan.close()
+
+    def host_key(self) -> tuple[str, str] | None:
+        self.open()
+        key = self._connection().transport.get_remote_server_key()
+        return key.get_name(), key.get_base64()
 
     def channel(self, address: str, port: int, timeout: float = 10) -> Any:
         """A socket-like channel to address:port as this host sees it (SSH direct-tcpip on the

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from drfleet import localdocker
+from drfleet import image_relay, localdocker
 from drfleet.errors import DrfleetError
 from drfleet.playbook.model import TaskResult
 from drfleet.playbook.modules.docker import (
@@ -19,7 +19,7 @@ from drfleet.playbook.modules.docker import (
     node_label_changes,
     plan_swarm,
 )
-from drfleet.progress import Meter, Pull, metered
+from drfleet.progress import Meter, Pull, metered, size
 from drfleet.remote import fan_out
 from drfleet.shell import Secret, cmd
 
@@ -41,8 +41,12 @@ def docker_image(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskRe
     results: dict[str, TaskResult] = {}
     wanted = {st.host.name: (st, _images(args)) for st, args in chosen}
     controller_ids: dict[str, str | None] = {}
-    if source == "controller":
+    relayed: dict[str, set[str]] = {}  # host -> images the relay put there
+    notes: dict[str, list[str]] = {}  # host -> why the relay did not
+    if source in ("controller", "controller-direct"):
         controller_ids = localdocker.image_ids({i for _st, imgs in wanted.values() for i in imgs})
+    if source == "controller" and not runner.options.check:
+        relayed, notes = _relay(runner, wanted, controller_ids)
 
     def one(name: str) -> TaskResult:
         st, images = wanted[name]
@@ -53,7 +57,7 @@ def docker_image(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskRe
         have = st.typed.images
         todo: list[tuple[str, Any]] = []
         for image in images:
-            if source == "controller":
+            if source in ("controller", "controller-direct"):
                 cid = controller_ids.get(image)
                 if cid is None:
                     return TaskResult(
@@ -62,7 +66,7 @@ def docker_image(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskRe
                         f"{name}: image {image} is not on this controller; "
                         "load or pull it here first, or use --images-from pull",
                     )
-                if have.get(image) != cid:
+                if have.get(image) != cid and image not in relayed.get(name, ()):
                     todo.append((image, cid))
             elif source == "peer":
                 if image not in have:
@@ -77,9 +81,15 @@ def docker_image(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskRe
                     todo.append((image, peer))
             elif image not in have:
                 todo.append((image, None))
+        if not todo and relayed.get(name):
+            st.dirty.add("images")
+            why = "; ".join(notes.get(name, []))
+            return TaskResult(task.name, "changed", f"copied from controller ({why})")
         if not todo:
             return TaskResult(task.name, "ok")
         what = ", ".join(i for i, _ in todo)
+        for note in notes.get(name, []):
+            runner.progress(st, note)
         if runner.options.check:
             return TaskResult(task.name, "changed", f"would copy {what} from {source}")
         try:
@@ -89,7 +99,7 @@ def docker_image(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskRe
                 def tick(line: str, image: str = image) -> None:
                     runner.meter(st, f"image {image} from {source}: {line}")
 
-                if source == "controller":
+                if source in ("controller", "controller-direct"):
                     meter = Meter(localdocker.size(image))
                     st.run(
                         cmd("docker", "load", "-q"),
@@ -120,8 +130,12 @@ def docker_image(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskRe
                 elapsed=time.monotonic() - started,
             )
         st.dirty.add("images")
+        why = "; ".join(notes.get(name, []))
         return TaskResult(
-            task.name, "changed", f"copied {what} from {source}", elapsed=time.monotonic() - started
+            task.name,
+            "changed",
+            f"copied {what} from {source}" + (f" ({why})" if why else ""),
+            elapsed=time.monotonic() - started,
         )
 
     outcomes = fan_out(
@@ -134,6 +148,65 @@ def docker_image(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskRe
             else TaskResult(task.name, "failed", o.error.message if o.error else "failed")
         )
     return results
+
+
+def _relay(
+    runner: Runner,
+    wanted: dict[str, tuple[HostState, list[str]]],
+    controller_ids: dict[str, str | None],
+) -> tuple[dict[str, set[str]], dict[str, list[str]]]:
+    """Each image the controller has, into every host that lacks it, as one relayed copy;
+    hosts it could not reach that way (and why) are left to the direct copy."""
+    relayed: dict[str, set[str]] = {}
+    notes: dict[str, list[str]] = {}
+    for image in sorted({i for _st, imgs in wanted.values() for i in imgs}):
+        cid = controller_ids.get(image)
+        states = [
+            st
+            for st, imgs in wanted.values()
+            if cid
+            and image in imgs
+            and not st.typed.error("images")
+            and st.typed.images.get(image) != cid
+        ]
+        chain = []
+        for st in states:
+            why = image_relay.why_not(st)
+            if why:
+                notes.setdefault(st.host.name, []).append(f"{image}: sent directly ({why})")
+            else:
+                chain.append(st)
+        if not chain:
+            continue
+        for st in chain:
+            runner.progress(st, f"image {image} from controller (relayed)")
+
+        by_name = {st.host.name: st for st in chain}
+
+        def tick(
+            name: str, line: str, image: str = image, by_name: dict[str, HostState] = by_name
+        ) -> None:
+            runner.meter(by_name[name], f"image {image} from controller (relayed): {line}")
+
+        addresses = {st.host.name: advertise_address(st.host, st.typed) for st in chain}
+        try:
+            failed, sent = image_relay.send(
+                chain, addresses, image, tick, runner.options.remote.limit
+            )
+        except DrfleetError as exc:
+            failed, sent = {st.host.name: exc.message for st in chain}, 0
+        for st in chain:
+            name = st.host.name
+            if name in failed:
+                notes.setdefault(name, []).append(
+                    f"{image}: the relay did not reach it ({failed[name]}); sent directly"
+                )
+            else:
+                relayed.setdefault(name, set()).add(image)
+                notes.setdefault(name, []).append(
+                    f"{image}: relayed, {size(sent)} left this machine for {len(chain)} hosts"
+                )
+    return relayed, notes
 
 
 # POST /images/create on the host's dockerd: its pull events, one JSON object a line, with

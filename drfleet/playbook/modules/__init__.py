@@ -29,7 +29,7 @@ MODULES: dict[str, Module] = {
 FLEET_SPECS: dict[str, dict[str, Arg]] = {
     "docker_image": {
         "images": Arg((list, str), required=True),
-        "source": Arg(choices=("pull", "controller", "peer")),
+        "source": Arg(choices=("pull", "controller", "controller-direct", "peer")),
     },
     "swarm": {
         "network": Arg(default="sagemaker-local"),

@@ -1,0 +1,236 @@
+"""drfleet's image relay, run on a host by the controller (python3 -S, standard library only).
+
+`run DIR` reads a `docker save` archive on stdin and feeds it to this host's `docker load` and,
+at the same time, over SSH to the next host's relay (whose forced command is `run` again), so
+the controller sends one copy into the fleet and each host passes it on while it loads. It
+prints JSON lines: its own progress and result, and the next hosts' lines as they come back.
+Nothing listens: the next hop is an SSH login with a key made for this transfer, whose entry in
+the next host's authorized_keys is restricted to that command and expires, against that host's
+key as the controller verified it.
+
+`prepare DIR KEY?` (after the controller wrote this file into a fresh DIR): removes what earlier
+transfers left (their keys' entries expire anyway), makes the key for the next hop when asked,
+and prints the public key and the expiry for the next host's entry.
+`setup DIR` takes the transfer's settings on stdin: the next hop, its host key, and the
+authorized_keys entry that lets the previous host in.
+`cleanup DIR` removes DIR and that entry (the controller runs it from stdin, `python3 -S -`:
+DIR may be gone). `run` does the same itself: its entry at once (the key lets one connection
+in), the rest when it ends, so a transfer cut short by a killed controller leaves nothing.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+MARK = "drfleet-relay:"
+PREFIX = "/tmp/drfleet-relay."
+CHUNK = 1 << 20
+
+
+def authorized_keys():
+    return os.path.expanduser("~/.ssh/authorized_keys")
+
+
+def rewrite_keys(drop):
+    """authorized_keys without the lines drop() picks: written whole, then renamed."""
+    path = authorized_keys()
+    try:
+        with open(path) as fh:
+            lines = fh.read().splitlines(True)
+    except FileNotFoundError:
+        return
+    kept = [line for line in lines if not drop(line)]
+    if len(kept) == len(lines):
+        return
+    tmp = path + ".drfleet-relay"
+    with open(tmp, "w") as fh:
+        fh.writelines(kept)
+    os.chmod(tmp, os.stat(path).st_mode & 0o777)
+    os.replace(tmp, path)
+
+
+def stale(line):
+    if MARK not in line:
+        return False
+    where = line.rsplit(MARK, 1)[1].strip()
+    return not os.path.isdir(where)
+
+
+def prepare(d, want_key):
+    for name in os.listdir("/tmp"):
+        old = os.path.join("/tmp", name)
+        if old.startswith(PREFIX) and old != d and os.stat(old).st_mtime < time.time() - 1200:
+            shutil.rmtree(old, ignore_errors=True)
+    rewrite_keys(stale)
+    pub = None
+    if want_key == "key":
+        key = os.path.join(d, "key")
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "drfleet-relay", "-f", key],
+            check=True,
+            stdin=subprocess.DEVNULL,
+        )
+        with open(key + ".pub") as fh:
+            pub = fh.read().split()[:2]
+    expiry = time.strftime("%Y%m%d%H%M%S", time.localtime(time.time() + 900))
+    print(json.dumps({"dir": d, "pub": pub, "expiry": expiry, "ssh": bool(shutil.which("ssh"))}))
+
+
+def setup(d):
+    given = json.load(sys.stdin)
+    with open(os.path.join(d, "conf.json"), "w") as fh:
+        json.dump(given["conf"], fh)
+    if given.get("known_hosts"):
+        with open(os.path.join(d, "known_hosts"), "w") as fh:
+            fh.write(given["known_hosts"])
+    if given.get("authorize"):
+        ssh = os.path.dirname(authorized_keys())
+        os.makedirs(ssh, mode=0o700, exist_ok=True)
+        with open(authorized_keys(), "a") as fh:
+            fh.write(given["authorize"] + " " + MARK + d + "\n")
+        os.chmod(authorized_keys(), os.stat(authorized_keys()).st_mode & 0o644)
+
+
+def cleanup(d):
+    rewrite_keys(lambda line: line.rstrip().endswith(MARK + d))
+    shutil.rmtree(d, ignore_errors=True)
+
+
+class Out:
+    def __init__(self, host):
+        self.host = host
+        self.lock = threading.Lock()
+
+    def say(self, **fields):
+        fields.setdefault("host", self.host)
+        self.line(json.dumps(fields))
+
+    def line(self, text):
+        with self.lock:
+            sys.stdout.write(text.rstrip("\n") + "\n")
+            sys.stdout.flush()
+
+
+def drain(pipe, into):
+    into.append(pipe.read())
+
+
+def forward(pipe, out):
+    for raw in iter(pipe.readline, b""):
+        out.line(raw.decode("utf-8", "replace"))
+
+
+def run(d):
+    rewrite_keys(lambda line: line.rstrip().endswith(MARK + d))
+    try:
+        relay(d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def relay(d):
+    with open(os.path.join(d, "conf.json")) as fh:
+        conf = json.load(fh)
+    out = Out(conf["host"])
+    sudo = ["sudo", "-n", "--"] if conf.get("sudo") else []
+    load = subprocess.Popen(
+        sudo + ["docker", "load", "-q"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    said = []
+    threading.Thread(target=drain, args=(load.stdout, said), daemon=True).start()
+    nxt, hop, hop_err, pump = conf.get("next"), None, [], None
+    if nxt:
+        hop = subprocess.Popen(
+            [
+                "ssh", "-T", "-x", "-a", "-i", os.path.join(d, "key"),
+                "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+                "-o", "StrictHostKeyChecking=yes",
+                "-o", "UserKnownHostsFile=" + os.path.join(d, "known_hosts"),
+                "-o", "GlobalKnownHostsFile=/dev/null",
+                "-o", "HostKeyAlias=" + nxt["alias"],
+                "-o", "ConnectTimeout=15", "-o", "ServerAliveInterval=15",
+                "-p", str(nxt["port"]), "-l", nxt["user"], nxt["address"],
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        pump = threading.Thread(target=forward, args=(hop.stdout, out), daemon=True)
+        pump.start()
+        threading.Thread(target=drain, args=(hop.stderr, hop_err), daemon=True).start()
+    done, last, error = 0, 0.0, None
+    while True:
+        chunk = os.read(0, CHUNK)
+        if not chunk:
+            break
+        if error is None:
+            try:
+                load.stdin.write(chunk)
+            except OSError:
+                error = "docker load stopped reading"
+        if hop is not None:
+            try:
+                hop.stdin.write(chunk)
+            except OSError:
+                hop.stdin = None
+                hop_left = hop
+                hop = None
+                out.say(host=nxt["host"], error="the relay to it stopped reading")
+                hop_left.wait()
+        done += len(chunk)
+        now = time.monotonic()
+        if now - last >= 0.5:
+            last = now
+            out.say(bytes=done)
+    for proc in (load, hop):
+        if proc is not None and proc.stdin is not None:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+    code = load.wait()
+    time.sleep(0.05)
+    text = (said[0] if said else b"").decode("utf-8", "replace").strip()
+    got = subprocess.run(
+        sudo + ["docker", "image", "inspect", "--format", "{{.Id}}", conf["image"]],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    ).stdout.decode().strip()
+    if code != 0 and error is None:
+        error = "docker load failed: " + text[-400:]
+    elif got != conf["id"] and error is None:
+        error = "after docker load the image's id is %s, not %s" % (got or "missing", conf["id"])
+    out.say(bytes=done, done=True, id=got, error=error)
+    if hop is not None:
+        status = hop.wait()
+        pump.join(30)
+        if status != 0:
+            why = (hop_err[0] if hop_err else b"").decode("utf-8", "replace").strip()
+            out.say(host=nxt["host"], hop=True, error="ssh to it exited %d: %s" % (status, why[-300:]))
+
+
+def main():
+    what, d = sys.argv[1], os.path.abspath(sys.argv[2])
+    if not d.startswith(PREFIX):
+        sys.exit("drfleet-relay: not a relay directory: " + d)
+    if what == "prepare":
+        prepare(d, sys.argv[3] if len(sys.argv) > 3 else "")
+    elif what == "setup":
+        setup(d)
+    elif what == "cleanup":
+        cleanup(d)
+    elif what == "run":
+        run(d)
+    else:
+        sys.exit("drfleet-relay: unknown command " + what)
+
+
+if __name__ == "__main__":
+    main()

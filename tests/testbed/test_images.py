@@ -1,0 +1,164 @@
+"""Images from the controller reach a fleet as one relayed copy (issue 17): the bytes that leave
+the controller, counted on the test network's bridge (the controller's side of it: traffic
+between hosts is bridged past it), are about one copy of what the hosts lack, whatever their
+number; a transfer killed half-way leaves no image that docker reports, and the next run ends
+with the right id on every host. On the shared three-host fleet."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from tests.conftest import REPO, invoke, killed
+from tests.testbed import TestBed
+from tests.testbed.images import ensure_busybox
+
+MB = 1 << 20
+
+
+def _bridge(bed: TestBed) -> str:
+    return "br-" + str(bed.network.id)[:12]
+
+
+def _sent(bed: TestBed) -> int:
+    """Bytes this machine sent into the test network (the bridge device's transmit count)."""
+    return int(Path(f"/sys/class/net/{_bridge(bed)}/statistics/tx_bytes").read_text())
+
+
+@contextlib.contextmanager
+def _shaped(bed: TestBed, rate: str) -> Iterator[None]:
+    """The controller's link into the test network limited to rate (tc on the bridge device:
+    only what this machine sends)."""
+    dev = _bridge(bed)
+    subprocess.run(
+        ["tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", rate, "burst", "256kb",
+         "latency", "200ms"],
+        check=True,
+    )  # fmt: skip
+    try:
+        yield
+    finally:
+        subprocess.run(["tc", "qdisc", "del", "dev", dev, "root"], check=False)
+
+
+def _build(tag: str, base: str, layers: dict[str, int], workdir: Path) -> str:
+    """An image on this controller: base plus a layer of random bytes per name. Returns its id."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    lines = [f"FROM {base}"]
+    for name, size in layers.items():
+        (workdir / name).write_bytes(os.urandom(size))
+        lines.append(f"COPY {name} /{name}")
+    (workdir / "Dockerfile").write_text("\n".join(lines) + "\n")
+    image, _ = docker.from_env().images.build(path=str(workdir), tag=tag, rm=True)
+    return str(image.id)
+
+
+def _ids(bed: TestBed, image: str) -> dict[str, str]:
+    fmt = "'{{.Id}}'"
+    return {
+        h: bed.exec(h, f"docker image inspect --format {fmt} {image} 2>/dev/null || true").strip()
+        for h in bed.hosts
+    }
+
+
+def _book(tmp: Path, image: str) -> Path:
+    book = tmp / f"images-{image.rsplit(':', 1)[1]}.yml"
+    book.write_text(
+        "- name: Images\n  hosts: all\n  become: true\n  tasks:\n"
+        f"    - name: Simulation images\n      docker_image:\n        images: [{image}]\n"
+    )
+    return book
+
+
+def _args(bed: TestBed, book: Path, source: str = "controller") -> tuple[str, ...]:
+    return ("provision", "-i", str(bed.inventory), "--playbook", str(book),
+            "--images-from", source, "--json")  # fmt: skip
+
+
+def _leftovers(bed: TestBed) -> dict[str, str]:
+    return {
+        h: bed.exec(h, "ls -d /tmp/drfleet-relay.* 2>/dev/null; "
+                    "grep -c drfleet-relay: /home/fleet/.ssh/authorized_keys || true").strip()
+        for h in bed.hosts
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    work = tmp_path_factory.mktemp("relay")
+    tags = {
+        "base": "drfleet-test/relay:base",  # two layers of 24 MB
+        "next": "drfleet-test/relay:next",  # base + one of 8 MB
+        "big": "drfleet-test/relay:big",  # base + one of 160 MB, to cut in the middle
+    }
+    ids = {"base": _build(tags["base"], ensure_busybox(), {"a": 24 * MB, "b": 24 * MB}, work / "a")}
+    ids["next"] = _build(tags["next"], tags["base"], {"c": 8 * MB}, work / "b")
+    ids["big"] = _build(tags["big"], tags["base"], {"d": 160 * MB}, work / "c")
+    yield {**{f"{k}:id": v for k, v in ids.items()}, **tags}
+    for tag in tags.values():
+        with contextlib.suppress(docker.errors.DockerException):
+            docker.from_env().images.remove(tag, force=True)
+
+
+def test_one_copy_leaves_the_controller_and_only_the_missing_layer_moves(
+    fleet: tuple[TestBed, Path], images: dict[str, str], tmp_path: Path
+) -> None:
+    bed, _env = fleet
+    try:
+        before = _sent(bed)
+        run = invoke(*_args(bed, _book(tmp_path, images["base"])), cwd=REPO, timeout=600)
+        sent = _sent(bed) - before
+        assert run.code == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        assert _ids(bed, images["base"]) == dict.fromkeys(bed.hosts, images["base:id"])
+        for h in bed.hosts:
+            msg = run.json["hosts"][h]["tasks"][-1]["msg"]
+            assert "relayed" in msg and "for 3 hosts" in msg, msg
+        # three hosts, one copy of the 48 MB image (SSH, TCP and the facts on top)
+        assert 48 * MB <= sent <= 1.1 * 48 * MB + 2 * MB, sent / MB
+
+        before = _sent(bed)
+        run = invoke(*_args(bed, _book(tmp_path, images["next"])), cwd=REPO, timeout=600)
+        sent = _sent(bed) - before
+        assert run.code == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        assert _ids(bed, images["next"]) == dict.fromkeys(bed.hosts, images["next:id"])
+        assert 8 * MB <= sent <= 1.1 * 8 * MB + 2 * MB, sent / MB  # the new layer, not 56 MB
+        assert _leftovers(bed) == dict.fromkeys(bed.hosts, "0")  # no key, no directory left
+    finally:
+        for h in bed.hosts:
+            bed.exec(h, f"docker rmi -f {images['next']} {images['base']} >/dev/null 2>&1; true")
+
+
+def test_a_transfer_killed_half_way_leaves_no_image_and_the_rerun_completes(
+    fleet: tuple[TestBed, Path], images: dict[str, str], tmp_path: Path
+) -> None:
+    bed, _env = fleet
+    big = images["big"]
+    book = _book(tmp_path, big)
+    try:
+        with _shaped(bed, "160mbit"):  # 208 MB at 20 MB/s: ten seconds to cut it in
+
+            def flowing() -> bool:  # the last host of the chain is receiving
+                return "y" in bed.exec("h3", "pgrep -f 'relay.py run' >/dev/null && echo y || true")
+
+            killed(_args(bed, book), flowing, timeout=300)
+            assert _ids(bed, big) == dict.fromkeys(bed.hosts, "")  # nothing half-loaded shows
+            run = invoke(*_args(bed, book), cwd=REPO, timeout=600)
+        assert run.code == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        assert _ids(bed, big) == dict.fromkeys(bed.hosts, images["big:id"])
+        assert _leftovers(bed) == dict.fromkeys(bed.hosts, "0")  # the cut relays cleaned up too
+        for h in bed.hosts:
+            out = bed.exec(h, f"docker run --rm {big} sh -c 'wc -c < /d'").strip()
+            assert out == str(160 * MB)
+        again = invoke(*_args(bed, book), cwd=REPO, timeout=600)  # converged: nothing to copy
+        assert {h: r["changed"] for h, r in again.json["hosts"].items()} == dict.fromkeys(
+            bed.hosts, 0
+        )
+    finally:
+        for h in bed.hosts:
+            bed.exec(h, f"docker rmi -f {big} {images['base']} >/dev/null 2>&1; true")
