@@ -211,7 +211,9 @@ def send(
     def prepare(name: str) -> Prepared:
         st = by_name[name]
         assert st.session is not None
-        out = st.session.run(cmd("sh", "-c", PREPARE, "sh", "key"), stdin=relay, timeout=60)
+        out = st.session.run(
+            cmd("sh", "-c", PREPARE, "sh", "key"), stdin=relay, timeout=60, become=False
+        )
         p = json.loads(out.stdout.strip().splitlines()[-1])
         return Prepared(p["dir"], p["pub"], p["expiry"], bool(p["ssh"]))
 
@@ -256,7 +258,10 @@ def _stream(
         assert st.session is not None
         d = prepared[name].dir
         st.session.run(
-            cmd("python3", "-S", f"{d}/relay.py", "setup", d), stdin=json.dumps(payload), timeout=60
+            cmd("python3", "-S", f"{d}/relay.py", "setup", d),
+            stdin=json.dumps(payload),
+            timeout=60,
+            become=False,
         )
     outcome = Outcome({n: Meter(total) for n in chain})
     lock = threading.Lock()
@@ -276,13 +281,19 @@ def _stream(
     assert first.session is not None
     d = prepared[chain[0]].dir
     try:
-        first.session.run(
+        result = first.session.run(
             cmd("python3", "-S", f"{d}/relay.py", "run", d),
             stdin=counted(archive(image, need, v1)),
             timeout=6 * 3600,
             lines=line,
             check=False,
+            become=False,  # the relay runs as the login user, as the next hops' do
         )
+        if result.exit_code != 0:
+            for n in chain:
+                outcome.errors.setdefault(
+                    n, f"the relay on {chain[0]} exited {result.exit_code}: {result.stderr[-300:]}"
+                )
     except DrfleetError as exc:
         for n in chain:
             outcome.errors.setdefault(n, exc.message)
@@ -299,7 +310,11 @@ def _cleanup(
         assert st.session is not None
         d = prepared[name].dir
         st.session.run(
-            cmd("python3", "-S", "-", "cleanup", d), stdin=relay, timeout=60, check=False
+            cmd("python3", "-S", "-", "cleanup", d),
+            stdin=relay,
+            timeout=60,
+            check=False,
+            become=False,
         )
 
     fan_out([by_name[n].host for n in prepared], lambda h: one(h.name), limit=limit)

@@ -179,11 +179,14 @@ def relay(d):
             try:
                 hop.stdin.write(chunk)
             except OSError:
-                hop.stdin = None
-                hop_left = hop
-                hop = None
-                out.say(host=nxt["host"], error="the relay to it stopped reading")
-                hop_left.wait()
+                status = hop.wait()
+                time.sleep(0.1)
+                why = (hop_err[0] if hop_err else b"").decode("utf-8", "replace").strip()
+                out.say(
+                    host=nxt["host"],
+                    error="the relay to it stopped reading (ssh exited %d: %s)" % (status, why[-300:]),
+                )
+                hop.stdin, hop = None, None
         done += len(chunk)
         now = time.monotonic()
         if now - last >= 0.5:
