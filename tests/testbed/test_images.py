@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -148,8 +149,18 @@ def test_a_transfer_killed_half_way_leaves_no_image_and_the_rerun_completes(
 
             killed(_args(bed, book), flowing, timeout=300)
             assert _ids(bed, big) == dict.fromkeys(bed.hosts, "")  # nothing half-loaded shows
-            run = invoke(*_args(bed, book), cwd=REPO, timeout=600)
+            run = invoke(*_args(bed, book)[:-1], cwd=REPO, timeout=600)  # as people run it
         assert run.code == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        for h in bed.hosts:  # each host's progress while it ran: bytes of the total, rate, ETA
+            seen = re.findall(
+                rf"^{h}: image {re.escape(big)} from controller \(relayed\): (.*)$",
+                run.stderr,
+                re.M,
+            )
+            assert any(
+                re.fullmatch(r"[\d.]+ MiB of [\d.]+ MiB, [\d.]+ MiB/s, 0:\d\d left", s)
+                for s in seen
+            ), run.stderr[-3000:]
         assert _ids(bed, big) == dict.fromkeys(bed.hosts, images["big:id"])
         assert _leftovers(bed) == dict.fromkeys(bed.hosts, "0")  # the cut relays cleaned up too
         for h in bed.hosts:
