@@ -31,6 +31,7 @@ PURE = (
     "drfleet.specs",
     "drfleet.training",
     "drfleet.observe",
+    "drfleet.image_layers",
     "drfleet.runstate",
     "drfleet.names",
     "drfleet.errors",
