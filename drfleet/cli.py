@@ -444,12 +444,14 @@ def viewer(
     bind: str = "127.0.0.1",
     static: str | None = None,
     inventory: str | None = None,
+    env_dir: str | None = None,
     json: bool = False,
     accept_new_host_keys: bool = False,
     known_hosts: str | None = None,
     verbose: int = 0,
 ) -> None:
-    """Serve one page with every worker's live video stream, proxied over SSH."""
+    """Serve one page with every worker's live video stream, proxied over SSH, and a plot of
+    the run's reward and progress per iteration (the run started from --env-dir)."""
     from drfleet import launch
     from drfleet import viewer as viewer_mod
 
@@ -469,7 +471,7 @@ def viewer(
         else:
             print(f"viewer on {url} ({len(workers)} workers; Ctrl-C to stop)", flush=True)
 
-    viewer_mod.serve(inv, options, bind, port, ready)
+    viewer_mod.serve(inv, options, bind, port, ready, Path(env_dir or "."))
 
 
 @command(

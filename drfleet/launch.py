@@ -177,8 +177,16 @@ def _progress(
 
 
 def _read_progress(s3: Any, bucket: str, prefix: str, plan: plan_mod.Plan) -> dict[str, Any]:
-    """training_progress.summary of the run's S3: the trainer's deepracer_checkpoints.json
-    and each worker's metrics, at the key its params file names (METRICS_S3_OBJECT_KEY)."""
+    from drfleet import training_progress
+
+    return training_progress.summary(*_read_metrics(s3, bucket, prefix, plan), plan)
+
+
+def _read_metrics(
+    s3: Any, bucket: str, prefix: str, plan: plan_mod.Plan
+) -> tuple[dict[str, Any] | None, dict[int, dict[str, Any] | None]]:
+    """The run's S3: the trainer's deepracer_checkpoints.json and each worker's metrics, at
+    the key its params file names (METRICS_S3_OBJECT_KEY)."""
     import json
 
     import yaml
@@ -196,7 +204,30 @@ def _read_progress(s3: Any, bucket: str, prefix: str, plan: plan_mod.Plan) -> di
         key = training_progress.metrics_key(keys[w.config_file], w.slot, len(plan.workers))
         body = storage.read(s3, bucket, key) if keys[w.config_file] else None
         docs[w.slot] = json.loads(body) if body else None
-    return training_progress.summary(json.loads(raw) if raw else None, docs, plan)
+    return (json.loads(raw) if raw else None), docs
+
+
+def progress_series(inv: Inventory, options: Options, env_dir: Path) -> dict[str, Any]:
+    """Each completed iteration's mean reward and progress (training_progress.per_iteration)
+    of the run started from env_dir, or why it cannot be read now (never starts minio)."""
+    from drfleet import models, training_progress
+
+    state = runstate.load(env_dir)
+    if state is None:
+        return {"error": f"no run was started from {env_dir}"}
+    try:
+        with models.run_s3(inv, env_dir, options, state.plan.trainer, start=False) as (s3, _):
+            if s3 is None:
+                return {"error": "minio does not run on the trainer"}
+            checkpoints, docs = _read_metrics(s3, state.bucket, state.prefix, state.plan)
+    except Exception as exc:  # the page shows why and asks again later
+        return {"error": str(exc).splitlines()[0][:200]}
+    saved = training_progress.iterations(checkpoints)
+    return {
+        "prefix": state.prefix,
+        "saved": saved,
+        "iterations": training_progress.per_iteration(docs, state.plan, saved),
+    }
 
 
 _NONE = observe.HostReport("", False)

@@ -291,7 +291,10 @@ def evaluation(
         "mounts": [{"source": TASKSET_SHIM, "target": "/usr/local/bin/taskset", "read_only": True}],
         "init": True,
         "labels": {"drfleet-world": s("DR_WORLD_NAME")},
-        "restart": "on-failure",  # an evaluation that ends well is done, not restarted
+        # never restarted, failed or not, as DRfC runs it (docker-compose-eval.yml has no
+        # restart; -eval-swarm.yml: restart_policy condition none): a failed evaluation is
+        # reported with its exit status, not run again over its own results
+        "restart": "never",
     }
     if cap.gpus > 0:
         spec["gpus"] = -1

@@ -54,3 +54,58 @@ def summary(
             for w in sorted(plan.workers, key=lambda w: w.slot)
         },
     }
+
+
+def per_iteration(
+    docs: dict[int, dict[str, Any] | None], plan: Plan, saved: int = 0
+) -> list[dict[str, Any]]:
+    """Mean reward and progress of each iteration the workers have played their shares of,
+    over all workers' episodes of it: the viewer's plot, which grows as iterations complete.
+
+    A worker's file lists its episodes since it started (s3_metrics.py keeps them in memory
+    and rewrites the object), so a worker that restarted has only the iterations since: it
+    joined at the trainer's current one. A worker with fewer than share * `saved` episodes
+    (saved: the iterations the trainer has saved) is such a one; its complete shares are the
+    latest iterations before the one it plays, and the others' episodes make the earlier
+    points. Episodes count from the file's start for every other worker."""
+    played = {
+        w.slot: [
+            m for m in (docs.get(w.slot) or {}).get("metrics", []) if m.get("phase") == "training"
+        ]
+        for w in plan.workers
+    }
+    shares = {w.slot: w.episodes for w in plan.workers}
+    if not played or any(s <= 0 for s in shares.values()):
+        return []
+    whole = [slot for slot, ms in played.items() if len(ms) >= shares[slot] * saved]
+    complete = min((len(played[slot]) // shares[slot] for slot in whole), default=saved)
+    by_iteration: dict[int, list[dict[str, Any]]] = {i: [] for i in range(1, complete + 1)}
+    for slot, ms in played.items():
+        share = shares[slot]
+        full, playing = divmod(len(ms), share)
+        if slot in whole:
+            first = 1
+        elif playing or complete > saved:
+            # a restarted worker's full shares end before the iteration it plays (saved + 1),
+            # or, once the others are done with that one too, with it
+            first = (saved if playing else complete) - full + 1
+        else:  # done with saved + 1 already, or not begun it: left out until that is known
+            continue
+        for k in range(full):
+            if first + k in by_iteration:
+                by_iteration[first + k] += ms[k * share : (k + 1) * share]
+    out = []
+    for i, episodes in by_iteration.items():
+        if not episodes:
+            continue
+        out.append(
+            {
+                "iteration": i,
+                "episodes": len(episodes),
+                "reward": round(sum(m.get("reward_score", 0) for m in episodes) / len(episodes), 2),
+                "progress": round(
+                    sum(m.get("completion_percentage", 0) for m in episodes) / len(episodes), 2
+                ),
+            }
+        )
+    return out

@@ -1,4 +1,5 @@
-"""drfleet viewer: one page with every worker's live video stream.
+"""drfleet viewer: one page with every worker's live video stream, and a plot of how the run
+trains (each completed iteration's mean reward and progress, from the metrics in its S3).
 
 The browser talks only to this server. Streams come through SSH (a direct-tcpip channel on
 the host's existing connection to the worker's published port), so no port on any host needs
@@ -57,15 +58,18 @@ def pick_topic(wanted: str, published: list[str]) -> str:
 
 
 def workers_from(report: FleetReport, inv: Inventory) -> list[dict[str, Any]]:
-    """Every robomaker the agents know, with where its video is (pure)."""
+    """Every robomaker the agents know, and the evaluation, with where its video is (pure).
+    `key` names its stream: the worker's slot, or "eval"."""
     out = []
     for host, r in report.hosts.items():
         for c in r.containers:
-            if c.role != "robomaker":
+            if c.role not in ("robomaker", "evaluation"):
                 continue
             slot = int(c.labels.get("drfleet-slot") or slot_of(c.name) or 0)
             out.append(
                 {
+                    "key": "eval" if c.role == "evaluation" else str(slot),
+                    "role": c.role,
                     "slot": slot,
                     "host": host,
                     "address": inv.hosts[host].address,
@@ -80,6 +84,8 @@ def workers_from(report: FleetReport, inv: Inventory) -> list[dict[str, Any]]:
         if r.status is None:  # a host we cannot ask: its workers are unknown, show that
             out.append(
                 {
+                    "key": "",
+                    "role": "",
                     "slot": 0,
                     "host": host,
                     "state": "unreachable",
@@ -90,15 +96,18 @@ def workers_from(report: FleetReport, inv: Inventory) -> list[dict[str, Any]]:
                     "topics": [],
                 }
             )
-    return sorted(out, key=lambda w: (w["slot"] == 0, w["slot"]))
+    return sorted(out, key=lambda w: (w["key"] in ("", "eval"), w["key"] == "", w["slot"]))
 
 
 class Streams:
     """Long-lived connections to the hosts, the worker list (cached briefly), streams."""
 
-    def __init__(self, inv: Inventory, options: Options) -> None:
+    def __init__(self, inv: Inventory, options: Options, env_dir: Path | None = None) -> None:
         self.inv = inv
         self.options = options
+        self.env_dir = env_dir
+        self.progress_lock = threading.Lock()
+        self.progress_cached: tuple[float, dict[str, Any]] = (-1e9, {})
         self.hosts = [h for h in inv.hosts.values() if h.roles]
         self.sessions: dict[str, Session] = {h.name: session(h, options) for h in self.hosts}
         self.lock = threading.Lock()
@@ -126,6 +135,19 @@ class Streams:
             self.cached = (time.monotonic(), value)
             return value
 
+    def progress(self) -> dict[str, Any]:
+        """launch.progress_series of the run, read at most every PROGRESS_EVERY seconds."""
+        from drfleet import launch
+
+        if self.env_dir is None:
+            return {"error": "no --env-dir: the viewer knows no run"}
+        with self.progress_lock:
+            at, value = self.progress_cached
+            if time.monotonic() - at >= PROGRESS_EVERY:
+                value = launch.progress_series(self.inv, self.options, self.env_dir)
+                self.progress_cached = (time.monotonic(), value)
+            return value
+
     def _reset(self, host: str) -> None:
         old = self.sessions[host]
         old.close()
@@ -143,6 +165,7 @@ class Streams:
             s.close()
 
 
+PROGRESS_EVERY = 5.0  # seconds between reads of the run's metrics
 MAX_STREAMS = 64  # at once, over all workers: each is a thread and an SSH channel
 MAX_STREAMS_PER_WORKER = 8
 IDLE_TIMEOUT = 30.0  # seconds a client or a worker may stay silent
@@ -169,17 +192,17 @@ class Slots:
 
     def __init__(self, overall: int = MAX_STREAMS, per: int = MAX_STREAMS_PER_WORKER) -> None:
         self.overall, self.per = overall, per
-        self.open: dict[int, int] = {}
+        self.open: dict[str, int] = {}
         self.lock = threading.Lock()
 
-    def take(self, slot: int) -> bool:
+    def take(self, slot: str) -> bool:
         with self.lock:
             if sum(self.open.values()) >= self.overall or self.open.get(slot, 0) >= self.per:
                 return False
             self.open[slot] = self.open.get(slot, 0) + 1
             return True
 
-    def give(self, slot: int) -> None:
+    def give(self, slot: str) -> None:
         with self.lock:
             self.open[slot] -= 1
 
@@ -203,6 +226,8 @@ def make_handler(streams: Streams, bind: str = "127.0.0.1") -> type[BaseHTTPRequ
                 self._send(200, "text/html; charset=utf-8", PAGE.encode())
             elif url.path == "/api/workers":
                 self._send(200, "application/json", json.dumps(streams.workers()).encode())
+            elif url.path == "/api/progress":
+                self._send(200, "application/json", json.dumps(streams.progress()).encode())
             elif url.path.startswith("/stream/"):
                 self._stream(url)
             else:
@@ -217,13 +242,9 @@ def make_handler(streams: Streams, bind: str = "127.0.0.1") -> type[BaseHTTPRequ
             self.wfile.write(body)
 
         def _stream(self, url: urllib.parse.SplitResult) -> None:
-            try:
-                slot = int(url.path.rsplit("/", 1)[-1])
-            except ValueError:
-                self._send(404, "text/plain", b"no such worker\n")
-                return
+            key = url.path.rsplit("/", 1)[-1]
             q = dict(urllib.parse.parse_qsl(url.query))
-            worker = next((w for w in streams.workers() if w["slot"] == slot), None)
+            worker = next((w for w in streams.workers() if key and w["key"] == key), None)
             if worker is None or not worker["port"] or worker["state"] != "running":
                 self._send(503, "text/plain", b"worker is not running\n")
                 return
@@ -233,13 +254,13 @@ def make_handler(streams: Streams, bind: str = "127.0.0.1") -> type[BaseHTTPRequ
                 _int(q, "width", 480, 16, 1920),
                 _int(q, "height", 360, 16, 1080),
             )
-            if not slots.take(slot):
+            if not slots.take(key):
                 self._send(503, "text/plain", b"too many streams open; close some tabs\n")
                 return
             try:
                 self._relay(worker, path)
             finally:
-                slots.give(slot)
+                slots.give(key)
 
         def _relay(self, worker: dict[str, Any], path: str) -> None:
             try:
@@ -275,9 +296,11 @@ def serve(
     bind: str,
     port: int,
     ready: Callable[[str, list[dict[str, Any]]], None],
+    env_dir: Path | None = None,
 ) -> None:
-    """Serves the page until interrupted; ready(url, workers) once it listens."""
-    streams = Streams(inv, options)
+    """Serves the page until interrupted; ready(url, workers) once it listens. env_dir: the
+    run whose progress the page plots."""
+    streams = Streams(inv, options, env_dir)
     server = ThreadingHTTPServer((bind, port), make_handler(streams, bind))
     server.daemon_threads = True
     host = f"[{bind}]" if ":" in bind else bind
@@ -287,6 +310,10 @@ def serve(
     finally:
         server.server_close()
         streams.close()
+
+
+def title(w: dict[str, Any]) -> str:
+    return "evaluation" if w.get("key") == "eval" else f"worker {int(w['slot'])}"
 
 
 def direct(workers: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -299,7 +326,7 @@ def direct(workers: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if w["port"] and ipaddress.ip_address(w["listens_on"] or "127.0.0.1").is_loopback
     ]
     if shut:
-        names = ", ".join(f"worker {int(w['slot'])} on {w['host']}" for w in shut)
+        names = ", ".join(f"{title(w)} on {w['host']}" for w in shut)
         raise DrfleetError(
             f"the video of {names} listens on the host's 127.0.0.1 only, so a page that "
             "reaches hosts directly cannot show it",
@@ -329,8 +356,8 @@ def static_page(
 
     tiles = "\n".join(
         f'<figure><img src="http://{html.escape(_url_host(w["address"]))}:{int(w["port"])}'
-        f'{html.escape(path(w))}" width="{width}" height="{height}" alt="worker {int(w["slot"])}">'
-        f"<figcaption>worker {int(w['slot'])} on {html.escape(w['host'])}: "
+        f'{html.escape(path(w))}" width="{width}" height="{height}" alt="{title(w)}">'
+        f"<figcaption>{title(w)} on {html.escape(w['host'])}: "
         f"{html.escape(w['world'])}</figcaption></figure>"
         for w in workers
         if w["port"]
@@ -363,6 +390,10 @@ PAGE = """<!doctype html>
  .tile img { display:block; background:#000 }
  .tile .cap { font-size:14px; margin-top:4px }
  .tile.down img { opacity:0.25 } .tile.down .cap::after { content:" - down"; color:#f66 }
+ #plot { background:#222; border-radius:6px; padding:6px; margin-bottom:10px }
+ #plot svg { display:block } #plot .note { font-size:13px; color:#aaa }
+ .reward { stroke:#6cf; fill:#6cf } .progress { stroke:#fc6; fill:#fc6 }
+ #plot text { fill:#ccc; font-size:11px; stroke:none }
 </style></head><body>
 <header>
  camera <select id="topic">
@@ -373,8 +404,53 @@ PAGE = """<!doctype html>
   <option>640</option></select>
  <span id="summary"></span>
 </header>
+<div id="plot"><span class="note" id="plotnote">training progress: waiting for the first
+ iteration</span><svg id="chart" width="720" height="200"></svg></div>
 <div id="tiles"></div>
 <script>
+// reward (left axis) and progress % (right axis) of each completed iteration
+const NS = "http://www.w3.org/2000/svg";
+function el(name, attrs, text) {
+  const e = document.createElementNS(NS, name);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+function draw(its) {
+  const svg = document.getElementById("chart"); svg.replaceChildren();
+  const W = 720, H = 200, L = 50, R = 50, T = 10, B = 25;
+  const n = Math.max(its.length, 2);
+  const rs = its.map(i => i.reward);
+  let lo = Math.min(0, ...rs), hi = Math.max(1, ...rs);
+  const x = k => L + (W - L - R) * (k - 1) / (n - 1);
+  const yr = v => H - B - (H - B - T) * (v - lo) / (hi - lo);
+  const yp = v => H - B - (H - B - T) * v / 100;
+  svg.append(el("line", {x1: L, y1: H - B, x2: W - R, y2: H - B, stroke: "#555"}));
+  const label = (x, y, text) => svg.append(el("text", {x: x, y: y}, text));
+  label(4, T + 10, hi.toFixed(0)); label(4, H - B, lo.toFixed(0));
+  label(W - R + 6, T + 10, "100%"); label(W - R + 6, H - B, "0%");
+  label(L, H - 6, "iteration 1"); label(W - R - 60, H - 6, `iteration ${n}`);
+  for (const [cls, y, key] of [["reward", yr, "reward"], ["progress", yp, "progress"]]) {
+    svg.append(el("polyline", {class: cls, fill: "none", "stroke-width": 2,
+      points: its.map(i => `${x(i.iteration)},${y(i[key])}`).join(" ")}));
+    for (const i of its)
+      svg.append(el("circle", {class: cls + " point", r: 3, cx: x(i.iteration), cy: y(i[key]),
+        "data-iteration": i.iteration, "data-value": i[key]}));
+  }
+}
+async function plot() {
+  let p = {};
+  try { p = await (await fetch("/api/progress")).json(); } catch (e) { return; }
+  const note = document.getElementById("plotnote");
+  if (p.error) { note.textContent = `training progress: ${p.error}`; return; }
+  const its = p.iterations || [];
+  const last = its[its.length - 1];
+  note.textContent = last
+    ? `${p.prefix}: ${its.length} iterations; last mean reward ${last.reward} (blue), ` +
+      `progress ${last.progress}% (amber)`
+    : `${p.prefix}: waiting for the first iteration`;
+  draw(its);
+}
 const tiles = document.getElementById("tiles");
 function settings() {
   const w = +document.getElementById("width").value;
@@ -382,16 +458,16 @@ function settings() {
           quality: document.getElementById("quality").value, width: w,
           height: Math.round(w * 3 / 4)};
 }
-function src(slot) {
+function src(key) {
   const s = settings();
-  return `/stream/${slot}?topic=${s.topic}&quality=${s.quality}&width=${s.width}` +
+  return `/stream/${key}?topic=${s.topic}&quality=${s.quality}&width=${s.width}` +
          `&height=${s.height}&t=${Date.now()}`;
 }
 function tile(w) {
-  let t = document.getElementById("w" + w.slot);
+  let t = document.getElementById("w" + w.key);
   if (!t) {
-    t = document.createElement("div"); t.className = "tile down"; t.id = "w" + w.slot;
-    t.dataset.slot = w.slot;
+    t = document.createElement("div"); t.className = "tile down"; t.id = "w" + w.key;
+    t.dataset.slot = w.key;
     const img = document.createElement("img");
     img.onload = () => { t.classList.remove("down"); t.dataset.live = "1"; };
     img.onerror = () => { t.classList.add("down"); t.dataset.live = "0"; };
@@ -408,18 +484,20 @@ async function refresh() {
   let ws = [];
   try { ws = await (await fetch("/api/workers")).json(); } catch (e) { return; }
   const seen = new Set();
-  for (const w of ws.filter(w => w.slot > 0)) {
-    seen.add("w" + w.slot);
+  for (const w of ws.filter(w => w.key)) {
+    seen.add("w" + w.key);
     const t = tile(w); size(t);
-    t.querySelector(".cap").textContent =
-      `worker ${w.slot} on ${w.host}: ${w.world} (${w.state}, restarts ${w.restarts})`;
+    t.querySelector(".cap").textContent = (w.key === "eval" ? "evaluation" : `worker ${w.slot}`) +
+      ` on ${w.host}: ${w.world} (${w.state}, restarts ${w.restarts})`;
     const img = t.querySelector("img");
     const running = w.state === "running";
     if (!running) { t.classList.add("down"); t.dataset.live = "0"; img.removeAttribute("src"); }
-    else if (!img.getAttribute("src") || t.classList.contains("down")) { img.src = src(w.slot); }
+    else if (!img.getAttribute("src") || t.classList.contains("down")) { img.src = src(w.key); }
   }
   for (const t of [...tiles.children]) if (!seen.has(t.id)) t.remove();
-  document.getElementById("summary").textContent = `${seen.size} workers`;
+  const evals = ws.filter(w => w.key === "eval").length;
+  document.getElementById("summary").textContent =
+    `${seen.size - evals} workers` + (evals ? " and the evaluation" : "");
 }
 for (const id of ["topic", "quality", "width"])
   document.getElementById(id).onchange = () => {
@@ -434,5 +512,6 @@ setInterval(() => {
   }
 }, 1000);
 refresh(); setInterval(refresh, 2000);
+plot(); setInterval(plot, 5000);
 </script></body></html>
 """

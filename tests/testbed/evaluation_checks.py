@@ -1,19 +1,39 @@
 """evaluate on a fleet that trains (issue 14): the evaluation goes on the host with room while
 the workers train, its params are what DRfC's evaluation prepare-config.py writes, its
-results are what the stand-in evaluated, and training is untouched throughout: the same
-containers, and every iteration gets every slot's share."""
+results are what the stand-in evaluated, its video is a tile of the viewer while it runs, and
+training is untouched throughout: the same containers, and every iteration gets every slot's
+share."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from tests.conftest import invoke
+from tests.conftest import REPO, invoke
 from tests.testbed import TestBed
 from tests.testbed.drfc_run import PREFIX, container_ids, containers, s3
+from tests.testbed.test_viewer import frames, free_port, get
+
+
+@contextlib.contextmanager
+def _viewer(args: tuple[str, ...]) -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "viewer", "--port", str(port), "--json", *args],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        assert json.loads(proc.stdout.readline())["url"]  # type: ignore[union-attr]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def check_evaluation(bed: TestBed, env_dir: Path, goes_on: Callable[[], None]) -> None:
@@ -21,9 +41,28 @@ def check_evaluation(bed: TestBed, env_dir: Path, goes_on: Callable[[], None]) -
 
     args = ("--inventory", str(bed.inventory), "--env-dir", str(env_dir))
     ids = container_ids(bed)
-    run = invoke("evaluate", "--wait", "--timeout", "180", "--json", *args)
-    assert run.code == 0, run.stdout[-2000:] + run.stderr
-    done = run.json
+    with _viewer(args) as base:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "invoke", "evaluate", "--wait", "--timeout", "180", "--json",
+             *args],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:  # while it evaluates, its video is a tile of the viewer's page, through SSH
+            deadline = time.monotonic() + 60
+            while True:
+                shown = [w for w in json.loads(get(base + "/api/workers")) if w["key"] == "eval"]
+                if shown and shown[0]["state"] == "running":
+                    break
+                assert time.monotonic() < deadline and run.poll() is None, shown
+                time.sleep(0.3)
+            assert frames(f"{base}/stream/eval?topic=kvs_stream&width=320", count=2) >= 2
+            out, err = run.communicate(timeout=240)
+        finally:
+            if run.poll() is None:
+                run.kill()
+    assert run.returncode == 0, out[-2000:] + err
+    done = json.loads(out)
+    assert shown[0]["host"] == done["host"] and shown[0]["role"] == "evaluation"
     host = done["host"]
     assert done["trials"] == 3 and done["warnings"] == []  # DR_EVAL_NUMBER_OF_TRIALS: template
     # the stand-in's laps: odd trials complete in 10 s + 250 ms per trial, even ones off track

@@ -196,14 +196,14 @@ def check_progress_in_status(bed: TestBed, env_dir: Path, planned: dict[int, Any
 def test_images_streamed_from_the_controller_show_bytes_and_rate(
     fleet: tuple[TestBed, Path],
 ) -> None:
-    """Provision streamed the simapp image (hundreds of MB) from this controller to every
-    host; its output, not a terminal, showed each host's copy moving: bytes of the total,
-    and the rate."""
+    """Provision sent the simapp image (hundreds of MB) from this controller into the fleet,
+    relayed host to host; its output, not a terminal, showed each host's copy moving: bytes
+    of the total, and the rate."""
     bed, _ = fleet
     log: str = bed.provision_log  # type: ignore[attr-defined]
     for h in ("h1", "h2", "h3"):
         moving = re.findall(
-            rf"^{h}: image drfleet-standin/simapp:1.0-cpu from controller: "
+            rf"^{h}: image drfleet-standin/simapp:1.0-cpu from controller \(relayed\): "
             r"[\d.]+ [KMG]?i?B of [\d.]+ [MG]iB, [\d.]+ [KMG]?i?B/s",
             log,
             re.M,

@@ -21,7 +21,7 @@ import yaml
 from drfleet.viewer import stream_path
 from tests.conftest import REPO, invoke
 from tests.testbed import TestBed
-from tests.testbed.drfc_run import write_drfc
+from tests.testbed.drfc_run import PREFIX, s3, write_drfc
 
 pytestmark = pytest.mark.testbed
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -59,7 +59,13 @@ def viewer(
 ) -> Iterator[tuple[TestBed, str, str]]:
     """The training tests' provisioned fleet, h1 and h2 of it (h3 idle), 3 workers."""
     bed, _ = fleet
-    env_dir = write_drfc(tmp_path_factory.mktemp("drfc"), 3, {2: "Monaco", 3: "Bowtie_track"}, 6)
+    env_dir = write_drfc(  # trains until stopped: the plot must be seen to grow
+        tmp_path_factory.mktemp("drfc"),
+        3,
+        {2: "Monaco", 3: "Bowtie_track"},
+        6,
+        {"standin_iterations": 100000, "standin_train_seconds": 1},
+    )
     system = env_dir / "system.env"  # no kvs_stream topic: the viewer must fall back
     system.write_text(
         system.read_text()
@@ -79,7 +85,19 @@ def viewer(
     assert invoke("train", "--inventory", inv, "--env-dir", str(env_dir), "--wipe").code == 0
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "invoke", "viewer", "-i", inv, "--port", str(port), "--json"],
+        [
+            sys.executable,
+            "-m",
+            "invoke",
+            "viewer",
+            "-i",
+            inv,
+            "--port",
+            str(port),
+            "--json",
+            "--env-dir",
+            str(env_dir),
+        ],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -261,6 +279,19 @@ class Browser:
             time.sleep(0.5)
         raise AssertionError(f"browser tiles: {tiles}")
 
+    def points(self) -> dict[str, list[tuple[int, float]]]:
+        """The plot's points: (iteration, value) of the reward and of the progress."""
+        expr = (
+            "JSON.stringify([...document.querySelectorAll('#chart circle.point')].map(c => "
+            "[c.classList.contains('reward') ? 'reward' : 'progress', "
+            "+c.dataset.iteration, +c.dataset.value]))"
+        )
+        value = self.call("Runtime.evaluate", expression=expr, returnByValue=True)
+        out: dict[str, list[tuple[int, float]]] = {"reward": [], "progress": []}
+        for kind, iteration, v in json.loads(value["result"]["value"]):
+            out[kind].append((int(iteration), float(v)))
+        return out
+
     def screenshot(self, path: Path) -> None:
         shot = self.call("Page.captureScreenshot", format="png")
         path.write_bytes(base64.b64decode(shot["data"]))
@@ -269,6 +300,56 @@ class Browser:
         self.ws.close()
         self.proc.terminate()
         self.proc.wait(10)
+
+
+def _plotted_from_s3(bed: TestBed, iterations: int) -> dict[str, list[tuple[int, float]]]:
+    """What the plot must show, from the workers' TrainingMetrics objects in the run's S3:
+    iteration k is each worker's training episodes 2k-1..2k (6 episodes over 3 workers),
+    averaged over all of them."""
+    client = s3(bed)
+    played = []
+    for key in ("TrainingMetrics.json", "TrainingMetrics_1.json", "TrainingMetrics_2.json"):
+        body = client.get_object(Bucket="bucket", Key=f"{PREFIX}/metrics/{key}")["Body"].read()
+        played.append([m for m in json.loads(body)["metrics"] if m["phase"] == "training"])
+    out: dict[str, list[tuple[int, float]]] = {"reward": [], "progress": []}
+    for k in range(1, iterations + 1):
+        eps = [m for ms in played for m in ms[2 * (k - 1) : 2 * k]]
+        assert len(eps) == 6
+        out["reward"].append((k, round(sum(m["reward_score"] for m in eps) / 6, 2)))
+        out["progress"].append((k, round(sum(m["completion_percentage"] for m in eps) / 6, 2)))
+    return out
+
+
+def test_the_page_plots_reward_and_progress_per_iteration_as_training_goes(
+    viewer: tuple[TestBed, str, str], tmp_path: Path
+) -> None:
+    """The plot beside the streams has a point per completed iteration, equal to the workers'
+    metrics in S3 (the stand-in scores 10 * k + idx in iteration k), and grows live. Before
+    the next test restarts a worker (which starts its metrics file over)."""
+    assert CHROMIUM, "needs Debian's chromium: scripts/setup.sh --test installs it"
+    bed, base, _inv = viewer
+    browser = Browser(base + "/", tmp_path / "profile")
+    try:
+        deadline = time.monotonic() + 90
+        while len((first := browser.points())["reward"]) < 1:
+            assert time.monotonic() < deadline, "no point was plotted"
+            time.sleep(1)
+        while len((later := browser.points())["reward"]) <= len(first["reward"]):
+            assert time.monotonic() < deadline, f"the plot did not grow: {first}"
+            time.sleep(1)
+        n = len(later["reward"])
+        assert later == _plotted_from_s3(bed, n), later
+        assert [v for _, v in later["reward"]] == [10.0 * k + 1 for k in range(1, n + 1)]
+        assert (
+            "last mean reward"
+            in browser.call(
+                "Runtime.evaluate",
+                expression="document.getElementById('plotnote').textContent",
+                returnByValue=True,
+            )["result"]["value"]
+        )
+    finally:
+        browser.close()
 
 
 def test_browser_shows_every_stream_and_follows_a_restart(

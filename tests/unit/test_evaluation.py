@@ -127,7 +127,7 @@ def test_the_evaluation_container_is_docker_compose_evals(tmp_path: Path) -> Non
     assert env["S3_ENDPOINT_URL"] == "http://minio:9000" and env["AWS_ACCESS_KEY_ID"] == "AK"
     assert env["DRFLEET_GAZEBO_CPUS"] == "4,5"
     assert spec["image"].endswith("-gpu") and spec["gpus"] == -1
-    assert spec["ports"] == {"8080/tcp": 8078} and spec["restart"] == "on-failure"
+    assert spec["ports"] == {"8080/tcp": 8078} and spec["restart"] == "never"
 
 
 def plan_of(workers: dict[str, int]) -> Plan:

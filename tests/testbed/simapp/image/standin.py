@@ -801,7 +801,7 @@ def evaluation(args):
     serve_video(f"evaluation\n{params['WORLD_NAME']}", ["kvs_stream", "camera"])
     metrics, start = [], 0
     for trial in range(1, trials + 1):
-        time.sleep(1)
+        time.sleep(2)  # a real trial is a lap (tens of seconds); its video is watched meanwhile
         done = trial % 2 == 1
         elapsed = 10000 + 250 * trial
         metrics.append(
