@@ -236,11 +236,14 @@ def _plan_table(p: Any) -> None:
     out="directory for --dry-run",
     rebalance="move the workers of unreachable hosts to hosts with room (slots, worlds and "
     "params kept) and converge every reachable host to the run's plan",
+    replace="take the place of another env dir's run on the hosts (without it, train refuses "
+    "and names that run)",
 )
 def train(
     c: Any,
     workers: int = 0,
     wipe: bool = False,
+    replace: bool = False,
     dry_run: bool = False,
     rebalance: bool = False,
     out: str | None = None,
@@ -267,7 +270,7 @@ def train(
         inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
         names = [h.name for h in inv.hosts.values() if h.roles]
         with Board(names, title="train", quiet=json) as board:
-            result = launch.train(inv, Path(env_dir or "."), options, workers, wipe, board)
+            result = launch.train(inv, Path(env_dir or "."), options, workers, wipe, board, replace)
         failed = {h: r for h, r in result["hosts"].items() if not r["ok"]}
         if json:
             print_json(result)
@@ -471,7 +474,10 @@ def viewer(
         else:
             print(f"viewer on {url} ({len(workers)} workers; Ctrl-C to stop)", flush=True)
 
-    viewer_mod.serve(inv, options, bind, port, ready, Path(env_dir or "."))
+    def progress() -> dict[str, Any]:
+        return launch.progress_series(inv, options, Path(env_dir or "."))
+
+    viewer_mod.serve(inv, options, bind, port, ready, progress)
 
 
 @command(

@@ -11,35 +11,88 @@ from drfleet import agent_client, runstate, specs, training
 from drfleet.agent_client import HostStatus
 from drfleet.errors import DrfleetError
 from drfleet.inventory import Host
-from drfleet.names import FLEET, NETWORK, TASKSET_SHIM
+from drfleet.names import (
+    FLEET,
+    NETWORK,
+    RUN_ENV_LABEL,
+    RUN_LABEL,
+    RUN_PREFIX_LABEL,
+    TASKSET_SHIM,
+)
 from drfleet.remote import Outcome, Session, fan_out
 from drfleet.shell import Command, Raw, cmd, sh
 from drfleet.ui import Board
 
 
-def preflight(sessions: dict[str, Session], docs: dict[str, dict[str, Any]], limit: int) -> None:
-    """What must hold on every host before any is told anything (train and --rebalance)."""
+def preflight(
+    sessions: dict[str, Session],
+    docs: dict[str, dict[str, Any]],
+    limit: int,
+    replace: bool = False,
+) -> None:
+    """What must hold on every host before any is told anything (train and --rebalance).
+    replace: another env dir's run may be taken over."""
     shims(sessions, docs, limit)
-    generations(sessions, docs, limit)
+    generations(sessions, docs, limit, replace)
 
 
-def generations(sessions: dict[str, Session], docs: dict[str, dict[str, Any]], limit: int) -> None:
+def owner(docs: dict[str, dict[str, Any]]) -> str:
+    """The identity the run's containers carry (specs.owned), "" when they carry none."""
+    for doc in docs.values():
+        for c in doc["containers"]:
+            return str((c.get("labels") or {}).get(RUN_LABEL, ""))
+    return ""
+
+
+def other_runs(held: dict[str, HostStatus], ours: str) -> dict[str, dict[str, str]]:
+    """host -> the labels of another env dir's run whose containers it holds, by which a
+    train from here would replace them (pure). minio is shared and an evaluation is carried
+    over, so neither counts; containers of an older drfleet carry no label and do not."""
+    out: dict[str, dict[str, str]] = {}
+    for host, st in held.items():
+        for c in st.containers:
+            theirs = c.labels.get(RUN_LABEL, "")
+            if theirs and ours and theirs != ours and c.role not in ("minio", "evaluation"):
+                out[host] = c.labels
+                break
+    return out
+
+
+def generations(
+    sessions: dict[str, Session],
+    docs: dict[str, dict[str, Any]],
+    limit: int,
+    replace: bool = False,
+) -> None:
     """No host may hold a newer assignment of the same run than the one about to be sent: that
-    comes from another controller (or another env dir), and the newer one wins. Checked on
-    every host before any is told, so a refusal changes nothing anywhere (each agent refuses
-    it too)."""
+    comes from another controller (or another env dir), and the newer one wins. Nor may it
+    run another env dir's training, unless asked to replace it. Checked on every host before
+    any is told, so a refusal changes nothing anywhere (each agent refuses the first too)."""
 
     def one(host: Host) -> HostStatus:
         return agent_client.status(sessions[host.name])
 
     newer = []
+    held: dict[str, HostStatus] = {}
     for o in fan_out([sessions[h].host for h in docs], one, limit=limit):
         if o.error or o.value is None:
             continue  # unreachable hosts are the caller's business
-        held, want = o.value.agent, docs[o.host.name]
-        same_run = held.fleet == FLEET and held.run_id == want["run_id"]
-        if same_run and held.generation > want["generation"]:
-            newer.append(f"{o.host.name} holds generation {held.generation}")
+        held[o.host.name] = o.value
+        have, want = o.value.agent, docs[o.host.name]
+        same_run = have.fleet == FLEET and have.run_id == want["run_id"]
+        if same_run and have.generation > want["generation"]:
+            newer.append(f"{o.host.name} holds generation {have.generation}")
+    others = {} if replace else other_runs(held, owner(docs))
+    if others:
+        labels = next(iter(others.values()))
+        raise DrfleetError(
+            f"{', '.join(sorted(others))} run the training of "
+            f"{labels.get(RUN_ENV_LABEL, 'another env dir')} (model prefix "
+            f"{labels.get(RUN_PREFIX_LABEL, '?')}); this train would take its place. "
+            "Nothing was changed",
+            fix="end that run first (`drfleet stop` from its env dir), or train with --replace "
+            "to take its place",
+        )
     if newer:
         raise DrfleetError(
             f"{'; '.join(newer)} of run {docs[next(iter(docs))]['run_id']!r}, newer than this "

@@ -6,24 +6,52 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import socket
 from pathlib import Path
 from typing import Any
 
-from drfleet import agent_client, capacity, converge, observe, runstate, storage, training
+from drfleet import agent_client, capacity, converge, observe, runstate, specs, storage, training
 from drfleet import plan as plan_mod
 from drfleet.agent_client import ContainerStatus, HostStatus, reach
 from drfleet.errors import DrfleetError
 from drfleet.inventory import Host, Inventory
-from drfleet.names import RLCOACH, SAGEMAKER_PATTERN
+from drfleet.names import (
+    RLCOACH,
+    RUN_ENV_LABEL,
+    RUN_LABEL,
+    RUN_PREFIX_LABEL,
+    SAGEMAKER_PATTERN,
+)
 from drfleet.remote import Options, Outcome, Session, fan_out, session
 from drfleet.shell import Raw, cmd
 from drfleet.tunnel import forward
 from drfleet.ui import Board
 
 
+def owned(ident: str, env_dir: Path, cfg: Any, docs: dict[str, Any]) -> dict[str, Any]:
+    """The run's desired states, every container labelled with whose it is (specs.owned):
+    ident is runstate.identity(env_dir)."""
+    where = f"{socket.gethostname()}:{env_dir.resolve()}"
+    return specs.owned(
+        docs,
+        {
+            RUN_LABEL: ident,
+            RUN_ENV_LABEL: where,
+            RUN_PREFIX_LABEL: cfg.setting("DR_LOCAL_S3_MODEL_PREFIX"),
+        },
+    )
+
+
 def train(
-    inv: Inventory, env_dir: Path, options: Options, workers: int, wipe: bool, board: Board | None
+    inv: Inventory,
+    env_dir: Path,
+    options: Options,
+    workers: int,
+    wipe: bool,
+    board: Board | None,
+    replace: bool = False,
 ) -> dict[str, Any]:
+    """replace: take the place of another env dir's run on the hosts (else refused)."""
     p = training.prepare(env_dir, capacity.of_hosts(inv, options), workers)
     creds = storage.run_credentials(p.cfg, env_dir)
     local = p.cfg.storage == "local"
@@ -31,12 +59,13 @@ def train(
     remote = storage.direct(p.cfg, creds)  # checked before any host is touched
     with runstate.locked(env_dir):
         generation = runstate.next_generation(env_dir)
-    docs = training.desired(p, creds, generation)
+        ident = runstate.identity(env_dir)
+    docs = owned(ident, env_dir, p.cfg, training.desired(p, creds, generation))
     hosts = [inv.hosts[h] for h in docs]
     trainer = inv.hosts[p.plan.trainer]
     sessions = {h.name: session(h, options) for h in hosts}
     try:
-        converge.preflight(sessions, docs, options.limit)
+        converge.preflight(sessions, docs, options.limit, replace)
         tsess = sessions[trainer.name]
         live = not wipe and converge.has_container(tsess, RLCOACH)
         if board:
@@ -256,7 +285,8 @@ def rebalance(
         generation = runstate.next_generation(env_dir)
         p = dataclasses.replace(p, plan=new_plan)
         docs = training.desired(p, storage.run_credentials(p.cfg, env_dir), generation)
-        docs = {h: d for h, d in docs.items() if h not in down}
+        ident = runstate.identity(env_dir)
+        docs = {h: d for h, d in owned(ident, env_dir, p.cfg, docs).items() if h not in down}
         fenced = {h: generation for h in down if h in {w.host for w in state.plan.workers}}
         was = {str(w.slot): w.host for w in state.plan.workers}
         sessions = {h: session(inv.hosts[h], options) for h in docs}

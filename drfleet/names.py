@@ -14,6 +14,12 @@ EVALUATION = "drfleet-eval"  # the evaluation's robomaker (DRfC's deepracer-eval
 EVAL_VIDEO_PORT = 8078  # its web_video_server on the host, below the workers' 8079+slot
 SAGEMAKER_PATTERN = "^algo-[0-9]+-"  # the trainer rl_coach starts through SageMaker local mode
 
+# labels naming the run a container belongs to (specs.owned): another env dir's train is
+# refused where they run, naming that run
+RUN_LABEL = "drfleet-run"  # the env dir's identity (runstate.identity)
+RUN_ENV_LABEL = "drfleet-env"  # controller:path of that env dir
+RUN_PREFIX_LABEL = "drfleet-prefix"  # its DR_LOCAL_S3_MODEL_PREFIX
+
 # the network DRfC's containers share (sagemaker-local; an attachable overlay across hosts)
 NETWORK = "sagemaker-local"
 

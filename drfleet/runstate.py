@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +105,22 @@ def next_generation(env_dir: Path) -> int:
     counter.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     atomic_write(counter, str(generation), 0o600)
     return generation
+
+
+def identity(env_dir: Path) -> str:
+    """What names the runs of env_dir on the hosts (a label on their containers): made once,
+    kept beside the record, so another env dir's train knows it would take their place.
+    Call it under locked()."""
+    kept = path(env_dir).with_name("identity")
+    try:
+        value = kept.read_text().strip()
+    except FileNotFoundError:
+        value = ""
+    if not value:
+        value = uuid.uuid4().hex[:16]
+        kept.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        atomic_write(kept, value, 0o600)
+    return value
 
 
 def fenced(env_dir: Path, told: dict[str, int]) -> None:

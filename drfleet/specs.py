@@ -375,3 +375,17 @@ def masked(doc: dict[str, Any]) -> dict[str, Any]:
         for c in doc["containers"]
     ]
     return out
+
+
+def owned(docs: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
+    """Every container of the run labelled with whose it is (RUN_LABELS: the env dir's
+    identity, where that env dir is, the model prefix, DR_RUN_ID)."""
+    return {
+        host: {
+            **doc,
+            "containers": [
+                {**c, "labels": {**c.get("labels", {}), **labels}} for c in doc["containers"]
+            ],
+        }
+        for host, doc in docs.items()
+    }

@@ -102,10 +102,15 @@ def workers_from(report: FleetReport, inv: Inventory) -> list[dict[str, Any]]:
 class Streams:
     """Long-lived connections to the hosts, the worker list (cached briefly), streams."""
 
-    def __init__(self, inv: Inventory, options: Options, env_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        inv: Inventory,
+        options: Options,
+        progress: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
         self.inv = inv
         self.options = options
-        self.env_dir = env_dir
+        self.read_progress = progress
         self.progress_lock = threading.Lock()
         self.progress_cached: tuple[float, dict[str, Any]] = (-1e9, {})
         self.hosts = [h for h in inv.hosts.values() if h.roles]
@@ -136,15 +141,13 @@ class Streams:
             return value
 
     def progress(self) -> dict[str, Any]:
-        """launch.progress_series of the run, read at most every PROGRESS_EVERY seconds."""
-        from drfleet import launch
-
-        if self.env_dir is None:
-            return {"error": "no --env-dir: the viewer knows no run"}
+        """The run's progress per iteration, read at most every PROGRESS_EVERY seconds."""
+        if self.read_progress is None:
+            return {"error": "the viewer knows no run"}
         with self.progress_lock:
             at, value = self.progress_cached
             if time.monotonic() - at >= PROGRESS_EVERY:
-                value = launch.progress_series(self.inv, self.options, self.env_dir)
+                value = self.read_progress()
                 self.progress_cached = (time.monotonic(), value)
             return value
 
@@ -296,11 +299,11 @@ def serve(
     bind: str,
     port: int,
     ready: Callable[[str, list[dict[str, Any]]], None],
-    env_dir: Path | None = None,
+    progress: Callable[[], dict[str, Any]] | None = None,
 ) -> None:
-    """Serves the page until interrupted; ready(url, workers) once it listens. env_dir: the
-    run whose progress the page plots."""
-    streams = Streams(inv, options, env_dir)
+    """Serves the page until interrupted; ready(url, workers) once it listens. progress:
+    reads the run's progress per iteration, which the page plots."""
+    streams = Streams(inv, options, progress)
     server = ThreadingHTTPServer((bind, port), make_handler(streams, bind))
     server.daemon_threads = True
     host = f"[{bind}]" if ":" in bind else bind

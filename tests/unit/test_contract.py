@@ -94,3 +94,34 @@ def test_a_published_port_is_reached_where_it_listens() -> None:
     assert reach("0.0.0.0") == "127.0.0.1" and reach("") == "127.0.0.1"
     assert reach("127.0.0.1") == "127.0.0.1" and reach("::1") == "::1"
     assert reach("10.0.0.7") == "10.0.0.7" and reach("::") == "127.0.0.1"
+
+
+def test_a_train_from_another_env_dir_names_the_run_it_would_replace() -> None:
+    from drfleet import converge, specs
+
+    theirs = {"drfleet-run": "aaaa", "drfleet-env": "laptop:/home/u/a", "drfleet-prefix": "a-1"}
+    held = {
+        "h1": status(
+            ContainerStatus("drfleet-minio", "minio", "m", State.RUNNING, labels=theirs),
+            ContainerStatus("drfleet-rlcoach", "rl_coach", "s", State.RUNNING, labels=theirs),
+        ),
+        "h2": status(  # an evaluation is carried over, not replaced
+            ContainerStatus("drfleet-eval", "evaluation", "s", State.RUNNING, labels=theirs)
+        ),
+        "h3": status(ContainerStatus("drfleet-robomaker-1", "robomaker", "s", State.RUNNING)),
+    }
+    assert converge.other_runs(held, "bbbb") == {"h1": theirs}
+    assert converge.other_runs(held, "aaaa") == {}  # its own run: resumed, converged
+    docs = specs.owned(
+        {"h1": {"run_id": "0", "containers": [{"name": "x", "labels": {"drfleet-slot": "1"}}]},
+         "h2": {"run_id": "0", "containers": []}},
+        {"drfleet-run": "bbbb"},
+    )  # fmt: skip
+    assert docs["h1"]["containers"][0]["labels"] == {"drfleet-slot": "1", "drfleet-run": "bbbb"}
+    assert converge.owner(docs) == "bbbb" and converge.owner({}) == ""
+
+
+def test_an_env_dirs_identity_is_made_once(tmp_path: Path) -> None:
+    first = runstate.identity(tmp_path)
+    assert first == runstate.identity(tmp_path) and len(first) == 16
+    assert runstate.identity(tmp_path / "other") != first
