@@ -173,6 +173,9 @@ def relay(d):
                 "-o", "GlobalKnownHostsFile=/dev/null",
                 "-o", "HostKeyAlias=" + nxt["alias"],
                 "-o", "ConnectTimeout=15", "-o", "ServerAliveInterval=15",
+                # AES-GCM runs on the CPU's AES instructions: cheaper per byte than OpenSSH's
+                # first choice (chacha20), and every byte of the image crosses each hop
+                "-o", "Ciphers=aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com",
                 "-p", str(nxt["port"]), "-l", nxt["user"], nxt["address"],
             ],
             stdin=subprocess.PIPE,
