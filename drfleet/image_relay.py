@@ -8,15 +8,19 @@ four steps of `send`: ask each host what it holds, prepare the hops, stream, cle
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from drfleet import image_layers, localdocker
 from drfleet.errors import DrfleetError
+from drfleet.localfs import atomic_write
 from drfleet.progress import Meter
 from drfleet.remote import fan_out
 from drfleet.shell import cmd
@@ -141,6 +145,24 @@ def archive(image: str, need: frozenset[str], v1: dict[str, str]) -> Iterator[by
     return image_layers.cut(localdocker.save(image), keep)
 
 
+def _legacy_index(image: str, image_id: str) -> tuple[dict[str, str | None], dict[str, int]]:
+    """A pre-25 archive's v1 directories (each one's parent) and layer sizes: one pass of
+    `docker save` over the whole image, kept per image id in the user's cache (an image id
+    names its content, so what is kept never goes stale)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "drfleet"
+    kept = cache / "image-archives" / f"{image_id.split(':')[-1]}.json"
+    try:
+        doc = json.loads(kept.read_text())
+        return dict(doc["parents"]), {k: int(v) for k, v in doc["sizes"].items()}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    parents, sizes = image_layers.parents_of(localdocker.save(image))
+    with contextlib.suppress(OSError):  # a cache that cannot be written costs a pass next time
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(kept, json.dumps({"parents": parents, "sizes": sizes}))
+    return parents, sizes
+
+
 def _holdings(st: HostState, diff_ids: list[str]) -> int:
     assert st.session is not None
     out = st.session.run(cmd("sh", "-c", HOLDINGS), become=st.become, timeout=120).stdout
@@ -200,7 +222,7 @@ def send(
     v1: dict[str, str] = {}
     total: int | None = localdocker.size(image)
     if not oci and len(need) < len(diff_ids):  # the old archive names its layers by v1 id
-        parents, sizes = image_layers.parents_of(localdocker.save(image))
+        parents, sizes = _legacy_index(image, image_id)
         v1 = image_layers.legacy_layers(parents, diff_ids)
         total = sum(s for d, s in sizes.items() if v1.get(d) in need)
     elif oci and len(need) < len(diff_ids):
