@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -50,19 +49,6 @@ def next_image() -> int:
     return int(client.images.get(NEXT).attrs["Size"])
 
 
-@contextlib.contextmanager
-def shaped(dev: str, rate: str) -> Iterator[None]:
-    subprocess.run(
-        ["tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", rate, "burst", "256kb",
-         "latency", "200ms"],
-        check=True,
-    )  # fmt: skip
-    try:
-        yield
-    finally:
-        subprocess.run(["tc", "qdisc", "del", "dev", dev, "root"], check=False)
-
-
 def cpu() -> tuple[int, int]:
     """(busy, total) jiffies of this machine's CPUs so far (/proc/stat)."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -70,21 +56,15 @@ def cpu() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
-def tx(dev: str) -> int:
-    return int(Path(f"/sys/class/net/{dev}/statistics/tx_bytes").read_text())
-
-
-def push(
-    bed: TestBed, dev: str, book: Path, source: str, hosts: list[str]
-) -> tuple[float, int, float]:
+def push(bed: TestBed, book: Path, source: str, hosts: list[str]) -> tuple[float, int, float]:
     """Seconds, bytes that left this machine, and how busy its CPUs were meanwhile (0-1)."""
-    before, t, (busy, total) = tx(dev), time.perf_counter(), cpu()
+    before, t, (busy, total) = bed.sent(), time.perf_counter(), cpu()
     out = subprocess.run(
         [sys.executable, "-m", "invoke", "provision", "-i", str(bed.inventory), "--playbook",
          str(book), "--images-from", source, "--host", ",".join(hosts), "--json"],
         cwd=REPO, capture_output=True, text=True,
     )  # fmt: skip
-    elapsed, sent = time.perf_counter() - t, tx(dev) - before
+    elapsed, sent = time.perf_counter() - t, bed.sent() - before
     busy2, total2 = cpu()
     doc = json.loads(out.stdout)
     bad = {h: r for h, r in doc["hosts"].items() if r["failed"] or r["unreachable"]}
@@ -130,13 +110,12 @@ def main() -> None:
             )
         with TestBed(4, tmp / "bed", image=ensure_docker_host_image(tmp / "bake")) as bed:
             bed.write_inventory()
-            dev = "br-" + str(bed.network.id)[:12]
             every = list(bed.hosts)
 
             def case(source: str, link: str, name: str, book: Path, hosts: list[str]) -> None:
-                rows.append((source, link, name, *push(bed, dev, book, source, hosts)))
+                rows.append((source, link, name, *push(bed, book, source, hosts)))
 
-            with shaped(dev, args.rate):
+            with bed.shaped(args.rate):
                 for source in sources:
                     for n in (1, 4):
                         drop(bed, NEXT, BIG)

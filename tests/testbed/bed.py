@@ -355,6 +355,28 @@ class TestBed:
             self.hosts[name].container, repository=repo, tag=version, changes=['CMD ["/sbin/init"]']
         )
 
+    # -- the network -------------------------------------------------------------------
+    @property
+    def bridge(self) -> str:
+        """The bridge device of the bed's network on this machine: what this machine (the
+        controller) sends to the hosts passes it; what hosts send each other does not."""
+        return "br-" + str(self.network.id)[:12]
+
+    def sent(self) -> int:
+        """Bytes this machine has sent into the bed's network (the bridge's transmit count)."""
+        return int(Path(f"/sys/class/net/{self.bridge}/statistics/tx_bytes").read_text())
+
+    @contextlib.contextmanager
+    def shaped(self, rate: str) -> Iterator[None]:
+        """The controller's link into the bed limited to rate (tc tbf on the bridge device:
+        only what this machine sends), as a laptop's link to a cloud region."""
+        tc = ["tc", "qdisc", "add", "dev", self.bridge, "root", "tbf", "rate", rate]
+        subprocess.run([*tc, "burst", "256kb", "latency", "200ms"], check=True)
+        try:
+            yield
+        finally:
+            subprocess.run(["tc", "qdisc", "del", "dev", self.bridge, "root"], check=False)
+
     # -- helpers -----------------------------------------------------------------------
     def exec(
         self, host: TestHost | str, cmd: str, *, stdin: str | None = None, check: bool = True

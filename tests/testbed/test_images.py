@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,31 +20,6 @@ from tests.testbed import TestBed
 from tests.testbed.images import ensure_busybox
 
 MB = 1 << 20
-
-
-def _bridge(bed: TestBed) -> str:
-    return "br-" + str(bed.network.id)[:12]
-
-
-def _sent(bed: TestBed) -> int:
-    """Bytes this machine sent into the test network (the bridge device's transmit count)."""
-    return int(Path(f"/sys/class/net/{_bridge(bed)}/statistics/tx_bytes").read_text())
-
-
-@contextlib.contextmanager
-def _shaped(bed: TestBed, rate: str) -> Iterator[None]:
-    """The controller's link into the test network limited to rate (tc on the bridge device:
-    only what this machine sends)."""
-    dev = _bridge(bed)
-    subprocess.run(
-        ["tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", rate, "burst", "256kb",
-         "latency", "200ms"],
-        check=True,
-    )  # fmt: skip
-    try:
-        yield
-    finally:
-        subprocess.run(["tc", "qdisc", "del", "dev", dev, "root"], check=False)
 
 
 def _build(tag: str, base: str, layers: dict[str, int], workdir: Path) -> str:
@@ -112,9 +86,9 @@ def test_one_copy_leaves_the_controller_and_only_the_missing_layer_moves(
 ) -> None:
     bed, _env = fleet
     try:
-        before = _sent(bed)
+        before = bed.sent()
         run = invoke(*_args(bed, _book(tmp_path, images["base"])), cwd=REPO, timeout=600)
-        sent = _sent(bed) - before
+        sent = bed.sent() - before
         assert run.code == 0, run.stdout[-3000:] + run.stderr[-3000:]
         assert _ids(bed, images["base"]) == dict.fromkeys(bed.hosts, images["base:id"])
         for h in bed.hosts:
@@ -123,9 +97,9 @@ def test_one_copy_leaves_the_controller_and_only_the_missing_layer_moves(
         # three hosts, one copy of the 48 MB image (SSH, TCP and the facts on top)
         assert 48 * MB <= sent <= 1.1 * 48 * MB + 2 * MB, sent / MB
 
-        before = _sent(bed)
+        before = bed.sent()
         run = invoke(*_args(bed, _book(tmp_path, images["next"])), cwd=REPO, timeout=600)
-        sent = _sent(bed) - before
+        sent = bed.sent() - before
         assert run.code == 0, run.stdout[-3000:] + run.stderr[-3000:]
         assert _ids(bed, images["next"]) == dict.fromkeys(bed.hosts, images["next:id"])
         assert 8 * MB <= sent <= 1.1 * 8 * MB + 2 * MB, sent / MB  # the new layer, not 56 MB
@@ -142,7 +116,7 @@ def test_a_transfer_killed_half_way_leaves_no_image_and_the_rerun_completes(
     big = images["big"]
     book = _book(tmp_path, big)
     try:
-        with _shaped(bed, "160mbit"):  # 208 MB at 20 MB/s: ten seconds to cut it in
+        with bed.shaped("160mbit"):  # 208 MB at 20 MB/s: ten seconds to cut it in
 
             def flowing() -> bool:  # the last host of the chain is receiving
                 return "y" in bed.exec("h3", "pgrep -f 'relay.py run' >/dev/null && echo y || true")
