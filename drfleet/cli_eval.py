@@ -64,7 +64,14 @@ def evaluate(
                 done = {
                     **started,
                     **evaluation.results(
-                        inv, env, options, started["metrics"], started["trials"], timeout, tick
+                        inv,
+                        env,
+                        options,
+                        started["metrics"],
+                        started["trials"],
+                        timeout,
+                        tick,
+                        started["host"],
                     ),
                 }
     if json:

@@ -210,19 +210,33 @@ def results(
     wait_for: int,
     timeout: float,
     tick: Tick,
+    host: str | None = None,
 ) -> dict[str, Any]:
     """The evaluation's metrics at `key` (default: the newest under the metrics prefix), as
-    rows and a summary; waits until it holds `wait_for` trials (0: as it is now)."""
+    rows and a summary; waits until it holds `wait_for` trials (0: as it is now). host: where
+    the evaluation runs; an evaluation that ends there before its trials are in is said at
+    once, with its exit status (it is never restarted), rather than waited for."""
     with models.run_s3(inv, env_dir, options) as (s3, cfg):
         bucket = cfg.setting("DR_LOCAL_S3_BUCKET")
         if key is None:
             key = newest(s3, bucket, cfg)
         deadline = time.monotonic() + timeout
+        ended: agent_client.ContainerStatus | None = None
+        polls = 0
         while True:
             raw = storage.read(s3, bucket, key)
             table = rows(json.loads(raw)) if raw else []
             if len(table) >= wait_for:
                 break
+            if ended is not None:  # read once more after it ended: its last trial may land late
+                raise DrfleetError(
+                    f"the evaluation on {host} ended (exit status {ended.last_exit_code}) "
+                    f"with {len(table)} of {wait_for} trials in s3://{bucket}/{key}",
+                    fix="`drfleet logs --evaluation` shows why",
+                )
+            polls += 1
+            if host is not None and polls % 5 == 0:
+                ended = _ended(inv, options, host)
             tick(f"trial {len(table)} of {wait_for}")
             if time.monotonic() > deadline:
                 raise DrfleetError(
@@ -232,6 +246,17 @@ def results(
                 )
             time.sleep(2)
     return {"metrics": key, "rows": table, "summary": summary(table)}
+
+
+def _ended(inv: Inventory, options: Options, host: str) -> agent_client.ContainerStatus | None:
+    """The evaluation container, if it has ended on host (done or failed)."""
+    try:
+        with session(inv.hosts[host], options) as s:
+            c = agent_client.status(s).get(EVALUATION)
+    except DrfleetError:  # a host that does not answer now: the trials may still come
+        return None
+    ended = (agent_client.State.COMPLETED, agent_client.State.EXITED)
+    return c if c is not None and c.state in ended else None
 
 
 def newest(s3: Any, bucket: str, cfg: config.TrainingConfig) -> str:

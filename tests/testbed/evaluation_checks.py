@@ -112,3 +112,25 @@ def check_evaluation(bed: TestBed, env_dir: Path, goes_on: Callable[[], None]) -
     assert stop.code == 0 and stop.json == {"stopped": [host]}, stop.stdout + stop.stderr
     assert "drfleet-eval" not in containers(bed)[host]
     assert container_ids(bed) == ids
+    # an evaluation that dies is said at once with its exit status, and not run again (DRfC's
+    # compose files never restart it); training goes on
+    run = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "evaluate", "--wait", "--host", host, *args],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while "running" not in bed.exec(
+            host, "docker inspect -f '{{.State.Status}}' drfleet-eval 2>/dev/null || true"
+        ):
+            assert time.monotonic() < deadline and run.poll() is None
+            time.sleep(0.3)
+        bed.exec(host, "docker kill drfleet-eval")
+        out, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 2 and "ended (exit status 137)" in err, out + err
+    assert bed.exec(host, "docker inspect -f '{{.State.Status}}' drfleet-eval").strip() == "exited"
+    assert invoke("evaluate", "--stop", *args).code == 0
+    assert container_ids(bed) == ids
