@@ -82,7 +82,7 @@ def test_killed_worker_is_restarted_status_shows_it_training_goes_on(
         goes_on(bed, shares)
         check_evaluation(bed, env_dir, lambda: goes_on(bed, shares))  # beside it; then removed
         # another env dir's train would take this run's place: refused, naming it
-        other = write_drfc(tmp_path / "other", 2, {}, 2)
+        other = write_drfc(tmp_path / "other", 1, {}, 2)
         ids = container_ids(bed)
         refused = invoke("train", "--inventory", str(bed.inventory), "--env-dir", str(other))
         assert refused.code == 2, refused.stdout + refused.stderr
