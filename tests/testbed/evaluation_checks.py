@@ -7,6 +7,7 @@ share."""
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import re
 import subprocess
@@ -55,7 +56,14 @@ def check_evaluation(bed: TestBed, env_dir: Path, goes_on: Callable[[], None]) -
                     break
                 assert time.monotonic() < deadline and run.poll() is None, shown
                 time.sleep(0.3)
-            assert frames(f"{base}/stream/eval?topic=kvs_stream&width=320", count=2) >= 2
+            while True:  # running is the container; its video server starts a moment later
+                try:
+                    if frames(f"{base}/stream/eval?topic=kvs_stream&width=320", count=2) >= 2:
+                        break
+                except (OSError, http.client.HTTPException):
+                    pass
+                assert time.monotonic() < deadline and run.poll() is None, "no eval video"
+                time.sleep(0.3)
             out, err = run.communicate(timeout=240)
         finally:
             if run.poll() is None:
