@@ -13,6 +13,7 @@ from drfleet.ui import Board
 @command(
     host="the host to evaluate on (default: the one with the most room beside the run)",
     wait="wait for every trial, then print the results",
+    clone="copy the model to <prefix>-E first and evaluate that copy (DRfC's -c)",
     results="print the newest evaluation's results (or --metrics KEY's) and start nothing",
     metrics="with --results: the metrics object's S3 key",
     stop="remove the evaluation container (training goes on)",
@@ -24,6 +25,7 @@ def evaluate(
     c: Any,
     host: str | None = None,
     wait: bool = False,
+    clone: bool = False,
     results: bool = False,
     metrics: str | None = None,
     stop: bool = False,
@@ -58,7 +60,9 @@ def evaluate(
         if results:
             done = evaluation.results(inv, env, options, metrics, 0, 0, tick)
         else:
-            started = evaluation.start(inv, env, options, host, Path(out) if out else None, tick)
+            started = evaluation.start(
+                inv, env, options, host, Path(out) if out else None, tick, clone
+            )
             done = started
             if wait and not dry_run:
                 done = {

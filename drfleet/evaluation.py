@@ -5,6 +5,7 @@ S3, one evaluation container on a host with room, beside whatever that host alre
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -126,12 +127,18 @@ def start(
     host: str | None,
     out: Path | None,
     tick: Tick,
+    clone: bool = False,
 ) -> dict[str, Any]:
     """Uploads the eval params and puts the evaluation container on a host (replacing an
-    evaluation already there); with `out`, writes what it would do there instead."""
+    evaluation already there); with `out`, writes what it would do there instead. clone:
+    DRfC's `dr-start-evaluation -c`: the model's model/ and ip/ are copied to <prefix>-E
+    first, and that copy is evaluated (training may write on under the prefix meanwhile)."""
     cfg = config.load(env_dir)
     checks.s3_keys(cfg)
     checks.storage(cfg)
+    trained = cfg.setting("DR_LOCAL_S3_MODEL_PREFIX")
+    if clone:
+        cfg = cloned(cfg)
     now = time.time()
     body = params.dump(eval_params.params(cfg, now)).encode()
     name = eval_params.params_name(cfg)
@@ -157,12 +164,15 @@ def start(
     bucket, prefix = cfg.setting("DR_LOCAL_S3_BUCKET"), cfg.setting("DR_LOCAL_S3_MODEL_PREFIX")
     with models.run_s3(inv, env_dir, options) as (s3, _):
         tick("checking the model")
-        if storage.read(s3, bucket, f"{prefix}/model/deepracer_checkpoints.json") is None:
+        if storage.read(s3, bucket, f"{trained}/model/deepracer_checkpoints.json") is None:
             raise DrfleetError(
-                f"no trained model at s3://{bucket}/{prefix}/model/; nothing was started",
+                f"no trained model at s3://{bucket}/{trained}/model/; nothing was started",
                 where=cfg.where("DR_LOCAL_S3_MODEL_PREFIX"),
                 fix="train first, or set DR_LOCAL_S3_MODEL_PREFIX to a trained model",
             )
+        if clone:
+            tick(f"cloning the model into s3://{bucket}/{prefix}")
+            result["cloned"] = copy_model(s3, bucket, trained, prefix)
         s3.put_object(Bucket=bucket, Key=key, Body=body)
     with session(inv.hosts[chosen], options) as s:
         current = agent_client.desired(s)
@@ -176,6 +186,33 @@ def start(
         tick(f"starting the evaluation on {chosen}")
         agent_client.apply(s, doc, 120)
     return {**result, "generation": generation}
+
+
+def cloned(cfg: config.TrainingConfig) -> config.TrainingConfig:
+    """The config with DR_LOCAL_S3_MODEL_PREFIX=<prefix>-E, as start.sh -c exports it after
+    activate.sh expanded the rest (so DR_LOCAL_S3_METRICS_PREFIX keeps the trained one's)."""
+    run = dataclasses.replace(
+        cfg.run,
+        values={
+            **cfg.run.values,
+            "DR_LOCAL_S3_MODEL_PREFIX": cfg.setting("DR_LOCAL_S3_MODEL_PREFIX") + "-E",
+        },
+    )
+    return dataclasses.replace(cfg, run=run)
+
+
+def copy_model(s3: Any, bucket: str, src: str, dst: str) -> int:
+    """start.sh -c's `aws s3 sync` of <src>/model and <src>/ip to <dst>: every object copied
+    inside the bucket (nothing crosses to this machine). Returns how many."""
+    n = 0
+    for sub in ("model", "ip"):
+        for o in storage.every(s3, bucket, f"{src}/{sub}"):
+            target = dst + o["Key"][len(src) :]
+            s3.copy_object(
+                Bucket=bucket, Key=target, CopySource={"Bucket": bucket, "Key": o["Key"]}
+            )
+            n += 1
+    return n
 
 
 def stop(inv: Inventory, env_dir: Path, options: Options) -> list[str]:

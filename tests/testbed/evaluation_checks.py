@@ -121,9 +121,10 @@ def check_evaluation(bed: TestBed, env_dir: Path, goes_on: Callable[[], None]) -
     assert "drfleet-eval" not in containers(bed)[host]
     assert container_ids(bed) == ids
     # an evaluation that dies is said at once with its exit status, and not run again (DRfC's
-    # compose files never restart it); training goes on
+    # compose files never restart it); training goes on. This one evaluates a clone (-c):
+    # the model copied to <prefix>-E inside the bucket first
     run = subprocess.Popen(
-        [sys.executable, "-m", "invoke", "evaluate", "--wait", "--host", host, *args],
+        [sys.executable, "-m", "invoke", "evaluate", "--wait", "--clone", "--host", host, *args],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -133,6 +134,12 @@ def check_evaluation(bed: TestBed, env_dir: Path, goes_on: Callable[[], None]) -
         ):
             assert time.monotonic() < deadline and run.poll() is None
             time.sleep(0.3)
+        env = json.loads(bed.exec(host, "docker inspect -f '{{json .Config.Env}}' drfleet-eval"))
+        assert f"MODEL_S3_PREFIX={PREFIX}-E" in env
+        copied = client.get_object(
+            Bucket="bucket", Key=f"{PREFIX}-E/model/deepracer_checkpoints.json"
+        )
+        assert json.loads(copied["Body"].read())["last_checkpoint"]["name"].endswith(".ckpt")
         bed.exec(host, "docker kill drfleet-eval")
         out, err = run.communicate(timeout=60)
     finally:

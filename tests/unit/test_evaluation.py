@@ -211,3 +211,19 @@ def test_results_are_the_simapps_eval_metrics_as_a_table() -> None:
         "best_lap_time": 10.25,
         "mean_progress": 71.0,
     }
+
+
+def test_a_cloned_evaluation_runs_on_prefix_e_and_reports_under_the_trained_metrics(
+    tmp_path: Path,
+) -> None:
+    """start.sh -c exports DR_LOCAL_S3_MODEL_PREFIX=<prefix>-E after activate.sh expanded
+    run.env: the params and the container name the copy, the metrics stay where the trained
+    model's are ($DR_LOCAL_S3_METRICS_PREFIX was expanded with the old prefix)."""
+    cfg = evaluation.cloned(cfg_of(tmp_path, "", "DR_CLOUD=local\n"))
+    p = eval_params.params(cfg, 1_700_000_000)
+    assert p["MODEL_S3_PREFIX"] == ["rl-deepracer-sagemaker-E"]
+    assert p["METRICS_S3_OBJECT_KEY"][0].startswith("rl-deepracer-sagemaker/metrics/evaluation/")
+    assert params.s3_key(cfg, eval_params.params_name(cfg)).startswith("rl-deepracer-sagemaker-E/")
+    cap = Capacity(host="w", vcpus=8)
+    spec = specs.evaluation(cfg, cap, {"access_key": "AK", "secret_key": "SK"}, "e.yaml", "0,1")
+    assert spec["env"]["MODEL_S3_PREFIX"] == "rl-deepracer-sagemaker-E"
