@@ -129,12 +129,13 @@ def shims(sessions: dict[str, Session], docs: dict[str, dict[str, Any]], limit: 
         )
 
 
-def stage(sess: Session, p: training.Prepared, doc: dict[str, Any]) -> None:
-    """Copies DR_ROBOMAKER_MOUNT_SIMAPP_DIR / _SCRIPTS_DIR to a host that runs workers, once
-    per content: the directory is named by its digest and appears whole (rename) or not."""
-    if not any(c["role"] == "robomaker" for c in doc["containers"]):
+def stage(sess: Session, staged: dict[str, training.Staged], doc: dict[str, Any]) -> None:
+    """Copies DR_ROBOMAKER_MOUNT_SIMAPP_DIR / _SCRIPTS_DIR to a host that runs workers or the
+    evaluation, once per content: the directory is named by its digest and appears whole
+    (rename) or not."""
+    if not any(c["role"] in ("robomaker", "evaluation") for c in doc["containers"]):
         return
-    for st in p.staged.values():
+    for st in staged.values():
         final, tmp = st.host_path, f"{st.host_path}.partial"
         install = sh(
             Command(

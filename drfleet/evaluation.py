@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from drfleet import agent_client, capacity, converge, models, runstate, specs, storage
+from drfleet import agent_client, capacity, converge, models, runstate, specs, storage, training
 from drfleet.drfc import checks, config, eval_params, params
 from drfleet.errors import DrfleetError
 from drfleet.inventory import Inventory
@@ -64,20 +64,6 @@ def _free(caps: dict[str, Capacity], plan: Plan | None) -> dict[str, int]:
         if plan.trainer in used:
             used[plan.trainer] += caps[plan.trainer].trainer_vcpus
     return {h: c.vcpus - used[h] for h, c in caps.items()}
-
-
-def not_honoured(cfg: config.TrainingConfig, cap: Capacity) -> list[str]:
-    """What DRfC's evaluation would also do that drfleet's does not yet, named."""
-    out = [
-        f"{key} is not mounted into the evaluation (drfleet does it for training only)"
-        for key in ("DR_ROBOMAKER_MOUNT_SIMAPP_DIR", "DR_ROBOMAKER_MOUNT_SCRIPTS_DIR")
-        if cfg.get(key)
-    ]
-    if cfg.setting("DR_ROBOMAKER_MOUNT_LOGS").lower() == "true":
-        out.append("DR_ROBOMAKER_MOUNT_LOGS: the evaluation's logs stay in its container")
-    if cap.opengl:
-        out.append(f"{cap.host} is an OpenGL host: the evaluation renders without its X server")
-    return out
 
 
 def gazebo_cpus(current: dict[str, Any] | None, vcpus: int) -> str:
@@ -152,11 +138,13 @@ def start(
         "params": key,
         "metrics": eval_params.metrics_key(cfg, now),
         "trials": int(cfg.values.get("DR_EVAL_NUMBER_OF_TRIALS", "5")),
-        "warnings": warnings + cfg.warnings + not_honoured(cfg, caps[chosen]),
+        "warnings": warnings + cfg.warnings,
     }
     run_id = cfg.setting("DR_RUN_ID") or "0"
+    staged = training.staged_dirs(cfg)  # mounted as into the workers (DRfC's eval does too)
+    paths = {k: st.host_path for k, st in staged.items()}
     if out is not None:
-        spec = specs.evaluation(cfg, caps[chosen], creds, name, gazebo_cpus(None, 0))
+        spec = specs.evaluation(cfg, caps[chosen], creds, name, gazebo_cpus(None, 0), paths)
         doc = specs.masked(merged(None, spec, run_id, 0))
         atomic_write(out / key, body, 0o644)
         atomic_write(out / "hosts" / chosen / "desired.json", json.dumps(doc, indent=2), 0o644)
@@ -177,12 +165,13 @@ def start(
     with session(inv.hosts[chosen], options) as s:
         current = agent_client.desired(s)
         spec = specs.evaluation(
-            cfg, caps[chosen], creds, name, gazebo_cpus(current, caps[chosen].vcpus)
+            cfg, caps[chosen], creds, name, gazebo_cpus(current, caps[chosen].vcpus), paths
         )
         with runstate.locked(env_dir):
             generation = runstate.next_generation(env_dir)
         doc = merged(current, spec, run_id, generation)
         converge.generations({chosen: s}, {chosen: doc}, 1)
+        converge.stage(s, staged, doc)
         tick(f"starting the evaluation on {chosen}")
         agent_client.apply(s, doc, 120)
     return {**result, "generation": generation}

@@ -109,7 +109,7 @@ def train(
             docs,
             options.limit,
             board,
-            before=lambda s, doc: converge.stage(s, p, doc),
+            before=lambda s, doc: converge.stage(s, p.staged, doc),
         )
     finally:
         for s in sessions.values():
@@ -307,7 +307,11 @@ def rebalance(
             raise
     try:
         outcomes = converge.push(
-            sessions, docs, options.limit, board, before=lambda s, doc: converge.stage(s, p, doc)
+            sessions,
+            docs,
+            options.limit,
+            board,
+            before=lambda s, doc: converge.stage(s, p.staged, doc),
         )
     finally:
         for s in sessions.values():

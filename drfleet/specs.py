@@ -188,23 +188,14 @@ def minio(cfg: TrainingConfig, creds: dict[str, str], address: str) -> dict[str,
     }
 
 
-def robomaker(
-    cfg: TrainingConfig,
-    w: Placement,
-    cap: Capacity,
-    creds: dict[str, str],
-    workers: int,
-    multi_config: str,
-    staged: dict[str, str],
-) -> dict[str, Any]:
-    gpu = cap.gpus > 0
-    env = {
-        **robomaker_env(cfg, w.slot, w.world, w.config_file, multi_config),
-        **s3_env(cfg, creds),
-    }
-    ports: dict[str, int] = {"8080/tcp": w.video_port}
-    if cfg.setting("DR_GUI_ENABLE").lower() == "true":
-        ports["5900/tcp"] = GUI_BASE + w.slot - 1
+def robomaker_mounts(
+    cfg: TrainingConfig, cap: Capacity, staged: dict[str, str], env: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """What DRfC's train and eval compose files both add to a robomaker (activate.sh puts the
+    same files in DR_TRAIN_COMPOSE_FILE and DR_EVAL_COMPOSE_FILE): the logs
+    (docker-compose-mount.yml), the simapp and scripts directories (-simapp.yml,
+    -robomaker-scripts.yml; `staged`: where their copies lie on the host) and, on an OpenGL
+    host, its X server (-local-xorg.yml, whose variables go into env)."""
     mounts: list[dict[str, Any]] = [
         {"source": TASKSET_SHIM, "target": "/usr/local/bin/taskset", "read_only": True}
     ]
@@ -229,6 +220,27 @@ def robomaker(
             {"source": "/tmp/.X11-unix", "target": "/tmp/.X11-unix"},
             {"source": XAUTHORITY, "target": "/root/.Xauthority", "read_only": True},
         ]
+    return mounts
+
+
+def robomaker(
+    cfg: TrainingConfig,
+    w: Placement,
+    cap: Capacity,
+    creds: dict[str, str],
+    workers: int,
+    multi_config: str,
+    staged: dict[str, str],
+) -> dict[str, Any]:
+    gpu = cap.gpus > 0
+    env = {
+        **robomaker_env(cfg, w.slot, w.world, w.config_file, multi_config),
+        **s3_env(cfg, creds),
+    }
+    ports: dict[str, int] = {"8080/tcp": w.video_port}
+    if cfg.setting("DR_GUI_ENABLE").lower() == "true":
+        ports["5900/tcp"] = GUI_BASE + w.slot - 1
+    mounts = robomaker_mounts(cfg, cap, staged, env)
     spec: dict[str, Any] = {
         "name": robomaker_name(w.slot),
         "role": "robomaker",
@@ -249,11 +261,17 @@ def robomaker(
 
 
 def evaluation(
-    cfg: TrainingConfig, cap: Capacity, creds: dict[str, str], params_name: str, cpus: str
+    cfg: TrainingConfig,
+    cap: Capacity,
+    creds: dict[str, str],
+    params_name: str,
+    cpus: str,
+    staged: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """docker-compose-eval.yml's robomaker (start.sh: `run.sh run evaluation.launch.py`, the
     eval params as S3_YAML_NAME, ROLLOUT_IDX=0), with the run's S3 env as for training, its
-    video on EVAL_VIDEO_PORT and Gazebo on `cpus` of its host (a pair no worker there has)."""
+    video on EVAL_VIDEO_PORT and Gazebo on `cpus` of its host (a pair no worker there has),
+    and the mounts and X server a worker there gets (robomaker_mounts)."""
     s = cfg.setting
     env = {
         "CUDA_VISIBLE_DEVICES": cfg.get("DR_ROBOMAKER_CUDA_DEVICES"),
@@ -288,7 +306,7 @@ def evaluation(
         "networks": [NETWORK],
         "ports": ports,
         "publish_address": cap.publish_address,
-        "mounts": [{"source": TASKSET_SHIM, "target": "/usr/local/bin/taskset", "read_only": True}],
+        "mounts": robomaker_mounts(cfg, cap, staged or {}, env),
         "init": True,
         "labels": {"drfleet-world": s("DR_WORLD_NAME")},
         # never restarted, failed or not, as DRfC runs it (docker-compose-eval.yml has no

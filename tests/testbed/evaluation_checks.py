@@ -1,8 +1,8 @@
 """evaluate on a fleet that trains (issue 14): the evaluation goes on the host with room while
 the workers train, its params are what DRfC's evaluation prepare-config.py writes, its
-results are what the stand-in evaluated, its video is a tile of the viewer while it runs, and
-training is untouched throughout: the same containers, and every iteration gets every slot's
-share."""
+results are what the stand-in evaluated, it mounts what the workers mount, its video is a tile
+of the viewer while it runs, and training is untouched throughout: the same containers, and
+every iteration gets every slot's share."""
 
 from __future__ import annotations
 
@@ -99,6 +99,9 @@ def check_evaluation(bed: TestBed, env_dir: Path, goes_on: Callable[[], None]) -
     assert report["checkpoint"] == "last" and report["trials"] == 3
     assert report["name"].endswith(".ckpt") and index["last_checkpoint"]["name"].endswith(".ckpt")
     spec = json.loads(bed.exec(host, "docker inspect drfleet-eval"))[0]
+    mounts = {m["Destination"]: m["Source"] for m in spec["Mounts"]}  # as a worker's
+    assert mounts["/scripts"].startswith("/var/lib/drfleet/files/"), mounts
+    assert bed.exec(host, f"cat {mounts['/scripts']}/alter_environment_1.sh") == "echo altered\n"
     assert spec["Config"]["Entrypoint"] == ["/bin/bash", "-c"]
     assert spec["Config"]["Cmd"] == ["/opt/ml/code/run.sh run evaluation.launch.py"]
     env = dict(e.split("=", 1) for e in spec["Config"]["Env"])

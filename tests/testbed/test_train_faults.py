@@ -72,6 +72,10 @@ def test_killed_worker_is_restarted_status_shows_it_training_goes_on(
 ) -> None:
     bed, _ = fleet
     env_dir = write_drfc(tmp_path / "drfc", 3, {2: "Monaco", 3: "Bowtie_track"}, 6, NONSTOP)
+    (env_dir / "scripts").mkdir()  # mounted into the workers, and into the evaluation
+    (env_dir / "scripts" / "alter_environment_1.sh").write_text("echo altered\n")
+    with (env_dir / "system.env").open("a") as fh:
+        fh.write("DR_ROBOMAKER_MOUNT_SCRIPTS_DIR=scripts\n")
     bed.write_inventory(worker_vcpus=1, trainer_vcpus=1)
     args = ("--inventory", str(bed.inventory), "--env-dir", str(env_dir))
     run = invoke("train", *args, "--wipe", "--json")

@@ -227,3 +227,20 @@ def test_a_cloned_evaluation_runs_on_prefix_e_and_reports_under_the_trained_metr
     cap = Capacity(host="w", vcpus=8)
     spec = specs.evaluation(cfg, cap, {"access_key": "AK", "secret_key": "SK"}, "e.yaml", "0,1")
     assert spec["env"]["MODEL_S3_PREFIX"] == "rl-deepracer-sagemaker-E"
+
+
+def test_the_evaluation_gets_the_mounts_and_x_server_a_worker_there_gets(tmp_path: Path) -> None:
+    """activate.sh adds -mount.yml, -simapp.yml, -robomaker-scripts.yml and -local-xorg.yml to
+    DR_EVAL_COMPOSE_FILE as to DR_TRAIN_COMPOSE_FILE: the evaluation mounts what a worker on
+    the same host mounts, and renders on an OpenGL host's X server."""
+    cfg = cfg_of(tmp_path, "", "DR_CLOUD=local\nDR_ROBOMAKER_MOUNT_LOGS=True\n")
+    cap = Capacity(host="w", vcpus=8, opengl=True)
+    staged = {"DR_ROBOMAKER_MOUNT_SCRIPTS_DIR": "/var/lib/drfleet/files/abc"}
+    creds = {"access_key": "AK", "secret_key": "SK"}
+    spec = specs.evaluation(cfg, cap, creds, "e.yaml", "0,1", staged)
+    worker = specs.robomaker(cfg, Placement(1, "w", "w", 1, "c", 8080), cap, creds, 1, "", staged)
+    assert spec["mounts"] == worker["mounts"]
+    assert {"source": "/var/lib/drfleet/files/abc", "target": "/scripts"} in spec["mounts"]
+    assert any(m["target"] == "/root/.ros/log" for m in spec["mounts"])
+    x = ("DISPLAY", "USE_EXTERNAL_X", "XAUTHORITY", "QT_X11_NO_MITSHM")
+    assert {k: spec["env"][k] for k in x} == {k: worker["env"][k] for k in x}
