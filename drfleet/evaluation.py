@@ -190,18 +190,54 @@ def cloned(cfg: config.TrainingConfig) -> config.TrainingConfig:
     return dataclasses.replace(cfg, run=run)
 
 
-def copy_model(s3: Any, bucket: str, src: str, dst: str) -> int:
+INDEX_FILES = ("deepracer_checkpoints.json", ".coach_checkpoint")
+
+
+def copy_model(s3: Any, bucket: str, src: str, dst: str, tries: int = 5) -> int:
     """start.sh -c's `aws s3 sync` of <src>/model and <src>/ip to <dst>: every object copied
-    inside the bucket (nothing crosses to this machine). Returns how many."""
+    inside the bucket (nothing crosses to this machine). Training may go on meanwhile, and the
+    trainer deletes all but its latest checkpoints: a file gone before its copy is skipped,
+    the index files go last, and the copy is done again until the checkpoints its index names
+    are all in it, so it is one the simapp can load. Returns how many objects were copied."""
     n = 0
-    for sub in ("model", "ip"):
-        for o in storage.every(s3, bucket, f"{src}/{sub}"):
-            target = dst + o["Key"][len(src) :]
-            s3.copy_object(
-                Bucket=bucket, Key=target, CopySource={"Bucket": bucket, "Key": o["Key"]}
-            )
-            n += 1
-    return n
+    for _ in range(tries):
+        listed = [
+            o["Key"] for sub in ("model", "ip") for o in storage.every(s3, bucket, f"{src}/{sub}")
+        ]
+        listed.sort(key=lambda k: k.rsplit("/", 1)[-1] in INDEX_FILES)
+        for key in listed:
+            try:
+                s3.copy_object(
+                    Bucket=bucket,
+                    Key=dst + key[len(src) :],
+                    CopySource={"Bucket": bucket, "Key": key},
+                )
+                n += 1
+            except Exception as exc:
+                if storage.missing(exc):
+                    continue  # removed by the trainer since the listing
+                raise
+        if _whole(s3, bucket, dst):
+            return n
+    raise DrfleetError(
+        f"the copy of s3://{bucket}/{src} at {dst} names checkpoints it lacks after {tries} "
+        "tries (training replaced them faster than they were copied)",
+        fix="try again, or evaluate without --clone",
+    )
+
+
+def _whole(s3: Any, bucket: str, prefix: str) -> bool:
+    """Whether the checkpoints a model's index names (last and best) have their files."""
+    raw = storage.read(s3, bucket, f"{prefix}/model/deepracer_checkpoints.json")
+    if raw is None:
+        return False
+    index = json.loads(raw)
+    have = {o["Key"] for o in storage.every(s3, bucket, f"{prefix}/model")}
+    for which in ("last_checkpoint", "best_checkpoint"):
+        name = (index.get(which) or {}).get("name")
+        if name and not any(k.startswith(f"{prefix}/model/{name}.") for k in have):
+            return False
+    return True
 
 
 def stop(inv: Inventory, env_dir: Path, options: Options) -> list[str]:

@@ -286,6 +286,12 @@ def read(s3: Any, bucket: str, key: str) -> bytes | None:
         return None
 
 
+def missing(exc: BaseException) -> bool:
+    """Whether an S3 error says there is no such key (a copy's source included)."""
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", "")) in ("NoSuchKey", "404", "NotFound")
+
+
 def wait(s3: Any, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while True:

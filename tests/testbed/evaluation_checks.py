@@ -135,7 +135,7 @@ def check_evaluation(bed: TestBed, env_dir: Path, goes_on: Callable[[], None]) -
         while "running" not in bed.exec(
             host, "docker inspect -f '{{.State.Status}}' drfleet-eval 2>/dev/null || true"
         ):
-            assert time.monotonic() < deadline and run.poll() is None
+            assert time.monotonic() < deadline and run.poll() is None, run.communicate()
             time.sleep(0.3)
         env = json.loads(bed.exec(host, "docker inspect -f '{{json .Config.Env}}' drfleet-eval"))
         assert f"MODEL_S3_PREFIX={PREFIX}-E" in env
