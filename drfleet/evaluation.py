@@ -195,16 +195,33 @@ INDEX_FILES = ("deepracer_checkpoints.json", ".coach_checkpoint")
 
 def copy_model(s3: Any, bucket: str, src: str, dst: str, tries: int = 5) -> int:
     """start.sh -c's `aws s3 sync` of <src>/model and <src>/ip to <dst>: every object copied
-    inside the bucket (nothing crosses to this machine). Training may go on meanwhile, and the
-    trainer deletes all but its latest checkpoints: a file gone before its copy is skipped,
-    the index files go last, and the copy is done again until the checkpoints its index names
-    are all in it, so it is one the simapp can load. Returns how many objects were copied."""
-    n = 0
+    inside the bucket (nothing crosses to this machine). Training may go on meanwhile: the
+    trainer uploads a checkpoint's files, then names it in its index files, and deletes all
+    but its latest and best. So the index is read first, the checkpoints it names are copied
+    first, the rest follows (a file the trainer deleted meanwhile is skipped), and the index
+    as it was read goes last: the copy names only checkpoints it holds, one the simapp can
+    load. Returns how many objects were copied."""
     for _ in range(tries):
+        raw = storage.read(s3, bucket, f"{src}/model/deepracer_checkpoints.json")
+        coach = storage.read(s3, bucket, f"{src}/model/.coach_checkpoint")
+        if raw is None:
+            raise DrfleetError(f"no trained model at s3://{bucket}/{src}/model/")
+        index = json.loads(raw)
+        names = {
+            str(index[w]["name"])
+            for w in ("last_checkpoint", "best_checkpoint")
+            if (index.get(w) or {}).get("name")
+        }
+        last = str((index.get("last_checkpoint") or {}).get("name") or "")
+        if coach is not None and last and last not in coach.decode("utf-8", "replace"):
+            continue  # read between the trainer's two writes: read again
+
         listed = [
             o["Key"] for sub in ("model", "ip") for o in storage.every(s3, bucket, f"{src}/{sub}")
         ]
-        listed.sort(key=lambda k: k.rsplit("/", 1)[-1] in INDEX_FILES)
+        listed = [k for k in listed if k.rsplit("/", 1)[-1] not in INDEX_FILES]
+        listed.sort(key=lambda k: not _named(k, names))
+        copied, whole = 0, True
         for key in listed:
             try:
                 s3.copy_object(
@@ -212,32 +229,29 @@ def copy_model(s3: Any, bucket: str, src: str, dst: str, tries: int = 5) -> int:
                     Key=dst + key[len(src) :],
                     CopySource={"Bucket": bucket, "Key": key},
                 )
-                n += 1
+                copied += 1
             except Exception as exc:
-                if storage.missing(exc):
-                    continue  # removed by the trainer since the listing
-                raise
-        if _whole(s3, bucket, dst):
-            return n
+                if not storage.missing(exc):
+                    raise
+                if _named(key, names):  # a named checkpoint gone already: start over
+                    whole = False
+                    break
+        if not whole:
+            continue
+        s3.put_object(Bucket=bucket, Key=f"{dst}/model/deepracer_checkpoints.json", Body=raw)
+        if coach is not None:
+            s3.put_object(Bucket=bucket, Key=f"{dst}/model/.coach_checkpoint", Body=coach)
+        return copied + 1 + (coach is not None)
     raise DrfleetError(
-        f"the copy of s3://{bucket}/{src} at {dst} names checkpoints it lacks after {tries} "
-        "tries (training replaced them faster than they were copied)",
+        f"no consistent copy of s3://{bucket}/{src} could be made at {dst} in {tries} tries "
+        "(training replaced its checkpoints faster than they were copied)",
         fix="try again, or evaluate without --clone",
     )
 
 
-def _whole(s3: Any, bucket: str, prefix: str) -> bool:
-    """Whether the checkpoints a model's index names (last and best) have their files."""
-    raw = storage.read(s3, bucket, f"{prefix}/model/deepracer_checkpoints.json")
-    if raw is None:
-        return False
-    index = json.loads(raw)
-    have = {o["Key"] for o in storage.every(s3, bucket, f"{prefix}/model")}
-    for which in ("last_checkpoint", "best_checkpoint"):
-        name = (index.get(which) or {}).get("name")
-        if name and not any(k.startswith(f"{prefix}/model/{name}.") for k in have):
-            return False
-    return True
+def _named(key: str, names: set[str]) -> bool:
+    """Whether key is a file of one of the checkpoints names (<name>.index, ...)."""
+    return any(key.rsplit("/", 1)[-1].startswith(f"{n}.") for n in names)
 
 
 def stop(inv: Inventory, env_dir: Path, options: Options) -> list[str]:
