@@ -9,11 +9,10 @@ import contextlib
 import hashlib
 import importlib
 import io
-import os
 import zipfile
 from pathlib import Path
 
-from drfleet.localfs import atomic_write
+from drfleet.localfs import atomic_write, cache_dir
 
 PACKAGES = (
     "drfleet_agent",
@@ -81,8 +80,7 @@ def cached() -> bytes:
     for arcname, path in files:
         st = path.stat()
         key.update(f"{arcname}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    cache_dir = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "drfleet"
-    target = cache_dir / f"agent-{key.hexdigest()[:20]}.pyz"
+    target = cache_dir() / f"agent-{key.hexdigest()[:20]}.pyz"
     try:
         return target.read_bytes()
     except OSError:

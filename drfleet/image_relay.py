@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from drfleet import image_layers, localdocker
 from drfleet.errors import DrfleetError
-from drfleet.localfs import atomic_write
+from drfleet.localfs import atomic_write, cache_dir
 from drfleet.progress import Meter
 from drfleet.remote import fan_out
 from drfleet.shell import cmd
@@ -149,8 +147,7 @@ def _legacy_index(image: str, image_id: str) -> tuple[dict[str, str | None], dic
     """A pre-25 archive's v1 directories (each one's parent) and layer sizes: one pass of
     `docker save` over the whole image, kept per image id in the user's cache (an image id
     names its content, so what is kept never goes stale)."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "drfleet"
-    kept = cache / "image-archives" / f"{image_id.split(':')[-1]}.json"
+    kept = cache_dir() / "image-archives" / f"{image_id.split(':')[-1]}.json"
     try:
         doc = json.loads(kept.read_text())
         return dict(doc["parents"]), {k: int(v) for k, v in doc["sizes"].items()}

@@ -1,4 +1,5 @@
-"""Files on the controller, written whole or not at all (the one atomic-write helper)."""
+"""Files on the controller, written whole or not at all (the one atomic-write helper), and
+where drfleet keeps what it can make again."""
 
 from __future__ import annotations
 
@@ -31,3 +32,9 @@ def atomic_write(
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def cache_dir() -> Path:
+    """drfleet's cache on this machine ($XDG_CACHE_HOME/drfleet, ~/.cache/drfleet): only what
+    can be made again."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "drfleet"

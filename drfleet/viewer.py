@@ -18,7 +18,7 @@ import urllib.parse
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from drfleet import agent_client
 from drfleet.agent_client import HostStatus, reach
@@ -27,6 +27,8 @@ from drfleet.inventory import Host, Inventory
 from drfleet.names import slot_of
 from drfleet.observe import FleetReport, HostReport
 from drfleet.remote import Options, Session, SSHSession, fan_out, session
+
+T = TypeVar("T")
 
 TOPICS = {
     "kvs_stream": "/racecar/deepracer/kvs_stream",
@@ -99,6 +101,23 @@ def workers_from(report: FleetReport, inv: Inventory) -> list[dict[str, Any]]:
     return sorted(out, key=lambda w: (w["key"] in ("", "eval"), w["key"] == "", w["slot"]))
 
 
+class Fresh(Generic[T]):
+    """A value read again at most every `every` seconds, by one caller at a time (the
+    others wait for it rather than read too)."""
+
+    def __init__(self, read: Callable[[], T], every: float) -> None:
+        self.read, self.every = read, every
+        self.lock = threading.Lock()
+        self.at: float | None = None
+        self.value: T | None = None
+
+    def get(self) -> T:
+        with self.lock:
+            if self.at is None or self.value is None or time.monotonic() - self.at >= self.every:
+                self.value, self.at = self.read(), time.monotonic()
+            return self.value
+
+
 class Streams:
     """Long-lived connections to the hosts, the worker list (cached briefly), streams."""
 
@@ -110,46 +129,31 @@ class Streams:
     ) -> None:
         self.inv = inv
         self.options = options
-        self.read_progress = progress
-        self.progress_lock = threading.Lock()
-        self.progress_cached: tuple[float, dict[str, Any]] = (-1e9, {})
         self.hosts = [h for h in inv.hosts.values() if h.roles]
         self.sessions: dict[str, Session] = {h.name: session(h, options) for h in self.hosts}
-        self.lock = threading.Lock()
-        self.cached: tuple[float, list[dict[str, Any]]] = (0.0, [])
+        self._workers = Fresh(self._read_workers, 1.5)
+        self._progress = Fresh(progress or (lambda: {"error": "the viewer knows no run"}),
+                               PROGRESS_EVERY)  # fmt: skip
 
     def workers(self) -> list[dict[str, Any]]:
-        with self.lock:
-            at, value = self.cached
-            if time.monotonic() - at < 1.5:
-                return value
-
-            def one(host: Host) -> HostStatus:
-                return agent_client.status(self.sessions[host.name], timeout=20)
-
-            report = FleetReport({})
-            for o in fan_out(self.hosts, one):
-                if o.error:
-                    report.hosts[o.host.name] = HostReport(
-                        o.host.name, False, None, o.error.message
-                    )
-                    self._reset(o.host.name)
-                else:
-                    report.hosts[o.host.name] = HostReport(o.host.name, True, o.value)
-            value = workers_from(report, self.inv)
-            self.cached = (time.monotonic(), value)
-            return value
+        return self._workers.get()
 
     def progress(self) -> dict[str, Any]:
         """The run's progress per iteration, read at most every PROGRESS_EVERY seconds."""
-        if self.read_progress is None:
-            return {"error": "the viewer knows no run"}
-        with self.progress_lock:
-            at, value = self.progress_cached
-            if time.monotonic() - at >= PROGRESS_EVERY:
-                value = self.read_progress()
-                self.progress_cached = (time.monotonic(), value)
-            return value
+        return self._progress.get()
+
+    def _read_workers(self) -> list[dict[str, Any]]:
+        def one(host: Host) -> HostStatus:
+            return agent_client.status(self.sessions[host.name], timeout=20)
+
+        report = FleetReport({})
+        for o in fan_out(self.hosts, one):
+            if o.error:
+                report.hosts[o.host.name] = HostReport(o.host.name, False, None, o.error.message)
+                self._reset(o.host.name)
+            else:
+                report.hosts[o.host.name] = HostReport(o.host.name, True, o.value)
+        return workers_from(report, self.inv)
 
     def _reset(self, host: str) -> None:
         old = self.sessions[host]
