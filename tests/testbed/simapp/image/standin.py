@@ -798,6 +798,8 @@ def evaluation(args):
         Bucket=bucket, Key=f"{prefix}/standin/evaluation.json", Body=json.dumps(report)
     )
     log("evaluating", name, "on", params["WORLD_NAME"], "for", trials, "trials")
+    # evaluation_rl_agent.launch.py includes racetrack_with_racecar.launch.py, whose
+    # web_video_server serves 8080 while the trials run; its Shutdown ends the launch after
     serve_video(f"evaluation\n{params['WORLD_NAME']}", ["kvs_stream", "camera"])
     metrics, start = [], 0
     for trial in range(1, trials + 1):
