@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -19,7 +20,7 @@ from drfleet_agent import __version__
 from drfleet_agent.contract import AgentInfo, HostStatus
 from drfleet_agent.engine import ActionFailed, DockerDown, Engine
 from drfleet_agent.reconcile import Backoff
-from drfleet_agent.spec import MAX_BYTES, SpecError, parse
+from drfleet_agent.spec import MAX_BYTES, SpecError, merge, parse
 from drfleet_agent.store import DEFAULT_DIR, StateDir
 
 
@@ -75,6 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     state_dir(apply)
     apply.add_argument(
         "--force", action="store_true", help="accept a generation older than the current one"
+    )
+    apply.add_argument(
+        "--clear",
+        action="store_true",
+        help="drop every other stack too (the host runs this stack alone, or nothing)",
     )
     apply.add_argument(
         "--wait",
@@ -146,9 +152,10 @@ def cmd_apply(args: argparse.Namespace, state: StateDir) -> int:
         sys.stderr.write(f"drfleet-agent apply: refused: {exc}; the previous state stays\n")
         return 2
     try:
-        old = state.read_desired()
+        held = state.read_stacks()
     except SpecError:
-        old = None
+        held = {}
+    old = held.get(new.stack)
     if (
         old
         and not args.force
@@ -157,22 +164,32 @@ def cmd_apply(args: argparse.Namespace, state: StateDir) -> int:
         and new.generation < old.generation
     ):
         sys.stderr.write(
-            f"drfleet-agent apply: refused: generation {new.generation} is older than the "
-            f"current {old.generation}; a newer assignment wins (use --force to override)\n"
+            f"drfleet-agent apply: refused: stack {new.stack!r} holds generation "
+            f"{old.generation}, newer than {new.generation}; a newer assignment wins (use "
+            "--force to override)\n"
         )
         return 2
-    state.write_desired(new)
+    others = {} if args.clear else {k: v for k, v in held.items() if k != new.stack}
+    try:
+        merge({**others, new.stack: new})
+    except SpecError as exc:
+        sys.stderr.write(f"drfleet-agent apply: refused: {exc}; the previous state stays\n")
+        return 2
+    for gone in set(held) - set(others) - {new.stack}:
+        state.write_stack(dataclasses.replace(held[gone], containers=[]))
+    state.write_stack(new)
     pid = state.daemon_pid()
     if pid:
         # if the signal cannot be sent, the daemon still notices the file within a second
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGHUP)
     if args.wait > 0:
-        return _wait(state, new.generation, len(new.containers), args.wait)
+        return _wait(state, new.stack, new.generation, len(new.containers), args.wait)
     sys.stdout.write(
         json.dumps(
             {
                 "accepted": True,
+                "stack": new.stack,
                 "generation": new.generation,
                 "containers": len(new.containers),
                 "agent_running": pid is not None,
@@ -183,16 +200,18 @@ def cmd_apply(args: argparse.Namespace, state: StateDir) -> int:
     return 0
 
 
-def _wait(state: StateDir, generation: int, count: int, timeout: float) -> int:
+def _wait(state: StateDir, stack: str, generation: int, count: int, timeout: float) -> int:
+    """Until the status shows the stack as applied and its containers settled; prints the
+    status (every stack's containers)."""
     deadline = time.monotonic() + timeout
     st: HostStatus | None = None
     while time.monotonic() < deadline:
         st = state.read_status()
-        if st and st.agent.generation == generation and len(st.containers) == count:
-            if st.settled(generation, count):
+        if st and st.holds(stack, generation, count):
+            if st.settled(stack, generation, count):
                 sys.stdout.write(json.dumps(st.to_json()) + "\n")
                 return 0
-            if any(c.state.definite_failure for c in st.containers):
+            if any(c.state.definite_failure for c in st.stack(stack)):
                 break  # definite: waiting longer will not help
         time.sleep(0.2)
     sys.stdout.write(json.dumps(st.to_json() if st else {}) + "\n")
@@ -227,9 +246,10 @@ def cmd_status(args: argparse.Namespace, state: StateDir) -> int:
         return 0
     a = st.agent
     docker_state = "reachable" if a.docker_reachable else f"UNREACHABLE: {a.docker_error}"
+    held = ", ".join(f"{k} (generation {v['generation']})" for k, v in sorted(a.stacks.items()))
     print(
         f"agent {'running' if a.running else 'NOT RUNNING'} (pid {a.pid}), "
-        f"generation {a.generation}, docker {docker_state}, "
+        f"stacks {held or 'none'}, docker {docker_state}, "
         f"last reconcile {a.last_reconcile}"
     )
     for c in st.containers:

@@ -98,6 +98,7 @@ class ContainerStatus:
     addresses: dict[str, str] = field(default_factory=dict)  # port -> host address it listens on
     next_restart_at: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    stack: str = ""  # the stack whose desired state holds it
 
     def reach(self, port: str) -> str:
         """The address on its host that reaches a published port: the one it listens on, or
@@ -120,6 +121,7 @@ class ContainerStatus:
             "addresses": dict(self.addresses),
             "next_restart_at": self.next_restart_at,
             "labels": dict(self.labels),
+            "stack": self.stack,
         }
 
     @classmethod
@@ -140,6 +142,7 @@ class ContainerStatus:
             addresses={str(k): str(v) for k, v in (doc.get("addresses") or {}).items()},
             next_restart_at=doc.get("next_restart_at"),
             labels={str(k): str(v) for k, v in (doc.get("labels") or {}).items()},
+            stack=str(doc.get("stack") or ""),
         )
 
 
@@ -158,8 +161,9 @@ class AgentInfo:
     pid: int | None = None
     state_dir: str = ""
     fleet: str = ""
-    run_id: str = ""
-    generation: int = 0
+    run_id: str = ""  # an agent before stacks held one run; see `stacks`
+    generation: int = 0  # the newest of its stacks'
+    stacks: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> run_id, generation
     docker_reachable: bool = False
     docker_error: str = ""
     last_reconcile: str | None = None
@@ -175,6 +179,7 @@ class AgentInfo:
             "fleet": self.fleet,
             "run_id": self.run_id,
             "generation": self.generation,
+            "stacks": {k: dict(v) for k, v in self.stacks.items()},
             "docker": {"reachable": self.docker_reachable, "error": self.docker_error},
             "last_reconcile": self.last_reconcile,
             "updated_at": self.updated_at,
@@ -193,6 +198,10 @@ class AgentInfo:
             fleet=str(doc.get("fleet") or ""),
             run_id=str(doc.get("run_id") or ""),
             generation=int(doc.get("generation") or 0),
+            stacks={
+                str(k): {"run_id": str(v.get("run_id") or ""), "generation": int(v["generation"])}
+                for k, v in (doc.get("stacks") or {}).items()
+            },
             docker_reachable=bool(docker.get("reachable")),
             docker_error=str(docker.get("error") or ""),
             last_reconcile=doc.get("last_reconcile"),
@@ -232,9 +241,22 @@ class HostStatus:
     def get(self, name: str) -> ContainerStatus | None:
         return next((c for c in self.containers if c.name == name), None)
 
-    def settled(self, generation: int, count: int) -> bool:
+    def stack(self, name: str) -> list[ContainerStatus]:
+        return [c for c in self.containers if c.stack == name]
+
+    def holds(self, stack: str, generation: int, count: int) -> bool:
+        """Whether the status shows the stack at this generation with all `count` containers
+        (a stack with none: that it is gone)."""
+        if not count:
+            return stack not in self.agent.stacks and not self.stack(stack)
+        have = self.agent.stacks.get(stack)
         return (
-            self.agent.generation == generation
-            and len(self.containers) == count
-            and all(c.state.settled for c in self.containers)
+            have is not None
+            and have["generation"] == generation
+            and len(self.stack(stack)) == count
+        )
+
+    def settled(self, stack: str, generation: int, count: int) -> bool:
+        return self.holds(stack, generation, count) and all(
+            c.state.settled for c in self.stack(stack)
         )

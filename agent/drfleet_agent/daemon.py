@@ -28,10 +28,18 @@ from drfleet_agent.reconcile import (
     Start,
     decide,
 )
-from drfleet_agent.spec import DesiredState
+from drfleet_agent.spec import Fleetwide, merge
 from drfleet_agent.store import StateDir
 
 log = logging.getLogger("drfleet-agent")
+
+
+def _read(state: StateDir, previous: Fleetwide) -> Fleetwide:
+    try:
+        return state.read_desired()
+    except ValueError as exc:  # only `apply` writes stacks, after validating; be safe anyway
+        log.error("the desired state is invalid, keeping the previous one: %s", exc)
+        return previous
 
 
 def iso(ts: float | None) -> str | None:
@@ -60,8 +68,8 @@ class Agent:
         self.clock = clock
         self.wake = threading.Event()
         self.stopping = threading.Event()
-        self.desired: DesiredState = state.read_desired()
-        self.desired_mtime = state.desired_mtime()
+        self.desired: Fleetwide = _read(state, merge({}))
+        self.desired_seen = state.desired_signature()
         self.records: dict[str, Record] = state.read_records()
         self.errors: dict[str, tuple[Reason, str]] = {}  # name -> why it is not as wanted
         self.docker_error = ""
@@ -78,8 +86,8 @@ class Agent:
         signal.signal(signal.SIGINT, lambda *_: self.stop())
 
     def reload(self) -> None:
-        self.desired = self.state.read_desired()
-        self.desired_mtime = self.state.desired_mtime()
+        self.desired = _read(self.state, self.desired)
+        self.desired_seen = self.state.desired_signature()
         self.records = self.state.read_records()
 
     def run(self) -> None:
@@ -106,19 +114,18 @@ class Agent:
         self.wake.set()
 
     def _reload_desired(self) -> bool:
-        mtime = self.state.desired_mtime()
-        if mtime == self.desired_mtime:
+        seen = self.state.desired_signature()
+        if seen == self.desired_seen:
             return False
-        self.desired_mtime = mtime
-        try:
-            self.desired = self.state.read_desired()
-        except ValueError as exc:  # only `apply` writes it, after validating; be safe anyway
-            log.error("desired.json is invalid, keeping the previous state: %s", exc)
-            return False
+        self.desired_seen = seen
+        self.desired = _read(self.state, self.desired)
         log.info(
-            "desired state: generation %s, %d containers",
-            self.desired.generation,
-            len(self.desired.containers),
+            "desired state: %s",
+            ", ".join(
+                f"{k} generation {d.generation} ({len(d.containers)} containers)"
+                for k, d in sorted(self.desired.stacks.items())
+            )
+            or "nothing",
         )
         return True
 
@@ -189,7 +196,7 @@ class Agent:
         self.docker_error = error
 
     def _act(self, engine: Engine, plan: Decision) -> bool:
-        fleet, run_id = self.desired.fleet, self.desired.run_id
+        fleet = self.desired.fleet
         acted = False
         for action in plan.actions:
             name = action.name if isinstance(action, Remove) else action.spec.name
@@ -208,7 +215,7 @@ class Agent:
                         rec.restarts = rec.crashes = 0
                     for net in action.spec.networks:
                         engine.ensure_network(net, fleet, self.swarm_active)
-                    cid = engine.create(action.spec, fleet, run_id)
+                    cid = engine.create(action.spec, fleet, self.desired.run_of(name))
                     engine.start(cid, name)
                     rec.container_id = cid
                     log.info("started %s (%s)", name, cid[:12])
@@ -265,6 +272,7 @@ class Agent:
                 last_exit_code=rec.last_exit_code,
                 last_error=error,
                 labels=s.labels,
+                stack=self.desired.stack_of(s.name),
             )
             if o is None:
                 if reason is Reason.NAME_TAKEN:
@@ -296,8 +304,11 @@ class Agent:
                 pid=os.getpid(),
                 state_dir=str(self.state.path),
                 fleet=self.desired.fleet,
-                run_id=self.desired.run_id,
                 generation=self.desired.generation,
+                stacks={
+                    k: {"run_id": d.run_id, "generation": d.generation}
+                    for k, d in self.desired.stacks.items()
+                },
                 docker_reachable=not self.docker_error,
                 docker_error=self.docker_error,
                 last_reconcile=iso(self.last_reconcile),

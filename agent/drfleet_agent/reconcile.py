@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from drfleet_agent.spec import ContainerSpec, DesiredState
+from drfleet_agent.spec import ContainerSpec, DesiredState, Fleetwide
 
 L_FLEET, L_RUN, L_NAME, L_HASH, L_ROLE = (
     "drfleet.fleet",
@@ -109,7 +109,7 @@ class Decision:
 
 
 def decide(
-    desired: DesiredState,
+    desired: DesiredState | Fleetwide,
     observed: list[Observed],
     records: dict[str, Record],
     now: float,
@@ -130,7 +130,7 @@ def decide(
             plan.actions.append(Remove(o.id, o.labels[L_NAME], "no longer desired"))
 
     for name, spec in wanted.items():
-        want_hash = spec.spec_hash(desired.run_id)
+        want_hash = spec.spec_hash(desired.run_of(name))
         have = by_name.get(name, [])
         current = [o for o in have if o.labels.get(L_HASH) == want_hash]
         keep = max(current, key=lambda o: (o.status == "running", o.started_at or 0), default=None)

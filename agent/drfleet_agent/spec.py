@@ -59,18 +59,83 @@ class ContainerSpec:
         return hashlib.sha256(doc.encode()).hexdigest()[:16]
 
 
+DEFAULT_STACK = "default"  # a document that names no stack
+
+
 @dataclass(frozen=True)
 class DesiredState:
+    """One stack's desired state: a controller's assignment to this host for one purpose
+    (a run's training, its evaluation, the shared S3), replaced whole by the next document of
+    the same stack and never touching the others (docker's stacks, compose's projects)."""
+
     fleet: str
     run_id: str
     generation: int
     containers: list[ContainerSpec]
+    stack: str = DEFAULT_STACK
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
 
+    def run_of(self, name: str) -> str:
+        return self.run_id
+
 
 EMPTY = DesiredState(fleet="drfleet", run_id="", generation=0, containers=[])
+
+
+@dataclass(frozen=True)
+class Fleetwide:
+    """Everything the host is to run: every stack's containers, each with its stack's run."""
+
+    fleet: str
+    stacks: dict[str, DesiredState]
+
+    @property
+    def containers(self) -> list[ContainerSpec]:
+        return [c for name in sorted(self.stacks) for c in self.stacks[name].containers]
+
+    def stack_of(self, name: str) -> str:
+        return next(
+            (k for k, d in self.stacks.items() if any(c.name == name for c in d.containers)), ""
+        )
+
+    def run_of(self, name: str) -> str:
+        stack = self.stack_of(name)
+        return self.stacks[stack].run_id if stack else ""
+
+    @property
+    def generation(self) -> int:
+        return max((d.generation for d in self.stacks.values()), default=0)
+
+
+def merge(stacks: dict[str, DesiredState]) -> Fleetwide:
+    """The host's stacks as one state, or SpecError naming the two stacks that would clash:
+    a container name or a host port may belong to one stack only, and every stack is of one
+    fleet."""
+    fleets = {d.fleet for d in stacks.values()}
+    if len(fleets) > 1:
+        raise SpecError(f"stacks of more than one fleet ({', '.join(sorted(fleets))})")
+    names: dict[str, str] = {}
+    ports: dict[int, tuple[str, str]] = {}
+    for stack in sorted(stacks):
+        for c in stacks[stack].containers:
+            if c.name in names:
+                raise SpecError(
+                    f"stack {stack!r}: container {c.name!r} belongs to stack {names[c.name]!r}"
+                )
+            names[c.name] = stack
+            for hp in c.ports.values():
+                if hp is None:
+                    continue
+                if hp in ports:
+                    other, owner = ports[hp]
+                    raise SpecError(
+                        f"stack {stack!r}: host port {hp} of {c.name} is published by {owner} "
+                        f"of stack {other!r}"
+                    )
+                ports[hp] = (stack, c.name)
+    return Fleetwide(fleet=next(iter(fleets), "drfleet"), stacks=dict(stacks))
 
 
 def _fail(where: str, what: str) -> SpecError:
@@ -236,8 +301,9 @@ def parse(text: str | bytes) -> DesiredState:
         ) from None
     if not isinstance(doc, dict):
         raise SpecError("desired state must be a JSON object")
-    _unknown(doc, {"fleet", "run_id", "generation", "containers"}, "desired state")
+    _unknown(doc, {"fleet", "stack", "run_id", "generation", "containers"}, "desired state")
     fleet = _str(doc.get("fleet", "drfleet"), "fleet", pattern=NAME)
+    stack = _str(doc.get("stack", DEFAULT_STACK), "stack", pattern=NAME)
     run_id = _str(str(doc.get("run_id", "")), "run_id", empty=True)
     gen = doc.get("generation", 0)
     if isinstance(gen, bool) or not isinstance(gen, int) or gen < 0:
@@ -263,7 +329,33 @@ def parse(text: str | bytes) -> DesiredState:
                         f"published by {host_ports[hp]}"
                     )
                 host_ports[hp] = s.name
-    return DesiredState(fleet=fleet, run_id=run_id, generation=gen, containers=specs)
+    return DesiredState(fleet=fleet, run_id=run_id, generation=gen, containers=specs, stack=stack)
+
+
+def split_legacy(state: DesiredState) -> dict[str, DesiredState]:
+    """The one desired state of an agent before stacks (drfleet <= 0.8) as the stacks the
+    controller now sends: minio alone ("s3"), the evaluation ("deepracer-eval-<run>") and the
+    rest, the run's training ("deepracer-<run>"). Names and specs are kept, so nothing that
+    runs is recreated."""
+    run = state.run_id or "0"
+
+    def stack_of(c: ContainerSpec) -> str:
+        if c.role == "minio":
+            return "s3"
+        return f"deepracer-eval-{run}" if c.role == "evaluation" else f"deepracer-{run}"
+
+    out: dict[str, DesiredState] = {}
+    for c in state.containers:
+        name = stack_of(c)
+        have = out.get(name)
+        out[name] = DesiredState(
+            state.fleet,
+            state.run_id,
+            state.generation,
+            [*(have.containers if have else []), c],
+            name,
+        )
+    return out
 
 
 def from_dict(doc: dict[str, Any]) -> DesiredState:

@@ -1,4 +1,6 @@
-"""The agent's state directory: desired.json, records.json, status.json, agent.pid.
+"""The agent's state directory: stacks/<stack>.json (one desired state per stack),
+records.json, status.json, agent.pid. An agent before stacks kept one desired.json; it is
+split into stacks when first read (spec.split_legacy).
 
 Every write is atomic (temp file, fsync, rename), so a crash leaves the old file or the new
 one, never half of one. Files are 0600: the desired state holds credentials.
@@ -45,7 +47,8 @@ def atomic_write(path: Path, data: str, mode: int = 0o600) -> None:
 class StateDir:
     def __init__(self, path: str | Path = DEFAULT_DIR) -> None:
         self.path = Path(path)
-        self.desired = self.path / "desired.json"
+        self.desired = self.path / "desired.json"  # before stacks: read once, then split
+        self.stacks = self.path / "stacks"
         self.records = self.path / "records.json"
         self.status = self.path / "status.json"
         self.pid = self.path / "agent.pid"
@@ -55,21 +58,58 @@ class StateDir:
         self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     # desired state --------------------------------------------------------------------
-    def read_desired(self) -> spec.DesiredState:
+    def read_stacks(self) -> dict[str, spec.DesiredState]:
+        """Every stack's desired state (a stack with no container has no file)."""
+        self._split_legacy()
+        out: dict[str, spec.DesiredState] = {}
         try:
-            return spec.parse(self.desired.read_bytes())
+            files = sorted(self.stacks.glob("*.json"))
         except FileNotFoundError:
-            return spec.EMPTY
+            return out
+        for f in files:
+            try:
+                state = spec.parse(f.read_bytes())
+            except FileNotFoundError:  # removed while listed
+                continue
+            out[state.stack] = state
+        return out
 
-    def write_desired(self, state: spec.DesiredState) -> None:
+    def read_desired(self) -> spec.Fleetwide:
+        """What the host is to run: every stack, merged (apply refuses stacks that clash)."""
+        return spec.merge(self.read_stacks())
+
+    def write_stack(self, state: spec.DesiredState) -> None:
+        """Replaces the stack's desired state; a state with no container removes the stack."""
         self.ensure()
-        atomic_write(self.desired, state.to_json() + "\n")
+        self.stacks.mkdir(mode=0o700, exist_ok=True)
+        path = self.stacks / f"{state.stack}.json"
+        if state.containers:
+            atomic_write(path, state.to_json() + "\n")
+        else:
+            path.unlink(missing_ok=True)
 
-    def desired_mtime(self) -> float:
+    def desired_signature(self) -> tuple[tuple[str, int, int], ...]:
+        """Changes whenever a stack is written or removed (each write is a new inode)."""
         try:
-            return self.desired.stat().st_mtime_ns / 1e9
+            files = sorted(self.stacks.glob("*.json"))
         except FileNotFoundError:
-            return 0.0
+            files = []
+        out = []
+        for f in [*files, self.desired]:
+            with contextlib.suppress(FileNotFoundError):
+                st = f.stat()
+                out.append((f.name, st.st_ino, st.st_mtime_ns))
+        return tuple(out)
+
+    def _split_legacy(self) -> None:
+        try:
+            legacy = spec.parse(self.desired.read_bytes())
+        except FileNotFoundError:
+            return
+        for state in spec.split_legacy(legacy).values():
+            if not (self.stacks / f"{state.stack}.json").exists():
+                self.write_stack(state)
+        self.desired.unlink(missing_ok=True)
 
     # restart records -------------------------------------------------------------------
     def read_records(self) -> dict[str, Record]:

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 from drfleet_agent.spec import SpecError, parse
@@ -103,3 +104,97 @@ def test_a_bind_source_another_user_owns_is_refused(tmp_path) -> None:  # type: 
     why = foreign_sources([Mount(str(mine), "/tmp/sagemaker")], {me + 1})
     assert f"belongs to uid {me}, not root" in why and "chown it to root" in why
     assert foreign_sources([Mount(str(tmp_path / "absent"), "/x")], {me + 1}) == ""
+
+
+# -- stacks: one desired state per purpose, merged on the host --------------------------------
+def _doc(stack: str, *names: str, run: str = "0", generation: int = 1, port: int = 0) -> str:
+    containers = [
+        {"name": n, "image": "img", **({"ports": {"8080/tcp": port}} if port and i == 0 else {})}
+        for i, n in enumerate(names)
+    ]
+    return json.dumps(
+        {"stack": stack, "run_id": run, "generation": generation, "containers": containers}
+    )
+
+
+def _apply(state_dir: Path, doc: str, *flags: str) -> tuple[int, str]:
+    import io
+    import sys
+
+    from drfleet_agent import cli
+
+    err, old_in, old_err, old_out = io.StringIO(), sys.stdin, sys.stderr, sys.stdout
+    sys.stdin = io.TextIOWrapper(io.BytesIO(doc.encode()))
+    sys.stderr, sys.stdout = err, io.StringIO()
+    try:
+        code = cli.main(["apply", "--state-dir", str(state_dir), *flags])
+    finally:
+        sys.stdin, sys.stderr, sys.stdout = old_in, old_err, old_out
+    return code, err.getvalue()
+
+
+def test_stacks_are_applied_alone_and_merged(tmp_path: Path) -> None:
+    from drfleet_agent.store import StateDir
+
+    assert _apply(tmp_path, _doc("deepracer-0", "a", "b", port=8081))[0] == 0
+    assert _apply(tmp_path, _doc("deepracer-1", "c", run="1", generation=7, port=8181))[0] == 0
+    merged = StateDir(tmp_path).read_desired()
+    assert [c.name for c in merged.containers] == ["a", "b", "c"]
+    assert merged.run_of("c") == "1" and merged.run_of("a") == "0"
+    assert merged.stack_of("b") == "deepracer-0"
+    # each stack keeps its own generation: run 1's 7 does not make run 0's 2 "older"
+    assert _apply(tmp_path, _doc("deepracer-0", "a", generation=2))[0] == 0
+    code, err = _apply(tmp_path, _doc("deepracer-0", "a", generation=1))
+    assert code == 2 and "stack 'deepracer-0' holds generation 2" in err
+    # emptying a stack removes it and leaves the other
+    assert _apply(tmp_path, _doc("deepracer-0", generation=3))[0] == 0
+    assert set(StateDir(tmp_path).read_stacks()) == {"deepracer-1"}
+    # --clear: this stack alone
+    assert _apply(tmp_path, _doc("s3", "m"), "--clear")[0] == 0
+    assert set(StateDir(tmp_path).read_stacks()) == {"s3"}
+
+
+def test_stacks_that_would_clash_are_refused_naming_both(tmp_path: Path) -> None:
+    from drfleet_agent.store import StateDir
+
+    assert _apply(tmp_path, _doc("deepracer-0", "a", port=8080))[0] == 0
+    code, err = _apply(tmp_path, _doc("deepracer-1", "a", run="1"))
+    assert code == 2 and "container 'a' belongs to stack 'deepracer-0'" in err
+    code, err = _apply(tmp_path, _doc("deepracer-1", "z", run="1", port=8080))
+    assert code == 2 and "host port 8080 of z is published by a of stack 'deepracer-0'" in err
+    assert set(StateDir(tmp_path).read_stacks()) == {"deepracer-0"}  # nothing half-written
+
+
+def test_an_agent_before_stacks_is_split_keeping_names_and_hashes(tmp_path: Path) -> None:
+    """desired.json of drfleet <= 0.8 (minio, trainer, workers and an evaluation in one): read
+    as the stacks the controller now sends, every spec and its run kept, so the containers
+    that run keep their spec hash and are not recreated."""
+    from drfleet_agent.store import StateDir
+
+    legacy = {
+        "fleet": "drfleet",
+        "run_id": "0",
+        "generation": 9,
+        "containers": [
+            {"name": "drfleet-minio", "image": "m", "role": "minio"},
+            {"name": "drfleet-rlcoach", "image": "s", "role": "rl_coach"},
+            {"name": "drfleet-robomaker-1", "image": "s", "role": "robomaker"},
+            {"name": "drfleet-eval", "image": "s", "role": "evaluation"},
+        ],
+    }
+    (tmp_path / "desired.json").write_text(json.dumps(legacy))
+    before = parse(json.dumps(legacy))
+    state = StateDir(tmp_path)
+    stacks = state.read_stacks()
+    assert {k: [c.name for c in v.containers] for k, v in stacks.items()} == {
+        "s3": ["drfleet-minio"],
+        "deepracer-0": ["drfleet-rlcoach", "drfleet-robomaker-1"],
+        "deepracer-eval-0": ["drfleet-eval"],
+    }
+    merged = state.read_desired()
+    for c in before.containers:
+        assert merged.run_of(c.name) == "0"
+        assert next(x for x in merged.containers if x.name == c.name).spec_hash("0") == (
+            c.spec_hash(before.run_id)
+        )
+    assert not (tmp_path / "desired.json").exists() and merged.generation == 9

@@ -14,9 +14,17 @@ from drfleet.observe import FleetReport, HostReport
 from drfleet.plan import Placement, Plan
 
 
-def status(*containers: ContainerStatus, generation: int = 3) -> HostStatus:
+def status(*containers: ContainerStatus, generation: int = 3, stack: str = "s") -> HostStatus:
+    for c in containers:
+        c.stack = c.stack or stack
     return HostStatus(
-        AgentInfo(version="1", pid=7, fleet="drfleet", run_id="0", generation=generation),
+        AgentInfo(
+            version="1",
+            pid=7,
+            fleet="drfleet",
+            generation=generation,
+            stacks={stack: {"run_id": "0", "generation": generation}},
+        ),
         list(containers),
     )
 
@@ -56,13 +64,19 @@ def test_a_malformed_status_is_a_value_error(doc: object) -> None:
         HostStatus.parse(doc)
 
 
-def test_settled_means_this_generation_all_up() -> None:
+def test_settled_means_this_stack_at_this_generation_all_up() -> None:
     up = ContainerStatus("a", "r", "i", State.RUNNING)
     done = ContainerStatus("b", "r", "i", State.COMPLETED)
-    assert status(up, done).settled(3, 2)
-    assert not status(up, done).settled(4, 2)  # an older generation's status
-    assert not status(up).settled(3, 2)  # not every container reported yet
-    assert not status(up, ContainerStatus("b", "r", "i", State.MISSING)).settled(3, 2)
+    assert status(up, done).settled("s", 3, 2)
+    assert not status(up, done).settled("s", 4, 2)  # an older generation's status
+    assert not status(up).settled("s", 3, 2)  # not every container reported yet
+    assert not status(up, ContainerStatus("b", "r", "i", State.MISSING)).settled("s", 3, 2)
+    # another stack's containers neither count nor hold it back
+    other = ContainerStatus("c", "r", "i", State.MISSING, stack="t")
+    assert status(up, done, other).settled("s", 3, 2)
+    assert not status(up, done).settled("t", 3, 1)
+    # a stack emptied: settled once the status no longer shows it
+    assert status(up).settled("gone", 5, 0) and not status(up).settled("s", 5, 0)
 
 
 def test_fleet_report_locates_containers_and_renders_as_before() -> None:
