@@ -10,10 +10,9 @@ from typing import Any
 from drfleet_agent.contract import ContainerStatus, HostStatus, State, reach
 
 from drfleet.errors import DrfleetError
-from drfleet.names import AGENT_PYZ, EVALUATION, FLEET, STATE_DIR
+from drfleet.names import AGENT_PYZ, FLEET, STATE_DIR
 from drfleet.remote import Session
 from drfleet.shell import Command, cmd
-from drfleet.specs import with_evaluation
 
 __all__ = [
     "ContainerStatus",
@@ -21,6 +20,7 @@ __all__ = [
     "State",
     "apply",
     "empty",
+    "held",
     "log_lines",
     "logs",
     "reach",
@@ -33,9 +33,15 @@ def command(*args: str) -> Command:
     return cmd("python3", AGENT_PYZ, *args, "--state-dir", STATE_DIR)
 
 
-def empty(run_id: str, generation: int) -> dict[str, Any]:
-    """A desired state with no container: the host runs nothing of drfleet's."""
-    return {"fleet": FLEET, "run_id": run_id, "generation": generation, "containers": []}
+def empty(stack: str, run_id: str, generation: int) -> dict[str, Any]:
+    """A stack with no container: the host runs nothing of that stack (the others stay)."""
+    return {
+        "fleet": FLEET,
+        "stack": stack,
+        "run_id": run_id,
+        "generation": generation,
+        "containers": [],
+    }
 
 
 def _parse(sess: Session, text: str, what: str) -> HostStatus:
@@ -49,14 +55,14 @@ def _parse(sess: Session, text: str, what: str) -> HostStatus:
         ) from None
 
 
-def desired(sess: Session) -> dict[str, Any] | None:
-    """The desired state the host's agent holds (credentials included: it stays in memory
-    here), or None when it holds none. An evaluation is added beside it, never in its place."""
+def held(sess: Session, stack: str) -> dict[str, Any] | None:
+    """The desired state of one stack the host's agent holds (credentials included: it stays
+    in memory here), or None when it holds none."""
     res = sess.run(
-        cmd("cat", f"{STATE_DIR}/desired.json"),
+        cmd("cat", f"{STATE_DIR}/stacks/{stack}.json"),
         become=True,
         check=False,
-        task="desired state",
+        task=f"the {stack} stack",
         prints_secret=True,  # never echoed live: it holds the run's keys
     )
     if res.exit_code != 0:
@@ -65,20 +71,9 @@ def desired(sess: Session) -> dict[str, Any] | None:
         doc: dict[str, Any] = json.loads(res.stdout)
     except ValueError as exc:
         raise DrfleetError(
-            f"the agent's desired state cannot be read: {exc}", where=sess.host.name
+            f"the agent's {stack} stack cannot be read: {exc}", where=sess.host.name
         ) from None
     return doc
-
-
-def carried(sess: Session, doc: dict[str, Any]) -> dict[str, Any]:
-    """doc, plus the evaluation the host runs now: an evaluation outlives what train,
-    --rebalance and minio's own start change on its host (`evaluate --stop` and `stop` end
-    it)."""
-    if any(c["name"] == EVALUATION for c in doc["containers"]):
-        return doc
-    held = desired(sess)
-    spec = next((c for c in (held or {}).get("containers", []) if c["name"] == EVALUATION), None)
-    return with_evaluation(doc, spec, doc["run_id"], doc["generation"]) if spec else doc
 
 
 def status(sess: Session, timeout: float = 30) -> HostStatus:
@@ -86,12 +81,16 @@ def status(sess: Session, timeout: float = 30) -> HostStatus:
     return _parse(sess, res.stdout, "status")
 
 
-def apply(sess: Session, desired: dict[str, Any], wait: float, force: bool = False) -> HostStatus:
-    """Hands the agent a desired state and waits up to `wait` s for it to hold; raises with
-    each container that does not run, or when the agent refuses the state (an older
-    generation of the run it holds, unless `force`)."""
+def apply(
+    sess: Session, desired: dict[str, Any], wait: float, force: bool = False, clear: bool = False
+) -> HostStatus:
+    """Hands the agent one stack's desired state and waits up to `wait` s for it to hold;
+    raises with each container of it that does not run, or when the agent refuses the state
+    (an older generation of the stack it holds, unless `force`; a container name or host port
+    of another stack). clear: every other stack goes too."""
+    flags = (["--force"] if force else []) + (["--clear"] if clear else [])
     res = sess.run(
-        command("apply", "--wait", str(wait), *(["--force"] if force else [])),
+        command("apply", "--wait", str(wait), *flags),
         stdin=json.dumps(desired),
         become=True,
         check=False,
@@ -113,7 +112,7 @@ def apply(sess: Session, desired: dict[str, Any], wait: float, force: bool = Fal
     if res.exit_code != 0:
         bad = [
             f"{c.name}: {c.state.value} {c.last_error}".strip()
-            for c in st.containers
+            for c in st.stack(desired.get("stack", ""))
             if c.state is not State.RUNNING
         ]
         raise DrfleetError(

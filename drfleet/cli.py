@@ -284,8 +284,12 @@ def train(
     if not out:
         raise DrfleetError("--dry-run needs --out DIR", fix="e.g. --dry-run --out /tmp/plan")
     inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+    from drfleet import runstate
+
     prepared = training.prepare(env_dir or ".", capacity.of_hosts(inv, options), workers)
-    written = training.dry_run(prepared, Path(out))
+    ident = runstate.identity(Path(env_dir or "."), make=False)
+    labels = training.owner_labels(ident, Path(env_dir or "."), prepared.cfg)
+    written = training.dry_run(prepared, Path(out), labels)
     if json:
         print_json({"plan": prepared.plan.as_json(), "written": [str(w) for w in written]})
     else:
@@ -386,19 +390,21 @@ def logs(
     follow: bool = False,
     tail: int = 200,
     inventory: str | None = None,
+    env_dir: str | None = None,
     json: bool = False,
     accept_new_host_keys: bool = False,
     known_hosts: str | None = None,
     verbose: int = 0,
 ) -> None:
-    """Logs of one container, from whichever host runs it."""
+    """Logs of one container of the run started from --env-dir (its DR_RUN_ID), from
+    whichever host runs it."""
     from drfleet import agent_client, launch
-    from drfleet.names import EVALUATION, RLCOACH, robomaker_name
     from drfleet.remote import session
 
     if [bool(worker), trainer, evaluation].count(True) != 1:
         raise DrfleetError("say which logs: --worker N, --trainer or --evaluation")
-    name = RLCOACH if trainer else EVALUATION if evaluation else robomaker_name(worker)
+    run = launch.run_of(Path(env_dir or "."))
+    name = run.rlcoach if trainer else run.evaluation if evaluation else run.robomaker(worker)
     inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
     host, _ = launch.locate(inv, options, name)
     with session(host, options) as s:
@@ -411,26 +417,32 @@ def logs(
             sys.stdout.buffer.flush()
 
 
-@command()
+@command(
+    all="every run's containers on every host (and minio), not only this env dir's run",
+)
 def stop(
     c: Any,
     inventory: str | None = None,
     env_dir: str | None = None,
+    all: bool = False,
     json: bool = False,
     accept_new_host_keys: bool = False,
     known_hosts: str | None = None,
     verbose: int = 0,
 ) -> None:
-    """Stop the run everywhere (workers, rl_coach, the sagemaker container); keep the data."""
+    """Stop the run started from --env-dir everywhere (its workers, rl_coach, the sagemaker
+    container, its evaluation; minio when no other run uses it); keep the data. Other runs
+    (another DR_RUN_ID) go on."""
     from drfleet import launch
 
     inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
-    doc = launch.stop(inv, options, Path(env_dir or "."))
+    doc = launch.stop(inv, options, Path(env_dir or "."), everything=all)
     if json:
         print_json(doc)
     else:
+        what = "every run" if doc["run"] is None else f"run {doc['run']}"
         for h, r in doc["hosts"].items():
-            print(f"{h}: {'stopped' if r['ok'] else r['error']}")
+            print(f"{h}: {f'stopped {what}' if r['ok'] else r['error']}")
     if any(not r["ok"] for r in doc["hosts"].values()):
         raise Exit(code=1)
 
@@ -459,8 +471,10 @@ def viewer(
     from drfleet import viewer as viewer_mod
 
     inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+    run = launch.run_of(Path(env_dir or "."))
     if static:
-        workers = viewer_mod.direct(viewer_mod.workers_from(launch.status(inv, options), inv))
+        report = launch.status(inv, options)
+        workers = viewer_mod.direct(viewer_mod.workers_from(report, inv, run))
         viewer_mod.write_static(Path(static), workers)
         if json:
             print_json({"page": static, "workers": workers})
@@ -477,7 +491,7 @@ def viewer(
     def progress() -> dict[str, Any]:
         return launch.progress_series(inv, options, Path(env_dir or "."))
 
-    viewer_mod.serve(inv, options, bind, port, ready, progress)
+    viewer_mod.serve(inv, options, bind, port, ready, progress, run)
 
 
 @command(
@@ -490,22 +504,23 @@ def vnc(
     port: int = 0,
     json: bool = False,
     inventory: str | None = None,
+    env_dir: str | None = None,
     accept_new_host_keys: bool = False,
     known_hosts: str | None = None,
     verbose: int = 0,
 ) -> None:
-    """Reach one worker's VNC desktop (DR_GUI_ENABLE=True) through SSH, on 127.0.0.1 here,
-    until Ctrl-C."""
+    """Reach one worker's VNC desktop (DR_GUI_ENABLE=True) of the run started from --env-dir
+    through SSH, on 127.0.0.1 here, until Ctrl-C."""
     import time
 
     from drfleet import launch, tunnel
-    from drfleet.names import robomaker_name
     from drfleet.remote import session
 
     if worker < 1:
         raise DrfleetError("say which worker: --worker N (1-based)")
     inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
-    host, container = launch.locate(inv, options, robomaker_name(worker))
+    run = launch.run_of(Path(env_dir or "."))
+    host, container = launch.locate(inv, options, run.robomaker(worker))
     remote = container.ports.get("5900/tcp")
     if not remote:
         raise DrfleetError(

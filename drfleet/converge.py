@@ -5,19 +5,17 @@ waiting for it (push), and telling a host whose slots moved to drop them (fence)
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from drfleet import agent_client, runstate, specs, training
+from drfleet import agent_client, runstate, sharing, specs, training
 from drfleet.agent_client import HostStatus
 from drfleet.errors import DrfleetError
 from drfleet.inventory import Host
 from drfleet.names import (
-    FLEET,
     NETWORK,
-    RUN_ENV_LABEL,
-    RUN_LABEL,
-    RUN_PREFIX_LABEL,
     TASKSET_SHIM,
+    Run,
 )
 from drfleet.remote import Outcome, Session, fan_out
 from drfleet.shell import Command, Raw, cmd, sh
@@ -29,77 +27,43 @@ def preflight(
     docs: dict[str, dict[str, Any]],
     limit: int,
     replace: bool = False,
+    held: dict[str, HostStatus] | None = None,
 ) -> None:
     """What must hold on every host before any is told anything (train and --rebalance).
-    replace: another env dir's run may be taken over."""
+    replace: another env dir's run of the same DR_RUN_ID may be taken over. held: the hosts'
+    statuses, when the caller has them already."""
     shims(sessions, docs, limit)
-    generations(sessions, docs, limit, replace)
+    if held is None:
+        held = statuses(sessions, list(docs), limit)
+    sharing.conflicts(held, docs, replace)
 
 
-def owner(docs: dict[str, dict[str, Any]]) -> str:
-    """The identity the run's containers carry (specs.owned), "" when they carry none."""
-    for doc in docs.values():
-        for c in doc["containers"]:
-            return str((c.get("labels") or {}).get(RUN_LABEL, ""))
-    return ""
-
-
-def other_runs(held: dict[str, HostStatus], ours: str) -> dict[str, dict[str, str]]:
-    """host -> the labels of another env dir's run whose containers it holds, by which a
-    train from here would replace them (pure). minio is shared and an evaluation is carried
-    over, so neither counts; containers of an older drfleet carry no label and do not."""
-    out: dict[str, dict[str, str]] = {}
-    for host, st in held.items():
-        for c in st.containers:
-            theirs = c.labels.get(RUN_LABEL, "")
-            if theirs and ours and theirs != ours and c.role not in ("minio", "evaluation"):
-                out[host] = c.labels
-                break
-    return out
-
-
-def generations(
-    sessions: dict[str, Session],
-    docs: dict[str, dict[str, Any]],
-    limit: int,
-    replace: bool = False,
-) -> None:
-    """No host may hold a newer assignment of the same run than the one about to be sent: that
-    comes from another controller (or another env dir), and the newer one wins. Nor may it
-    run another env dir's training, unless asked to replace it. Checked on every host before
-    any is told, so a refusal changes nothing anywhere (each agent refuses the first too)."""
+def statuses(sessions: dict[str, Session], hosts: list[str], limit: int) -> dict[str, HostStatus]:
+    """host -> its agent's status, for the hosts that answer (the others are the caller's
+    business: pushing to them says what is wrong)."""
 
     def one(host: Host) -> HostStatus:
         return agent_client.status(sessions[host.name])
 
-    newer = []
-    held: dict[str, HostStatus] = {}
-    for o in fan_out([sessions[h].host for h in docs], one, limit=limit):
-        if o.error or o.value is None:
-            continue  # unreachable hosts are the caller's business
-        held[o.host.name] = o.value
-        have, want = o.value.agent, docs[o.host.name]
-        same_run = have.fleet == FLEET and have.run_id == want["run_id"]
-        if same_run and have.generation > want["generation"]:
-            newer.append(f"{o.host.name} holds generation {have.generation}")
-    others = {} if replace else other_runs(held, owner(docs))
-    if others:
-        labels = next(iter(others.values()))
-        raise DrfleetError(
-            f"{', '.join(sorted(others))} run the training of "
-            f"{labels.get(RUN_ENV_LABEL, 'another env dir')} (model prefix "
-            f"{labels.get(RUN_PREFIX_LABEL, '?')}); this train would take its place. "
-            "Nothing was changed",
-            fix="end that run first (`drfleet stop` from its env dir), or train with --replace "
-            "to take its place",
-        )
-    if newer:
-        raise DrfleetError(
-            f"{'; '.join(newer)} of run {docs[next(iter(docs))]['run_id']!r}, newer than this "
-            "controller's; another controller (or another env dir) drives these hosts. "
-            "Nothing was changed",
-            fix="train from there, or `drfleet stop` (from anywhere) to end that run first",
-        )
+    outcomes = fan_out([sessions[h].host for h in hosts], one, limit=limit)
+    return {o.host.name: o.value for o in outcomes if o.value is not None and not o.error}
+
+
+def minio_keys(held: dict[str, Any] | None, env_dir: Path, creds: dict[str, str]) -> dict[str, str]:
+    """The keys this run's containers get with DR_CLOUD=local: minio's own when the fleet's
+    minio runs already (held: its stack, started from another env dir, maybe), which become
+    this env dir's too (training.adopt_credentials); else this env dir's."""
+    if held is None or not held.get("containers"):
+        return creds
+    env = held["containers"][0].get("env") or {}
+    running = {
+        "access_key": str(env.get("MINIO_ROOT_USER", "")),
+        "secret_key": str(env.get("MINIO_ROOT_PASSWORD", "")),
+    }
+    if not all(running.values()) or running == creds:
+        return creds
+    training.adopt_credentials(env_dir, running)
+    return running
 
 
 def shims(sessions: dict[str, Session], docs: dict[str, dict[str, Any]], limit: int) -> None:
@@ -312,7 +276,6 @@ def push(
             board.update(host.name, f"converging {len(doc['containers'])} containers")
         if before:
             before(sessions[host.name], doc)
-        doc = agent_client.carried(sessions[host.name], doc)
         status = agent_client.apply(sessions[host.name], doc, wait)
         if board:
             board.done(host.name, "running")
@@ -322,5 +285,6 @@ def push(
 
 
 def fence(sess: Session, state: runstate.RunState, host: str) -> HostStatus:
-    """Tells a host whose slots moved away to run nothing of this run."""
-    return agent_client.apply(sess, agent_client.empty(state.run_id, state.fence[host]), 60)
+    """Tells a host whose slots moved away to run nothing of this run's training."""
+    stack = Run(state.run_id or "0").stack
+    return agent_client.apply(sess, agent_client.empty(stack, state.run_id, state.fence[host]), 60)

@@ -1,7 +1,8 @@
 """evaluate (DRfC's dr-start-evaluation / dr-stop-evaluation): the eval params to the run's
-S3, one evaluation container on a host with room, beside whatever that host already runs
-(training goes on), and the evaluation's results as the simapp writes them. The decisions
-(which host, the merged desired state, the results table) are pure; the I/O is at the end."""
+S3, one evaluation container on a host with room, in a stack of its own
+(deepracer-eval-<DR_RUN_ID>) beside whatever that host already runs (training goes on),
+and the evaluation's results as the simapp writes them. The decisions
+(which host, the results table) are pure; the I/O is at the end."""
 
 from __future__ import annotations
 
@@ -12,15 +13,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from drfleet import agent_client, capacity, converge, models, runstate, specs, storage, training
+from drfleet import (
+    agent_client,
+    capacity,
+    converge,
+    models,
+    runstate,
+    sharing,
+    specs,
+    storage,
+    training,
+)
 from drfleet.drfc import checks, config, eval_params, params
 from drfleet.errors import DrfleetError
 from drfleet.inventory import Inventory
 from drfleet.localfs import atomic_write
-from drfleet.names import EVALUATION, ROBOMAKER_PREFIX
+from drfleet.names import Run
 from drfleet.plan import Capacity, Plan
 from drfleet.remote import Options, fan_out, session
-from drfleet.specs import with_evaluation as merged  # the evaluation joins a desired state
 
 Tick = Callable[[str], None]
 
@@ -66,13 +76,10 @@ def _free(caps: dict[str, Capacity], plan: Plan | None) -> dict[str, int]:
     return {h: c.vcpus - used[h] for h, c in caps.items()}
 
 
-def gazebo_cpus(current: dict[str, Any] | None, vcpus: int) -> str:
-    """The next CPU pair after the host's workers' (specs.gazebo_cpus gives the i-th worker
-    of a host CPUs 2i and 2i+1)."""
-    workers = [
-        c for c in (current or {}).get("containers", []) if c["name"].startswith(ROBOMAKER_PREFIX)
-    ]
-    i, n = len(workers), max(1, vcpus)
+def gazebo_cpus(workers: int, vcpus: int) -> str:
+    """The next CPU pair after the host's `workers` workers' (specs.gazebo_cpus gives the
+    i-th worker of a host CPUs 2i and 2i+1)."""
+    i, n = workers, max(1, vcpus)
     return ",".join(str(c) for c in sorted({(2 * i) % n, (2 * i + 1) % n}))
 
 
@@ -131,24 +138,28 @@ def start(
     key = params.s3_key(cfg, name)
     state = runstate.load(env_dir)
     caps = capacity.of_hosts(inv, options)
-    chosen, warnings = choose_host(caps, state.plan if state else None, host)
-    creds = storage.run_credentials(cfg, env_dir)
+    run = checks.run(cfg)
+    staged = training.staged_dirs(cfg)  # mounted as into the workers (DRfC's eval does too)
+    paths = {k: st.host_path for k, st in staged.items()}
     result: dict[str, Any] = {
-        "host": chosen,
+        "run": run.id,
         "params": key,
         "metrics": eval_params.metrics_key(cfg, now),
         "trials": int(cfg.values.get("DR_EVAL_NUMBER_OF_TRIALS", "5")),
-        "warnings": warnings + cfg.warnings,
     }
-    run_id = cfg.setting("DR_RUN_ID") or "0"
-    staged = training.staged_dirs(cfg)  # mounted as into the workers (DRfC's eval does too)
-    paths = {k: st.host_path for k, st in staged.items()}
-    if out is not None:
-        spec = specs.evaluation(cfg, caps[chosen], creds, name, gazebo_cpus(None, 0), paths)
-        doc = specs.masked(merged(None, spec, run_id, 0))
+    if out is not None:  # touches no host: the room left beside the run's own plan
+        chosen, warnings = choose_host(caps, state.plan if state else None, host)
+        creds = storage.run_credentials(cfg, env_dir)
+        spec = specs.evaluation(cfg, caps[chosen], creds, name, gazebo_cpus(0, 0), paths)
+        doc = specs.masked(specs.stack(run.eval_stack, run.id, 0, [spec]))
         atomic_write(out / key, body, 0o644)
         atomic_write(out / "hosts" / chosen / "desired.json", json.dumps(doc, indent=2), 0o644)
-        return {**result, "dry_run": str(out)}
+        return {**result, "host": chosen, "warnings": warnings + cfg.warnings, "dry_run": str(out)}
+    # the room every run on the fleet leaves (this one's training included)
+    held = _statuses(inv, options, list(caps))
+    left, _ = sharing.room(caps, held, run.eval_stack)
+    chosen, warnings = choose_host(left, None, host)
+    result.update(host=chosen, warnings=warnings + cfg.warnings)
     bucket, prefix = cfg.setting("DR_LOCAL_S3_BUCKET"), cfg.setting("DR_LOCAL_S3_MODEL_PREFIX")
     with models.run_s3(inv, env_dir, options) as (s3, _):
         tick("checking the model")
@@ -162,19 +173,36 @@ def start(
             tick(f"cloning the model into s3://{bucket}/{prefix}")
             result["cloned"] = copy_model(s3, bucket, trained, prefix)
         s3.put_object(Bucket=bucket, Key=key, Body=body)
+    creds = storage.run_credentials(cfg, env_dir)  # after run_s3: the fleet minio's keys
+    workers = (
+        sum(1 for c in held[chosen].containers if c.role == "robomaker") if chosen in held else 0
+    )
+    spec = specs.evaluation(
+        cfg, caps[chosen], creds, name, gazebo_cpus(workers, caps[chosen].vcpus), paths
+    )
+    with runstate.locked(env_dir):
+        generation = runstate.next_generation(env_dir)
+        ident = runstate.identity(env_dir)
+    doc = specs.stack(run.eval_stack, run.id, generation, [spec])
+    doc = specs.owned({chosen: doc}, training.owner_labels(ident, env_dir, cfg))[chosen]
     with session(inv.hosts[chosen], options) as s:
-        current = agent_client.desired(s)
-        spec = specs.evaluation(
-            cfg, caps[chosen], creds, name, gazebo_cpus(current, caps[chosen].vcpus), paths
+        converge.preflight(
+            {chosen: s}, {chosen: doc}, 1, held={chosen: held[chosen]} if chosen in held else None
         )
-        with runstate.locked(env_dir):
-            generation = runstate.next_generation(env_dir)
-        doc = merged(current, spec, run_id, generation)
-        converge.generations({chosen: s}, {chosen: doc}, 1)
         converge.stage(s, staged, doc)
         tick(f"starting the evaluation on {chosen}")
         agent_client.apply(s, doc, 120)
     return {**result, "generation": generation}
+
+
+def _statuses(inv: Inventory, options: Options, hosts: list[str]) -> dict[str, Any]:
+    """host -> its agent's status, for the hosts that answer."""
+
+    def one(h: Any) -> Any:
+        with session(h, options) as s:
+            return agent_client.status(s)
+
+    return {o.host.name: o.value for o in fan_out([inv.hosts[h] for h in hosts], one) if o.ok}
 
 
 def cloned(cfg: config.TrainingConfig) -> config.TrainingConfig:
@@ -255,18 +283,18 @@ def _named(key: str, names: set[str]) -> bool:
 
 
 def stop(inv: Inventory, env_dir: Path, options: Options) -> list[str]:
-    """Removes the evaluation container wherever it runs; the rest of each host's desired
-    state stays. Returns the hosts it was removed from."""
+    """Ends the run's evaluation (its stack, deepracer-eval-<DR_RUN_ID>) wherever it runs;
+    every other stack stays. Returns the hosts it was removed from."""
     hosts = [h for h in inv.hosts.values() if h.roles]
+    run = _run(env_dir)
 
     def one(h: Any) -> bool:
         with session(h, options) as s:
-            current = agent_client.desired(s)
-            if not current or not any(c["name"] == EVALUATION for c in current["containers"]):
+            if run.eval_stack not in agent_client.status(s).agent.stacks:
                 return False
             with runstate.locked(env_dir):
                 generation = runstate.next_generation(env_dir)
-            agent_client.apply(s, merged(current, None, current["run_id"], generation), 60)
+            agent_client.apply(s, agent_client.empty(run.eval_stack, run.id, generation), 60, True)
             return True
 
     outcomes = fan_out(hosts, one)
@@ -276,6 +304,14 @@ def stop(inv: Inventory, env_dir: Path, options: Options) -> list[str]:
             "\n".join(f"{o.host.name}: {o.error.message}" for o in failed if o.error)
         )
     return sorted(o.host.name for o in outcomes if o.value)
+
+
+def _run(env_dir: Path) -> Run:
+    """The run env_dir's evaluation belongs to (its DR_RUN_ID; run 0 when unreadable)."""
+    try:
+        return checks.run(config.load(env_dir))
+    except DrfleetError:
+        return Run()
 
 
 def results(
@@ -312,7 +348,7 @@ def results(
                 )
             polls += 1
             if host is not None and polls % 5 == 0:
-                ended = _ended(inv, options, host)
+                ended = _ended(inv, options, host, env_dir)
             tick(f"trial {len(table)} of {wait_for}")
             if time.monotonic() > deadline:
                 raise DrfleetError(
@@ -324,11 +360,13 @@ def results(
     return {"metrics": key, "rows": table, "summary": summary(table)}
 
 
-def _ended(inv: Inventory, options: Options, host: str) -> agent_client.ContainerStatus | None:
+def _ended(
+    inv: Inventory, options: Options, host: str, env_dir: Path
+) -> agent_client.ContainerStatus | None:
     """The evaluation container, if it has ended on host (done or failed)."""
     try:
         with session(inv.hosts[host], options) as s:
-            c = agent_client.status(s).get(EVALUATION)
+            c = agent_client.status(s).get(_run(env_dir).evaluation)
     except DrfleetError:  # a host that does not answer now: the trials may still come
         return None
     ended = (agent_client.State.COMPLETED, agent_client.State.EXITED)

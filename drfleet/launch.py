@@ -4,26 +4,30 @@ training.desired, plan.rebalance, observe.run_summary); the pushing is converge'
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import socket
+import json
 from pathlib import Path
 from typing import Any
 
-from drfleet import agent_client, capacity, converge, observe, runstate, specs, storage, training
+from drfleet import (
+    agent_client,
+    capacity,
+    converge,
+    observe,
+    runstate,
+    sharing,
+    specs,
+    storage,
+    training,
+)
 from drfleet import plan as plan_mod
 from drfleet.agent_client import ContainerStatus, HostStatus, reach
+from drfleet.drfc import checks, config
 from drfleet.errors import DrfleetError
 from drfleet.inventory import Host, Inventory
-from drfleet.names import (
-    RLCOACH,
-    RUN_ENV_LABEL,
-    RUN_LABEL,
-    RUN_PREFIX_LABEL,
-    SAGEMAKER_PATTERN,
-)
+from drfleet.names import MINIO_STACK, SAGEMAKER_PATTERN, Run
 from drfleet.remote import Options, Outcome, Session, fan_out, session
-from drfleet.shell import Raw, cmd
+from drfleet.shell import cmd
 from drfleet.tunnel import forward
 from drfleet.ui import Board
 
@@ -31,15 +35,19 @@ from drfleet.ui import Board
 def owned(ident: str, env_dir: Path, cfg: Any, docs: dict[str, Any]) -> dict[str, Any]:
     """The run's desired states, every container labelled with whose it is (specs.owned):
     ident is runstate.identity(env_dir)."""
-    where = f"{socket.gethostname()}:{env_dir.resolve()}"
-    return specs.owned(
-        docs,
-        {
-            RUN_LABEL: ident,
-            RUN_ENV_LABEL: where,
-            RUN_PREFIX_LABEL: cfg.setting("DR_LOCAL_S3_MODEL_PREFIX"),
-        },
-    )
+    return specs.owned(docs, training.owner_labels(ident, env_dir, cfg))
+
+
+def run_of(env_dir: Path) -> Run:
+    """The run env_dir drives: the one its run record names, else its DR_RUN_ID (run 0 when
+    its files cannot be read: status and stop still work from anywhere)."""
+    state = runstate.load(env_dir)
+    if state is not None and state.run_id:
+        return Run(state.run_id)
+    try:
+        return checks.run(config.load(env_dir))
+    except DrfleetError:
+        return Run()
 
 
 def train(
@@ -51,34 +59,54 @@ def train(
     board: Board | None,
     replace: bool = False,
 ) -> dict[str, Any]:
-    """replace: take the place of another env dir's run on the hosts (else refused)."""
-    p = training.prepare(env_dir, capacity.of_hosts(inv, options), workers)
-    creds = storage.run_credentials(p.cfg, env_dir)
-    local = p.cfg.storage == "local"
-    region = p.cfg.setting("DR_AWS_APP_REGION")
-    remote = storage.direct(p.cfg, creds)  # checked before any host is touched
-    with runstate.locked(env_dir):
-        generation = runstate.next_generation(env_dir)
-        ident = runstate.identity(env_dir)
-    docs = owned(ident, env_dir, p.cfg, training.desired(p, creds, generation))
-    hosts = [inv.hosts[h] for h in docs]
-    trainer = inv.hosts[p.plan.trainer]
-    sessions = {h.name: session(h, options) for h in hosts}
+    """replace: take the place of another env dir's run of the same DR_RUN_ID on the hosts
+    (else refused). Another run (another DR_RUN_ID) goes on beside this one: this run gets
+    the vCPUs it leaves (converge.room) and shares its minio."""
+    caps = capacity.of_hosts(inv, options)
+    run = checks.run(config.load(env_dir, workers or None))
+    sessions = {h: session(inv.hosts[h], options) for h in caps}
     try:
-        converge.preflight(sessions, docs, options.limit, replace)
+        held = converge.statuses(sessions, list(caps), options.limit)
+        left, shared = sharing.room(caps, held, run.stack)
+        try:
+            p = training.prepare(env_dir, left, workers)
+        except DrfleetError as exc:
+            if not shared:
+                raise
+            raise DrfleetError(
+                f"{exc.what} (other runs share these hosts: {'; '.join(shared)})",
+                where=exc.where,
+                fix=exc.fix,
+            ) from None
+        p.plan.notes.extend(shared)
+        trainer = inv.hosts[p.plan.trainer]
         tsess = sessions[trainer.name]
-        live = not wipe and converge.has_container(tsess, RLCOACH)
+        local = p.cfg.storage == "local"
+        creds = storage.run_credentials(p.cfg, env_dir)
+        minio_held = None
+        if local:
+            sharing.minio_where(held, trainer.name)
+            minio_held = agent_client.held(tsess, MINIO_STACK)
+            mine, creds = creds, converge.minio_keys(minio_held, env_dir, creds)
+            if creds != mine:
+                p.plan.notes.append(
+                    f"the fleet's minio on {trainer.name} was started from another env dir: "
+                    "its keys are now this env dir's too (.drfleet/minio-credentials.json)"
+                )
+        region = p.cfg.setting("DR_AWS_APP_REGION")
+        remote = storage.direct(p.cfg, creds)  # checked before any host is touched
+        with runstate.locked(env_dir):
+            generation = runstate.next_generation(env_dir)
+            ident = runstate.identity(env_dir)
+        docs = owned(ident, env_dir, p.cfg, training.desired(p, creds, generation))
+        converge.preflight(sessions, docs, options.limit, replace, held)
+        live = not wipe and converge.has_container(tsess, run.rlcoach)
         if board:
             board.update(trainer.name, "starting minio" if local else "uploading")
         if local:
-            if not live:  # a live run's trainer keeps its rl_coach: no minio-only state
-                minio_only = {
-                    **docs[trainer.name],
-                    "containers": [
-                        c for c in docs[trainer.name]["containers"] if c["role"] == "minio"
-                    ],
-                }
-                agent_client.apply(tsess, agent_client.carried(tsess, minio_only), 60)
+            if minio_held is None:
+                address = trainer.publish_address
+                agent_client.apply(tsess, specs.minio_stack(p.cfg, creds, address, generation), 60)
             with forward(tsess, reach(trainer.publish_address), 9000) as port:
                 s3 = storage.s3_client(f"http://127.0.0.1:{port}", creds, region)
                 storage.wait(s3)
@@ -90,7 +118,7 @@ def train(
             runstate.save(
                 env_dir,
                 runstate.RunState(
-                    p.cfg.setting("DR_RUN_ID"),
+                    run.id,
                     p.cfg.setting("DR_LOCAL_S3_BUCKET"),
                     p.cfg.setting("DR_LOCAL_S3_MODEL_PREFIX"),
                     generation,
@@ -102,7 +130,7 @@ def train(
                     },
                 ),
             )
-        if len(hosts) > 1 or not local:
+        if len(docs) > 1 or not local:
             converge.reach_check(p, sessions, trainer.name, board, bool(creds))
         outcomes = converge.push(
             sessions,
@@ -115,6 +143,7 @@ def train(
         for s in sessions.values():
             s.close()
     return {
+        "run": run.id,
         "plan": p.plan.as_json(),
         "uploaded": uploaded,
         "resumed": live and not uploaded,
@@ -280,6 +309,8 @@ def rebalance(
     with runstate.locked(env_dir):
         state = runstate.load(env_dir) or state  # status may have told hosts meanwhile
         caps = capacity.of_hosts(inv, options, frozenset(down))
+        held = {h: r.status for h, r in st.hosts.items() if r.status is not None}
+        caps, _ = sharing.room(caps, held, Run(state.run_id or "0").stack)
         p = training.prepare_from(env_dir, caps, state.plan, down, inv)
         new_plan, moved = plan_mod.rebalance(state.plan, list(p.caps.values()), down)
         generation = runstate.next_generation(env_dir)
@@ -291,7 +322,7 @@ def rebalance(
         was = {str(w.slot): w.host for w in state.plan.workers}
         sessions = {h: session(inv.hosts[h], options) for h in docs}
         try:
-            converge.preflight(sessions, docs, options.limit)
+            converge.preflight(sessions, docs, options.limit, held=held)
             state = runstate.RunState(
                 state.run_id,
                 state.bucket,
@@ -333,49 +364,94 @@ def locate(inv: Inventory, options: Options, name: str) -> tuple[Host, Container
     return inv.hosts[found[0]], found[1]
 
 
-def stop(inv: Inventory, options: Options, env_dir: Path | None = None) -> dict[str, Any]:
-    """Empty desired state everywhere; on the trainer also the sagemaker container rl_coach
-    started (algo-*), which no agent owns. Data in minio's directory stays. The run record
-    goes, except that hosts which could not be told are remembered and told when next seen.
-    A stop is obeyed whatever generation a host holds (the user asked for it)."""
+def stop(
+    inv: Inventory, options: Options, env_dir: Path, everything: bool = False
+) -> dict[str, Any]:
+    """Ends the run env_dir drives (run_of: its training, its evaluation, and on the trainer
+    the sagemaker container its rl_coach started, which no agent owns) on every host; other
+    runs go on. minio goes too on a host that then runs nothing else. everything: every
+    stack of drfleet's on every host, whichever run. Data in minio's directory stays. The
+    run record goes, except that hosts which could not be told are remembered and told when
+    next seen. A stop is obeyed whatever generation a host holds (the user asked for it)."""
     hosts = [h for h in inv.hosts.values() if h.roles]
-    with runstate.locked(env_dir) if env_dir else contextlib.nullcontext():
-        generation = runstate.next_generation(env_dir) if env_dir else 1
+    run = run_of(env_dir)
+    with runstate.locked(env_dir):
+        generation = runstate.next_generation(env_dir)
 
     def one(host: Host) -> HostStatus:
         with session(host, options) as s:
-            st = agent_client.apply(s, agent_client.empty("", generation), 60, force=True)
+            if everything:
+                st = agent_client.apply(
+                    s, agent_client.empty(run.stack, run.id, generation), 60, True, clear=True
+                )
+            else:
+                for stack in (run.eval_stack, run.stack):
+                    st = agent_client.apply(
+                        s, agent_client.empty(stack, run.id, generation), 60, force=True
+                    )
+                if set(st.agent.stacks) == {MINIO_STACK}:  # the last run on the fleet's minio
+                    st = agent_client.apply(
+                        s, agent_client.empty(MINIO_STACK, "", generation), 60, force=True
+                    )
             if "trainer" in host.roles:
-                _remove_sagemaker(s)
+                _remove_sagemaker(s, None if everything else run.id)
         return st
 
     outcomes = fan_out(hosts, one, limit=options.limit)
-    if env_dir:
-        with runstate.locked(env_dir):
-            state = runstate.load(env_dir)
-            missed = {o.host.name: generation for o in outcomes if not o.ok}
-            if state and missed:
-                state.plan = plan_mod.Plan(state.plan.trainer, [])
-                state.run_id, state.generation, state.fence = "", generation, missed
-                runstate.save(env_dir, state)
-            elif state:
-                runstate.clear(env_dir)
+    with runstate.locked(env_dir):
+        state = runstate.load(env_dir)
+        missed = {o.host.name: generation for o in outcomes if not o.ok}
+        if state and missed:
+            state.plan = plan_mod.Plan(state.plan.trainer, [])
+            state.generation, state.fence = generation, missed
+            runstate.save(env_dir, state)
+        elif state:
+            runstate.clear(env_dir)
     return {
+        "run": None if everything else run.id,
         "hosts": {
             o.host.name: (
                 {"ok": True} if o.ok else {"ok": False, "error": o.error.message if o.error else ""}
             )
             for o in outcomes
-        }
+        },
     }
 
 
-def _remove_sagemaker(s: Session) -> None:
-    s.run(
-        cmd("docker", "ps", "-aq", "--filter", f"name={SAGEMAKER_PATTERN}").then(
-            cmd("xargs", "-r", "docker", "rm", "-f"), Raw("|")
-        ),
+def _remove_sagemaker(s: Session, run_id: str | None) -> None:
+    """The SageMaker container rl_coach started for run_id (None: for any run), as DRfC's
+    stop.sh finds it: named `<10 chars>-algo-<i>-<5 chars>` by SageMaker's local mode
+    (sagemaker 2.x local/image.py) and carrying the run in RUN_ID, which start.py hands it
+    (DRfC greps the compose file holding that environment for RUN_ID=<id>)."""
+    found = s.run(
+        cmd("docker", "ps", "-aq", "--no-trunc", "--filter", f"name={SAGEMAKER_PATTERN}"),
         become=True,
-        timeout=120,
-        task="remove the sagemaker container",
+        timeout=60,
+        task="find the sagemaker container",
+    ).stdout.split()
+    if not found:
+        return
+    inspected = s.run(
+        cmd("docker", "inspect", *found),
+        become=True,
+        check=False,
+        timeout=60,
+        task="which run's sagemaker container",
+        prints_secret=True,  # its environment holds the run's keys
     )
+    try:
+        docs = json.loads(inspected.stdout or "[]")
+    except ValueError:
+        docs = []
+    ours = [
+        str(d["Id"])
+        for d in docs
+        if run_id is None or f"RUN_ID={run_id}" in ((d.get("Config") or {}).get("Env") or [])
+    ]
+    if ours:
+        s.run(
+            cmd("docker", "rm", "-f", *ours),
+            become=True,
+            timeout=120,
+            task="remove the sagemaker container",
+        )

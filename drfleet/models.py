@@ -24,10 +24,10 @@ from drfleet.drfc import checks, config
 from drfleet.drfc.config import TrainingConfig
 from drfleet.errors import DrfleetError
 from drfleet.inventory import Inventory
-from drfleet.names import FLEET, MINIO, RLCOACH
+from drfleet.names import MINIO, MINIO_STACK
 from drfleet.progress import Meter, metered
 from drfleet.remote import Options, session
-from drfleet.specs import minio
+from drfleet.specs import minio_stack
 from drfleet.tunnel import forward
 
 Tick = Callable[[str], None]
@@ -57,20 +57,16 @@ def run_s3(
     if host is None:
         raise DrfleetError("no host of the inventory has the trainer role", where=inv.path)
     with session(host, options) as s:
-        if not converge.has_container(s, MINIO):
+        held = agent_client.held(s, MINIO_STACK)
+        creds = converge.minio_keys(held, env_dir, creds)  # the fleet's, maybe another env dir's
+        if held is None or not converge.has_container(s, MINIO):
             if not start:
                 yield None, cfg
                 return
-            if not converge.has_container(s, RLCOACH):
-                with runstate.locked(env_dir):
-                    generation = runstate.next_generation(env_dir)
-                doc = {
-                    "fleet": FLEET,
-                    "run_id": cfg.setting("DR_RUN_ID") or "0",
-                    "generation": generation,
-                    "containers": [minio(cfg, creds, host.publish_address)],
-                }
-                agent_client.apply(s, agent_client.carried(s, doc), 60)
+            with runstate.locked(env_dir):
+                generation = runstate.next_generation(env_dir)
+            doc = minio_stack(cfg, creds, host.publish_address, generation)
+            agent_client.apply(s, doc, 60, force=True)  # minio's stack is the fleet's, not ours
         with _minio(s, host, creds, cfg) as s3:
             yield s3, cfg
 

@@ -4,6 +4,8 @@ default state dir, drfleet_agent.store.DEFAULT_DIR, which equals STATE_DIR)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 FLEET = "drfleet"  # the agent's fleet label: containers of other fleets are never touched
 
 # containers
@@ -12,7 +14,9 @@ MINIO = "drfleet-minio"
 ROBOMAKER_PREFIX = "drfleet-robomaker-"
 EVALUATION = "drfleet-eval"  # the evaluation's robomaker (DRfC's deepracer-eval stack)
 EVAL_VIDEO_PORT = 8078  # its web_video_server on the host, below the workers' 8079+slot
-SAGEMAKER_PATTERN = "^algo-[0-9]+-"  # the trainer rl_coach starts through SageMaker local mode
+# the trainer rl_coach starts through SageMaker's local mode: `<10 chars>-algo-<i>-<5 chars>`
+# (sagemaker 2.x local/image.py, _create_docker_host's container_name)
+SAGEMAKER_PATTERN = "-algo-[0-9]+-[a-z0-9]+$"
 
 # labels naming the run a container belongs to (specs.owned): another env dir's train is
 # refused where they run, naming that run
@@ -36,13 +40,61 @@ AGENT_UNIT = "/etc/systemd/system/drfleet-agent.service"
 TASKSET_SHIM = f"{LIB_DIR}/taskset"
 
 
+MINIO_STACK = "s3"  # minio alone, shared by every run on the fleet (DRfC's s3 stack)
+RUN_PORT_STEP = 100  # run N publishes its ports N * 100 above run 0's
+
+
+@dataclass(frozen=True)
+class Run:
+    """The names and ports of one run (DR_RUN_ID): its stacks, as DRfC's `deepracer-<id>`
+    and `deepracer-eval-<id>`, and its containers. Run 0 keeps drfleet's first names
+    (drfleet-rlcoach, drfleet-robomaker-<slot>, drfleet-eval), so a run that was live before
+    runs had names goes on untouched; run N's are drfleet-<N>-rlcoach and so on."""
+
+    id: str = "0"
+
+    @property
+    def prefix(self) -> str:
+        return "drfleet-" if self.id == "0" else f"drfleet-{self.id}-"
+
+    @property
+    def stack(self) -> str:
+        return f"deepracer-{self.id}"
+
+    @property
+    def eval_stack(self) -> str:
+        return f"deepracer-eval-{self.id}"
+
+    @property
+    def rlcoach(self) -> str:
+        return f"{self.prefix}rlcoach"
+
+    @property
+    def evaluation(self) -> str:
+        return f"{self.prefix}eval"
+
+    def robomaker(self, slot: int) -> str:
+        return f"{self.prefix}robomaker-{slot}"
+
+    def slot_of(self, name: str) -> int | None:
+        """The slot of one of this run's robomaker containers, else None."""
+        head = f"{self.prefix}robomaker-"
+        tail = name[len(head) :] if name.startswith(head) else ""
+        return int(tail) if tail.isdigit() else None
+
+    @property
+    def port_offset(self) -> int:
+        return RUN_PORT_STEP * int(self.id)
+
+
+RUN0 = Run()
+
+
 def robomaker_name(slot: int) -> str:
-    return f"{ROBOMAKER_PREFIX}{slot}"
+    return RUN0.robomaker(slot)
 
 
 def slot_of(name: str) -> int | None:
-    """The slot of a robomaker container's name, else None."""
-    if not name.startswith(ROBOMAKER_PREFIX):
-        return None
-    tail = name[len(ROBOMAKER_PREFIX) :]
-    return int(tail) if tail.isdigit() else None
+    """The slot of a robomaker container's name (of any run), else None."""
+    head, sep, tail = name.rpartition("robomaker-")
+    return int(tail) if sep and head.startswith("drfleet-") and tail.isdigit() else None

@@ -10,7 +10,7 @@ from drfleet_agent.contract import ContainerStatus, HostStatus
 
 from drfleet import plan as plan_mod
 from drfleet import runstate
-from drfleet.names import robomaker_name
+from drfleet.names import Run
 
 
 @dataclass
@@ -64,7 +64,7 @@ def run_summary(state: runstate.RunState, hosts: dict[str, HostReport]) -> dict[
     for w in state.plan.workers:
         report = hosts.get(w.host)
         here = {c.name: c for c in report.containers} if report else {}
-        found = here.get(robomaker_name(w.slot))
+        found = here.get(Run(state.run_id or "0").robomaker(w.slot))
         slots[str(w.slot)] = {
             "host": w.host,
             "world": w.world,

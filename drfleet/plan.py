@@ -110,9 +110,11 @@ def place(
     worlds: list[str],
     shares: list[int],
     config_files: list[str],
+    video_base: int = VIDEO_BASE,
 ) -> Plan:
     """Assigns slots 1..workers to hosts: each next slot to the least loaded host that still
-    has room (ties: fewer workers, then inventory order). Refuses when they do not fit."""
+    has room (ties: fewer workers, then inventory order). Refuses when they do not fit.
+    Slot k publishes its video on video_base + k - 1 (run N's base is N * 100 higher)."""
     trainers = [c for c in caps if c.trainer]
     if len(trainers) != 1:
         raise ConfigError(
@@ -158,7 +160,7 @@ def place(
                 worlds[slot - 1],
                 shares[slot - 1],
                 config_files[slot - 1],
-                VIDEO_BASE + slot - 1,
+                video_base + slot - 1,
             )
         )
     return Plan(trainers[0].host, placements)

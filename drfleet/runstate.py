@@ -107,15 +107,20 @@ def next_generation(env_dir: Path) -> int:
     return generation
 
 
-def identity(env_dir: Path) -> str:
+NO_IDENTITY = "(made by the first train)"
+
+
+def identity(env_dir: Path, make: bool = True) -> str:
     """What names the runs of env_dir on the hosts (a label on their containers): made once,
     kept beside the record, so another env dir's train knows it would take their place.
-    Call it under locked()."""
+    Call it under locked(). Without make, NO_IDENTITY when there is none yet."""
     kept = path(env_dir).with_name("identity")
     try:
         value = kept.read_text().strip()
     except FileNotFoundError:
         value = ""
+    if not value and not make:
+        return NO_IDENTITY
     if not value:
         value = uuid.uuid4().hex[:16]
         kept.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -18,21 +18,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from drfleet.drfc import checks
 from drfleet.drfc import params as params_mod
 from drfleet.drfc.config import TrainingConfig
 from drfleet.drfc.images import minio_image, simapp_images
 from drfleet.names import (
     EVAL_VIDEO_PORT,
-    EVALUATION,
     FLEET,
     MINIO,
     MINIO_DATA,
+    MINIO_STACK,
     NETWORK,
-    RLCOACH,
     ROBOMAKER_LOGS,
     TASKSET_SHIM,
     XAUTHORITY,
-    robomaker_name,
 )
 from drfleet.plan import Capacity, Placement, Plan
 
@@ -130,19 +129,18 @@ def build(
     generation: int,
     staged: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """host -> the agent's desired-state document for it. `params` is the run's params files
-    (name -> content); `staged` maps DR_ROBOMAKER_MOUNT_SIMAPP_DIR / _SCRIPTS_DIR to where
-    their copy lies on every worker host."""
+    """host -> the run's stack for it (DRfC's `deepracer-<DR_RUN_ID>`: rl_coach on the
+    trainer, the workers): the agent's desired-state document. `params` is the run's params
+    files (name -> content); `staged` maps DR_ROBOMAKER_MOUNT_SIMAPP_DIR / _SCRIPTS_DIR to
+    where their copy lies on every worker host. minio is a stack of its own (minio_stack)."""
     staged = staged or {}
-    run_id = cfg.setting("DR_RUN_ID") or "0"
+    run = checks.run(cfg)
     per_host: dict[str, list[dict[str, Any]]] = {h: [] for h in caps}
     trainer_gpu = caps[plan.trainer].gpus > 0
-    if cfg.storage == "local":
-        per_host[plan.trainer].append(minio(cfg, creds, caps[plan.trainer].publish_address))
     image = simapp_image(cfg, trainer_gpu)
     per_host[plan.trainer].append(
         {
-            "name": RLCOACH,
+            "name": run.rlcoach,
             "role": "rl_coach",
             "image": image,
             "command": [RL_COACH_COMMAND],
@@ -163,10 +161,25 @@ def build(
         spec["env"]["DRFLEET_GAZEBO_CPUS"] = cpus[w.slot]
         spec["labels"]["drfleet-topics"] = ",".join(topics(params[w.config_file], spec["env"]))
         per_host[w.host].append(spec)
+    return {host: stack(run.stack, run.id, generation, specs) for host, specs in per_host.items()}
+
+
+def stack(name: str, run_id: str, generation: int, containers: list[Any]) -> dict[str, Any]:
+    """One stack's desired-state document (the agent replaces that stack alone with it)."""
     return {
-        host: {"fleet": FLEET, "run_id": run_id, "generation": generation, "containers": specs}
-        for host, specs in per_host.items()
+        "fleet": FLEET,
+        "stack": name,
+        "run_id": run_id,
+        "generation": generation,
+        "containers": containers,
     }
+
+
+def minio_stack(
+    cfg: TrainingConfig, creds: dict[str, str], address: str, generation: int
+) -> dict[str, Any]:
+    """The S3 stack (DRfC's `s3`): minio alone, shared by every run on the fleet."""
+    return stack(MINIO_STACK, "", generation, [minio(cfg, creds, address)])
 
 
 def minio(cfg: TrainingConfig, creds: dict[str, str], address: str) -> dict[str, Any]:
@@ -237,12 +250,13 @@ def robomaker(
         **robomaker_env(cfg, w.slot, w.world, w.config_file, multi_config),
         **s3_env(cfg, creds),
     }
+    run = checks.run(cfg)
     ports: dict[str, int] = {"8080/tcp": w.video_port}
     if cfg.setting("DR_GUI_ENABLE").lower() == "true":
-        ports["5900/tcp"] = GUI_BASE + w.slot - 1
+        ports["5900/tcp"] = GUI_BASE + w.slot - 1 + run.port_offset
     mounts = robomaker_mounts(cfg, cap, staged, env)
     spec: dict[str, Any] = {
-        "name": robomaker_name(w.slot),
+        "name": run.robomaker(w.slot),
         "role": "robomaker",
         "image": simapp_image(cfg, gpu),
         "command": robomaker_command(workers),
@@ -271,7 +285,8 @@ def evaluation(
     """docker-compose-eval.yml's robomaker (start.sh: `run.sh run evaluation.launch.py`, the
     eval params as S3_YAML_NAME, ROLLOUT_IDX=0), with the run's S3 env as for training, its
     video on EVAL_VIDEO_PORT and Gazebo on `cpus` of its host (a pair no worker there has),
-    and the mounts and X server a worker there gets (robomaker_mounts)."""
+    and the mounts and X server a worker there gets (robomaker_mounts). Its stack is the
+    run's `deepracer-eval-<DR_RUN_ID>`, as DRfC's."""
     s = cfg.setting
     env = {
         "CUDA_VISIBLE_DEVICES": cfg.get("DR_ROBOMAKER_CUDA_DEVICES"),
@@ -294,11 +309,12 @@ def evaluation(
         **s3_env(cfg, creds),
         "DRFLEET_GAZEBO_CPUS": cpus,
     }
-    ports: dict[str, int] = {"8080/tcp": EVAL_VIDEO_PORT}
+    run = checks.run(cfg)
+    ports: dict[str, int] = {"8080/tcp": EVAL_VIDEO_PORT + run.port_offset}
     if s("DR_GUI_ENABLE").lower() == "true":
-        ports["5900/tcp"] = GUI_BASE - 1
+        ports["5900/tcp"] = GUI_BASE - 1 + run.port_offset
     spec: dict[str, Any] = {
-        "name": EVALUATION,
+        "name": run.evaluation,
         "role": "evaluation",
         "image": simapp_image(cfg, cap.gpus > 0),
         "command": ["/opt/ml/code/run.sh run evaluation.launch.py"],
@@ -319,27 +335,11 @@ def evaluation(
     return spec
 
 
-def with_evaluation(
-    current: dict[str, Any] | None, spec: dict[str, Any] | None, run_id: str, generation: int
-) -> dict[str, Any]:
-    """A host's desired state with the evaluation container replaced by spec (or removed,
-    spec None) and everything else it holds kept as it is: how `evaluate` adds and removes
-    it, and how train and --rebalance carry it over (agent_client.carried)."""
-    keep = [c for c in (current or {}).get("containers", []) if c["name"] != EVALUATION]
-    base = current if current and current.get("fleet") == FLEET else None
-    return {
-        "fleet": FLEET,
-        "run_id": base["run_id"] if base else run_id,
-        "generation": generation,
-        "containers": keep + ([spec] if spec else []),
-    }
-
-
 def rl_coach_env(cfg: TrainingConfig, image: str) -> dict[str, str]:
     """docker-compose-training.yml, service rl_coach."""
     s = cfg.setting
     return {
-        "RUN_ID": s("DR_RUN_ID") or "0",
+        "RUN_ID": checks.run(cfg).id,
         "AWS_REGION": s("DR_AWS_APP_REGION"),
         "SAGEMAKER_IMAGE": image,
         "PRETRAINED": s("DR_LOCAL_S3_PRETRAINED"),

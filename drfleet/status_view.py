@@ -18,19 +18,20 @@ def view(report: FleetReport) -> Group:
 
 def _table(report: FleetReport) -> Table:
     table = Table(
-        "host", "container", "state", "restarts", "exit", "started", "ports", "last error"
+        "host", "stack", "container", "state", "restarts", "exit", "started", "ports", "last error"
     )
-    table.columns[1].overflow = "fold"  # a narrow terminal wraps names, never cuts them
+    table.columns[2].overflow = "fold"  # a narrow terminal wraps names, never cuts them
     for host, r in report.hosts.items():
         if r.status is None:
             state = "[red]unreachable[/]" if not r.reachable else "[red]error[/]"
-            table.add_row(host, "", state, "", "", "", "", r.error[:80])
+            table.add_row(host, "", "", state, "", "", "", "", r.error[:80])
             continue
         if not r.status.agent.running:
-            table.add_row(host, "(agent)", "[red]not running[/]", "", "", "", "", "")
+            table.add_row(host, "", "(agent)", "[red]not running[/]", "", "", "", "", "")
         for ctr in r.status.containers:
             table.add_row(
                 host,
+                ctr.stack,
                 ctr.name,
                 ctr.state.value,
                 str(ctr.restarts),

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import secrets
+import socket
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +18,9 @@ from drfleet.drfc import checks, config, params
 from drfleet.errors import ConfigError, DrfleetError
 from drfleet.inventory import Inventory
 from drfleet.localfs import atomic_write
-from drfleet.names import STAGED_FILES
-from drfleet.plan import Capacity, Plan, place
-from drfleet.specs import build, masked
+from drfleet.names import RUN_ENV_LABEL, RUN_LABEL, RUN_PREFIX_LABEL, STAGED_FILES
+from drfleet.plan import VIDEO_BASE, Capacity, Plan, place
+from drfleet.specs import build, masked, minio_stack, owned
 
 DATA = Path(__file__).parent / "data"
 PLACEHOLDER_CREDS = {"access_key": "<minio access key>", "secret_key": "<minio secret key>"}
@@ -114,7 +115,8 @@ def prepare(env_dir: str | Path, caps: dict[str, Capacity], workers: int = 0) ->
         for k in range(1, cfg.workers + 1)
     ]
     config_files = names if cfg.multi_config else names * cfg.workers
-    plan = place(cfg.workers, list(caps.values()), worlds, advice.shares, config_files)
+    base = VIDEO_BASE + checks.run(cfg).port_offset
+    plan = place(cfg.workers, list(caps.values()), worlds, advice.shares, config_files, base)
     plan.warnings.extend(advice.warnings)
     plan.warnings.extend(host_x_warnings(cfg, plan, caps))
     plan.notes.extend(advice.notes)
@@ -178,11 +180,32 @@ def objects(p: Prepared) -> dict[str, bytes]:
     return out
 
 
-def dry_run(p: Prepared, out: Path) -> list[Path]:
-    """Writes what train would upload (under S3 key names) and send (per host), touching
-    nothing else. Credentials are placeholders: secrets never land in these files."""
+def owner_labels(ident: str, env_dir: Path, cfg: config.TrainingConfig) -> dict[str, str]:
+    """The labels that say whose a container is: the env dir's identity
+    (runstate.identity), where that env dir is (controller:path) and its model prefix."""
+    return {
+        RUN_LABEL: ident,
+        RUN_ENV_LABEL: f"{socket.gethostname()}:{Path(env_dir).resolve()}",
+        RUN_PREFIX_LABEL: cfg.setting("DR_LOCAL_S3_MODEL_PREFIX"),
+    }
+
+
+def dry_run(p: Prepared, out: Path, labels: dict[str, str]) -> list[Path]:
+    """Writes what train would upload (under S3 key names) and send (per host: the run's
+    stack as desired.json, and on the trainer minio's as s3.json), touching nothing else.
+    Credentials are placeholders: secrets never land in these files."""
     written = [atomic_write(_inside(out, key), body) for key, body in objects(p).items()]
-    for host, doc in desired(p, PLACEHOLDER_CREDS, generation=0).items():
+    docs = owned(desired(p, PLACEHOLDER_CREDS, generation=0), labels)
+    if p.cfg.storage == "local":
+        address = p.caps[p.plan.trainer].publish_address
+        minio = minio_stack(p.cfg, PLACEHOLDER_CREDS, address, 0)
+        written.append(
+            atomic_write(
+                out / "hosts" / p.plan.trainer / "s3.json",
+                json.dumps(masked(minio), indent=2) + "\n",
+            )
+        )
+    for host, doc in docs.items():
         written.append(
             atomic_write(
                 out / "hosts" / host / "desired.json", json.dumps(masked(doc), indent=2) + "\n"
@@ -222,6 +245,14 @@ def credentials(env_dir: Path) -> dict[str, str]:
     with os.fdopen(fd, "w") as fh:
         json.dump(creds, fh)
     return creds
+
+
+def adopt_credentials(env_dir: Path, creds: dict[str, str]) -> None:
+    """The fleet's minio keys become env_dir's (it runs with another env dir's: there is one
+    minio on a fleet, as in DRfC). Written whole (atomic) and readable by the owner only."""
+    path = env_dir / ".drfleet" / "minio-credentials.json"
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    atomic_write(path, json.dumps(creds), 0o600)
 
 
 def init(env_dir: Path) -> tuple[list[Path], list[Path]]:

@@ -24,7 +24,7 @@ from drfleet import agent_client
 from drfleet.agent_client import HostStatus, reach
 from drfleet.errors import DrfleetError
 from drfleet.inventory import Host, Inventory
-from drfleet.names import slot_of
+from drfleet.names import Run, slot_of
 from drfleet.observe import FleetReport, HostReport
 from drfleet.remote import Options, Session, SSHSession, fan_out, session
 
@@ -59,13 +59,18 @@ def pick_topic(wanted: str, published: list[str]) -> str:
     return published[0]
 
 
-def workers_from(report: FleetReport, inv: Inventory) -> list[dict[str, Any]]:
-    """Every robomaker the agents know, and the evaluation, with where its video is (pure).
-    `key` names its stream: the worker's slot, or "eval"."""
+def workers_from(
+    report: FleetReport, inv: Inventory, run: Run | None = None
+) -> list[dict[str, Any]]:
+    """Every robomaker of the run (all runs': None) the agents know, and its evaluation, with
+    where its video is (pure). `key` names its stream: the worker's slot, or "eval"."""
     out = []
+    stacks = (run.stack, run.eval_stack) if run else None
     for host, r in report.hosts.items():
         for c in r.containers:
             if c.role not in ("robomaker", "evaluation"):
+                continue
+            if stacks is not None and c.stack not in stacks:
                 continue
             slot = int(c.labels.get("drfleet-slot") or slot_of(c.name) or 0)
             out.append(
@@ -126,8 +131,10 @@ class Streams:
         inv: Inventory,
         options: Options,
         progress: Callable[[], dict[str, Any]] | None = None,
+        run: Run | None = None,
     ) -> None:
         self.inv = inv
+        self.run = run
         self.options = options
         self.hosts = [h for h in inv.hosts.values() if h.roles]
         self.sessions: dict[str, Session] = {h.name: session(h, options) for h in self.hosts}
@@ -153,7 +160,7 @@ class Streams:
                 self._reset(o.host.name)
             else:
                 report.hosts[o.host.name] = HostReport(o.host.name, True, o.value)
-        return workers_from(report, self.inv)
+        return workers_from(report, self.inv, self.run)
 
     def _reset(self, host: str) -> None:
         old = self.sessions[host]
@@ -304,10 +311,12 @@ def serve(
     port: int,
     ready: Callable[[str, list[dict[str, Any]]], None],
     progress: Callable[[], dict[str, Any]] | None = None,
+    run: Run | None = None,
 ) -> None:
     """Serves the page until interrupted; ready(url, workers) once it listens. progress:
-    reads the run's progress per iteration, which the page plots."""
-    streams = Streams(inv, options, progress)
+    reads the run's progress per iteration, which the page plots; run: whose workers and
+    evaluation it shows (None: every run's)."""
+    streams = Streams(inv, options, progress, run)
     server = ThreadingHTTPServer((bind, port), make_handler(streams, bind))
     server.daemon_threads = True
     host = f"[{bind}]" if ":" in bind else bind

@@ -8,6 +8,7 @@ from fractions import Fraction
 
 from drfleet.drfc.config import TrainingConfig
 from drfleet.errors import ConfigError
+from drfleet.names import Run
 
 # Values the simapp puts into code. download_params_and_roslaunch_agent.py joins the car colors
 # and body shells into a `ros2 launch ...` line run with shell=True, and empty_world.launch.py
@@ -94,10 +95,28 @@ def remote_url_problem(url: str) -> str | None:
     return None
 
 
+MAX_RUN_ID = 99
+
+
+def run(cfg: TrainingConfig) -> Run:
+    """DR_RUN_ID, the run's names and ports (names.Run). activate.sh adds it to port numbers
+    (`expr 8080 + $DR_RUN_ID`), so it is a whole number there too; drfleet takes 0..99 and
+    keeps each run's ports 100 apart (docs/drfc-differences.md)."""
+    raw = cfg.setting("DR_RUN_ID").strip() or "0"
+    if not raw.isdigit() or int(raw) > MAX_RUN_ID:
+        raise ConfigError(
+            f"DR_RUN_ID={raw!r} is not a run number from 0 to {MAX_RUN_ID}",
+            where=cfg.where("DR_RUN_ID"),
+            fix="give each experiment on the fleet its own small number: DR_RUN_ID=0, 1, 2 ...",
+        )
+    return Run(str(int(raw)))
+
+
 def check(cfg: TrainingConfig) -> Advice:
     e, n = cfg.episodes, cfg.workers
     hyper = str(cfg.custom_dir / "hyperparameters.json")
     storage(cfg)
+    run(cfg)
     if n > e:
         raise ConfigError(
             f"{n} workers but num_episodes_between_training is {e}: a worker beyond the "

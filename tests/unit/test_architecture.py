@@ -33,6 +33,7 @@ PURE = (
     "drfleet.observe",
     "drfleet.image_layers",
     "drfleet.runstate",
+    "drfleet.sharing",
     "drfleet.names",
     "drfleet.errors",
     "drfleet.shell",

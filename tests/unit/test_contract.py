@@ -5,11 +5,13 @@ generation counter (runstate)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from drfleet_agent.contract import AgentInfo, ContainerStatus, HostStatus, Reason, State
 
 from drfleet import runstate
+from drfleet.errors import DrfleetError
 from drfleet.observe import FleetReport, HostReport
 from drfleet.plan import Placement, Plan
 
@@ -110,29 +112,116 @@ def test_a_published_port_is_reached_where_it_listens() -> None:
     assert reach("10.0.0.7") == "10.0.0.7" and reach("::") == "127.0.0.1"
 
 
-def test_a_train_from_another_env_dir_names_the_run_it_would_replace() -> None:
-    from drfleet import converge, specs
+def _held(*containers: ContainerStatus, stacks: dict[str, int] | None = None) -> HostStatus:
+    stacks = stacks or {c.stack: 1 for c in containers}
+    return HostStatus(
+        AgentInfo(
+            fleet="drfleet",
+            stacks={
+                k: {"run_id": k.rsplit("-", 1)[-1], "generation": g} for k, g in stacks.items()
+            },
+        ),
+        list(containers),
+    )
 
-    theirs = {"drfleet-run": "aaaa", "drfleet-env": "laptop:/home/u/a", "drfleet-prefix": "a-1"}
-    held = {
-        "h1": status(
-            ContainerStatus("drfleet-minio", "minio", "m", State.RUNNING, labels=theirs),
-            ContainerStatus("drfleet-rlcoach", "rl_coach", "s", State.RUNNING, labels=theirs),
-        ),
-        "h2": status(  # an evaluation is carried over, not replaced
-            ContainerStatus("drfleet-eval", "evaluation", "s", State.RUNNING, labels=theirs)
-        ),
-        "h3": status(ContainerStatus("drfleet-robomaker-1", "robomaker", "s", State.RUNNING)),
+
+THEIRS = {"drfleet-run": "aaaa", "drfleet-env": "laptop:/home/u/a", "drfleet-prefix": "a-1"}
+
+
+def _c(name: str, role: str, stack: str, labels: dict[str, str] | None = None) -> ContainerStatus:
+    return ContainerStatus(name, role, "img", State.RUNNING, labels=labels or {}, stack=stack)
+
+
+def _docs(stack: str, generation: int = 5, ident: str = "bbbb") -> dict[str, Any]:
+    from drfleet import specs
+
+    run = stack.rsplit("-", 1)[-1]
+    docs = {
+        "h1": specs.stack(stack, run, generation, [{"name": "x", "role": "rl_coach"}]),
+        "h2": specs.stack(stack, run, generation, []),
     }
-    assert converge.other_runs(held, "bbbb") == {"h1": theirs}
-    assert converge.other_runs(held, "aaaa") == {}  # its own run: resumed, converged
-    docs = specs.owned(
-        {"h1": {"run_id": "0", "containers": [{"name": "x", "labels": {"drfleet-slot": "1"}}]},
-         "h2": {"run_id": "0", "containers": []}},
-        {"drfleet-run": "bbbb"},
-    )  # fmt: skip
-    assert docs["h1"]["containers"][0]["labels"] == {"drfleet-slot": "1", "drfleet-run": "bbbb"}
-    assert converge.owner(docs) == "bbbb" and converge.owner({}) == ""
+    return specs.owned(docs, {"drfleet-run": ident})
+
+
+def test_a_train_of_the_same_run_id_from_another_env_dir_is_refused_naming_it() -> None:
+    from drfleet import sharing
+
+    held = {
+        "h1": _held(
+            _c("drfleet-minio", "minio", "s3", THEIRS),
+            _c("drfleet-rlcoach", "rl_coach", "deepracer-0", THEIRS),
+        ),
+        "h2": _held(_c("drfleet-eval", "evaluation", "deepracer-eval-0", THEIRS)),
+        "h3": _held(_c("drfleet-robomaker-1", "robomaker", "deepracer-0")),  # an older drfleet's
+    }
+    assert sharing.other_runs(held, "deepracer-0", "bbbb") == {"h1": THEIRS}
+    assert sharing.other_runs(held, "deepracer-0", "aaaa") == {}  # its own run: resumed
+    assert sharing.other_runs(held, "deepracer-1", "bbbb") == {}  # another DR_RUN_ID: beside it
+    with pytest.raises(DrfleetError) as err:
+        sharing.conflicts(held, _docs("deepracer-0"))
+    assert "laptop:/home/u/a (model prefix a-1) as run 0 (DR_RUN_ID)" in err.value.message
+    assert "another DR_RUN_ID" in err.value.message
+    sharing.conflicts(held, _docs("deepracer-0"), replace=True)  # asked to take its place
+    sharing.conflicts(held, _docs("deepracer-1"))  # a second run beside the first
+    docs = _docs("deepracer-0")
+    assert docs["h1"]["containers"][0]["labels"] == {"drfleet-run": "bbbb"}
+    assert sharing.owner(docs) == "bbbb" and sharing.owner({}) == ""
+
+
+def test_a_newer_generation_of_the_same_stack_wins_and_other_stacks_do_not_count() -> None:
+    from drfleet import sharing
+
+    held = {
+        "h1": _held(_c("drfleet-1-rlcoach", "rl_coach", "deepracer-1"), stacks={"deepracer-1": 90})
+    }
+    sharing.conflicts(held, _docs("deepracer-0", generation=5))  # run 1's 90 is another counter
+    with pytest.raises(DrfleetError, match="h1 holds generation 90 of stack deepracer-1"):
+        sharing.conflicts(held, _docs("deepracer-1", generation=5))
+
+
+def test_this_env_dirs_own_run_under_its_old_run_id_is_named() -> None:
+    """DR_RUN_ID changed while the env dir's run was live: a train would start a second run
+    beside it, and the record would forget the first."""
+    from drfleet import sharing
+
+    mine = {"drfleet-run": "bbbb"}
+    held = {"h1": _held(_c("drfleet-rlcoach", "rl_coach", "deepracer-0", mine))}
+    with pytest.raises(DrfleetError, match="still runs as stack deepracer-0 on h1"):
+        sharing.conflicts(held, _docs("deepracer-1"))
+    # its evaluation goes beside its training, of course
+    from drfleet import specs
+
+    ev = specs.owned(
+        {"h1": specs.stack("deepracer-eval-0", "0", 6, [{"name": "e", "role": "evaluation"}])},
+        mine,
+    )
+    sharing.conflicts(held, ev)
+
+
+def test_the_room_other_runs_leave_and_the_one_minio() -> None:
+    from drfleet import sharing
+    from drfleet.plan import Capacity
+
+    caps = {h: Capacity(h, 16, 32000, 0, False, h == "h1", True, 4, 4) for h in ("h1", "h2")}
+    held = {
+        "h1": _held(
+            _c("drfleet-minio", "minio", "s3"),
+            _c("drfleet-rlcoach", "rl_coach", "deepracer-0"),
+            _c("drfleet-robomaker-1", "robomaker", "deepracer-0"),
+            _c("drfleet-1-robomaker-1", "robomaker", "deepracer-1"),
+        ),
+        "h2": _held(_c("drfleet-eval", "evaluation", "deepracer-eval-0")),
+    }
+    left, notes = sharing.room(caps, held, "deepracer-1")
+    assert left["h1"].vcpus == 8 and left["h2"].vcpus == 12  # run 1's own worker not counted
+    assert (
+        notes[0] == "h1: 8 of its 16 vCPUs go to other runs (drfleet-rlcoach, drfleet-robomaker-1)"
+    )
+    sharing.minio_where(held, "h1")
+    with pytest.raises(
+        DrfleetError, match="the fleet's minio runs on h1, and this run's trainer is h2"
+    ):
+        sharing.minio_where(held, "h2")
 
 
 def test_an_env_dirs_identity_is_made_once(tmp_path: Path) -> None:

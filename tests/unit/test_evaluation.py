@@ -5,7 +5,6 @@ state it joins, and the results table."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -157,19 +156,10 @@ def test_the_evaluation_goes_where_there_is_room() -> None:
     assert evaluation.choose_host(caps, None, None)[0] == "t"  # no run: the most room
 
 
-def test_the_evaluation_joins_what_the_host_runs_and_leaves_it() -> None:
-    worker: dict[str, Any] = {"name": "drfleet-robomaker-2", "role": "robomaker"}
-    current = {"fleet": "drfleet", "run_id": "0", "generation": 4, "containers": [worker]}
-    spec: dict[str, Any] = {"name": "drfleet-eval", "role": "evaluation"}
-    joined = evaluation.merged(current, spec, "0", 7)
-    assert joined["generation"] == 7 and joined["containers"] == [worker, spec]
-    again = evaluation.merged(joined, {**spec, "image": "new"}, "0", 8)
-    assert [c["name"] for c in again["containers"]] == ["drfleet-robomaker-2", "drfleet-eval"]
-    left = evaluation.merged(again, None, "0", 9)
-    assert left["containers"] == [worker]
-    assert evaluation.merged(None, spec, "3", 1)["run_id"] == "3"
-    assert evaluation.gazebo_cpus(current, 8) == "2,3"  # after the host's one worker
-    assert evaluation.gazebo_cpus(None, 8) == "0,1"
+def test_the_evaluations_gazebo_takes_the_cpus_after_the_hosts_workers() -> None:
+    assert evaluation.gazebo_cpus(1, 8) == "2,3"  # after the host's one worker
+    assert evaluation.gazebo_cpus(0, 8) == "0,1"
+    assert evaluation.gazebo_cpus(4, 8) == "0,1"  # a full host: shared, wrapping round
 
 
 def test_results_are_the_simapps_eval_metrics_as_a_table() -> None:

@@ -17,8 +17,8 @@ import pytest
 
 from drfleet.drfc import checks, config, params
 from drfleet.errors import ConfigError
-from drfleet.plan import Capacity, place
-from drfleet.specs import build, gazebo_cpus
+from drfleet.plan import VIDEO_BASE, Capacity, place
+from drfleet.specs import build, evaluation, gazebo_cpus, minio_stack
 from tests.unit.test_training import drfc
 
 ENTRYPOINT = ["/bin/bash", "-c"]
@@ -85,7 +85,8 @@ def setup(
     caps = hosts or [Capacity(host="t", vcpus=16, trainer=True)]
     names = list(files) if cfg.multi_config else list(files) * workers
     worlds = [files[n]["WORLD_NAME"] for n in names]
-    plan = place(workers, caps, worlds, checks.shares(cfg.episodes, workers), names)
+    base = VIDEO_BASE + checks.run(cfg).port_offset  # as training.prepare places them
+    plan = place(workers, caps, worlds, checks.shares(cfg.episodes, workers), names, base)
     return cfg, build(plan, cfg, {c.host: c for c in caps}, CREDS, files, generation=1)
 
 
@@ -183,8 +184,11 @@ def test_ports_listen_on_loopback_unless_the_inventory_opens_them(tmp_path: Path
             if c.get("ports"):
                 want = "0.0.0.0" if c in docs.get("w", {}).get("containers", []) else "127.0.0.1"
                 assert c["publish_address"] == want, c["name"]
-    assert {c["role"] for c in docs["t"]["containers"] if c.get("ports")} == {"minio", "robomaker"}
+    assert {c["role"] for c in docs["t"]["containers"] if c.get("ports")} == {"robomaker"}
     assert docs["w"]["containers"], "a worker landed on w"
+    cfg = config.load(tmp_path, environ={})
+    (minio,) = minio_stack(cfg, CREDS, "127.0.0.1", 1)["containers"]
+    assert minio["publish_address"] == "127.0.0.1" and minio["ports"] == {"9000/tcp": 9000}
 
 
 def test_three_workers_single_config(tmp_path: Path) -> None:
@@ -383,7 +387,8 @@ def on_cloud(
     caps = [Capacity(host="t", vcpus=16, trainer=True)]
     names = list(files) * workers
     worlds = [files[n]["WORLD_NAME"] for n in names]
-    plan = place(workers, caps, worlds, checks.shares(cfg.episodes, workers), names)
+    base = VIDEO_BASE + checks.run(cfg).port_offset  # as training.prepare places them
+    plan = place(workers, caps, worlds, checks.shares(cfg.episodes, workers), names, base)
     return build(plan, cfg, {c.host: c for c in caps}, creds, files, generation=1), files
 
 
@@ -523,3 +528,38 @@ def test_simapp_and_scripts_dirs_are_shipped_by_content(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="is not a directory") as err:
         training.staged_dirs(config.load(d, environ={}))
     assert "system.env:" in str(err.value)
+
+
+def test_a_run_id_names_the_runs_stacks_containers_and_ports(tmp_path: Path) -> None:
+    """DR_RUN_ID=3 (DRfC's multi_run.md): the stack deepracer-3 as DRfC's swarm stack, every
+    name with the run in it, every port 300 up (activate.sh adds DR_RUN_ID to its ports), and
+    RUN_ID=3 for rl_coach as DRfC's compose passes it; minio stays one, the fleet's."""
+    hosts = [Capacity(host="t", vcpus=16, trainer=True), Capacity(host="w", vcpus=8)]
+    cfg, docs = setup(
+        tmp_path, 3, hosts=hosts, run_extra="DR_RUN_ID=3\n", system_extra="DR_GUI_ENABLE=True\n"
+    )
+    assert {d["stack"] for d in docs.values()} == {"deepracer-3"}
+    assert {d["run_id"] for d in docs.values()} == {"3"}
+    names = sorted(c["name"] for d in docs.values() for c in d["containers"])
+    assert names == [
+        "drfleet-3-rlcoach",
+        "drfleet-3-robomaker-1",
+        "drfleet-3-robomaker-2",
+        "drfleet-3-robomaker-3",
+    ]
+    (rl,) = containers(docs, "rl_coach")
+    assert rl["env"]["RUN_ID"] == "3"
+    robo = {c["name"]: c for c in containers(docs, "robomaker")}
+    assert robo["drfleet-3-robomaker-2"]["ports"] == {"8080/tcp": 8381, "5900/tcp": 6201}
+    ev = evaluation(cfg, hosts[1], CREDS, "eval_params.yaml", "0,1")
+    assert ev["name"] == "drfleet-3-eval" and ev["ports"] == {"8080/tcp": 8378, "5900/tcp": 6199}
+    assert minio_stack(cfg, CREDS, "127.0.0.1", 1)["stack"] == "s3"
+
+
+@pytest.mark.parametrize("value", ["x", "-1", "100", "1.5"])
+def test_a_run_id_that_is_no_small_number_is_refused_naming_the_file(
+    tmp_path: Path, value: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"DR_RUN_ID='{value}' is not a run number") as err:
+        setup(tmp_path, 1, run_extra=f"DR_RUN_ID={value}\n")
+    assert "run.env" in err.value.message

@@ -282,7 +282,8 @@ def test_specs_follow_the_plan(tmp_path: Path) -> None:
         generation=1,
     )
     names = {h: [s["name"] for s in d["containers"]] for h, d in docs.items()}
-    assert names["t"][:2] == ["drfleet-minio", "drfleet-rlcoach"]
+    assert names["t"][:1] == ["drfleet-rlcoach"]  # minio is a stack of its own
+    assert {d["stack"] for d in docs.values()} == {"deepracer-0"}
     robo = {
         s["name"]: s for d in docs.values() for s in d["containers"] if s["role"] == "robomaker"
     }

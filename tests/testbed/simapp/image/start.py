@@ -36,10 +36,14 @@ def str2bool(v):
 
 
 def local_fit(image, job_name, hyperparameters, env, instance_type, endpoint_url, region):
-    """The SDK's local mode: a job folder under container_root holding input/config/
-    hyperparameters.json (each value JSON-encoded), bound into `algo-1-<5 chars>` on the
-    network sagemaker-local, which must carry the compose labels; the command is `train`,
-    appended to the image's entrypoint. Blocks until the container ends."""
+    """The SDK's local mode (sagemaker 2.257 src/sagemaker/local/image.py: the host
+    `algo-1-<5 chars>`, _create_docker_host's container_name `<10 chars>-<host>`, the host as
+    its alias on sagemaker-local, the job's environment): a job folder under container_root
+    holding input/config/hyperparameters.json (each value JSON-encoded) and the
+    docker-compose.yaml compose is run with (which DRfC's stop.sh greps for RUN_ID=), bound
+    into that container on the network sagemaker-local, which must carry the compose labels;
+    the command is `train`, appended to the image's entrypoint. Blocks until the container
+    ends."""
     client = docker.from_env()
     net = client.networks.get(NETWORK)
     if (net.attrs.get("Labels") or {}).get("com.docker.compose.network") != NETWORK:
@@ -49,8 +53,10 @@ def local_fit(image, job_name, hyperparameters, env, instance_type, endpoint_url
         )
     os.makedirs(CONTAINER_ROOT, exist_ok=True)
     root = tempfile.mkdtemp(dir=CONTAINER_ROOT)
-    name = "algo-1-" + "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
-    config = os.path.join(root, name, "input", "config")
+    chars = string.ascii_lowercase + string.digits
+    host = "algo-1-" + "".join(random.choices(chars, k=5))
+    name = "".join(random.choices(chars, k=10)) + "-" + host
+    config = os.path.join(root, host, "input", "config")
     os.makedirs(config)
     with open(os.path.join(config, "hyperparameters.json"), "w") as fh:
         json.dump({k: json.dumps(v) for k, v in hyperparameters.items()}, fh)
@@ -64,17 +70,37 @@ def local_fit(image, job_name, hyperparameters, env, instance_type, endpoint_url
     device_requests = None
     if instance_type == "local_gpu":
         device_requests = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
-    container = client.containers.run(
+    binds = {os.path.join(root, host, "input"): {"bind": "/opt/ml/input", "mode": "rw"}}
+    compose = {
+        "services": {
+            host: {
+                "image": image,
+                "container_name": name,
+                "environment": [f"{k}={v}" for k, v in environment.items()],
+                "command": "train",
+                "networks": {NETWORK: {"aliases": [host]}},
+            }
+        },
+        "networks": {NETWORK: {"name": NETWORK}},
+    }
+    with open(os.path.join(root, "docker-compose.yaml"), "w") as fh:
+        json.dump(compose, fh, indent=1)  # JSON is YAML
+    api = client.api
+    created = api.create_container(
         image,
         ["train"],
         name=name,
-        hostname=name,
-        network=NETWORK,
         environment=environment,
-        volumes={os.path.join(root, name, "input"): {"bind": "/opt/ml/input", "mode": "rw"}},
-        device_requests=device_requests,
-        detach=True,
+        labels={"com.docker.compose.service": host},
+        host_config=api.create_host_config(
+            binds=binds, network_mode=NETWORK, device_requests=device_requests
+        ),
+        networking_config=api.create_networking_config(
+            {NETWORK: api.create_endpoint_config(aliases=[host])}
+        ),
     )
+    container = client.containers.get(created["Id"])
+    container.start()
     print(f"Creating {name} ... done", flush=True)
     for line in container.logs(stream=True, follow=True):
         sys.stdout.buffer.write(line)
