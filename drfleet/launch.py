@@ -79,6 +79,12 @@ def train(
                 fix=exc.fix,
             ) from None
         p.plan.notes.extend(shared)
+        t = p.plan.trainer
+        if shared and left[t].vcpus < caps[t].trainer_vcpus:
+            p.plan.warnings.append(
+                f"{t} has {left[t].vcpus} vCPUs left beside other runs and this run's trainer "
+                f"takes {caps[t].trainer_vcpus}: the trainers share its CPUs"
+            )
         trainer = inv.hosts[p.plan.trainer]
         tsess = sessions[trainer.name]
         local = p.cfg.storage == "local"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -97,7 +98,7 @@ def s3(bed: TestBed) -> Any:
 
 
 def iterations(
-    bed: TestBed, count: int, timeout: float = 120, start: int = 0
+    bed: TestBed, count: int, timeout: float = 120, start: int = 0, prefix: str = PREFIX
 ) -> list[list[dict[str, Any]]]:
     """The episodes of iterations start .. start+count-1, waiting for them to be trained."""
     client = s3(bed)
@@ -106,7 +107,7 @@ def iterations(
     while len(out) < count:
         try:
             body = client.get_object(
-                Bucket="bucket", Key=f"{PREFIX}/standin/iteration-{start + len(out)}.json"
+                Bucket="bucket", Key=f"{prefix}/standin/iteration-{start + len(out)}.json"
             )["Body"]
             out.append(json.loads(body.read()))
         except client.exceptions.NoSuchKey:
@@ -124,6 +125,10 @@ def up(bed: TestBed) -> list[str]:
     ]
 
 
+# the name SageMaker's local mode gives the trainer (sagemaker 2.x local/image.py)
+SAGEMAKER = re.compile(r"^[a-z0-9]{10}-algo-1-[a-z0-9]{5}$")
+
+
 def containers(bed: TestBed) -> dict[str, list[str]]:
     return {name: bed.exec(name, "docker ps -a --format '{{.Names}}'").split() for name in up(bed)}
 
@@ -139,11 +144,11 @@ def container_ids(bed: TestBed) -> dict[str, str]:
     return out
 
 
-def trained(bed: TestBed) -> int:
-    """How many iterations the trainer has finished so far."""
+def trained(bed: TestBed, prefix: str = PREFIX) -> int:
+    """How many iterations the trainer of the model prefix has finished so far."""
     pages = s3(bed).get_paginator("list_objects_v2")
     return sum(
         1
-        for page in pages.paginate(Bucket="bucket", Prefix=f"{PREFIX}/standin/iteration-")
+        for page in pages.paginate(Bucket="bucket", Prefix=f"{prefix}/standin/iteration-")
         for _ in page.get("Contents", [])
     )

@@ -63,7 +63,8 @@ def test_apply_three_runs_them_and_status_shows_them(ag: AgentHarness) -> None:
     assert "hunter2" not in (ag.state / "status.json").read_text()
     assert "hunter2" not in ag.log.read_text()
     assert "hunter2" not in ag.agent("status").stdout
-    assert mode(ag.state / "desired.json") == 0o600 and mode(ag.state) == 0o700
+    assert mode(ag.state / "stacks" / "default.json") == 0o600 and mode(ag.state) == 0o700
+    assert mode(ag.state / "stacks") == 0o700
 
 
 def test_killed_container_comes_back_with_a_restart_count(ag: AgentHarness) -> None:
@@ -175,20 +176,20 @@ def test_invalid_desired_state_is_refused_and_nothing_changes(
 ) -> None:
     ag.apply(ag.doc(ag.spec("a")))
     ag.wait(all_running(ag.name("a")))
-    before, desired = ids(ag), (ag.state / "desired.json").read_bytes()
+    before, desired = ids(ag), (ag.state / "stacks" / "default.json").read_bytes()
     res = ag.apply(bad)
     assert res.returncode == 2
     assert message in res.stderr and "previous state stays" in res.stderr
     time.sleep(2.5)
-    assert (ag.state / "desired.json").read_bytes() == desired
+    assert (ag.state / "stacks" / "default.json").read_bytes() == desired
     assert ids(ag) == before and ag.rows()[ag.name("a")]["state"] == "running"
 
 
 def test_an_older_generation_is_refused(ag: AgentHarness) -> None:
     assert ag.apply(ag.doc(ag.spec("a"), generation=5)).returncode == 0
     res = ag.apply(ag.doc(generation=4))
-    assert res.returncode == 2 and "older than the current 5" in res.stderr
-    assert json.loads((ag.state / "desired.json").read_text())["generation"] == 5
+    assert res.returncode == 2 and "holds generation 5, newer than 4" in res.stderr
+    assert json.loads((ag.state / "stacks" / "default.json").read_text())["generation"] == 5
 
 
 def test_logs_of_a_managed_container(ag: AgentHarness) -> None:

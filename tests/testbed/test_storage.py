@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import invoke
 from tests.testbed import TestBed
-from tests.testbed.drfc_run import PREFIX, containers, write_drfc
+from tests.testbed.drfc_run import PREFIX, SAGEMAKER, containers, write_drfc
 
 pytestmark = pytest.mark.testbed
 
@@ -240,14 +240,14 @@ def test_aws_s3_trains_with_the_profiles_keys_and_no_endpoint_in_the_containers(
             try:
                 trained(client, "awsbucket")
                 for h, names in containers(bed).items():
-                    ours = [n for n in names if n.startswith(("drfleet-", "algo-1-"))]
+                    ours = [n for n in names if n.startswith("drfleet-") or SAGEMAKER.match(n)]
                     for name in ours:
                         inspected = json.loads(bed.exec(h, f"docker inspect {name}"))[0]
                         cenv = dict(e.split("=", 1) for e in inspected["Config"]["Env"])
                         assert "AWS_ACCESS_KEY_ID" not in cenv, (h, name)
                         assert "AWS_SECRET_ACCESS_KEY" not in cenv, (h, name)
                     ids = bed.exec(
-                        h, "docker ps -aq --no-trunc --filter name=drfleet- --filter name=algo-1-"
+                        h, "docker ps -aq --no-trunc --filter name=drfleet- --filter name=-algo-1-"
                     ).split()
                     where = " ".join(
                         ["/var/lib/drfleet", "/tmp/sagemaker", "/root"]

@@ -18,6 +18,7 @@ from tests.conftest import REPO, Run, invoke
 from tests.testbed import TestBed, ensure_docker_host_image
 from tests.testbed.drfc_run import (
     PREFIX,
+    SAGEMAKER,
     container_ids,
     containers,
     iterations,
@@ -101,10 +102,10 @@ def test_five_workers_on_three_hosts_train_as_planned(
         check_progress_in_status(bed, env_dir, planned)
         trainer = json.loads(
             s3(bed).get_object(Bucket="bucket", Key=f"{PREFIX}/standin/trainer.json")["Body"].read()
-        )  # written by the algo-1-* container start.py spawned through SageMaker's local mode
+        )  # written by the sagemaker container start.py spawned through SageMaker's local mode
         assert trainer["hyperparameters"]["s3_prefix"] == PREFIX
         assert trainer["max_memory_steps"] is None  # DR_TRAIN_MAX_STEPS_PER_ITERATION unset
-        assert [c for c in containers(bed)["h1"] if c.startswith("algo-1-")]
+        assert [c for c in containers(bed)["h1"] if SAGEMAKER.match(c)]
         ids = container_ids(bed)
         again = invoke("train", "--inventory", inv, "--env-dir", str(env_dir), "--json")
         assert again.code == 0, again.stderr  # the same run, live: converge, restart nothing
@@ -132,36 +133,38 @@ def test_five_workers_on_three_hosts_train_as_planned(
         assert again.json["generation"] == run.json["generation"] + 1
         trainer = plan.json["trainer"]["host"]
         newer = record["generation"] + 1000
+        stack = "/var/lib/drfleet/stacks/deepracer-0.json"
         bump = (
-            'python3 -c \'import json; d = json.load(open("/var/lib/drfleet/desired.json")); '
+            f'python3 -c \'import json; d = json.load(open("{stack}")); '
             f'd["generation"] = {newer}; print(json.dumps(d))\' | python3 '
             "/usr/local/lib/drfleet/drfleet-agent.pyz apply --state-dir /var/lib/drfleet"
         )
         bed.exec(trainer, bump)
         refused = invoke("train", "--inventory", inv, "--env-dir", str(env_dir))
         assert refused.code == 2, refused.stdout + refused.stderr
-        assert f"{trainer} holds generation {newer}" in refused.stderr
+        assert f"{trainer} holds generation {newer} of stack deepracer-0" in refused.stderr
         assert "Nothing was changed" in refused.stderr
         assert container_ids(bed) == ids
         older = bed.exec(
             trainer,
-            'python3 -c \'import json; d = json.load(open("/var/lib/drfleet/desired.json")); '
+            f'python3 -c \'import json; d = json.load(open("{stack}")); '
             'd["generation"] = 1; print(json.dumps(d))\' | python3 '
             "/usr/local/lib/drfleet/drfleet-agent.pyz apply --state-dir /var/lib/drfleet "
             "2>&1; echo exit=$?",
         )
-        assert "refused: generation 1 is older than the current" in older and "exit=2" in older
+        assert f"holds generation {newer}, newer than 1" in older and "exit=2" in older
         check_model_way_out(bed, env_dir, tmp_path)
         check_upload_model(bed, env_dir, tmp_path)
         check_car_model(bed, env_dir, tmp_path)
         check_s3_shell(bed, env_dir)
-        # the agent's desired state holds the minio credentials: root's alone on every host
+        # the agent's desired states hold the minio credentials: root's alone on every host
         for h in ("h1", "h2", "h3"):
-            assert bed.exec(h, "stat -c %a /var/lib/drfleet/desired.json").strip() == "600"
+            modes = bed.exec(h, "stat -c '%n %a' /var/lib/drfleet/stacks /var/lib/drfleet/stacks/*")
+            assert modes.split()[1] == "700" and set(modes.split()[3::2]) == {"600"}, modes
     finally:
         stop = invoke("stop", "--inventory", inv)
     assert stop.code == 0, stop.stderr
-    assert containers(bed) == {"h1": [], "h2": [], "h3": []}  # algo-* included
+    assert containers(bed) == {"h1": [], "h2": [], "h3": []}  # the sagemaker one included
     check_increment_training(bed, env_dir)  # minio (recreated) still holds the model
 
 

@@ -15,6 +15,7 @@ import yaml
 from tests.conftest import Run, invoke, killed
 from tests.testbed import TestBed
 from tests.testbed.drfc_run import (
+    SAGEMAKER,
     container_ids,
     containers,
     iterations,
@@ -55,6 +56,7 @@ def wait_for(what: Callable[[], bool], timeout: float, message: str) -> None:
 
 
 NONSTOP = {"standin_iterations": 100000, "standin_train_seconds": 0.5}  # trains until stopped
+SECOND = "rl-deepracer-second"
 
 
 def goes_on(bed: TestBed, shares: dict[int, int]) -> None:
@@ -65,6 +67,65 @@ def goes_on(bed: TestBed, shares: dict[int, int]) -> None:
     for it in iterations(bed, 2, timeout=120, start=n + 1):
         assert Counter(e["slot"] for e in it) == shares
         assert [e["episode"] for e in it if e["answers"] != 1] == [], "a slot runs twice"
+
+
+def check_second_run(bed: TestBed, first: Path, env_dir: Path, shares: dict[int, int]) -> None:
+    """DRfC's multi_run.md on a fleet: a second experiment with DR_RUN_ID=1 trains on the
+    same hosts beside the live run 0, in the room it leaves; status, logs and stop address
+    each run alone, and stopping run 1 leaves run 0 training, untouched."""
+    write_drfc(env_dir, 2, {2: "Monaco"}, 4, NONSTOP)
+    with (env_dir / "run.env").open("a") as fh:
+        fh.write(f"DR_RUN_ID=1\nDR_LOCAL_S3_MODEL_PREFIX={SECOND}\n")
+    inv = str(bed.inventory)
+    args = ("--inventory", inv, "--env-dir", str(env_dir))
+    ids = container_ids(bed)
+    run = invoke("train", *args, "--json")
+    assert run.code == 0, run.stdout[-2000:] + run.stderr
+    try:
+        assert run.json["run"] == "1"
+        placed = {w["slot"]: w["host"] for w in run.json["plan"]["workers"]}
+        assert set(placed.values()) == {"h2", "h3"}  # the room run 0 leaves (h1: its trainer)
+        notes = " ".join(run.json["plan"]["notes"])
+        assert "vCPUs go to other runs" in notes and "minio" in notes  # the fleet's one minio
+        keys = json.loads((env_dir / ".drfleet" / "minio-credentials.json").read_text())
+        assert keys == json.loads((first / ".drfleet" / "minio-credentials.json").read_text())
+        after = container_ids(bed)
+        assert {n: i for n, i in after.items() if n in ids} == ids  # run 0 untouched
+        new = set(after) - set(ids)
+        sagemaker = {n for n in new if SAGEMAKER.match(n)}
+        assert new - sagemaker == {"drfleet-1-rlcoach", "drfleet-1-robomaker-1",
+                                   "drfleet-1-robomaker-2"}, new  # fmt: skip
+        for slot, host in placed.items():
+            spec = json.loads(bed.exec(host, f"docker inspect drfleet-1-robomaker-{slot}"))[0]
+            bound = spec["HostConfig"]["PortBindings"]["8080/tcp"][0]["HostPort"]
+            assert bound == str(8179 + slot)  # run 1's ports: 100 above run 0's
+        # both train: run 1 under its prefix, run 0 as before
+        second = {w["slot"]: w["episodes"] for w in run.json["plan"]["workers"]}
+        for it in iterations(bed, 2, prefix=SECOND):
+            assert Counter(e["slot"] for e in it) == second
+        goes_on(bed, shares)
+        # status, logs: each run alone
+        st = invoke("status", *args, "--json")
+        assert st.code == 0 and st.json["run"]["run_id"] == "1", st.stderr
+        assert {s["state"] for s in st.json["run"]["slots"].values()} == {"running"}
+        first_st = invoke("status", "--inventory", inv, "--env-dir", str(first), "--json")
+        assert first_st.json["run"]["run_id"] == "0" and len(first_st.json["run"]["slots"]) == 3
+        logs = invoke("logs", *args, "--worker", "2", "--tail", "20", "--json")
+        lines = [json.loads(x) for x in logs.stdout.splitlines()]
+        assert lines and {d["container"] for d in lines} == {"drfleet-1-robomaker-2"}
+        # a third env dir with run 1's DR_RUN_ID would take its place: refused, naming it
+        third = write_drfc(env_dir.parent / "third", 1, {}, 2)
+        with (third / "run.env").open("a") as fh:
+            fh.write("DR_RUN_ID=1\n")
+        refused = invoke("train", "--inventory", inv, "--env-dir", str(third))
+        assert refused.code == 2 and str(env_dir.resolve()) in refused.stderr, refused.stderr
+        assert f"model prefix {SECOND}) as run 1" in refused.stderr
+    finally:
+        stop = invoke("stop", *args, "--json")
+    assert stop.code == 0 and stop.json["run"] == "1", stop.stdout + stop.stderr
+    left = container_ids(bed)
+    assert left == ids, (left, ids)  # run 0's containers, its sagemaker and minio: all there
+    goes_on(bed, shares)
 
 
 def test_killed_worker_is_restarted_status_shows_it_training_goes_on(
@@ -92,6 +153,8 @@ def test_killed_worker_is_restarted_status_shows_it_training_goes_on(
         assert refused.code == 2, refused.stdout + refused.stderr
         assert str(env_dir.resolve()) in refused.stderr and "--replace" in refused.stderr
         assert "Nothing was changed" in refused.stderr and container_ids(bed) == ids
+        assert "another DR_RUN_ID" in refused.stderr
+        check_second_run(bed, env_dir, tmp_path / "second", shares)
         bed.exec(host, "docker kill drfleet-robomaker-2")
 
         def restarted() -> bool:
@@ -297,7 +360,7 @@ def test_controller_killed_mid_train_rerun_converges_and_stop_cleans(
         ids = container_ids(bed)  # one of each, on exactly one host
         want = {f"drfleet-robomaker-{k}" for k in range(1, 5)} | {"drfleet-minio"}
         assert want | {"drfleet-rlcoach"} <= set(ids)
-        algo = [n for n in ids if n.startswith("algo-")]
+        algo = [n for n in ids if SAGEMAKER.match(n)]
         assert len(algo) <= 1, f"two sagemaker containers: {algo}"
         for w in run.json["plan"]["workers"]:
             assert slots_where(bed)[w["slot"]] == [w["host"]]
