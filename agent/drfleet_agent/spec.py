@@ -109,10 +109,11 @@ class Fleetwide:
         return max((d.generation for d in self.stacks.values()), default=0)
 
 
-def merge(stacks: dict[str, DesiredState]) -> Fleetwide:
+def merge(stacks: dict[str, DesiredState], fleet: str = "drfleet") -> Fleetwide:
     """The host's stacks as one state, or SpecError naming the two stacks that would clash:
     a container name or a host port may belong to one stack only, and every stack is of one
-    fleet."""
+    fleet. fleet: the host's when it holds no stack (its containers are still to be
+    removed: the agent only touches its own fleet's)."""
     fleets = {d.fleet for d in stacks.values()}
     if len(fleets) > 1:
         raise SpecError(f"stacks of more than one fleet ({', '.join(sorted(fleets))})")
@@ -135,7 +136,7 @@ def merge(stacks: dict[str, DesiredState]) -> Fleetwide:
                         f"of stack {other!r}"
                     )
                 ports[hp] = (stack, c.name)
-    return Fleetwide(fleet=next(iter(fleets), "drfleet"), stacks=dict(stacks))
+    return Fleetwide(fleet=next(iter(fleets), fleet), stacks=dict(stacks))
 
 
 def _fail(where: str, what: str) -> SpecError:

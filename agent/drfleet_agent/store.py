@@ -49,6 +49,7 @@ class StateDir:
         self.path = Path(path)
         self.desired = self.path / "desired.json"  # before stacks: read once, then split
         self.stacks = self.path / "stacks"
+        self.fleet = self.path / "fleet"  # the fleet of the stacks it last held
         self.records = self.path / "records.json"
         self.status = self.path / "status.json"
         self.pid = self.path / "agent.pid"
@@ -76,12 +77,23 @@ class StateDir:
 
     def read_desired(self) -> spec.Fleetwide:
         """What the host is to run: every stack, merged (apply refuses stacks that clash)."""
-        return spec.merge(self.read_stacks())
+        try:
+            fleet = self.fleet.read_text().strip() or "drfleet"
+        except FileNotFoundError:
+            fleet = "drfleet"
+        return spec.merge(self.read_stacks(), fleet)
 
     def write_stack(self, state: spec.DesiredState) -> None:
-        """Replaces the stack's desired state; a state with no container removes the stack."""
+        """Replaces the stack's desired state; a state with no container removes the stack.
+        The fleet it names is the host's (kept when no stack is left)."""
         self.ensure()
         self.stacks.mkdir(mode=0o700, exist_ok=True)
+        try:
+            kept = self.fleet.read_text().strip()
+        except FileNotFoundError:
+            kept = ""
+        if kept != state.fleet:
+            atomic_write(self.fleet, state.fleet + "\n", 0o644)
         path = self.stacks / f"{state.stack}.json"
         if state.containers:
             atomic_write(path, state.to_json() + "\n")
@@ -95,7 +107,7 @@ class StateDir:
         except FileNotFoundError:
             files = []
         out = []
-        for f in [*files, self.desired]:
+        for f in [*files, self.desired, self.fleet]:
             with contextlib.suppress(FileNotFoundError):
                 st = f.stat()
                 out.append((f.name, st.st_ino, st.st_mtime_ns))

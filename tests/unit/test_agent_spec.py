@@ -198,3 +198,14 @@ def test_an_agent_before_stacks_is_split_keeping_names_and_hashes(tmp_path: Path
             c.spec_hash(before.run_id)
         )
     assert not (tmp_path / "desired.json").exists() and merged.generation == 9
+
+
+def test_a_host_with_no_stack_left_keeps_its_fleet(tmp_path: Path) -> None:
+    """Its containers must still be removed, and the agent touches its own fleet's alone."""
+    from drfleet_agent.store import StateDir
+
+    doc = json.loads(_doc("deepracer-0", "a"))
+    assert _apply(tmp_path, json.dumps({**doc, "fleet": "other"}))[0] == 0
+    assert _apply(tmp_path, json.dumps({**doc, "fleet": "other", "containers": []}))[0] == 0
+    left = StateDir(tmp_path).read_desired()
+    assert left.stacks == {} and left.fleet == "other"
