@@ -63,13 +63,21 @@ def train(
     (else refused). Another run (another DR_RUN_ID) goes on beside this one: this run gets
     the vCPUs it leaves (converge.room) and shares its minio."""
     caps = capacity.of_hosts(inv, options)
-    run = checks.run(config.load(env_dir, workers or None))
+    wanted = config.load(env_dir, workers or None)
+    run = checks.run(wanted)
     sessions = {h: session(inv.hosts[h], options) for h in caps}
     try:
         held = converge.statuses(sessions, list(caps), options.limit)
         left, shared = sharing.room(caps, held, run.stack)
+        keep = (
+            None if wipe else sharing.live_plan(runstate.load(env_dir), run, held, wanted.workers)
+        )
         try:
-            p = training.prepare(env_dir, left, workers)
+            if keep is not None and {keep.trainer, *keep.by_host()} <= set(caps):
+                p = training.prepare_from(env_dir, caps, keep, set(), inv)
+                shared = []  # placed already: nothing moves for what came beside it since
+            else:
+                p = training.prepare(env_dir, left, workers)
         except DrfleetError as exc:
             if not shared:
                 raise

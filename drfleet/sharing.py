@@ -11,8 +11,9 @@ from typing import Any
 from drfleet_agent.contract import HostStatus
 
 from drfleet.errors import DrfleetError
-from drfleet.names import RUN_ENV_LABEL, RUN_LABEL, RUN_PREFIX_LABEL
-from drfleet.plan import Capacity
+from drfleet.names import RUN_ENV_LABEL, RUN_LABEL, RUN_PREFIX_LABEL, Run
+from drfleet.plan import Capacity, Plan
+from drfleet.runstate import RunState
 
 
 def owner(docs: dict[str, dict[str, Any]]) -> str:
@@ -142,3 +143,17 @@ def minio_where(held: dict[str, HostStatus], trainer: str) -> None:
                 fix=f"give {host} the trainer role in the inventory (and {trainer} only "
                 "robomaker), or stop the runs that use it first",
             )
+
+
+def live_plan(
+    state: RunState | None, run: Run, held: dict[str, HostStatus], workers: int
+) -> Plan | None:
+    """The plan of this run as it runs now, when a train would only resume it: the record
+    names this run with as many workers, and its trainer still runs it. Kept as it is, so
+    what started beside it since (another run, an evaluation) never moves its workers."""
+    if state is None or state.run_id != run.id or len(state.plan.workers) != workers:
+        return None
+    trainer = held.get(state.plan.trainer)
+    if trainer is None or trainer.get(run.rlcoach) is None:
+        return None
+    return state.plan

@@ -228,3 +228,17 @@ def test_an_env_dirs_identity_is_made_once(tmp_path: Path) -> None:
     first = runstate.identity(tmp_path)
     assert first == runstate.identity(tmp_path) and len(first) == 16
     assert runstate.identity(tmp_path / "other") != first
+
+
+def test_a_live_run_keeps_its_plan_whatever_came_beside_it() -> None:
+    from drfleet import sharing
+    from drfleet.names import Run
+
+    plan = Plan("h1", [Placement(1, "h2", "w", 5, "training_params.yaml", 8080)])
+    state = runstate.RunState("0", "bucket", "p", 4, plan)
+    live = {"h1": _held(_c("drfleet-rlcoach", "rl_coach", "deepracer-0"))}
+    assert sharing.live_plan(state, Run("0"), live, 1) is plan
+    assert sharing.live_plan(state, Run("0"), live, 2) is None  # DR_WORKERS changed: plan anew
+    assert sharing.live_plan(state, Run("1"), live, 1) is None  # DR_RUN_ID changed
+    assert sharing.live_plan(state, Run("0"), {"h1": _held()}, 1) is None  # not running
+    assert sharing.live_plan(None, Run("0"), live, 1) is None
