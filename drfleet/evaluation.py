@@ -149,7 +149,7 @@ def start(
     }
     if out is not None:  # touches no host: the room left beside the run's own plan
         chosen, warnings = choose_host(caps, state.plan if state else None, host)
-        creds = storage.run_credentials(cfg, env_dir)
+        creds = training.PLACEHOLDER_CREDS  # shown masked; a dry run makes no credentials
         spec = specs.evaluation(cfg, caps[chosen], creds, name, gazebo_cpus(0, 0), paths)
         doc = specs.masked(specs.stack(run.eval_stack, run.id, 0, [spec]))
         atomic_write(out / key, body, 0o644)

@@ -112,7 +112,7 @@ TABLE: dict[str, Setting] = {
     "DR_DROA_USERNAME": Setting(UNSUPPORTED, "DeepRacer-on-AWS integration"),
     "DR_DROA_DEBUG": Setting(UNSUPPORTED, "DeepRacer-on-AWS integration"),
     # --- run.env (template-run.env) ---
-    "DR_RUN_ID": _h(f"{RC} RUN_ID; the run's label on every container", "0"),
+    "DR_RUN_ID": _h(f"{RC} RUN_ID; the run's stacks, container names and ports (0-99)", "0"),
     "DR_WORLD_NAME": _h(f"{P} WORLD_NAME; {RB} WORLD_NAME", "reinvent_base"),
     "DR_RACE_TYPE": _h(f"{P} RACE_TYPE", "TIME_TRIAL"),
     "DR_CAR_NAME": _h(f"{P} CAR_NAME", "FastCar"),

@@ -338,7 +338,15 @@ def test_plan_and_dry_run_from_the_command_line(tmp_path: Path) -> None:
         assert all(
             c.env.get("AWS_SECRET_ACCESS_KEY", "<secret>") == "<secret>" for c in state.containers
         )
-    assert not (d / ".drfleet").exists()  # a dry run makes no credentials
+        assert state.stack == "deepracer-0"
+        for c in state.containers:  # whose it is, as train labels them
+            assert c.labels["drfleet-run"] == "(made by the first train)"
+            assert c.labels["drfleet-env"].endswith(f":{d.resolve()}")
+            assert c.labels["drfleet-prefix"] == "rl-deepracer-sagemaker"
+    minio = parse((d / "out" / "hosts" / "t" / "s3.json").read_text())
+    assert minio.stack == "s3" and [c.role for c in minio.containers] == ["minio"]
+    assert minio.containers[0].env["MINIO_ROOT_PASSWORD"] == "<secret>"
+    assert not (d / ".drfleet").exists()  # a dry run makes no credentials, nor an identity
 
 
 def test_init_writes_defaults_and_never_overwrites(tmp_path: Path) -> None:
@@ -458,3 +466,29 @@ def test_debug_logging_keeps_other_libraries_quiet(monkeypatch: pytest.MonkeyPat
         root.setLevel(saved[0])
         root.handlers[:] = saved[1]
         logging.getLogger("drfleet").setLevel(logging.NOTSET)
+
+
+def test_evaluate_dry_run_writes_the_params_and_the_runs_eval_stack(tmp_path: Path) -> None:
+    """`evaluate --dry-run --out DIR`: the eval params at DIR/<their S3 key> and the host's
+    desired state (the run's evaluation stack) at DIR/hosts/<host>/desired.json; nothing else
+    is touched, no credentials made."""
+    from drfleet_agent.spec import parse
+
+    from tests.conftest import drfleet
+
+    d = drfc(tmp_path, run=RUN + "DR_RUN_ID=2\n")
+    (d / "inv.yml").write_text(
+        "all:\n  hosts:\n"
+        "    t: {address: 10.0.0.10, roles: [trainer, robomaker], vcpus: 16}\n"
+        "    w1: {address: 10.0.0.11, roles: [robomaker], vcpus: 8}\n"
+    )
+    run = drfleet("evaluate", "--dry-run", "--out", "out", "-i", "inv.yml", "--json", cwd=d)
+    assert run.code == 0, run.stderr
+    assert run.json["host"] == "t" and run.json["run"] == "2"  # the most room, no run yet
+    assert (d / "out" / run.json["params"]).exists()
+    state = parse((d / "out" / "hosts" / "t" / "desired.json").read_text())
+    assert state.stack == "deepracer-eval-2" and state.run_id == "2"
+    (ev,) = state.containers
+    assert ev.name == "drfleet-2-eval" and ev.ports == {"8080/tcp": 8278}
+    assert ev.env["AWS_SECRET_ACCESS_KEY"] == "<secret>"
+    assert not (d / ".drfleet").exists()
