@@ -79,6 +79,7 @@ def check_second_run(bed: TestBed, first: Path, env_dir: Path, shares: dict[int,
     inv = str(bed.inventory)
     args = ("--inventory", inv, "--env-dir", str(env_dir))
     ids = container_ids(bed)
+    before = trained(bed)
     run = invoke("train", *args, "--json")
     assert run.code == 0, run.stdout[-2000:] + run.stderr
     try:
@@ -103,7 +104,7 @@ def check_second_run(bed: TestBed, first: Path, env_dir: Path, shares: dict[int,
         second = {w["slot"]: w["episodes"] for w in run.json["plan"]["workers"]}
         for it in iterations(bed, 2, prefix=SECOND):
             assert Counter(e["slot"] for e in it) == second
-        goes_on(bed, shares)
+        assert trained(bed) > before + 1  # and run 0 trained on meanwhile
         # status, logs: each run alone
         st = invoke("status", *args, "--json")
         assert st.code == 0 and st.json["run"]["run_id"] == "1", st.stderr
