@@ -98,8 +98,11 @@ def apply(
         task="apply desired state",
     )
     if res.exit_code == 2:
+        old = "unknown field 'stack'" in res.tail()
         raise DrfleetError(
-            f"the agent refused the desired state: {res.tail()}", where=sess.host.name
+            f"the agent refused the desired state: {res.tail()}",
+            where=sess.host.name,
+            fix="its agent predates stacks: run `drfleet provision` to update it" if old else None,
         )
     lines = res.stdout.strip().splitlines()
     if not lines:
