@@ -458,14 +458,38 @@ def _remove_sagemaker(s: Session, run_id: str | None) -> None:
     except ValueError:
         docs = []
     ours = [
-        str(d["Id"])
+        d
         for d in docs
         if run_id is None or f"RUN_ID={run_id}" in ((d.get("Config") or {}).get("Env") or [])
     ]
-    if ours:
-        s.run(
-            cmd("docker", "rm", "-f", *ours),
-            become=True,
-            timeout=120,
-            task="remove the sagemaker container",
-        )
+    if not ours:
+        return
+    s.run(
+        cmd("docker", "rm", "-f", *(str(d["Id"]) for d in ours)),
+        become=True,
+        timeout=120,
+        task="remove the sagemaker container",
+    )
+    jobs = sorted({j for d in ours if (j := job_dir(d))})
+    if jobs:  # its docker-compose.yaml holds the run's keys (local mode writes them there)
+        s.run(cmd("rm", "-rf", "--", *jobs), become=True, timeout=60, task="remove its job")
+
+
+SAGEMAKER_ROOT = "/tmp/sagemaker/"  # local mode's container_root (the simapp's config.yaml)
+
+
+def job_dir(inspected: dict[str, Any]) -> str:
+    """The local-mode job folder of an inspected sagemaker container, "" when it has none:
+    <container_root>/<tmp>/, whose <host>/input is its /opt/ml/input (pure)."""
+    for m in inspected.get("Mounts") or []:
+        source = str(m.get("Source") or "")
+        if m.get("Destination") != "/opt/ml/input" or not source.startswith(SAGEMAKER_ROOT):
+            continue
+        parts = source[len(SAGEMAKER_ROOT) :].split("/")
+        if (
+            len(parts) == 3
+            and parts[2] == "input"
+            and all(p and p not in (".", "..") for p in parts)
+        ):
+            return SAGEMAKER_ROOT + parts[0]
+    return ""

@@ -15,18 +15,16 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, Run, invoke
-from tests.testbed import TestBed, ensure_docker_host_image
+from tests.testbed import TestBed
 from tests.testbed.drfc_run import (
     PREFIX,
     SAGEMAKER,
     container_ids,
     containers,
     iterations,
-    provisioned,
     s3,
     write_drfc,
 )
-from tests.testbed.images import ensure_standin
 from tests.testbed.model_out import (
     check_car_model,
     check_increment_training,
@@ -214,32 +212,33 @@ def test_images_streamed_from_the_controller_show_bytes_and_rate(
         assert moving, log[-3000:]
 
 
-def test_one_host_one_worker(tmp_path_factory: pytest.TempPathFactory) -> None:
-    ensure_standin()
-    image = ensure_docker_host_image(tmp_path_factory.mktemp("bake"))
-    env_dir = write_drfc(tmp_path_factory.mktemp("drfc1"), 1, {}, 4)
-    with TestBed(1, tmp_path_factory.mktemp("one"), image=image) as bed:
-        provisioned(bed, env_dir)
-        inv = str(bed.inventory)
-        run = invoke("train", "--inventory", inv, "--env-dir", str(env_dir), "--json")
-        assert run.code == 0, run.stdout[-3000:] + run.stderr
-        try:
-            its = iterations(bed, 2)
-            assert [len(i) for i in its] == [4, 4]
-            assert {e["slot"] for i in its for e in i} == {1}
-            spec = json.loads(bed.exec("h1", "docker inspect drfleet-robomaker-1"))[0]
-            assert spec["Config"]["Entrypoint"] == ["/bin/bash", "-c"]
-            assert spec["Config"]["Cmd"] == [
-                "/opt/ml/code/run.sh run distributed_training.launch.py"
-            ]
-            assert not [e for e in spec["Config"]["Env"] if e.startswith("MULTI_CONFIG=")]
-            assert spec["HostConfig"]["Init"] is True
-            report = worker_report(bed, 0)
-            assert report["runsh_args"] == ["run", "distributed_training.launch.py"]
-            assert report["rollout_idx"] == 0 and report["s3_yaml_name"] == "training_params.yaml"
-        finally:
-            assert invoke("stop", "--inventory", inv).code == 0
-        assert containers(bed) == {"h1": []}
+def test_one_host_one_worker(fleet: tuple[TestBed, Path], tmp_path: Path) -> None:
+    """A fleet of one host (an inventory naming h1 alone): one worker, `run.sh run`."""
+    bed, _ = fleet
+    env_dir = write_drfc(tmp_path / "drfc1", 1, {}, 4)
+    path = bed.write_inventory(tmp_path / "one.yml", worker_vcpus=1, trainer_vcpus=1)
+    doc = yaml.safe_load(path.read_text())
+    doc["all"]["hosts"] = {"h1": doc["all"]["hosts"]["h1"]}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    inv = str(path)
+    run = invoke("train", "--inventory", inv, "--env-dir", str(env_dir), "--wipe", "--json")
+    assert run.code == 0, run.stdout[-3000:] + run.stderr
+    assert {w["host"] for w in run.json["plan"]["workers"]} == {"h1"}
+    try:
+        its = iterations(bed, 2)
+        assert [len(i) for i in its] == [4, 4]
+        assert {e["slot"] for i in its for e in i} == {1}
+        spec = json.loads(bed.exec("h1", "docker inspect drfleet-robomaker-1"))[0]
+        assert spec["Config"]["Entrypoint"] == ["/bin/bash", "-c"]
+        assert spec["Config"]["Cmd"] == ["/opt/ml/code/run.sh run distributed_training.launch.py"]
+        assert not [e for e in spec["Config"]["Env"] if e.startswith("MULTI_CONFIG=")]
+        assert spec["HostConfig"]["Init"] is True
+        report = worker_report(bed, 0)
+        assert report["runsh_args"] == ["run", "distributed_training.launch.py"]
+        assert report["rollout_idx"] == 0 and report["s3_yaml_name"] == "training_params.yaml"
+    finally:
+        assert invoke("stop", "--inventory", inv).code == 0
+    assert containers(bed) == {"h1": [], "h2": [], "h3": []}
 
 
 def test_a_host_that_cannot_reach_the_trainer_is_named(fleet: tuple[TestBed, Path]) -> None:

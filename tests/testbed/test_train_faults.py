@@ -69,7 +69,7 @@ def goes_on(bed: TestBed, shares: dict[int, int]) -> None:
         assert [e["episode"] for e in it if e["answers"] != 1] == [], "a slot runs twice"
 
 
-def check_second_run(bed: TestBed, first: Path, env_dir: Path, shares: dict[int, int]) -> None:
+def check_second_run(bed: TestBed, first: Path, env_dir: Path) -> None:
     """DRfC's multi_run.md on a fleet: a second experiment with DR_RUN_ID=1 trains on the
     same hosts beside the live run 0, in the room it leaves; status, logs and stop address
     each run alone, and stopping run 1 leaves run 0 training, untouched."""
@@ -102,9 +102,9 @@ def check_second_run(bed: TestBed, first: Path, env_dir: Path, shares: dict[int,
             assert bound == str(8179 + slot)  # run 1's ports: 100 above run 0's
         # both train: run 1 under its prefix, run 0 as before
         second = {w["slot"]: w["episodes"] for w in run.json["plan"]["workers"]}
-        for it in iterations(bed, 2, prefix=SECOND):
-            assert Counter(e["slot"] for e in it) == second
-        assert trained(bed) > before + 1  # and run 0 trained on meanwhile
+        (it,) = iterations(bed, 1, prefix=SECOND)  # every slot of run 1 its share
+        assert Counter(e["slot"] for e in it) == second
+        assert trained(bed) > before  # and run 0 trained on meanwhile
         # status, logs: each run alone
         st = invoke("status", *args, "--json")
         assert st.code == 0 and st.json["run"]["run_id"] == "1", st.stderr
@@ -126,7 +126,7 @@ def check_second_run(bed: TestBed, first: Path, env_dir: Path, shares: dict[int,
     assert stop.code == 0 and stop.json["run"] == "1", stop.stdout + stop.stderr
     left = container_ids(bed)
     assert left == ids, (left, ids)  # run 0's containers, its sagemaker and minio: all there
-    goes_on(bed, shares)
+    # (run 0 training on: the caller's next goes_on)
 
 
 def test_killed_worker_is_restarted_status_shows_it_training_goes_on(
@@ -155,7 +155,7 @@ def test_killed_worker_is_restarted_status_shows_it_training_goes_on(
         assert str(env_dir.resolve()) in refused.stderr and "--replace" in refused.stderr
         assert "Nothing was changed" in refused.stderr and container_ids(bed) == ids
         assert "another DR_RUN_ID" in refused.stderr
-        check_second_run(bed, env_dir, tmp_path / "second", shares)
+        check_second_run(bed, env_dir, tmp_path / "second")  # then run 0 goes on below
         bed.exec(host, "docker kill drfleet-robomaker-2")
 
         def restarted() -> bool:

@@ -492,3 +492,24 @@ def test_evaluate_dry_run_writes_the_params_and_the_runs_eval_stack(tmp_path: Pa
     assert ev.name == "drfleet-2-eval" and ev.ports == {"8080/tcp": 8278}
     assert ev.env["AWS_SECRET_ACCESS_KEY"] == "<secret>"
     assert not (d / ".drfleet").exists()
+
+
+def test_the_sagemaker_job_folder_stop_removes_is_local_modes_own() -> None:
+    """sagemaker 2.x local mode: <container_root>/<mkdtemp>/<host>/input is the container's
+    /opt/ml/input, and <container_root>/<mkdtemp>/docker-compose.yaml holds the job's keys."""
+    from drfleet.launch import job_dir
+
+    def inspected(source: str, dest: str = "/opt/ml/input") -> dict[str, Any]:
+        return {"Mounts": [{"Source": source, "Destination": dest}]}
+
+    assert job_dir(inspected("/tmp/sagemaker/tmpab12cd/algo-1-x7k2p/input")) == (
+        "/tmp/sagemaker/tmpab12cd"
+    )
+    for bad in (
+        inspected("/tmp/sagemaker/../etc/x/input"),
+        inspected("/var/lib/docker/x/algo-1-x/input"),
+        inspected("/tmp/sagemaker/tmpab12cd/algo-1-x7k2p/input", "/opt/ml/output"),
+        inspected("/tmp/sagemaker/tmpab12cd/input"),
+        {},
+    ):
+        assert job_dir(bad) == ""
