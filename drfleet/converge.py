@@ -49,20 +49,18 @@ def statuses(sessions: dict[str, Session], hosts: list[str], limit: int) -> dict
     return {o.host.name: o.value for o in outcomes if o.value is not None and not o.error}
 
 
-def minio_keys(held: dict[str, Any] | None, env_dir: Path, creds: dict[str, str]) -> dict[str, str]:
+def minio_keys(
+    held: dict[str, Any] | None, env_dir: Path, creds: dict[str, str], adopt: bool = True
+) -> dict[str, str]:
     """The keys this run's containers get with DR_CLOUD=local: minio's own when the fleet's
-    minio runs already (held: its stack, started from another env dir, maybe), which become
-    this env dir's too (training.adopt_credentials); else this env dir's."""
-    if held is None or not held.get("containers"):
+    minio runs already (held: its stack, started from another env dir, maybe), else this env
+    dir's (sharing.running_keys). adopt: the running ones become this env dir's too
+    (training.adopt_credentials)."""
+    running = sharing.running_keys(held)
+    if running is None or running == creds:
         return creds
-    env = held["containers"][0].get("env") or {}
-    running = {
-        "access_key": str(env.get("MINIO_ROOT_USER", "")),
-        "secret_key": str(env.get("MINIO_ROOT_PASSWORD", "")),
-    }
-    if not all(running.values()) or running == creds:
-        return creds
-    training.adopt_credentials(env_dir, running)
+    if adopt:
+        training.adopt_credentials(env_dir, running)
     return running
 
 

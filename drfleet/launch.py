@@ -61,7 +61,7 @@ def train(
 ) -> dict[str, Any]:
     """replace: take the place of another env dir's run of the same DR_RUN_ID on the hosts
     (else refused). Another run (another DR_RUN_ID) goes on beside this one: this run gets
-    the vCPUs it leaves (converge.room) and shares its minio."""
+    the vCPUs it leaves (sharing.room) and shares its minio."""
     caps = capacity.of_hosts(inv, options)
     wanted = config.load(env_dir, workers or None)
     run = checks.run(wanted)
@@ -97,23 +97,25 @@ def train(
         tsess = sessions[trainer.name]
         local = p.cfg.storage == "local"
         creds = storage.run_credentials(p.cfg, env_dir)
-        minio_held = None
+        minio_held, mine = None, creds
         if local:
             sharing.minio_where(held, trainer.name)
             minio_held = agent_client.held(tsess, MINIO_STACK)
-            mine, creds = creds, converge.minio_keys(minio_held, env_dir, creds)
+            mine, creds = creds, converge.minio_keys(minio_held, env_dir, creds, adopt=False)
             if creds != mine:
                 p.plan.notes.append(
                     f"the fleet's minio on {trainer.name} was started from another env dir: "
                     "its keys are now this env dir's too (.drfleet/minio-credentials.json)"
                 )
         region = p.cfg.setting("DR_AWS_APP_REGION")
-        remote = storage.direct(p.cfg, creds)  # checked before any host is touched
+        remote = storage.direct(p.cfg, creds)  # checked before anything changes
         with runstate.locked(env_dir):
             generation = runstate.next_generation(env_dir)
             ident = runstate.identity(env_dir)
         docs = owned(ident, env_dir, p.cfg, training.desired(p, creds, generation))
         converge.preflight(sessions, docs, options.limit, replace, held)
+        if local and creds != mine:  # not refused: the fleet minio's keys are this env dir's
+            training.adopt_credentials(env_dir, creds)
         live = not wipe and converge.has_container(tsess, run.rlcoach)
         if board:
             board.update(trainer.name, "starting minio" if local else "uploading")

@@ -157,3 +157,15 @@ def live_plan(
     if trainer is None or trainer.get(run.rlcoach) is None:
         return None
     return state.plan
+
+
+def running_keys(held: dict[str, Any] | None) -> dict[str, str] | None:
+    """The keys the fleet's minio runs with (held: the s3 stack's desired state), or None."""
+    if held is None or not held.get("containers"):
+        return None
+    env = held["containers"][0].get("env") or {}
+    keys = {
+        "access_key": str(env.get("MINIO_ROOT_USER", "")),
+        "secret_key": str(env.get("MINIO_ROOT_PASSWORD", "")),
+    }
+    return keys if all(keys.values()) else None

@@ -242,3 +242,12 @@ def test_a_live_run_keeps_its_plan_whatever_came_beside_it() -> None:
     assert sharing.live_plan(state, Run("1"), live, 1) is None  # DR_RUN_ID changed
     assert sharing.live_plan(state, Run("0"), {"h1": _held()}, 1) is None  # not running
     assert sharing.live_plan(None, Run("0"), live, 1) is None
+
+
+def test_the_fleet_minios_keys_are_read_from_its_stack() -> None:
+    from drfleet import sharing
+
+    minio = {"name": "drfleet-minio", "env": {"MINIO_ROOT_USER": "u", "MINIO_ROOT_PASSWORD": "p"}}
+    assert sharing.running_keys({"containers": [minio]}) == {"access_key": "u", "secret_key": "p"}
+    assert sharing.running_keys(None) is None and sharing.running_keys({"containers": []}) is None
+    assert sharing.running_keys({"containers": [{"name": "m", "env": {}}]}) is None
