@@ -36,10 +36,10 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--state-dir",
             default=str(DEFAULT_DIR),
-            help=f"where desired.json and status.json live (default {DEFAULT_DIR})",
+            help=f"where stacks/ and status.json live (default {DEFAULT_DIR})",
         )
 
-    run = sub.add_parser("run", help="the daemon: reconcile containers against desired.json")
+    run = sub.add_parser("run", help="the daemon: reconcile containers against every stack")
     state_dir(run)
     run.add_argument(
         "--docker-host",
@@ -72,7 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
-    apply = sub.add_parser("apply", help="validate a desired state from stdin and hand it over")
+    apply = sub.add_parser(
+        "apply", help="validate one stack's desired state from stdin and hand it over"
+    )
     state_dir(apply)
     apply.add_argument(
         "--force", action="store_true", help="accept a generation older than the current one"
