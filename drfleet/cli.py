@@ -398,12 +398,12 @@ def logs(
 ) -> None:
     """Logs of one container of the run started from --env-dir (its DR_RUN_ID), from
     whichever host runs it."""
-    from drfleet import agent_client, launch
+    from drfleet import agent_client, launch, training
     from drfleet.remote import session
 
     if [bool(worker), trainer, evaluation].count(True) != 1:
         raise DrfleetError("say which logs: --worker N, --trainer or --evaluation")
-    run = launch.run_of(Path(env_dir or "."))
+    run = training.run_of(Path(env_dir or "."))
     name = run.rlcoach if trainer else run.evaluation if evaluation else run.robomaker(worker)
     inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
     host, _ = launch.locate(inv, options, name)
@@ -467,11 +467,11 @@ def viewer(
 ) -> None:
     """Serve one page with every worker's live video stream, proxied over SSH, and a plot of
     the run's reward and progress per iteration (the run started from --env-dir)."""
-    from drfleet import launch
+    from drfleet import launch, training
     from drfleet import viewer as viewer_mod
 
     inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
-    run = launch.run_of(Path(env_dir or "."))
+    run = training.run_of(Path(env_dir or "."))
     if static:
         report = launch.status(inv, options)
         workers = viewer_mod.direct(viewer_mod.workers_from(report, inv, run))
@@ -513,13 +513,13 @@ def vnc(
     through SSH, on 127.0.0.1 here, until Ctrl-C."""
     import time
 
-    from drfleet import launch, tunnel
+    from drfleet import launch, training, tunnel
     from drfleet.remote import session
 
     if worker < 1:
         raise DrfleetError("say which worker: --worker N (1-based)")
     inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
-    run = launch.run_of(Path(env_dir or "."))
+    run = training.run_of(Path(env_dir or "."))
     host, container = launch.locate(inv, options, run.robomaker(worker))
     remote = container.ports.get("5900/tcp")
     if not remote:

@@ -28,7 +28,6 @@ from drfleet.drfc import checks, config, eval_params, params
 from drfleet.errors import DrfleetError
 from drfleet.inventory import Inventory
 from drfleet.localfs import atomic_write
-from drfleet.names import Run
 from drfleet.plan import Capacity, Plan
 from drfleet.remote import Options, fan_out, session
 
@@ -156,7 +155,12 @@ def start(
         atomic_write(out / "hosts" / chosen / "desired.json", json.dumps(doc, indent=2), 0o644)
         return {**result, "host": chosen, "warnings": warnings + cfg.warnings, "dry_run": str(out)}
     # the room every run on the fleet leaves (this one's training included)
-    held = _statuses(inv, options, list(caps))
+    sessions = {h: session(inv.hosts[h], options) for h in caps}
+    try:
+        held = converge.statuses(sessions, list(caps), options.limit)
+    finally:
+        for s in sessions.values():
+            s.close()
     left, _ = sharing.room(caps, held, run.eval_stack)
     chosen, warnings = choose_host(left, None, host)
     result.update(host=chosen, warnings=warnings + cfg.warnings)
@@ -193,16 +197,6 @@ def start(
         tick(f"starting the evaluation on {chosen}")
         agent_client.apply(s, doc, 120)
     return {**result, "generation": generation}
-
-
-def _statuses(inv: Inventory, options: Options, hosts: list[str]) -> dict[str, Any]:
-    """host -> its agent's status, for the hosts that answer."""
-
-    def one(h: Any) -> Any:
-        with session(h, options) as s:
-            return agent_client.status(s)
-
-    return {o.host.name: o.value for o in fan_out([inv.hosts[h] for h in hosts], one) if o.ok}
 
 
 def cloned(cfg: config.TrainingConfig) -> config.TrainingConfig:
@@ -286,7 +280,7 @@ def stop(inv: Inventory, env_dir: Path, options: Options) -> list[str]:
     """Ends the run's evaluation (its stack, deepracer-eval-<DR_RUN_ID>) wherever it runs;
     every other stack stays. Returns the hosts it was removed from."""
     hosts = [h for h in inv.hosts.values() if h.roles]
-    run = _run(env_dir)
+    run = training.run_of(env_dir)
 
     def one(h: Any) -> bool:
         with session(h, options) as s:
@@ -304,14 +298,6 @@ def stop(inv: Inventory, env_dir: Path, options: Options) -> list[str]:
             "\n".join(f"{o.host.name}: {o.error.message}" for o in failed if o.error)
         )
     return sorted(o.host.name for o in outcomes if o.value)
-
-
-def _run(env_dir: Path) -> Run:
-    """The run env_dir's evaluation belongs to (its DR_RUN_ID; run 0 when unreadable)."""
-    try:
-        return checks.run(config.load(env_dir))
-    except DrfleetError:
-        return Run()
 
 
 def results(
@@ -366,7 +352,7 @@ def _ended(
     """The evaluation container, if it has ended on host (done or failed)."""
     try:
         with session(inv.hosts[host], options) as s:
-            c = agent_client.status(s).get(_run(env_dir).evaluation)
+            c = agent_client.status(s).get(training.run_of(env_dir).evaluation)
     except DrfleetError:  # a host that does not answer now: the trials may still come
         return None
     ended = (agent_client.State.COMPLETED, agent_client.State.EXITED)

@@ -38,18 +38,6 @@ def owned(ident: str, env_dir: Path, cfg: Any, docs: dict[str, Any]) -> dict[str
     return specs.owned(docs, training.owner_labels(ident, env_dir, cfg))
 
 
-def run_of(env_dir: Path) -> Run:
-    """The run env_dir drives: the one its run record names, else its DR_RUN_ID (run 0 when
-    its files cannot be read: status and stop still work from anywhere)."""
-    state = runstate.load(env_dir)
-    if state is not None and state.run_id:
-        return Run(state.run_id)
-    try:
-        return checks.run(config.load(env_dir))
-    except DrfleetError:
-        return Run()
-
-
 def train(
     inv: Inventory,
     env_dir: Path,
@@ -390,7 +378,7 @@ def stop(
     run record goes, except that hosts which could not be told are remembered and told when
     next seen. A stop is obeyed whatever generation a host holds (the user asked for it)."""
     hosts = [h for h in inv.hosts.values() if h.roles]
-    run = run_of(env_dir)
+    run = training.run_of(env_dir)
     with runstate.locked(env_dir):
         generation = runstate.next_generation(env_dir)
 

@@ -9,10 +9,7 @@ from dataclasses import dataclass
 FLEET = "drfleet"  # the agent's fleet label: containers of other fleets are never touched
 
 # containers
-RLCOACH = "drfleet-rlcoach"
 MINIO = "drfleet-minio"
-ROBOMAKER_PREFIX = "drfleet-robomaker-"
-EVALUATION = "drfleet-eval"  # the evaluation's robomaker (DRfC's deepracer-eval stack)
 EVAL_VIDEO_PORT = 8078  # its web_video_server on the host, below the workers' 8079+slot
 # the trainer rl_coach starts through SageMaker's local mode: `<10 chars>-algo-<i>-<5 chars>`
 # (sagemaker 2.x local/image.py, _create_docker_host's container_name)
@@ -76,22 +73,9 @@ class Run:
     def robomaker(self, slot: int) -> str:
         return f"{self.prefix}robomaker-{slot}"
 
-    def slot_of(self, name: str) -> int | None:
-        """The slot of one of this run's robomaker containers, else None."""
-        head = f"{self.prefix}robomaker-"
-        tail = name[len(head) :] if name.startswith(head) else ""
-        return int(tail) if tail.isdigit() else None
-
     @property
     def port_offset(self) -> int:
         return RUN_PORT_STEP * int(self.id)
-
-
-RUN0 = Run()
-
-
-def robomaker_name(slot: int) -> str:
-    return RUN0.robomaker(slot)
 
 
 def slot_of(name: str) -> int | None:

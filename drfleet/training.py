@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drfleet import runstate
 from drfleet.drfc import checks, config, params
 from drfleet.errors import ConfigError, DrfleetError
 from drfleet.inventory import Inventory
 from drfleet.localfs import atomic_write
-from drfleet.names import RUN_ENV_LABEL, RUN_LABEL, RUN_PREFIX_LABEL, STAGED_FILES
+from drfleet.names import RUN_ENV_LABEL, RUN_LABEL, RUN_PREFIX_LABEL, STAGED_FILES, Run
 from drfleet.plan import VIDEO_BASE, Capacity, Plan, place
 from drfleet.specs import build, masked, minio_stack, owned
 
@@ -178,6 +179,18 @@ def objects(p: Prepared) -> dict[str, bytes]:
         out[params.s3_key(cfg, name)] = params.dump(doc).encode()
     out[params.s3_key(cfg, "reward_function.py")] = cfg.reward_function.encode()
     return out
+
+
+def run_of(env_dir: Path) -> Run:
+    """The run env_dir drives: the one its run record names, else its DR_RUN_ID (run 0 when
+    its files cannot be read: status and stop still work from anywhere)."""
+    state = runstate.load(env_dir)
+    if state is not None and state.run_id:
+        return Run(state.run_id)
+    try:
+        return checks.run(config.load(env_dir))
+    except DrfleetError:
+        return Run()
 
 
 def owner_labels(ident: str, env_dir: Path, cfg: config.TrainingConfig) -> dict[str, str]:
