@@ -8,10 +8,13 @@ four steps of `send`: ask each host what it holds, prepare the hops, stream, cle
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
+import re
+import struct
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -21,9 +24,10 @@ from drfleet.errors import DrfleetError
 from drfleet.localfs import atomic_write, cache_dir
 from drfleet.progress import Meter
 from drfleet.remote import fan_out
-from drfleet.shell import cmd
+from drfleet.shell import Command, cmd
 
 if TYPE_CHECKING:
+    from drfleet.inventory import Host
     from drfleet.playbook.runner import HostState
 
 # the layers each image a host has, and docker's storage driver (the first line)
@@ -37,6 +41,13 @@ PREPARE = (
     'd=$(mktemp -d /tmp/drfleet-relay.XXXXXXXX) && cat > "$d/relay.py"'
     ' && exec python3 -S "$d/relay.py" prepare "$d" "$1"'
 )
+# every tag a host has and the image it names, read by the controller over that host's own
+# session before and after the load (what the chain says of a host is progress, never proof)
+TAGS = "docker image ls --no-trunc --format '{{.Repository}}:{{.Tag}} {{.ID}}'"
+RELAY_DIR = re.compile(r"/tmp/drfleet-relay\.[A-Za-z0-9]{8}")
+EXPIRY = re.compile(r"[0-9]{14}Z")  # sshd's YYYYMMDDHHMMSS, in UTC
+KEY_TYPE = "ssh-ed25519"  # the one type relay.py makes
+KEY_B64 = re.compile(r"[A-Za-z0-9+/]{68}")  # 51 bytes: no padding
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,92 @@ class Prepared:
     ssh: bool
 
 
+def prepared_from(line: str, host: str) -> Prepared:
+    """What a host's `prepare` printed, taken only when every field is well-formed: its key
+    and expiry go into the next host's authorized_keys, and a host that could add a line
+    break or an option there would plant a key of its own, unrestricted."""
+
+    def bad(what: str) -> DrfleetError:
+        return DrfleetError(
+            f"the relay's preparation sent {what}; it is not used",
+            where=host,
+            fix="check the host (its python3 and ssh-keygen); the image is copied to it directly",
+        )
+
+    try:
+        doc = json.loads(line)
+    except ValueError:
+        raise bad("no JSON") from None
+    if not isinstance(doc, dict):
+        raise bad("no JSON object")
+    d, pub, expiry, ssh = doc.get("dir"), doc.get("pub"), doc.get("expiry"), doc.get("ssh")
+    if not isinstance(d, str) or not RELAY_DIR.fullmatch(d):
+        raise bad(f"a directory that is not the relay's: {d!r}")
+    if not isinstance(expiry, str) or not EXPIRY.fullmatch(expiry) or not _a_time(expiry):
+        raise bad(f"an expiry that is not a UTC time YYYYMMDDHHMMSSZ: {expiry!r}")
+    if pub is not None and not well_formed_key(pub):
+        raise bad("a public key that is not one well-formed ssh-ed25519 key")
+    if not isinstance(ssh, bool):
+        raise bad(f"ssh that is not true or false: {ssh!r}")
+    return Prepared(d, list(pub) if pub is not None else None, expiry, ssh)
+
+
+def _a_time(expiry: str) -> bool:
+    import datetime
+
+    try:
+        datetime.datetime.strptime(expiry[:-1], "%Y%m%d%H%M%S")
+    except ValueError:
+        return False
+    return True
+
+
+def well_formed_key(pub: Any) -> bool:
+    """[type, base64]: one ssh-ed25519 key, strict base64 of exactly the blob OpenSSH writes
+    (its type again, then 32 bytes), nothing else."""
+    if not (isinstance(pub, list) and len(pub) == 2 and all(isinstance(p, str) for p in pub)):
+        return False
+    kind, b64 = pub
+    if kind != KEY_TYPE or not KEY_B64.fullmatch(b64):
+        return False
+    try:
+        blob = base64.b64decode(b64, validate=True)
+    except ValueError:
+        return False
+    name = KEY_TYPE.encode()
+    head = struct.pack(">I", len(name)) + name + struct.pack(">I", 32)
+    return len(blob) == len(head) + 32 and blob.startswith(head)
+
+
+def tags_of(text: str) -> dict[str, str]:
+    """TAGS' output as {repository:tag: image id}; untagged images left out."""
+    out = {}
+    for line in text.splitlines():
+        name, _, image_id = line.strip().rpartition(" ")
+        if name and "<none>" not in name:
+            out[name] = image_id
+    return out
+
+
+def verdict(
+    before: dict[str, str], after: dict[str, str], image: str, image_id: str
+) -> tuple[str | None, list[Command]]:
+    """Whether a host's load holds, read from its own tags: the image names the controller's
+    id, and no other tag appeared or moved (an archive may tag anything it carries). The
+    reason it does not (None: it does) and the commands that put the other tags back."""
+    got = after.get(image)
+    moved = sorted(t for t, i in after.items() if t != image and before.get(t) != i)
+    undo: list[Command] = []
+    for t in moved:
+        old = before.get(t)
+        undo.append(cmd("docker", "tag", old, t) if old else cmd("docker", "rmi", t))
+    if moved:
+        return f"the archive it loaded set tags it was not sent: {', '.join(moved)}", undo
+    if got != image_id:
+        return f"after the load {image} is {got or 'missing'}, not {image_id}", undo
+    return None, undo
+
+
 def setups(
     hops: Sequence[Hop], prepared: Sequence[Prepared], image: str, image_id: str
 ) -> list[dict[str, Any]]:
@@ -78,10 +175,11 @@ def setups(
                 "port": nxt.port,
                 "user": nxt.user,
             }
-            given["known_hosts"] = f"{nxt.name} {nxt.key[0]} {nxt.key[1]}\n"
+            given["known_hosts"] = f"{nxt.name} {nxt.key[0]} {nxt.key[1]}"
         if i > 0:
             pub = prepared[i - 1].pub
-            assert pub is not None
+            assert pub is not None and well_formed_key(pub)
+            assert RELAY_DIR.fullmatch(prep.dir) and EXPIRY.fullmatch(prep.expiry)
             command = f"python3 -S {prep.dir}/relay.py run {prep.dir}"
             given["authorize"] = (
                 f'restrict,command="{command}",expiry-time="{prep.expiry}" {pub[0]} {pub[1]}'
@@ -100,36 +198,36 @@ def order(names: Sequence[str], has_ssh: dict[str, bool]) -> tuple[list[str], li
 
 @dataclass
 class Outcome:
-    """Per host: bytes received and the end (None: still going or never heard of)."""
+    """Per host, as the chain reports it: bytes received and the error it names. Progress and
+    reasons only: whether a host has the image is read from that host itself (verdict)."""
 
     meters: dict[str, Meter]
     errors: dict[str, str] = field(default_factory=dict)
-    done: set[str] = field(default_factory=set)
     sent: int = 0  # bytes that left the controller
 
-    def feed(self, line: str, image_id: str) -> str | None:
+    def feed(self, line: str) -> str | None:
         """Takes one line of the chain's report; returns the host it was about."""
         try:
             event = json.loads(line)
             name = str(event["host"])
+            got = int(event.get("bytes", 0))
         except (ValueError, KeyError, TypeError):
             return None
         if name not in self.meters:
             return None
         if "bytes" in event:
-            self.meters[name].done = int(event["bytes"])
-        if event.get("done") and not event.get("error") and event.get("id") == image_id:
-            self.done.add(name)
-            self.errors.pop(name, None)
-        elif event.get("error") and name not in self.done:
-            self.errors[name] = str(event["error"])
+            self.meters[name].done = max(0, got)
+        if event.get("error"):
+            self.errors[name] = str(event["error"])[:400]
         return name
 
-    def failed(self, names: Iterable[str]) -> dict[str, str]:
+    def failed(self, verdicts: dict[str, str | None]) -> dict[str, str]:
+        """The hosts whose own check failed, each with why (the chain's word for it when it
+        had one)."""
         return {
-            n: self.errors.get(n, "the relay ended before it reported")
-            for n in names
-            if n not in self.done
+            n: why if n not in self.errors else f"{self.errors[n]}; {why}"
+            for n, why in verdicts.items()
+            if why is not None
         }
 
 
@@ -233,8 +331,8 @@ def send(
         out = st.session.run(
             cmd("sh", "-c", PREPARE, "sh", "key"), stdin=relay, timeout=60, become=False
         )
-        p = json.loads(out.stdout.strip().splitlines()[-1])
-        return Prepared(p["dir"], p["pub"], p["expiry"], bool(p["ssh"]))
+        lines = out.stdout.strip().splitlines()
+        return prepared_from(lines[-1] if lines else "", name)
 
     for o in fan_out([by_name[n].host for n in ready], lambda h: prepare(h.name), limit=limit):
         if o.error is not None or o.value is None:
@@ -282,12 +380,13 @@ def _stream(
             timeout=60,
             become=False,
         )
+    before = _tags(chain, by_name)
     outcome = Outcome({n: Meter(total) for n in chain})
     lock = threading.Lock()
 
     def line(text: str) -> None:
         with lock:
-            name = outcome.feed(text, image_id)
+            name = outcome.feed(text)
         if name is not None:
             tick(name, outcome.meters[name].line())
 
@@ -316,7 +415,45 @@ def _stream(
     except DrfleetError as exc:
         for n in chain:
             outcome.errors.setdefault(n, exc.message)
-    return outcome.failed(chain), outcome.sent
+    return outcome.failed(_verdicts(chain, by_name, before, image, image_id)), outcome.sent
+
+
+def _tags(chain: list[str], by_name: dict[str, HostState]) -> dict[str, dict[str, str] | None]:
+    """Each host's tags, read over its own session (None: they could not be read)."""
+
+    def one(host: Host) -> dict[str, str]:
+        st = by_name[host.name]
+        assert st.session is not None
+        out = st.session.run(cmd("sh", "-c", TAGS), become=st.become, timeout=120)
+        return tags_of(out.stdout)
+
+    done = fan_out([by_name[n].host for n in chain], one)
+    return {o.host.name: o.value if o.error is None else None for o in done}
+
+
+def _verdicts(
+    chain: list[str],
+    by_name: dict[str, HostState],
+    before: dict[str, dict[str, str] | None],
+    image: str,
+    image_id: str,
+) -> dict[str, str | None]:
+    """Each host's own word on the load (never another host's): its tags after against
+    before; tags an archive set that it was not sent are put back."""
+    after = _tags(chain, by_name)
+    out: dict[str, str | None] = {}
+    for name in chain:
+        was, now = before.get(name), after.get(name)
+        if was is None or now is None:
+            out[name] = "its tags could not be read to check the load"
+            continue
+        why, undo = verdict(was, now, image, image_id)
+        out[name] = why
+        st = by_name[name]
+        assert st.session is not None
+        for c in undo:
+            st.session.run(c, become=st.become, timeout=120, check=False)
+    return out
 
 
 def _cleanup(

@@ -18,9 +18,12 @@ DIR may be gone). `run` does the same itself: its entry at once (the key lets on
 in), the rest when it ends, so a transfer cut short by a killed controller leaves nothing.
 """
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import threading
@@ -35,22 +38,45 @@ def authorized_keys():
     return os.path.expanduser("~/.ssh/authorized_keys")
 
 
+@contextlib.contextmanager
+def keys_locked():
+    """Every edit of authorized_keys by a relay holds this lock: two transfers at once (or a
+    relay's own clean-up beside another's setup) never lose each other's lines."""
+    ssh = os.path.dirname(authorized_keys())
+    os.makedirs(ssh, mode=0o700, exist_ok=True)
+    fd = os.open(os.path.join(ssh, ".drfleet-relay.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def one_line(text, what):
+    """text, refused if it holds a line break (or NUL): one line of authorized_keys or
+    known_hosts must never become two, the second unrestricted."""
+    if not isinstance(text, str) or any(c in text for c in "\r\n\x00\x0b\x0c\x85\u2028\u2029"):
+        sys.exit("drfleet-relay: refused: the %s is not one line" % what)
+    return text
+
+
 def rewrite_keys(drop):
     """authorized_keys without the lines drop() picks: written whole, then renamed."""
     path = authorized_keys()
-    try:
-        with open(path) as fh:
-            lines = fh.read().splitlines(True)
-    except FileNotFoundError:
-        return
-    kept = [line for line in lines if not drop(line)]
-    if len(kept) == len(lines):
-        return
-    tmp = path + ".drfleet-relay"
-    with open(tmp, "w") as fh:
-        fh.writelines(kept)
-    os.chmod(tmp, os.stat(path).st_mode & 0o777)
-    os.replace(tmp, path)
+    with keys_locked():
+        try:
+            with open(path) as fh:
+                lines = fh.read().splitlines(True)
+        except FileNotFoundError:
+            return
+        kept = [line for line in lines if not drop(line)]
+        if len(kept) == len(lines):
+            return
+        tmp = path + ".drfleet-relay"
+        with open(tmp, "w") as fh:
+            fh.writelines(kept)
+        os.chmod(tmp, os.stat(path).st_mode & 0o777)
+        os.replace(tmp, path)
 
 
 def stale(line):
@@ -60,11 +86,24 @@ def stale(line):
     return not os.path.isdir(where)
 
 
-def prepare(d, want_key):
+def leftovers(d):
+    """Earlier transfers' directories of this user, 20 minutes old: never a link or another
+    user's entry (anyone may make /tmp/drfleet-relay.x, pointing anywhere)."""
     for name in os.listdir("/tmp"):
         old = os.path.join("/tmp", name)
-        if old.startswith(PREFIX) and old != d and os.stat(old).st_mtime < time.time() - 1200:
+        if not old.startswith(PREFIX) or old == d:
+            continue
+        try:
+            st = os.lstat(old)
+        except OSError:
+            continue
+        mine = stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid()
+        if mine and st.st_mtime < time.time() - 1200:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def prepare(d, want_key):
+    leftovers(d)
     rewrite_keys(stale)
     pub = None
     if want_key == "key":
@@ -76,23 +115,25 @@ def prepare(d, want_key):
         )
         with open(key + ".pub") as fh:
             pub = fh.read().split()[:2]
-    expiry = time.strftime("%Y%m%d%H%M%S", time.localtime(time.time() + 900))
+    # UTC, said so with the Z (sshd reads a time without it in its own zone)
+    expiry = time.strftime("%Y%m%d%H%M%SZ", time.gmtime(time.time() + 900))
     print(json.dumps({"dir": d, "pub": pub, "expiry": expiry, "ssh": bool(shutil.which("ssh"))}))
 
 
 def setup(d):
     given = json.load(sys.stdin)
+    known = one_line(given.get("known_hosts") or "", "next host's key")
+    entry = one_line(given.get("authorize") or "", "authorized_keys entry")
     with open(os.path.join(d, "conf.json"), "w") as fh:
         json.dump(given["conf"], fh)
-    if given.get("known_hosts"):
+    if known:
         with open(os.path.join(d, "known_hosts"), "w") as fh:
-            fh.write(given["known_hosts"])
-    if given.get("authorize"):
-        ssh = os.path.dirname(authorized_keys())
-        os.makedirs(ssh, mode=0o700, exist_ok=True)
-        with open(authorized_keys(), "a") as fh:
-            fh.write(given["authorize"] + " " + MARK + d + "\n")
-        os.chmod(authorized_keys(), os.stat(authorized_keys()).st_mode & 0o644)
+            fh.write(known + "\n")
+    if entry:
+        with keys_locked():
+            with open(authorized_keys(), "a") as fh:
+                fh.write(entry + " " + MARK + d + "\n")
+            os.chmod(authorized_keys(), os.stat(authorized_keys()).st_mode & 0o644)
 
 
 def cleanup(d):
