@@ -148,13 +148,9 @@ def _task(node: Located, file: Path, stack: tuple[Path, ...], become: Any) -> li
     except ValueError as exc:
         raise ConfigError(f"task {name!r}: {exc}", where=f"{file}:{node.line_of(module)}") from None
     for key in ("shell", "unless") if module == "command" else ():
-        inside = templating.quoted_placeholder(str(args.get(key) or ""))
-        if inside:
-            raise ConfigError(
-                f"task {name!r}: {key}: {inside} is inside quotes; drfleet quotes each value "
-                "itself, and quotes around it would undo that",
-                where=f"{file}:{node.line_of(module)}",
-                fix=f"write {inside} without the quotes around it",
+        if isinstance(args.get(key), str):
+            templating.check_shell(
+                args[key], f"{file}:{node.line_of(module)}: task {name!r}: {key}"
             )
     notify = node.get("notify") or []
     notify = [notify] if isinstance(notify, str) else list(notify)

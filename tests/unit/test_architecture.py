@@ -32,6 +32,7 @@ PURE = (
     "drfleet.training",
     "drfleet.observe",
     "drfleet.image_layers",
+    "drfleet.relay_trust",
     "drfleet.runstate",
     "drfleet.sharing",
     "drfleet.names",
@@ -39,6 +40,7 @@ PURE = (
     "drfleet.shell",
     "drfleet.playbook.model",
     "drfleet.playbook.templating",
+    "drfleet.playbook.shellvalues",
     "drfleet.playbook.modules",
 )
 

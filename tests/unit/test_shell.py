@@ -1,5 +1,13 @@
 import shlex
+import subprocess
+from pathlib import Path
 
+import pytest
+import yaml
+
+from drfleet.errors import ConfigError
+from drfleet.playbook import loader, templating
+from drfleet.playbook.modules.system import shell_line
 from drfleet.shell import Raw, Secret, cmd, join, sh
 
 
@@ -31,25 +39,76 @@ def test_raw_is_literal() -> None:
     assert cmd("ls", Raw("|"), "wc").render() == "ls | wc"
 
 
-def test_a_placeholder_inside_quotes_in_a_shell_task_is_refused_at_load(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """`'{{ x }}'` renders to `''$(id)''` (the quotes cancel drfleet's own): refused with file
-    and line before any host is touched; unquoted, the same value is one literal word."""
-    import subprocess
+HOSTILE = "$(touch {p}) `touch {p}` ; touch {p} ' \" \\ $HOME *"
 
-    import pytest
 
-    from drfleet.errors import ConfigError
-    from drfleet.playbook import loader, templating
+def _run_line(template: str, x: str) -> str:
+    """A shell task's line as drfleet runs it: rendered, then through the command module."""
+    line = templating.render(template, {"x": x}, "book.yml:3", shell=True)
+    assert x not in line  # the value is never in the line's text
+    command = shell_line(line)
+    return subprocess.run(
+        ["sh", "-c", command.render()], capture_output=True, text=True, check=True, cwd="/"
+    ).stdout
 
-    for shell in ("echo '{{ x }}'", 'echo "{{ x }}"', 'test -n {{ x }} && echo "it\'s {{ x }}"'):
-        book = tmp_path / "book.yml"
-        task = {"name": "t", "command": {"shell": shell}}
-        import yaml
 
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("echo {{ x }}", "{x}\n"),
+        ("printf '%s|' {{ x }} {{ x | quote }}", "{x}|{x}|"),  # one word, as | quote is
+        ('echo "pre {{ x }} post"', "pre {x} post\n"),
+        ('test -n {{ x }} && echo "it\'s {{ x }}"', "it's {x}\n"),
+        # the walk-arounds of the old guard, each of which ran the value under sh -c
+        ("cat <<EOF\n{{ x }}\nEOF", "{x}\n"),
+        ("cat <<-EOF\n\t{{ x }}\n\tEOF\necho {{ x }}", "{x}\n{x}\n"),
+        ("{# ' #}echo {{ x }}", "{x}\n"),
+        ("# it's a note\necho {{ x }}", "{x}\n"),
+        ('echo "$(printf %s {{ x }})"', "{x}\n"),
+        ('echo "`printf %s {{ x }}`"', "{x}\n"),
+        ("{% for i in [1, 2] %}echo {{ i }} {{ x }};{% endfor %}", "1 {x}\n2 {x}\n"),
+        ("{% set y = x ~ '!' %}echo {{ y }}", "{x}!\n"),
+    ],
+)
+def test_no_placement_of_a_value_in_a_shell_line_runs_it(
+    tmp_path: Path, template: str, expected: str
+) -> None:
+    pwned = tmp_path / "pwned"
+    x = HOSTILE.format(p=pwned)
+    assert _run_line(template, x) == expected.replace("{x}", x)
+    assert not pwned.exists()
+
+
+@pytest.mark.parametrize(
+    ("shell", "says"),
+    [
+        ("echo '{{ x }}'", "inside single quotes"),
+        ("{# ' #}echo '{{ x }}'", "inside single quotes"),  # a Jinja comment fools no one
+        ("echo $'a{{ x }}'", "inside single quotes"),
+        ("cat <<'EOF'\n{{ x }}\nEOF", "delimiter is quoted"),
+        ('cat <<"EOF"\n{{ x }}\nEOF', "delimiter is quoted"),
+        ("echo $(( {{ x }} + 1 ))", "arithmetic"),
+        ("{% filter replace('a', x) %}a{% endfilter %}", "filterblock"),
+        ("{% macro m() %}{{ x }}{% endmacro %}{{ m() }}", "macro"),
+        ("{% set y %}{{ x }}{% endset %}echo {{ y }}", "assignblock"),
+    ],
+)
+def test_a_shell_line_that_would_not_pass_a_value_as_data_is_refused_at_load(
+    tmp_path: Path, shell: str, says: str
+) -> None:
+    """Refused with file and line before any host is touched: where the shell expands
+    nothing, where it would evaluate the value, and Jinja that could put a value into the
+    text without {{ }}."""
+    book = tmp_path / "book.yml"
+    for key in ("shell", "unless"):
+        task = {"name": "t", "command": {"shell": "true", key: shell}}
         book.write_text(yaml.safe_dump([{"hosts": "all", "tasks": [task]}]))
         with pytest.raises(ConfigError) as exc:
             loader.load(str(book))
-        assert f"{book}:" in exc.value.message and "inside quotes" in exc.value.message
-    safe = templating.render("echo {{ x }}", {"x": "$(id) `id` ' \""}, "w", shell=True)
-    out = subprocess.run(["sh", "-c", safe], capture_output=True, text=True, check=True).stdout
-    assert out == "$(id) `id` ' \"\n"
+        assert f"{book}:3: task 't': {key}" in exc.value.message
+        assert says in exc.value.message, exc.value.message
+
+
+def test_a_line_without_values_runs_as_written() -> None:
+    line = templating.render("echo 'plain' && true", {}, "w", shell=True)
+    assert shell_line(line).render() == "echo 'plain' && true"

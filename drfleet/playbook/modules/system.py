@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from drfleet.playbook import shellvalues
 from drfleet.playbook.model import Change, ModuleFailure, Needs, Step
 from drfleet.playbook.modules.base import Arg, Module
 from drfleet.shell import Command, Raw, cmd
@@ -83,11 +84,23 @@ class GroupMember(Module):
         )
 
 
+def shell_line(line: str) -> Command:
+    """A playbook's shell line. With values (templating.ShellText), it runs under `sh -c`
+    with each value in its environment, every part of that quoted: the line holds only
+    references to them."""
+    values: tuple[str, ...] = getattr(line, "values", ())
+    if not values:
+        return Command((Raw(line),))
+    names = [f"{shellvalues.VAR}{i}={v}" for i, v in enumerate(values, 1)]
+    return cmd("env", *names, "sh", "-c", str(line))
+
+
 class CommandModule(Module):
-    """A command, for what no module covers. `argv` quotes every item; in `shell`, every
-    interpolated value is quoted on rendering. Guards make it idempotent: `creates` (a path
-    that exists once it ran) and `unless` (a shell test that succeeds when nothing is to do).
-    Without a guard it runs every time and counts as changed."""
+    """A command, for what no module covers. `argv` quotes every item; a `shell` line's
+    values reach it as its environment, never as its text (shell_line). Guards make it
+    idempotent: `creates` (a path that exists once it ran) and `unless` (a shell test that
+    succeeds when nothing is to do). Without a guard it runs every time and counts as
+    changed."""
 
     name = "command"
     spec = {"argv": Arg((list,)), "shell": Arg(), "creates": Arg(), "unless": Arg(), "chdir": Arg()}
@@ -104,11 +117,11 @@ class CommandModule(Module):
         command = (
             cmd(*[str(a) for a in args["argv"]])
             if args["argv"] is not None
-            else Command((Raw(args["shell"]),))
+            else shell_line(args["shell"])
         )
         if args["chdir"]:
             command = cmd("cd", args["chdir"]).then(command)
-        unless = Command((Raw(args["unless"]),)) if args["unless"] else None
+        unless = shell_line(args["unless"]) if args["unless"] else None
         return Change([Step(command, unless=unless)], f"run {command.display()}")
 
 
