@@ -437,11 +437,15 @@ class SSHSession(Session):
     def _configured_jump(self, address: str, name: str, depth: int) -> Connection | bool | None:
         """The ProxyJump that ssh_config gives `address`, built here hop by hop so every hop's
         key is checked against known_hosts (Fabric would build it trusting any key). None
-        when there is none (a ProxyCommand still applies); False: none for this host itself."""
+        when there is none (a ProxyCommand still applies); False: no jump at all, for
+        `ProxyJump none` as ssh reads it, and for the host itself (given as None, Fabric would
+        read ssh_config again and build a gateway to a host named "none", unchecked)."""
         assert self._config is not None
         jump = self._config.base_ssh_config.lookup(address).get("proxyjump", "")
-        if not jump or jump.lower() == "none":
+        if not jump:
             return None
+        if jump.strip().lower() == "none":
+            return False
         if depth >= MAX_HOPS:
             raise DrfleetError(
                 f"ssh_config's ProxyJump for {address} goes more than {MAX_HOPS} hops deep",

@@ -6,7 +6,15 @@ import pytest
 
 from drfleet.errors import DrfleetError
 from drfleet.inventory import Host
-from drfleet.remote import LocalSession, Options, PrefixWriter, Unreachable, fan_out, parse_jump
+from drfleet.remote import (
+    LocalSession,
+    Options,
+    PrefixWriter,
+    SSHSession,
+    Unreachable,
+    fan_out,
+    parse_jump,
+)
 from drfleet.shell import Secret, cmd
 
 
@@ -83,3 +91,35 @@ def test_parse_jump() -> None:
     assert parse_jump("bastion") == (None, "bastion", 22)
     assert parse_jump("ec2-user@10.0.0.1:2222") == ("ec2-user", "10.0.0.1", 2222)
     assert parse_jump("u@[fe80::1]:22") == ("u", "fe80::1", 22)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        "Host *\n  ProxyJump none\n",
+        "Host 10.0.0.5\n  ProxyJump none\nHost *\n  ProxyJump bastion\n",
+    ],
+)
+def test_proxyjump_none_means_no_jump(tmp_path, monkeypatch, config: str) -> None:  # type: ignore[no-untyped-def]
+    """ssh reads `ProxyJump none` as no jump; Fabric, handed None, built a gateway to a host
+    named "none" whose key nobody checked."""
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "config").write_text(config)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    s = SSHSession(Host("w1", address="10.0.0.5"))
+    conn = s._make("10.0.0.5", 22, "fleet", "w1")
+    assert conn.gateway is False and s.hops == []
+
+
+def test_a_jump_host_whose_own_proxyjump_is_none_is_reached_directly(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "config").write_text(
+        "Host bastion\n  ProxyJump none\nHost *\n  ProxyJump fleet@bastion:2200\n"
+    )
+    monkeypatch.setenv("HOME", str(tmp_path))
+    s = SSHSession(Host("w1", address="10.0.0.5"))
+    conn = s._make("10.0.0.5", 22, "fleet", "w1")
+    assert [h.host for h in s.hops] == ["bastion"] and conn.gateway is s.hops[0]
+    assert s.hops[0].gateway is False and s.hops[0].port == 2200
+    for c in (conn, s.hops[0]):  # every hop checked by drfleet's policy, not Fabric's
+        assert type(c.client._policy).__name__ == "_Policy"
