@@ -52,7 +52,12 @@ def translate(values: Located, file: str) -> None:
 
 
 def _convert(key: str, value: Any, where: str) -> Any:
-    if key in ("ansible_port", "ansible_ssh_port") and isinstance(value, str) and value.isdigit():
+    if (
+        key in ("ansible_port", "ansible_ssh_port")
+        and isinstance(value, str)
+        and value.isascii()
+        and value.isdigit()
+    ):
         return int(value)
     if key == "ansible_become" and isinstance(value, str):
         if value.lower() in _TRUE:

@@ -47,8 +47,8 @@ def checkpoint(
     """The checkpoint to copy: `which` is "last" (DRfC's default), "best" (-b) or a number
     (-c N). names are the file names under model/. The target's deepracer_checkpoints.json
     names it as both best and last, as DRfC writes it."""
-    if which.isdigit():
-        pattern = re.compile(rf"^({int(which)}_Step-[0-9]{{1,7}}\.ckpt)\.index$")
+    if which.isascii() and which.isdigit():
+        pattern = re.compile(rf"^({int(which)}_Step-[0-9]{{1,7}}\.ckpt)\.index\Z")
         found = [m.group(1) for m in map(pattern.match, names) if m]
         if not found:
             raise DrfleetError(

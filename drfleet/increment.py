@@ -18,7 +18,7 @@ def next_prefix(current: str, delim: str = "-") -> str:
     if not delim:
         raise DrfleetError("the delimiter is empty", fix="--delim - (DRfC's default)")
     head, sep, tail = current.rpartition(delim)
-    if sep and tail.isdigit():
+    if sep and tail.isascii() and tail.isdigit():
         return f"{head}{delim}{int(tail) + 1}"
     return f"{current}{delim}1"
 

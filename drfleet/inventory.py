@@ -25,12 +25,12 @@ CONNECTIONS = ("ssh", "local")
 DEFAULT_INVENTORY = Path("inventory/local.yml")
 _EMBEDDED_DEFAULT = Path(__file__).parent / "data" / "local.yml"
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-_ADDRESS = re.compile(r"^[A-Za-z0-9_.:%-]{1,253}$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-_USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
+_ADDRESS = re.compile(r"^[A-Za-z0-9_.:%-]{1,253}\Z")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
+_USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}\Z")
 _JUMP = re.compile(
-    r"^(?:(?P<user>[A-Za-z_][A-Za-z0-9_.-]{0,31})@)?(?P<host>[A-Za-z0-9_.%-]{1,253}|\[[0-9A-Fa-f:.%]+\])(?::(?P<port>[0-9]{1,5}))?$"
+    r"^(?:(?P<user>[A-Za-z_][A-Za-z0-9_.-]{0,31})@)?(?P<host>[A-Za-z0-9_.%-]{1,253}|\[[0-9A-Fa-f:.%]+\])(?::(?P<port>[0-9]{1,5}))?\Z"
 )
 
 
@@ -38,7 +38,7 @@ def _str(pattern: re.Pattern[str] | None, what: str) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
         if not isinstance(value, str) or not value:
             raise ValueError(f"must be a non-empty string ({what})")
-        if pattern is not None and not pattern.match(value):
+        if pattern is not None and not pattern.fullmatch(value):
             raise ValueError(f"{value!r} is not a valid {what}")
         return value
 
@@ -335,7 +335,7 @@ def _walk_group(w: _Walk, name: str, node: Any, line: int, depth: int) -> None:
         )
     for host, spec in hosts.items():
         hline = hosts.line_of(host)
-        if not _NAME.match(host):
+        if not _NAME.fullmatch(host):
             raise w.err(
                 hline,
                 f"host name {host!r} is not valid",
@@ -364,7 +364,7 @@ def _walk_group(w: _Walk, name: str, node: Any, line: int, depth: int) -> None:
             node.line_of("children"), f"children of group {name!r} must be a mapping of groups"
         )
     for child, child_node in children.items():
-        if child == "all" or not _NAME.match(child):
+        if child == "all" or not _NAME.fullmatch(child):
             raise w.err(children.line_of(child), f"{child!r} is not a valid group name")
         _walk_group(w, child, child_node, children.line_of(child), depth + 1)
         w.group_members[name].extend(w.group_members[child])

@@ -81,4 +81,8 @@ class Run:
 def slot_of(name: str) -> int | None:
     """The slot of a robomaker container's name (of any run), else None."""
     head, sep, tail = name.rpartition("robomaker-")
-    return int(tail) if sep and head.startswith("drfleet-") and tail.isdigit() else None
+    return (
+        int(tail)
+        if sep and head.startswith("drfleet-") and tail.isascii() and tail.isdigit()
+        else None
+    )

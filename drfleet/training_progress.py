@@ -25,7 +25,7 @@ def iterations(checkpoints: dict[str, Any] | None) -> int:
     """Iterations the trainer has saved: its last checkpoint is named <N>_Step-<steps>.ckpt."""
     name = str(((checkpoints or {}).get("last_checkpoint") or {}).get("name", ""))
     head = name.split("_", 1)[0]
-    return int(head) + 1 if head.isdigit() else 0
+    return int(head) + 1 if head.isascii() and head.isdigit() else 0
 
 
 def worker(doc: dict[str, Any] | None, share: int) -> dict[str, Any]:

@@ -13,9 +13,9 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
-PORT = re.compile(r"^([0-9]{1,5})(/(tcp|udp))?$")
-ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}\Z")
+PORT = re.compile(r"^([0-9]{1,5})(/(tcp|udp))?\Z")
+ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*\Z")
 RESTART = ("always", "on-failure", "never")
 MAX_BYTES = 8 * 1024 * 1024
 
@@ -148,7 +148,7 @@ def _str(v: Any, where: str, *, pattern: re.Pattern[str] | None = None, empty: b
         raise _fail(where, f"must be a {'' if empty else 'non-empty '}string, not {v!r}")
     if "\x00" in v:
         raise _fail(where, "contains a NUL byte")
-    if pattern is not None and not pattern.match(v):
+    if pattern is not None and not pattern.fullmatch(v):
         raise _fail(where, f"{v!r} is not valid")
     return v
 
@@ -177,7 +177,7 @@ def _ports(v: Any, where: str) -> dict[str, int | None]:
         raise _fail(where, 'must be an object like {"8080/tcp": 18080}')
     out: dict[str, int | None] = {}
     for k, x in v.items():
-        m = PORT.match(k) if isinstance(k, str) else None
+        m = PORT.fullmatch(k) if isinstance(k, str) else None
         if not m or not 1 <= int(m.group(1)) <= 65535:
             raise _fail(where, f'{k!r} is not a container port (use e.g. "8080/tcp")')
         key = k if m.group(2) else f"{k}/tcp"

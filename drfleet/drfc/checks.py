@@ -103,7 +103,7 @@ def run(cfg: TrainingConfig) -> Run:
     (`expr 8080 + $DR_RUN_ID`), so it is a whole number there too; drfleet takes 0..99 and
     keeps each run's ports 100 apart (docs/drfc-differences.md)."""
     raw = cfg.setting("DR_RUN_ID").strip() or "0"
-    if not raw.isdigit() or int(raw) > MAX_RUN_ID:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_RUN_ID:
         raise ConfigError(
             f"DR_RUN_ID={raw!r} is not a run number from 0 to {MAX_RUN_ID}",
             where=cfg.where("DR_RUN_ID"),

@@ -282,7 +282,8 @@ def _size_on(st: HostState, image: str) -> int | None:
         become=st.become,
         check=False,
     )
-    return int(out.stdout.strip()) if out.ok and out.stdout.strip().isdigit() else None
+    text = out.stdout.strip()
+    return int(text) if out.ok and text.isascii() and text.isdigit() else None
 
 
 def _peer_with(runner: Runner, chosen: Chosen, image: str) -> HostState | None:

@@ -57,6 +57,10 @@ def test_architecture_example_is_accepted() -> None:
         (doc({**W, "name": "w;rm -rf /"}), "containers[0].name: 'w;rm -rf /' is not valid"),
         (doc({**W, "restart": "sometimes"}), "restart: must be one of always, on-failure, never"),
         (doc({**W, "env": {"A B": "x"}}), "env key: 'A B' is not valid"),
+        # a pattern ending in $ took a trailing newline
+        (doc({**W, "env": {"A\n": "x"}}), "env key: 'A\\n' is not valid"),
+        (doc({**W, "name": "w1\n"}), "containers[0].name: 'w1\\n' is not valid"),
+        (doc({**W, "ports": {"8080/tcp\n": 1}}), "is not a container port"),
         (doc({**W, "labels": {"drfleet.name": "x"}}), "are the agent's own"),
         (doc({**W, "mounts": [{"source": "rel", "target": "/x"}]}), "must be absolute paths"),
         (

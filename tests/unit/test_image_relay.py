@@ -22,8 +22,8 @@ import pytest
 from drfleet import image_layers as L
 from drfleet.errors import DrfleetError
 from drfleet.image_relay import Hop, Outcome, order, setups
-from drfleet.relay_trust import Prepared, prepared_from, tags_of, verdict
 from drfleet.progress import Meter
+from drfleet.relay_trust import Prepared, prepared_from, tags_of, verdict
 
 
 def _sha(data: bytes) -> str:

@@ -208,9 +208,12 @@ def test_two_trainers(tmp_path: Path) -> None:
     assert "more than one host has the trainer role: a, b" in msg
 
 
-@pytest.mark.parametrize("name", ["a;b", "$(touch /tmp/pwned)", "-oProxyCommand=x", "a b"])
+@pytest.mark.parametrize(
+    "name", ["a;b", "$(touch /tmp/pwned)", "-oProxyCommand=x", "a b", '"a\\n"', '"a\\n\\n"']
+)
 def test_hostile_host_names_refused(tmp_path: Path, name: str) -> None:
-    msg = error(tmp_path, f"all:\n  hosts:\n    '{name}': {{}}\n")
+    quoted = name if name.startswith('"') else f"'{name}'"
+    msg = error(tmp_path, f"all:\n  hosts:\n    {quoted}: {{}}\n")
     assert "is not valid" in msg
 
 
@@ -223,6 +226,11 @@ def test_hostile_host_names_refused(tmp_path: Path, name: str) -> None:
         ("address", "'-oProxyCommand=sh'"),
         ("publish_address", "'0.0.0.0 -p 1:1'"),
         ("publish_address", "everywhere"),
+        # a pattern ending in $ took a trailing newline
+        ("address", '"10.0.0.1\\n"'),
+        ("ssh_user", '"fleet\\n"'),
+        ("proxy_jump", '"jump@bastion\\n"'),
+        ("become_password_env", '"PW\\n"'),
     ],
 )
 def test_hostile_settings_refused(tmp_path: Path, field: str, value: str) -> None:

@@ -556,7 +556,7 @@ def test_a_run_id_names_the_runs_stacks_containers_and_ports(tmp_path: Path) -> 
     assert minio_stack(cfg, CREDS, "127.0.0.1", 1)["stack"] == "s3"
 
 
-@pytest.mark.parametrize("value", ["x", "-1", "100", "1.5"])
+@pytest.mark.parametrize("value", ["x", "-1", "100", "1.5", "²", "١"])  # ²: isdigit, int() fails
 def test_a_run_id_that_is_no_small_number_is_refused_naming_the_file(
     tmp_path: Path, value: str
 ) -> None:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from drfleet.hostfacts import Facts
     from drfleet.playbook.context import HostContext
 
-_PKG = re.compile(r"^[a-z0-9][a-z0-9+.-]*(=[A-Za-z0-9.+:~-]+)?$")
+_PKG = re.compile(r"^[a-z0-9][a-z0-9+.-]*(=[A-Za-z0-9.+:~-]+)?\Z")
 APT_ENV = Raw("env DEBIAN_FRONTEND=noninteractive")
 APT_OPTS = (
     "-y",
@@ -70,7 +70,7 @@ def apt_update() -> Command:
 def packages(value: Any) -> list[str]:
     names = [value] if isinstance(value, str) else list(value or [])
     for n in names:
-        if not isinstance(n, str) or not _PKG.match(n):
+        if not isinstance(n, str) or not _PKG.fullmatch(n):
             raise ModuleFailure(f"{n!r} is not a Debian package name")
     return names
 
