@@ -11,6 +11,7 @@ from invoke.collection import Collection
 from invoke.exceptions import Exit
 from invoke.program import Program
 from rich.table import Table
+from rich.text import Text
 
 from drfleet import __version__, cli_eval, cli_models, status_view
 from drfleet import facts as facts_mod
@@ -63,12 +64,15 @@ def _facts_table(doc: dict[str, Any]) -> None:
     for name, entry in doc["hosts"].items():
         if "vcpus" not in entry:
             state = "unreachable" if not entry.get("reachable") else "failed"
-            table.add_row(name, entry["address"], f"[red]{state}[/]", "", "", "", "", "", "")
+            table.add_row(
+                Text(name), Text(entry["address"]), f"[red]{state}[/]", "", "", "", "", "", ""
+            )
             continue
         f = Facts(entry)
         d = f.docker
+        # what a host reports is Text, never markup
         docker = (
-            f"{d.version}"
+            Text(f"{d.version}")
             if d.running
             else "[yellow]stopped[/]"
             if d.installed
@@ -76,15 +80,15 @@ def _facts_table(doc: dict[str, Any]) -> None:
         )
         gpus = ", ".join(f"{g.name} ({g.memory_mb} MB)" for g in f.gpus) or "-"
         table.add_row(
-            name,
-            entry["address"],
-            f"{f.os.id} {f.os.version}",
+            Text(name),
+            Text(entry["address"]),
+            Text(f"{f.os.id} {f.os.version}"),
             str(f.vcpus),
             f"{f.memory_mb // 1024} GiB",
             f"{f.disk_free_mb // 1024} GiB",
-            gpus,
+            Text(gpus),
             docker,
-            d.swarm.state,
+            Text(str(d.swarm.state)),
         )
     console().print(table)
 
@@ -220,7 +224,12 @@ def _plan_table(p: Any) -> None:
     )
     for w in p.workers:
         table.add_row(
-            str(w.slot), w.host, w.world, str(w.episodes), w.config_file, str(w.video_port)
+            str(w.slot),
+            Text(w.host),
+            Text(w.world),
+            str(w.episodes),
+            Text(w.config_file),
+            str(w.video_port),
         )
     out.print(table)
     for note in p.notes:

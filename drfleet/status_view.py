@@ -22,23 +22,24 @@ def _table(report: FleetReport) -> Table:
     )
     table.columns[2].overflow = "fold"  # a narrow terminal wraps names, never cuts them
     for host, r in report.hosts.items():
+        # every string a host reported is Text: never read as markup
         if r.status is None:
             state = "[red]unreachable[/]" if not r.reachable else "[red]error[/]"
-            table.add_row(host, "", "", state, "", "", "", "", r.error[:80])
+            table.add_row(Text(host), "", "", state, "", "", "", "", Text(r.error[:80]))
             continue
         if not r.status.agent.running:
-            table.add_row(host, "", "(agent)", "[red]not running[/]", "", "", "", "", "")
+            table.add_row(Text(host), "", "(agent)", "[red]not running[/]", "", "", "", "", "")
         for ctr in r.status.containers:
             table.add_row(
-                host,
-                ctr.stack,
-                ctr.name,
-                ctr.state.value,
+                Text(host),
+                Text(ctr.stack),
+                Text(ctr.name),
+                Text(str(ctr.state.value)),
                 str(ctr.restarts),
                 str(ctr.last_exit_code or ""),
-                str(ctr.started_at or ""),
+                Text(str(ctr.started_at or "")),
                 ",".join(str(h) for h in ctr.ports.values()),
-                ctr.last_error[:60],
+                Text(ctr.last_error[:60]),
             )
     return table
 

@@ -11,6 +11,7 @@ from typing import IO, Any
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 
 class Board:
@@ -86,7 +87,11 @@ class Board:
         now = time.monotonic()
         for host, (mark, text, started) in self.rows.items():
             icon = {"ok": "[green]✔[/]", "fail": "[red]✘[/]"}.get(mark, "[yellow]…[/]")
-            table.add_row(icon, f"[bold]{host}[/]", text, f"[dim]{now - started:.1f}s[/]")
+            # what a host reports is text, never markup ("[/]" in an error would break the
+            # display, and a crafted one restyle it)
+            table.add_row(
+                icon, Text(host, style="bold"), Text(text), f"[dim]{now - started:.1f}s[/]"
+            )
         return table
 
 

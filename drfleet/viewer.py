@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import ipaddress
 import json
+import re
 import socket
 import threading
 import time
@@ -287,14 +288,60 @@ def make_handler(streams: Streams, bind: str = "127.0.0.1") -> type[BaseHTTPRequ
             try:
                 upstream.settimeout(IDLE_TIMEOUT)
                 upstream.sendall(f"GET {path} HTTP/1.0\r\nHost: worker\r\n\r\n".encode())
+                head = b""
+                while b"\r\n\r\n" not in head and len(head) < MAX_HEAD:
+                    chunk = upstream.recv(4096)
+                    if not chunk:
+                        break
+                    head += chunk
+                head, _, rest = head.partition(b"\r\n\r\n")
+                boundary = mjpeg_boundary(head)
+                if boundary is None:
+                    self._send(502, "text/plain", b"the worker's video did not answer as one\n")
+                    return
+                # the page's origin says what its bytes are, never a worker
+                self.send_response(200)
+                self.send_header("Content-Type", f"multipart/x-mixed-replace;boundary={boundary}")
+                self.send_header("X-Content-Type-Options", "nosniff")
+                self.send_header("Cache-Control", "no-store")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(rest)
                 while chunk := upstream.recv(1 << 16):
-                    self.wfile.write(chunk)  # the worker's own status line and headers too
+                    self.wfile.write(chunk)
             except (OSError, EOFError):
                 pass
             finally:
                 upstream.close()
 
     return Handler
+
+
+MAX_HEAD = 16384
+BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,./:=?-]{1,70}")  # RFC 2046's bchars, no space
+
+
+def mjpeg_boundary(head: bytes) -> str | None:
+    """The boundary of a worker's MJPEG answer (web_video_server's multipart_stream.cpp:
+    200, `Content-type: multipart/x-mixed-replace;boundary=boundarydonotcross`), or None
+    when it is anything else: the viewer sends its own headers, never the worker's."""
+    lines = head.decode("latin-1").split("\r\n")
+    if len(lines[0].split()) < 2 or lines[0].split()[1] != "200":
+        return None
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() != "content-type":
+            continue
+        kind, _, params = value.strip().partition(";")
+        if kind.strip().lower() != "multipart/x-mixed-replace":
+            return None
+        for param in params.split(";"):
+            key, _, b = param.strip().partition("=")
+            b = b.strip().strip('"')
+            if key.strip().lower() == "boundary" and BOUNDARY.fullmatch(b):
+                return b
+        return None
+    return None
 
 
 def _int(q: dict[str, str], key: str, default: int, lo: int, hi: int) -> int:

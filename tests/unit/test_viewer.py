@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from typing import Any
@@ -96,3 +99,97 @@ def test_static_page_needs_videos_published_beyond_loopback() -> None:
     assert [w["address"] for w in shown] == ["h1.example", "10.0.0.7", "fd00::7"]
     page = viewer.static_page(shown)
     assert 'src="http://10.0.0.7:8082/' in page and 'src="http://[fd00::7]:8083/' in page
+
+
+class OneWorker:
+    """The viewer's Streams with one running worker whose video is a local socket server
+    answering `answer` (then, with `stall`, saying nothing more)."""
+
+    def __init__(self, answer: bytes, stall: float = 0.0) -> None:
+        self.srv = socket.create_server(("127.0.0.1", 0))
+        self.answer, self.stall = answer, stall
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.srv.accept()
+            except OSError:
+                return
+            conn.recv(4096)
+            conn.sendall(self.answer)
+            time.sleep(self.stall)
+            conn.close()
+
+    def workers(self) -> list[dict[str, Any]]:
+        return [{"key": "1", "slot": 1, "host": "h1", "port": 8080, "state": "running",
+                 "listens_on": "127.0.0.1", "topics": []}]  # fmt: skip
+
+    def open(self, host: str, address: str, port: int) -> socket.socket:
+        return socket.create_connection(self.srv.getsockname())
+
+
+@contextlib.contextmanager
+def viewer_of(streams: Any) -> Iterator[int]:
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), viewer.make_handler(streams, "127.0.0.1"))
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield int(srv.server_address[1])
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        streams.srv.close()
+
+
+def _stream(port: int) -> http.client.HTTPResponse:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/stream/1", headers={"Host": f"127.0.0.1:{port}"})
+    return conn.getresponse()
+
+
+def test_a_stream_carries_the_viewers_own_headers_never_the_workers() -> None:
+    """web_video_server's answer (multipart_stream.cpp) passes as an MJPEG stream under the
+    viewer's headers; a worker that answers with a page of its own gets no say over what the
+    viewer's origin serves."""
+    real = (
+        b"HTTP/1.0 200 OK\r\nConnection: close\r\nServer: web_video_server\r\n"
+        b"Content-type: multipart/x-mixed-replace;boundary=boundarydonotcross \r\n"
+        b"Access-Control-Allow-Origin: *\r\n\r\n--boundarydonotcross \r\nframe-bytes"
+    )
+    with viewer_of(OneWorker(real)) as port:
+        r = _stream(port)
+        assert r.status == 200
+        assert (
+            r.getheader("Content-Type") == "multipart/x-mixed-replace;boundary=boundarydonotcross"
+        )
+        assert r.getheader("X-Content-Type-Options") == "nosniff"
+        assert r.getheader("Access-Control-Allow-Origin") is None
+        assert r.read() == b"--boundarydonotcross \r\nframe-bytes"
+    for evil in (
+        b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n<script>alert(1)</script>",
+        b"HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace;boundary=a b\r\n\r\nx",
+        b"HTTP/1.0 302 Found\r\nLocation: http://evil.example/\r\n\r\n",
+        b"<script>alert(1)</script>",
+    ):
+        with viewer_of(OneWorker(evil)) as port:
+            r = _stream(port)
+            assert r.status == 502 and r.getheader("Content-Type") == "text/plain", evil
+            assert b"script" not in r.read()
+
+
+def test_a_silent_client_or_worker_is_let_go_after_the_idle_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(viewer, "IDLE_TIMEOUT", 0.5)
+    head = b"HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace;boundary=b\r\n\r\n--b"
+    with viewer_of(OneWorker(head, stall=30)) as port:
+        idle = socket.create_connection(("127.0.0.1", port))  # says nothing at all
+        idle.settimeout(10)
+        started = time.monotonic()
+        assert idle.recv(1) == b""  # the viewer hung up
+        assert time.monotonic() - started < 5
+        idle.close()
+        started = time.monotonic()
+        r = _stream(port)  # the worker stalls after its first bytes
+        assert r.read() == b"--b" and time.monotonic() - started < 5

@@ -1,0 +1,53 @@
+"""What a host reports reaches the terminal as text, never as Rich markup: a `[/]` in an
+error broke the table (MarkupError), and a crafted one could restyle or hide what is shown."""
+
+from __future__ import annotations
+
+import io
+
+from drfleet_agent.contract import HostStatus
+from rich.console import Console
+
+from drfleet.observe import FleetReport, HostReport
+from drfleet.status_view import view
+from drfleet.ui import Board
+
+HOSTILE = "[/] [bold red]fake[/bold red] [link=http://evil.example]click[/link]"
+
+
+def _text(renderable: object) -> str:
+    out = io.StringIO()
+    Console(file=out, width=400, color_system=None).print(renderable)
+    return out.getvalue()
+
+
+def test_status_shows_host_reported_strings_as_they_are() -> None:
+    status = HostStatus.parse(
+        {
+            "agent": {"running": True},
+            "containers": [
+                {
+                    "name": "drfleet-robomaker-1",
+                    "state": "crashed",
+                    "last_error": HOSTILE,
+                    "stack": "[b]x[/b]",
+                }
+            ],
+        }
+    )
+    report = FleetReport(
+        {
+            "h1": HostReport("h1", True, status),
+            "h2": HostReport("h2", False, None, error=HOSTILE),
+        }
+    )
+    shown = _text(view(report))
+    assert "[/] [bold red]fake[/bold red]" in shown  # h2's error, whole
+    assert shown.count("[bold red]fake") == 2 and "[b]x[/b]" in shown
+
+
+def test_progress_lines_are_text() -> None:
+    out = io.StringIO()
+    board = Board(["h1"], stream=out)
+    board.rows["h1"] = ("fail", HOSTILE, 0.0)
+    assert "[/] [bold red]fake[/bold red]" in _text(board._render())
