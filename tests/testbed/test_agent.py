@@ -8,6 +8,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -203,3 +204,44 @@ def test_logs_of_a_managed_container(ag: AgentHarness) -> None:
     assert out == "two\n"
     missing = ag.agent("logs", ag.name("nope"))
     assert missing.returncode == 1 and "no container" in missing.stderr
+
+
+def test_unsafe_bind_sources_are_refused_on_create_and_on_every_start(
+    ag: AgentHarness, tmp_path: Path
+) -> None:
+    """Through the agent's own create and start: a link another user owns (pointing at /etc)
+    is never mounted; a source that was safe at create but another user's at a restart is
+    not started again. The container that stays safe runs on."""
+    import os
+
+    user = 4321
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "etc").symlink_to("/etc")
+    os.lchown(home / "etc", user, user)
+    data = tmp_path / "data"
+    data.mkdir()
+    ag.apply(
+        ag.doc(
+            ag.spec("evil", mounts=[{"source": str(home / "etc"), "target": "/x"}]),
+            ag.spec("later", restart="always", mounts=[{"source": str(data), "target": "/d"}]),
+            ag.spec("ok", mounts=[{"source": str(tmp_path / "new" / "dir"), "target": "/d"}]),
+        )
+    )
+    rows = ag.wait(all_running(ag.name("later"), ag.name("ok")), timeout=15)
+    evil = rows[ag.name("evil")]
+    assert evil["state"] != "running" and not evil["container_id"], evil
+    assert f"{home / 'etc'} belongs to uid {user}" in evil["last_error"], evil
+    assert ag.name("evil") not in ids(ag)  # never created
+    assert (tmp_path / "new" / "dir").is_dir()  # a missing source is made, root's
+
+    os.chown(data, user, user)
+    ag.client.containers.get(ag.name("later")).kill()
+
+    def refused(r: dict[str, dict[str, Any]]) -> bool:
+        return f"{data} belongs to uid {user}" in r[ag.name("later")]["last_error"]
+
+    rows = ag.wait(refused, timeout=15)
+    assert rows[ag.name("later")]["state"] != "running"
+    assert ag.client.containers.get(ag.name("later")).status != "running"
+    assert rows[ag.name("ok")]["state"] == "running"

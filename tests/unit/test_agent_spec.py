@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -98,19 +99,68 @@ def test_a_bind_source_another_user_owns_is_refused(tmp_path) -> None:  # type: 
     mounted into a container that runs as root with the docker socket."""
     import os
 
-    from drfleet_agent.engine import foreign_sources
+    from drfleet_agent.engine import unsafe_sources
     from drfleet_agent.spec import Mount
 
     mine = tmp_path / "sagemaker"
     mine.mkdir()
     me = os.stat(mine).st_uid
-    assert foreign_sources([Mount(str(mine), "/tmp/sagemaker")], {me}) == ""
-    why = foreign_sources([Mount(str(mine), "/tmp/sagemaker")], {me + 1})
-    assert f"belongs to uid {me}, not root" in why and "chown it to root" in why
-    assert foreign_sources([Mount(str(tmp_path / "absent"), "/x")], {me + 1}) == ""
+    assert unsafe_sources([Mount(str(mine), "/tmp/sagemaker")], {me}) == ""
+    why = unsafe_sources([Mount(str(mine), "/tmp/sagemaker")], {me + 1})
+    assert "belongs to uid" in why and "not root" in why and "chown it to root" in why
+    # a source that cannot be checked is refused (it was let through to docker)
+    why = unsafe_sources([Mount(str(tmp_path / "absent"), "/x")], {me})
+    assert "cannot check" in why
 
 
-# -- stacks: one desired state per purpose, merged on the host --------------------------------
+@pytest.mark.skipif(os.geteuid() != 0, reason="makes files of other users")
+def test_every_component_of_a_bind_source_is_checked_never_following_a_link_unchecked(
+    tmp_path: Path,
+) -> None:
+    """The reproductions: a link another user owns pointing at /etc, a root-owned directory
+    inside a user's directory; and what may stay (a root link such as /var/run, /tmp's
+    sticky bit)."""
+    from drfleet_agent.engine import unsafe_path
+
+    user = 4321
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chown(home, user, user)
+    (home / "etc").symlink_to("/etc")
+    os.lchown(home / "etc", user, user)
+    (home / "rootdir").mkdir()  # root's, but in a directory the user may rename things in
+    safe = tmp_path / "safe"
+    safe.mkdir()
+    (safe / "link-to-etc").symlink_to("/etc")  # root's link to root's directory
+    (safe / "link-to-home").symlink_to(home)
+    (safe / "rel").symlink_to("../home/rootdir")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    sticky = tmp_path / "sticky"
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    (sticky / "mine").mkdir()
+    grouped = tmp_path / "grouped"
+    grouped.mkdir()
+    os.chown(grouped, 0, user)
+    grouped.chmod(0o775)
+
+    def why(p: Path | str) -> str:
+        return unsafe_path(str(p), {0}, {0})
+
+    assert f"{home} belongs to uid {user}" in why(home / "etc")
+    assert f"{home} belongs to uid {user}" in why(home / "rootdir")
+    assert f"{home} belongs to uid {user}" in why(safe / "link-to-home" / "rootdir")
+    assert f"{home} belongs to uid {user}" in why(safe / "rel")
+    assert f"{home} belongs to uid {user}" in why(f"{safe}/../home/rootdir")
+    assert "may be written by others" in why(shared)
+    assert "may be written by others" in why(grouped)
+    assert why(safe / "link-to-etc") == "" and why(sticky / "mine") == "" and why(sticky) == ""
+    assert why("/var/run/../tmp") == "" and why("/") == ""
+    assert unsafe_path(str(grouped), {0}, {0, user}) == ""  # a group of root's (docker's)
+
+
 def _doc(stack: str, *names: str, run: str = "0", generation: int = 1, port: int = 0) -> str:
     containers = [
         {"name": n, "image": "img", **({"ports": {"8080/tcp": port}} if port and i == 0 else {})}
