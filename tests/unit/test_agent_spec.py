@@ -99,7 +99,7 @@ def test_a_bind_source_another_user_owns_is_refused(tmp_path) -> None:  # type: 
     mounted into a container that runs as root with the docker socket."""
     import os
 
-    from drfleet_agent.engine import unsafe_sources
+    from drfleet_agent.binds import unsafe_sources
     from drfleet_agent.spec import Mount
 
     mine = tmp_path / "sagemaker"
@@ -120,7 +120,7 @@ def test_every_component_of_a_bind_source_is_checked_never_following_a_link_unch
     """The reproductions: a link another user owns pointing at /etc, a root-owned directory
     inside a user's directory; and what may stay (a root link such as /var/run, /tmp's
     sticky bit)."""
-    from drfleet_agent.engine import unsafe_path
+    from drfleet_agent.binds import unsafe_path
 
     user = 4321
     home = tmp_path / "home"

@@ -281,7 +281,9 @@ def test_concurrent_relay_edits_of_authorized_keys_lose_no_line(tmp_path: Path) 
 def test_prepare_passes_over_a_dangling_link_and_others_entries_in_tmp(tmp_path: Path) -> None:
     link = Path(tempfile.mktemp(prefix="drfleet-relay.", dir="/tmp"))
     link.symlink_to(tmp_path / "gone")
-    d = Path(tempfile.mkdtemp(prefix="drfleet-relay.", dir="/tmp"))
+    # as the controller's PREPARE makes it
+    made = subprocess.run(["mktemp", "-d", "/tmp/drfleet-relay.XXXXXXXX"], capture_output=True)
+    d = Path(made.stdout.decode().strip())
     try:
         old = time.time() - 3600
         os.utime(link, (old, old), follow_symlinks=False)
