@@ -190,6 +190,24 @@ def run(d):
         shutil.rmtree(d, ignore_errors=True)
 
 
+def hop_command(d, nxt):
+    """ssh to the next host's relay: this transfer's key, that host's key as the controller
+    verified it, nothing forwarded."""
+    return [
+        "ssh", "-T", "-x", "-a", "-i", os.path.join(d, "key"),
+        "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", "UserKnownHostsFile=" + os.path.join(d, "known_hosts"),
+        "-o", "GlobalKnownHostsFile=/dev/null",
+        "-o", "HostKeyAlias=" + nxt["alias"],
+        "-o", "ConnectTimeout=15", "-o", "ServerAliveInterval=15",
+        # AES-GCM runs on the CPU's AES instructions: cheaper per byte than OpenSSH's
+        # first choice (chacha20), and every byte of the image crosses each hop
+        "-o", "Ciphers=aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com",
+        "-p", str(nxt["port"]), "-l", nxt["user"], nxt["address"],
+    ]
+
+
 def relay(d):
     with open(os.path.join(d, "conf.json")) as fh:
         conf = json.load(fh)
@@ -206,19 +224,7 @@ def relay(d):
     nxt, hop, hop_err, pump = conf.get("next"), None, [], None
     if nxt:
         hop = subprocess.Popen(
-            [
-                "ssh", "-T", "-x", "-a", "-i", os.path.join(d, "key"),
-                "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-                "-o", "StrictHostKeyChecking=yes",
-                "-o", "UserKnownHostsFile=" + os.path.join(d, "known_hosts"),
-                "-o", "GlobalKnownHostsFile=/dev/null",
-                "-o", "HostKeyAlias=" + nxt["alias"],
-                "-o", "ConnectTimeout=15", "-o", "ServerAliveInterval=15",
-                # AES-GCM runs on the CPU's AES instructions: cheaper per byte than OpenSSH's
-                # first choice (chacha20), and every byte of the image crosses each hop
-                "-o", "Ciphers=aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com",
-                "-p", str(nxt["port"]), "-l", nxt["user"], nxt["address"],
-            ],
+            hop_command(d, nxt),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

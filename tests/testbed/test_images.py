@@ -7,8 +7,12 @@ with the right id on every host. On the shared three-host fleet."""
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import os
 import re
+import subprocess
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -147,3 +151,79 @@ def test_a_transfer_killed_half_way_leaves_no_image_and_the_rerun_completes(
     finally:
         for h in bed.hosts:
             bed.exec(h, f"docker rmi -f {big} {images['base']} >/dev/null 2>&1; true")
+
+
+def _evil_archive(path: Path, base: str, tags: list[str], work: Path) -> str:
+    """An image of this controller saved with the RepoTags a compromised host would give it
+    (docker load tags whatever manifest.json names). Returns its id."""
+    evil = _build("drfleet-test/evil:1", base, {"evil": 1024}, work)
+    raw = work / "raw.tar"
+    with raw.open("wb") as fh:
+        fh.writelines(docker.from_env().images.get(evil).save())
+    with tarfile.open(raw) as src, tarfile.open(path, "w") as dst:
+        for member in src.getmembers():
+            data = src.extractfile(member) if member.isfile() else None
+            if member.name == "manifest.json" and data is not None:
+                manifest = json.loads(data.read())
+                manifest[0]["RepoTags"] = tags
+                body = json.dumps(manifest).encode()
+                member.size = len(body)
+                data = io.BytesIO(body)
+            dst.addfile(member, data)
+    docker.from_env().images.remove("drfleet-test/evil:1", force=True)
+    return evil
+
+
+def test_a_host_that_lies_about_the_next_or_sends_them_its_own_tags_is_caught(
+    fleet: tuple[TestBed, Path], tmp_path: Path
+) -> None:
+    """h1, first in the chain, is compromised (tests/testbed/liar): it reports h2 and h3 done
+    with the right id while passing nothing on; then it feeds h2 an archive that tags the image
+    being sent, a new tag, and one h2 and h3 already had. The controller reads each host's
+    result over that host's own session: h2 and h3 get the direct copy, the tags the archive
+    set are put back, and the fleet ends with the controller's image everywhere."""
+    bed, _env = fleet
+    image = "drfleet-test/relay:small"
+    keep, planted = "drfleet-test/keep:1", "drfleet-test/planted:1"
+    image_id = _build(image, ensure_busybox(), {"s": 2 * MB}, tmp_path / "small")
+    evil = _evil_archive(tmp_path / "evil.tar", ensure_busybox(), [image, planted, keep],
+                         tmp_path / "evil")  # fmt: skip
+    liar = Path(__file__).parent / "liar"
+    h1 = bed.hosts["h1"].container
+    kept: dict[str, str] = {}
+    try:
+        bed.exec("h1", "mkdir -p /opt/liar")
+        for src, dst in ((liar / "liar.py", "/opt/liar/liar.py"),
+                         (liar / "python3.sh", "/usr/local/bin/python3"),
+                         (tmp_path / "evil.tar", "/opt/liar/evil.tar")):  # fmt: skip
+            subprocess.run(["docker", "cp", str(src), f"{h1}:{dst}"], check=True)
+        bed.exec("h1", "chmod 755 /usr/local/bin/python3 && chmod -R a+rX /opt/liar")
+        base = docker.from_env().images.get(ensure_busybox()).id
+        for h in ("h2", "h3"):  # a tag the hosts already have, pointing at busybox
+            load = f"docker exec -i {bed.hosts[h].container} docker load -q"
+            subprocess.run(f"docker save {ensure_busybox()} | {load}", shell=True, check=True)
+            bed.exec(h, f"docker tag {base} {keep}")
+            kept[h] = base
+        book = _book(tmp_path, image)
+        for mode in ("lie", "crafted"):
+            bed.exec("h1", f"echo {mode} > /opt/liar/mode")
+            run = invoke(*_args(bed, book), cwd=REPO, timeout=600)
+            assert run.code == 0, run.stdout[-3000:] + run.stderr[-3000:]
+            assert _ids(bed, image) == dict.fromkeys(bed.hosts, image_id), mode
+            msgs = {h: run.json["hosts"][h]["tasks"][-1]["msg"] for h in bed.hosts}
+            assert "relayed" in msgs["h1"], msgs
+            for h in ("h2", "h3"):
+                assert "the relay did not reach it" in msgs[h] and "sent directly" in msgs[h]
+                if mode == "crafted":
+                    assert f"set tags it was not sent: {keep}, {planted}" in msgs[h], msgs[h]
+                tags = bed.exec(h, "docker image ls --format '{{.Repository}}:{{.Tag}} {{.ID}}'"
+                                " --no-trunc")  # fmt: skip
+                assert planted not in tags and f"{keep} {kept[h]}" in tags, tags
+            for h in bed.hosts:
+                bed.exec(h, f"docker rmi -f {image} >/dev/null 2>&1; true")
+        assert _leftovers(bed) == dict.fromkeys(bed.hosts, "0")
+    finally:
+        bed.exec("h1", "rm -rf /opt/liar /usr/local/bin/python3")
+        for h in bed.hosts:
+            bed.exec(h, f"docker rmi -f {image} {keep} {planted} {evil} >/dev/null 2>&1; true")
+        docker.from_env().images.remove(image, force=True)

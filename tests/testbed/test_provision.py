@@ -130,10 +130,30 @@ def test_an_encrypted_overlay_needs_a_kernel_that_carries_it(
     assert ("encrypted" in (net["Options"] or {})) == kernel_has_esp()  # nothing changed
 
 
+def _token(bed: TestBed) -> str:
+    return bed.exec("h1", "docker swarm join-token -q worker").strip()
+
+
+def test_the_worker_token_is_rotated_once_a_host_has_joined(fleet3: TestBed, env_dir: Path) -> None:
+    """h3 left the swarm; provision joins it again with the token of the moment, then
+    rotates it: the token a host was handed is spent."""
+    spent = _token(fleet3)
+    fleet3.exec("h3", "docker swarm leave --force")
+    fleet3.exec("h1", "docker node rm --force h3")
+    run = provision(fleet3, env_dir)
+    assert run.code == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    nodes = fleet3.exec("h1", "docker node ls --format '{{.Hostname}} {{.Status}}'").split("\n")
+    assert sorted(n for n in nodes if n) == ["h1 Ready", "h2 Ready", "h3 Ready"]
+    now = _token(fleet3)
+    assert now.startswith("SWMTKN") and now != spent
+
+
 def test_second_run_changes_nothing(fleet3: TestBed, env_dir: Path) -> None:
+    token = _token(fleet3)
     run = provision(fleet3, env_dir)
     assert run.code == 0, run.stdout + run.stderr
     assert counts(run) == {"h1": (0, 0, False), "h2": (0, 0, False), "h3": (0, 0, False)}
+    assert _token(fleet3) == token  # no host joined: nothing to rotate
 
 
 # -- faults and bad input on a second, smaller bed ------------------------------------------

@@ -159,10 +159,15 @@ def test_five_workers_on_three_hosts_train_as_planned(
         for h in ("h1", "h2", "h3"):
             modes = bed.exec(h, "stat -c '%n %a' /var/lib/drfleet/stacks /var/lib/drfleet/stacks/*")
             assert modes.split()[1] == "700" and set(modes.split()[3::2]) == {"600"}, modes
+        # SageMaker's local mode wrote the job's environment, the run's keys with it, into its
+        # job folder's docker-compose.yaml (sagemaker local/image.py); stop removes it
+        jobs = bed.exec("h1", "grep -rls AWS_SECRET_ACCESS_KEY /tmp/sagemaker; true").split()
+        assert any(j.endswith("/docker-compose.yaml") for j in jobs), jobs
     finally:
         stop = invoke("stop", "--inventory", inv)
     assert stop.code == 0, stop.stderr
     assert containers(bed) == {"h1": [], "h2": [], "h3": []}  # the sagemaker one included
+    assert bed.exec("h1", "ls -A /tmp/sagemaker").split() == []  # no job folder, no keys
     check_increment_training(bed, env_dir)  # minio (recreated) still holds the model
 
 
