@@ -28,6 +28,7 @@ NETWORK = "sagemaker-local"
 STATE_DIR = "/var/lib/drfleet"  # the agent's state, minio's data, shipped files
 PENDING_HANDLERS = f"{STATE_DIR}/pending-handlers"
 MINIO_DATA = f"{STATE_DIR}/minio"
+IMAGE_PINS = f"{STATE_DIR}/images.json"  # tag -> id as provisioning verified it (the agent's)
 XAUTHORITY = f"{STATE_DIR}/Xauthority"
 STAGED_FILES = f"{STATE_DIR}/files"  # directories shipped to worker hosts, by digest
 ROBOMAKER_LOGS = f"{STATE_DIR}/logs/robomaker"

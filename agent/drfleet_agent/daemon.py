@@ -215,7 +215,8 @@ class Agent:
                         rec.restarts = rec.crashes = 0
                     for net in action.spec.networks:
                         engine.ensure_network(net, fleet, self.swarm_active)
-                    cid = engine.create(action.spec, fleet, self.desired.run_of(name))
+                    pinned = self.state.read_images().get(action.spec.image)
+                    cid = engine.create(action.spec, fleet, self.desired.run_of(name), pinned)
                     engine.start(cid, name)
                     rec.container_id = cid
                     log.info("started %s (%s)", name, cid[:12])

@@ -117,7 +117,11 @@ class Engine:
             labels[L_FLEET] = fleet
             self.api.create_network(name, driver="bridge", labels=labels)
 
-    def create(self, spec: ContainerSpec, fleet: str, run_id: str) -> str:
+    def create(
+        self, spec: ContainerSpec, fleet: str, run_id: str, image_id: str | None = None
+    ) -> str:
+        """image_id: the image as provisioning verified it (StateDir.read_images); the
+        container is made from it rather than from whatever the tag names now."""
         labels = dict(spec.labels)
         labels.update(
             {
@@ -174,9 +178,18 @@ class Engine:
         unsafe = unsafe_sources(spec.mounts, {0, os.geteuid()})
         if unsafe:
             raise ActionFailed(f"create {spec.name}: {unsafe}")
+        if image_id:
+            with _guard(f"create {spec.name}"):
+                try:
+                    self.api.inspect_image(image_id)
+                except docker.errors.ImageNotFound:
+                    raise ActionFailed(
+                        f"create {spec.name}: image {spec.image} as provisioned "
+                        f"({image_id[:19]}) is no longer on this host; run drfleet provision"
+                    ) from None
         with _guard(f"create {spec.name}"):
             created = self.api.create_container(
-                spec.image,
+                image_id or spec.image,
                 command=spec.command,
                 entrypoint=spec.entrypoint,
                 working_dir=spec.working_dir,

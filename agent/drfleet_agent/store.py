@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -44,6 +45,9 @@ def atomic_write(path: Path, data: str, mode: int = 0o600) -> None:
         os.close(dir_fd)
 
 
+IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
+
+
 class StateDir:
     def __init__(self, path: str | Path = DEFAULT_DIR) -> None:
         self.path = Path(path)
@@ -53,6 +57,9 @@ class StateDir:
         self.records = self.path / "records.json"
         self.status = self.path / "status.json"
         self.pid = self.path / "agent.pid"
+        # {tag: image id} as provisioning verified it (drfleet's IMAGE_PINS): a container is
+        # created from the id, so a tag moved since (by a crafted archive, say) changes nothing
+        self.images = self.path / "images.json"
         self._lock_fh: IO[str] | None = None
 
     def ensure(self) -> None:
@@ -122,6 +129,20 @@ class StateDir:
             if not (self.stacks / f"{state.stack}.json").exists():
                 self.write_stack(state)
         self.desired.unlink(missing_ok=True)
+
+    def read_images(self) -> dict[str, str]:
+        """The image ids provisioning recorded per tag; what is not an image id is left out."""
+        try:
+            doc = json.loads(self.images.read_text())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(doc, dict):
+            return {}
+        return {
+            k: v
+            for k, v in doc.items()
+            if isinstance(k, str) and isinstance(v, str) and IMAGE_ID.fullmatch(v)
+        }
 
     # restart records -------------------------------------------------------------------
     def read_records(self) -> dict[str, Record]:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from drfleet import image_relay, localdocker
 from drfleet.errors import DrfleetError
+from drfleet.names import IMAGE_PINS
 from drfleet.playbook.model import TaskResult
 from drfleet.playbook.modules.docker import (
     COMPOSE,
@@ -138,8 +139,19 @@ def docker_image(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskRe
             elapsed=time.monotonic() - started,
         )
 
+    def pinned(name: str) -> TaskResult:
+        result = one(name)
+        if result.status == "failed" or runner.options.check:
+            return result
+        st, images = wanted[name]
+        expect = {i: controller_ids.get(i) for i in images} if controller_ids else {}
+        why = _pin(st, images, expect)
+        if why:
+            return TaskResult(task.name, "failed", f"{name}: task {task.name!r}: {why}")
+        return result
+
     outcomes = fan_out(
-        [st.host for st, _ in chosen], lambda h: one(h.name), limit=runner.options.remote.limit
+        [st.host for st, _ in chosen], lambda h: pinned(h.name), limit=runner.options.remote.limit
     )
     for o in outcomes:
         results[o.host.name] = (
@@ -148,6 +160,62 @@ def docker_image(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskRe
             else TaskResult(task.name, "failed", o.error.message if o.error else "failed")
         )
     return results
+
+
+# Reads each image's id on the host and, when every one is what the controller expects (its
+# own id, for an image it sent), records them in IMAGE_PINS for the agent, which creates its
+# containers from those ids: a tag moved later (a crafted archive, say) changes nothing.
+# Prints {"ids": ..., "error": ...}; writes only when something changed.
+PIN = """\
+import json, os, subprocess, sys
+path, given = sys.argv[1], json.load(sys.stdin)
+ids = {}
+for image in given["images"]:
+    out = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", image],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    ids[image] = out.stdout.decode().strip() if out.returncode == 0 else None
+bad = [i for i, want in given["expect"].items() if want and ids.get(i) != want]
+missing = [i for i, got in ids.items() if not got]
+if bad or missing:
+    print(json.dumps({"ids": ids, "error": bad or missing}))
+    sys.exit(0)
+try:
+    with open(path) as fh:
+        doc = json.load(fh)
+except (OSError, ValueError):
+    doc = {}
+doc = doc if isinstance(doc, dict) else {}
+if any(doc.get(k) != v for k, v in ids.items()):
+    doc.update(ids)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    with open(path + ".tmp", "w") as fh:
+        json.dump(doc, fh, indent=1, sort_keys=True)
+    os.chmod(path + ".tmp", 0o644)
+    os.replace(path + ".tmp", path)
+print(json.dumps({"ids": ids, "error": None}))
+"""
+
+
+def _pin(st: HostState, images: list[str], expect: dict[str, str | None]) -> str | None:
+    """Why the images on the host cannot be recorded for the agent (None: recorded)."""
+    doc = {"images": images, "expect": expect}
+    try:
+        out = st.run(
+            cmd("python3", "-c", PIN, IMAGE_PINS),
+            stdin=json.dumps(doc),
+            become=st.become,
+            timeout=120,
+        )
+        said = json.loads(out.stdout.strip().splitlines()[-1])
+    except (DrfleetError, ValueError, IndexError) as exc:
+        return f"cannot record the images' ids: {getattr(exc, 'message', exc)}"
+    if said.get("error"):
+        ids = said.get("ids") or {}
+        return "; ".join(
+            f"after the copy {i} is {ids.get(i) or 'missing'} here, not {expect.get(i) or 'there'}"
+            for i in said["error"]
+        )
+    return None
 
 
 def _relay(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
 import json
 import signal
@@ -245,3 +247,38 @@ def test_unsafe_bind_sources_are_refused_on_create_and_on_every_start(
     assert rows[ag.name("later")]["state"] != "running"
     assert ag.client.containers.get(ag.name("later")).status != "running"
     assert rows[ag.name("ok")]["state"] == "running"
+
+
+def test_containers_are_made_from_the_image_provisioning_recorded(ag: AgentHarness) -> None:
+    """A tag moved after provisioning (a crafted archive tags anything it carries) does not
+    change what the agent runs: it creates from the recorded id, and says so when that image
+    is gone."""
+    client = ag.client
+    real = client.images.get(ag.image).id
+    other = f"drfleet-test/moved-{ag.fleet}:1"
+    client.images.get(ag.image).tag(other)
+    moved = client.images.build(
+        fileobj=io.BytesIO(f"FROM {ag.image}\nLABEL moved={ag.fleet}\n".encode()), rm=True
+    )[0]
+    try:
+        moved.tag(other)  # the tag now names another image
+        ag.state.mkdir(parents=True, exist_ok=True)
+        gone = "sha256:" + "0" * 64
+        (ag.state / "images.json").write_text(json.dumps({other: real, "gone:1": gone}))
+        ag.apply(ag.doc(ag.spec("a", image=other), ag.spec("b", image="gone:1")))
+        rows = ag.wait(
+            lambda r: (
+                r[ag.name("a")]["state"] == "running"
+                and "no longer on this host" in r[ag.name("b")]["last_error"]
+            ),
+            timeout=15,
+        )
+        assert client.containers.get(ag.name("a")).attrs["Image"] == real
+        assert rows[ag.name("a")]["image"] == other  # status names the tag, as specified
+        assert "run drfleet provision" in rows[ag.name("b")]["last_error"]
+    finally:
+        ag.apply(ag.doc())
+        ag.wait(lambda r: not r, timeout=15)
+        for image in (moved.id, other):
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                client.images.remove(image, force=True)

@@ -219,6 +219,11 @@ def test_a_host_that_lies_about_the_next_or_sends_them_its_own_tags_is_caught(
                 tags = bed.exec(h, "docker image ls --format '{{.Repository}}:{{.Tag}} {{.ID}}'"
                                 " --no-trunc")  # fmt: skip
                 assert planted not in tags and f"{keep} {kept[h]}" in tags, tags
+            # the agent creates from the id provisioning checked, whatever a tag says later
+            pins = {
+                h: json.loads(bed.exec(h, "cat /var/lib/drfleet/images.json")) for h in bed.hosts
+            }
+            assert {h: p[image] for h, p in pins.items()} == dict.fromkeys(bed.hosts, image_id)
             for h in bed.hosts:
                 bed.exec(h, f"docker rmi -f {image} >/dev/null 2>&1; true")
         assert _leftovers(bed) == dict.fromkeys(bed.hosts, "0")

@@ -263,3 +263,17 @@ def test_a_host_with_no_stack_left_keeps_its_fleet(tmp_path: Path) -> None:
     assert _apply(tmp_path, json.dumps({**doc, "fleet": "other", "containers": []}))[0] == 0
     left = StateDir(tmp_path).read_desired()
     assert left.stacks == {} and left.fleet == "other"
+
+
+def test_the_image_ids_provisioning_recorded_are_read_strictly(tmp_path: Path) -> None:
+    from drfleet_agent.store import StateDir
+
+    state = StateDir(tmp_path)
+    assert state.read_images() == {}
+    good = "sha256:" + "a" * 64
+    state.images.write_text(
+        json.dumps({"simapp:1": good, "x:1": "latest", "y:1": good + "\n", "z:1": 3})
+    )
+    assert state.read_images() == {"simapp:1": good}
+    state.images.write_text("[1]")
+    assert state.read_images() == {}

@@ -128,9 +128,10 @@ def test_only_the_command_line_imports_the_commands() -> None:
 
 def test_literal_copies_of_names_match() -> None:
     """The probe and the agent run alone on hosts and keep their own copies of two names."""
-    from drfleet_agent.store import DEFAULT_DIR
+    from drfleet_agent.store import DEFAULT_DIR, StateDir
 
     from drfleet import names, probe
 
     assert str(DEFAULT_DIR) == names.STATE_DIR
+    assert str(StateDir().images) == names.IMAGE_PINS
     assert probe.PENDING == names.PENDING_HANDLERS
