@@ -9,13 +9,19 @@ from typing import TYPE_CHECKING, Any
 
 from invoke.collection import Collection
 from invoke.exceptions import Exit
-from invoke.program import Program
 from rich.table import Table
 from rich.text import Text
 
-from drfleet import __version__, cli_eval, cli_models, status_view
+from drfleet import __version__, cli_eval, cli_models, program, status_view
 from drfleet import facts as facts_mod
-from drfleet.command import command, inventory_and_options, print_json, print_json_line
+from drfleet.command import (
+    WORKERS_NOT_GIVEN,
+    command,
+    inventory_and_options,
+    print_json,
+    print_json_line,
+    workers_given,
+)
 from drfleet.errors import DrfleetError
 from drfleet.remote import DEFAULT_LIMIT
 
@@ -38,7 +44,9 @@ def facts(
     verbose: int = 0,
 ) -> None:
     """What drfleet knows of each host: OS, vCPUs, memory, disk, GPUs, docker, swarm."""
-    inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys, forks)
+    inv, options = inventory_and_options(
+        inventory, known_hosts, accept_new_host_keys, forks, quiet=json
+    )
     hosts = inv.select([*(limit or []), *(host or [])], group or [])
     with Board([h.name for h in hosts], title="facts", quiet=json) as board:
         outcomes = facts_mod.gather_all(hosts, options, board)
@@ -127,7 +135,9 @@ def provision(
             f"--images-from {images_from}: use pull, controller, controller-direct or peer"
         )
     book = loader.load(playbook or default_playbook())
-    inv, remote = inventory_and_options(inventory, known_hosts, accept_new_host_keys, forks)
+    inv, remote = inventory_and_options(
+        inventory, known_hosts, accept_new_host_keys, forks, env_dir=env_dir, quiet=json
+    )
     hosts = inv.select([*(limit or []), *(host or [])], group or [])
     options = RunOptions(
         check=check,
@@ -183,7 +193,7 @@ def plan(
     env_dir: str | None = None,
     json: bool = False,
     suggest: bool = False,
-    workers: int = 0,
+    workers: int = WORKERS_NOT_GIVEN,
     accept_new_host_keys: bool = False,
     known_hosts: str | None = None,
     verbose: int = 0,
@@ -192,7 +202,10 @@ def plan(
     from drfleet import capacity, training
     from drfleet import plan as plan_mod
 
-    inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+    workers = workers_given(workers)
+    inv, options = inventory_and_options(
+        inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
+    )
     if suggest:
         caps = capacity.of_hosts(inv, options)
         n = plan_mod.suggest(list(caps.values()))
@@ -250,7 +263,7 @@ def _plan_table(p: Any) -> None:
 )
 def train(
     c: Any,
-    workers: int = 0,
+    workers: int = WORKERS_NOT_GIVEN,
     wipe: bool = False,
     replace: bool = False,
     dry_run: bool = False,
@@ -264,6 +277,7 @@ def train(
     verbose: int = 0,
 ) -> None:
     """Upload the training config and start the trainer and every worker on its host."""
+    workers = workers_given(workers)
     from drfleet import capacity, training
 
     if rebalance:
@@ -276,7 +290,9 @@ def train(
     if not dry_run:
         from drfleet import launch
 
-        inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+        inv, options = inventory_and_options(
+            inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
+        )
         names = [h.name for h in inv.hosts.values() if h.roles]
         with Board(names, title="train", quiet=json) as board:
             result = launch.train(inv, Path(env_dir or "."), options, workers, wipe, board, replace)
@@ -292,7 +308,9 @@ def train(
         return
     if not out:
         raise DrfleetError("--dry-run needs --out DIR", fix="e.g. --dry-run --out /tmp/plan")
-    inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+    inv, options = inventory_and_options(
+        inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
+    )
     from drfleet import runstate
 
     prepared = training.prepare(env_dir or ".", capacity.of_hosts(inv, options), workers)
@@ -317,7 +335,9 @@ def _rebalance(
 ) -> None:
     from drfleet import launch
 
-    inv, options = inventory_and_options(inventory, known_hosts, accept)
+    inv, options = inventory_and_options(
+        inventory, known_hosts, accept, env_dir=env_dir, quiet=json
+    )
     names = [h.name for h in inv.hosts.values() if h.roles]
     with Board(names, title="rebalance", quiet=json) as board:
         result = launch.rebalance(inv, env_dir, options, board)
@@ -356,7 +376,9 @@ def status(
 
     from drfleet import launch
 
-    inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+    inv, options = inventory_and_options(
+        inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
+    )
 
     def look() -> FleetReport:
         return launch.status(inv, options, Path(env_dir or "."), tell=converge)
@@ -414,7 +436,9 @@ def logs(
         raise DrfleetError("say which logs: --worker N, --trainer or --evaluation")
     run = training.run_of(Path(env_dir or "."))
     name = run.rlcoach if trainer else run.evaluation if evaluation else run.robomaker(worker)
-    inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+    inv, options = inventory_and_options(
+        inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
+    )
     host, _ = launch.locate(inv, options, name)
     with session(host, options) as s:
         if json:  # JSON Lines: host, container, stream, time, line
@@ -444,7 +468,9 @@ def stop(
     (another DR_RUN_ID) go on."""
     from drfleet import launch
 
-    inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+    inv, options = inventory_and_options(
+        inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
+    )
     doc = launch.stop(inv, options, Path(env_dir or "."), everything=all)
     if json:
         print_json(doc)
@@ -479,7 +505,9 @@ def viewer(
     from drfleet import launch, training
     from drfleet import viewer as viewer_mod
 
-    inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+    inv, options = inventory_and_options(
+        inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
+    )
     run = training.run_of(Path(env_dir or "."))
     if static:
         report = launch.status(inv, options)
@@ -527,7 +555,9 @@ def vnc(
 
     if worker < 1:
         raise DrfleetError("say which worker: --worker N (1-based)")
-    inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+    inv, options = inventory_and_options(
+        inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
+    )
     run = training.run_of(Path(env_dir or "."))
     host, container = launch.locate(inv, options, run.robomaker(worker))
     remote = container.ports.get("5900/tcp")
@@ -586,4 +616,4 @@ ns.configure({"run": {"echo_stdin": False}})
 
 
 def main() -> None:
-    Program(namespace=ns, version=__version__, name="drfleet", binary="drfleet").run()
+    program.run(ns, __version__)

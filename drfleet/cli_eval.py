@@ -45,7 +45,9 @@ def evaluate(
     from drfleet import evaluation
     from drfleet.errors import DrfleetError
 
-    inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+    inv, options = inventory_and_options(
+        inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
+    )
     env = Path(env_dir or ".")
     if dry_run != (out is not None):
         raise DrfleetError("--dry-run and --out go together: --dry-run --out DIR")

@@ -32,7 +32,9 @@ def download_model(
     run's S3 on the trainer to a folder here."""
     from drfleet import models
 
-    inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+    inv, options = inventory_and_options(
+        inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
+    )
     env = Path(env_dir or ".")
     with models.run_s3(inv, env, options) as (s3, cfg):
         name = prefix or cfg.setting("DR_LOCAL_S3_MODEL_PREFIX")
@@ -74,7 +76,9 @@ def import_model(
     if not src or not prefix:
         raise DrfleetError("say what and where: --src FOLDER --prefix NAME (a new model prefix)")
 
-    inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+    inv, options = inventory_and_options(
+        inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
+    )
     env = Path(env_dir or ".")
     with models.run_s3(inv, env, options) as (s3, cfg), Board(["model"], quiet=json) as board:
         done = models.upload(
@@ -130,7 +134,9 @@ def upload_model(
         _upload_bucket_defined(env)
     if increment and not dry_run:
         _increment_upload_prefix(env)
-    inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+    inv, options = inventory_and_options(
+        inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
+    )
     with models.run_s3(inv, env, options) as (s3, cfg):
         values = {k: cfg.setting(k) for k in cfg.values} | {
             k: cfg.setting(k)
@@ -250,7 +256,9 @@ def car_model(
 
     if upload and not local:
         _upload_bucket_defined(Path(env_dir or "."))
-    inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+    inv, options = inventory_and_options(
+        inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
+    )
     with models.run_s3(inv, Path(env_dir or "."), options) as (s3, cfg):
         values = {k: cfg.setting(k) for k in ("DR_LOCAL_S3_MODEL_PREFIX",)}
         src = console.Source.of(values, prefix)
@@ -317,7 +325,9 @@ def increment_training(
         raise DrfleetError(f"--prefix {new!r} {checks.s3_key_problem(new)}")
     deleted = 0
     if wipe:
-        inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+        inv, options = inventory_and_options(
+            inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
+        )
         with models.run_s3(inv, env, options) as (s3, _cfg):
             bucket = cfg.setting("DR_LOCAL_S3_BUCKET")
             existing = storage.listed(s3, bucket, new)
@@ -363,7 +373,9 @@ def s3(
 
     from drfleet import models, storage
 
-    inv, options = inventory_and_options(inventory, known_hosts, accept_new_host_keys)
+    inv, options = inventory_and_options(
+        inventory, known_hosts, accept_new_host_keys, env_dir=env_dir
+    )
     env_path = Path(env_dir or ".")
     with models.run_s3(inv, env_path, options) as (client, cfg):
         region = cfg.setting("DR_AWS_APP_REGION")

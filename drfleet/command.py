@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from invoke.exceptions import Exit
@@ -21,7 +22,10 @@ from invoke.tasks import Task, task
 
 from drfleet import inventory as inventory_mod
 from drfleet.errors import DrfleetError
-from drfleet.remote import DEFAULT_LIMIT, Options
+from drfleet.remote import DEFAULT_LIMIT, Options, Unreachable
+
+EXIT_FAILED = 1  # a host failed, or could not be reached
+EXIT_USAGE = 2  # bad input: a flag, a value, a file
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -84,7 +88,9 @@ def command(**extra: str) -> Callable[[F], F]:
 
 
 def friendly(fn: F) -> F:
-    """A DrfleetError becomes one clear message and exit status 2, never a traceback."""
+    """A DrfleetError becomes one clear message, never a traceback, and exit status 2 (bad
+    input), or 1 when a host could not be reached (as every command says of a host it could
+    not reach: EXIT_FAILED)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -94,7 +100,8 @@ def friendly(fn: F) -> F:
         except DrfleetError as exc:
             if os.environ.get("DRFLEET_DEBUG"):
                 raise
-            raise Exit(f"drfleet: {exc.message}", code=2) from None
+            code = EXIT_FAILED if isinstance(exc, Unreachable) else EXIT_USAGE
+            raise Exit(f"drfleet: {exc.message}", code=code) from None
         except KeyboardInterrupt:
             raise Exit("drfleet: interrupted", code=130) from None
 
@@ -126,9 +133,40 @@ def inventory_and_options(
     known_hosts: str | None,
     accept_new_host_keys: bool,
     forks: int = DEFAULT_LIMIT,
+    *,
+    env_dir: str | Path | None = None,
+    quiet: bool = False,
 ) -> tuple[inventory_mod.Inventory, Options]:
-    """The inventory and how to reach its hosts: what every command that connects needs."""
-    return inventory_mod.load(inventory), options(known_hosts, accept_new_host_keys, forks)
+    """The inventory and how to reach its hosts: what every command that connects needs.
+    Says on stderr which inventory it loaded and how many hosts it has (unless quiet: --json),
+    so a run from another directory never trains on this machine unawares."""
+    inv = inventory_mod.load(inventory, env_dir)
+    if not quiet:
+        which = inventory_mod.default_path(env_dir) if not inventory else Path(inventory)
+        name = (
+            "this machine alone (no inventory file found)"
+            if inventory_mod.is_embedded(which)
+            else str(which)
+        )
+        n = len(inv.hosts)
+        sys.stderr.write(f"inventory: {name}, {n} host{'s' if n != 1 else ''}\n")
+    return inv, options(known_hosts, accept_new_host_keys, forks)
+
+
+WORKERS_NOT_GIVEN = -1  # --workers left out: DR_WORKERS decides
+
+
+def workers_given(workers: int) -> int:
+    """--workers as the planner takes it (0: DR_WORKERS decides); 0 or less given is refused
+    (it silently meant one worker)."""
+    if workers == WORKERS_NOT_GIVEN:
+        return 0
+    if workers < 1:
+        raise DrfleetError(
+            f"--workers {workers}: a run needs at least one worker",
+            fix="give --workers 1 or more, or leave it out to take DR_WORKERS from run.env",
+        )
+    return workers
 
 
 def print_json(doc: Any) -> None:

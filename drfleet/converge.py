@@ -17,7 +17,7 @@ from drfleet.names import (
     TASKSET_SHIM,
     Run,
 )
-from drfleet.remote import Outcome, Session, fan_out
+from drfleet.remote import Outcome, Session, Unreachable, fan_out
 from drfleet.shell import Command, Raw, cmd, sh
 from drfleet.ui import Board
 
@@ -38,15 +38,35 @@ def preflight(
     sharing.conflicts(held, docs, replace)
 
 
-def statuses(sessions: dict[str, Session], hosts: list[str], limit: int) -> dict[str, HostStatus]:
+def statuses(
+    sessions: dict[str, Session],
+    hosts: list[str],
+    limit: int,
+    unreached: dict[str, str] | None = None,
+) -> dict[str, HostStatus]:
     """host -> its agent's status, for the hosts that answer (the others are the caller's
-    business: pushing to them says what is wrong)."""
+    business: pushing to them says what is wrong). unreached: filled with each host that
+    could not be reached at all, and why."""
 
     def one(host: Host) -> HostStatus:
         return agent_client.status(sessions[host.name])
 
     outcomes = fan_out([sessions[h].host for h in hosts], one, limit=limit)
+    if unreached is not None:
+        unreached.update(
+            {o.host.name: o.error.message for o in outcomes if o.unreachable and o.error}
+        )
     return {o.host.name: o.value for o in outcomes if o.value is not None and not o.error}
+
+
+def reached(unreached: dict[str, str], needed: set[str]) -> None:
+    """Refuses, naming every one, when hosts the run needs could not be reached."""
+    down = sorted(h for h in unreached if h in needed)
+    if down:
+        raise Unreachable(
+            "\n".join(unreached[h] for h in down)
+            + f"\nnothing was started: the run needs {', '.join(down)}",
+        )
 
 
 def minio_keys(

@@ -231,19 +231,28 @@ def _known(kind: str, name: str, known: Iterable[str]) -> str:
     return lead_in(did_you_mean(name, known)) + f"known {kind}: {', '.join(known) or '(none)'}"
 
 
-def default_path() -> Path:
-    """DRFLEET_INVENTORY, else inventory/local.yml here, else the embedded one-host default."""
+def default_path(env_dir: str | Path | None = None) -> Path:
+    """DRFLEET_INVENTORY, else inventory/local.yml in the env dir (where `drfleet init`
+    writes it), else here, else the embedded one-host default."""
     env = os.environ.get("DRFLEET_INVENTORY")
     if env:
         return Path(env)
+    for base in (Path(env_dir),) if env_dir else ():
+        if (base / DEFAULT_INVENTORY).exists():
+            return base / DEFAULT_INVENTORY
     if DEFAULT_INVENTORY.exists():
         return DEFAULT_INVENTORY
     return _EMBEDDED_DEFAULT
 
 
-def load(path: str | Path | None = None) -> Inventory:
-    """A YAML inventory, or an Ansible INI one (by its .ini suffix, or a first line `[...]`)."""
-    p = Path(path) if path else default_path()
+def is_embedded(path: Path) -> bool:
+    return path == _EMBEDDED_DEFAULT
+
+
+def load(path: str | Path | None = None, env_dir: str | Path | None = None) -> Inventory:
+    """A YAML inventory, or an Ansible INI one (by its .ini suffix, or a first line `[...]`);
+    without a path, default_path(env_dir)'s."""
+    p = Path(path) if path else default_path(env_dir)
     text = yamlsrc.read_text(p)
     if ansible_inventory.looks_like_ini(text, str(p)):
         return parse(ansible_inventory.from_ini(text, str(p), SETTINGS), str(p))

@@ -55,7 +55,8 @@ def train(
     run = checks.run(wanted)
     sessions = {h: session(inv.hosts[h], options) for h in caps}
     try:
-        held = converge.statuses(sessions, list(caps), options.limit)
+        unreached: dict[str, str] = {}
+        held = converge.statuses(sessions, list(caps), options.limit, unreached)
         left, shared = sharing.room(caps, held, run.stack)
         keep = (
             None if wipe else sharing.live_plan(runstate.load(env_dir), run, held, wanted.workers)
@@ -74,6 +75,7 @@ def train(
                 where=exc.where,
                 fix=exc.fix,
             ) from None
+        converge.reached(unreached, {p.plan.trainer, *(w.host for w in p.plan.workers)})
         p.plan.notes.extend(shared)
         t = p.plan.trainer
         if shared and left[t].vcpus < caps[t].trainer_vcpus:

@@ -100,17 +100,11 @@ def load(
         )
     run = envfile.load(base / "run.env", base=system.values)
     values = {**system.values, **run.values}
-    n = (
-        workers
-        if workers
-        else _int(
-            values.get("DR_WORKERS", "1"),
-            "DR_WORKERS",
-            system if "DR_WORKERS" in system.values else run,
-        )
-    )
+    # the file whose value counts: run.env's wins, as DRfC exports it after system.env's
+    source = run if "DR_WORKERS" in run.values else system
+    n = workers if workers else _int(values.get("DR_WORKERS", "1"), "DR_WORKERS", source)
     if n < 1:
-        where = (system if "DR_WORKERS" in system.values else run).where("DR_WORKERS")
+        where = source.where("DR_WORKERS")
         raise ConfigError(
             f"DR_WORKERS is {n}; training needs at least 1 worker",
             where=where if not workers else "--workers",
