@@ -77,7 +77,17 @@ def held(sess: Session, stack: str) -> dict[str, Any] | None:
 
 
 def status(sess: Session, timeout: float = 30) -> HostStatus:
-    res = sess.run(command("status", "--json"), become=True, timeout=timeout, task="agent status")
+    res = sess.run(
+        command("status", "--json"), become=True, timeout=timeout, task="agent status", check=False
+    )
+    if res.exit_code != 0 and "can't open file" in res.stderr and AGENT_PYZ in res.stderr:
+        raise DrfleetError(
+            "the agent is not installed",
+            where=sess.host.name,
+            fix="run `drfleet provision` (it installs the agent and what it needs)",
+        )
+    if res.exit_code != 0:
+        raise res.error("agent status")
     return _parse(sess, res.stdout, "status")
 
 

@@ -383,14 +383,16 @@ def status(
     def look() -> FleetReport:
         return launch.status(inv, options, Path(env_dir or "."), tell=converge)
 
-    report = look()
-    if watch and not json and console().is_terminal:  # one display, redrawn in place
+    if watch and not json and console().is_terminal:  # one display, drawn at once, redrawn
         from rich.live import Live
 
-        with Live(status_view.view(report), console=console(), auto_refresh=False) as live:
+        asking = status_view.asking([h.name for h in inv.hosts.values() if h.roles])
+        with Live(asking, console=console(), auto_refresh=False) as live:
+            live.refresh()
             while True:
-                _time.sleep(2)
                 live.update(status_view.view(look()), refresh=True)
+                _time.sleep(2)
+    report = look()
     while True:
         if json and watch:
             print_json_line(report.to_json())  # one document per line

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -207,8 +208,10 @@ def status(
     reports: dict[str, observe.HostReport] = {}
     for o in fan_out(hosts, one, limit=options.limit):
         if o.error or o.value is None:
-            message = o.error.message if o.error else ""
-            reports[o.host.name] = observe.HostReport(o.host.name, not o.unreachable, None, message)
+            what, fix = (_without_host(o.error.what), o.error.fix or "") if o.error else ("", "")
+            reports[o.host.name] = observe.HostReport(
+                o.host.name, not o.unreachable, None, what, fix=fix
+            )
         else:
             reports[o.host.name] = o.value
     report = observe.FleetReport(reports)
@@ -222,6 +225,11 @@ def status(
         if progress and trainer is not None and trainer.status is not None:
             report.run["progress"] = _progress(inv, options, env_dir, state)
     return report
+
+
+def _without_host(what: str) -> str:
+    """An error's words without the `host (user@address:port): ` a session puts first."""
+    return re.sub(r"^\S+ \([^)]*\): ", "", what, count=1)
 
 
 def _progress(

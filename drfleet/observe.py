@@ -18,8 +18,9 @@ class HostReport:
     name: str
     reachable: bool
     status: HostStatus | None = None  # None: not asked (see error)
-    error: str = ""
+    error: str = ""  # what is wrong, without the host's name
     dropped: list[str] | None = None  # told just now that its slots moved: what it dropped
+    fix: str = ""  # what to do about the error
 
     @property
     def containers(self) -> list[ContainerStatus]:
@@ -27,7 +28,7 @@ class HostReport:
 
     def to_json(self) -> dict[str, Any]:
         if self.status is None:
-            return {"reachable": self.reachable, "error": self.error}
+            return {"reachable": self.reachable, "error": self.error, "fix": self.fix or None}
         doc: dict[str, Any] = {"reachable": True, **self.status.to_json()}
         if self.dropped is not None:
             doc["dropped"] = self.dropped

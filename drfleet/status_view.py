@@ -16,16 +16,32 @@ def view(report: FleetReport) -> Group:
     return Group(_table(report), *_run_lines(report.run))
 
 
-def _table(report: FleetReport) -> Table:
-    table = Table(
+def asking(hosts: list[str]) -> Table:
+    """What status --watch draws at once, while the hosts are asked the first time."""
+    table = _columns()
+    for host in hosts:
+        table.add_row(Text(host), "", "", "[dim]asking…[/]", "", "", "", "", "")
+    return table
+
+
+def _columns() -> Table:
+    return Table(
         "host", "stack", "container", "state", "restarts", "exit", "started", "ports", "last error"
     )
+
+
+def _table(report: FleetReport) -> Table:
+    table = _columns()
     table.columns[2].overflow = "fold"  # a narrow terminal wraps names, never cuts them
+    table.columns[8].overflow = "fold"  # and a host's reason with what to do, whole
     for host, r in report.hosts.items():
         # every string a host reported is Text: never read as markup
         if r.status is None:
             state = "[red]unreachable[/]" if not r.reachable else "[red]error[/]"
-            table.add_row(Text(host), "", "", state, "", "", "", "", Text(r.error[:80]))
+            why = Text(r.error)
+            if r.fix:
+                why.append(f"\nfix: {r.fix}", style="dim")
+            table.add_row(Text(host), "", "", state, "", "", "", "", why)
             continue
         if not r.status.agent.running:
             table.add_row(Text(host), "", "(agent)", "[red]not running[/]", "", "", "", "", "")

@@ -3,6 +3,7 @@ exit status out. Exit statuses: 0 done, 1 a host failed or could not be reached,
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -80,7 +81,28 @@ def test_an_unreachable_host_is_exit_1_in_every_command(env: Path, command: str)
     out = run.stdout + run.stderr
     assert "Traceback" not in out
     for host in ("h1", "h2"):  # every host named, not the first alone
-        assert f"{host} (fleet@127.0.0.1:1): unreachable" in out, out
+        named = f"{host} (fleet@127.0.0.1:1): unreachable" in out
+        in_row = re.search(rf"│ {host} .*│ unreachable .*Connection refused", out) is not None
+        assert named or (command == "status" and in_row), out
+    if command == "status":  # the reason and what to do, in the table
+        assert "fix: check that the host is up and that port 1 is open" in out, out
+
+
+def test_status_says_the_agent_is_not_installed_and_what_to_do(tmp_path: Path) -> None:
+    """Before any provision: not a command line cut off, but the reason and the fix."""
+    inv = tmp_path / "here.yml"
+    inv.write_text("all:\n  hosts:\n    localhost: {connection: local, roles: [trainer]}\n")
+    run = drfleet("status", "-i", str(inv), "--json", cwd=tmp_path)
+    if Path("/usr/local/lib/drfleet/drfleet-agent.pyz").exists():
+        pytest.skip("this machine has an agent")
+    assert run.code == 1
+    assert run.json["hosts"]["localhost"] == {
+        "reachable": True,
+        "error": "the agent is not installed",
+        "fix": "run `drfleet provision` (it installs the agent and what it needs)",
+    }
+    table = drfleet("status", "-i", str(inv), cwd=tmp_path).stdout
+    assert "the agent is not installed" in table and "fix: run `drfleet provision`" in table
 
 
 def test_a_bad_value_names_the_file_it_is_in(env: Path) -> None:

@@ -85,13 +85,18 @@ def test_fleet_report_locates_containers_and_renders_as_before() -> None:
     report = FleetReport(
         {
             "h1": HostReport("h1", True, status(ContainerStatus("c", "r", "i", State.RUNNING))),
-            "h2": HostReport("h2", False, None, "unreachable: timed out"),
+            "h2": HostReport("h2", False, None, "unreachable: timed out", fix="start it"),
         }
     )
     assert report.locate("c") is not None and report.locate("c")[0] == "h1"  # type: ignore[index]
     assert report.locate("nope") is None and not report.healthy
     doc = report.to_json()
-    assert doc["hosts"]["h2"] == {"reachable": False, "error": "unreachable: timed out"}
+    # the reason and what to do about it are fields of their own
+    assert doc["hosts"]["h2"] == {
+        "reachable": False,
+        "error": "unreachable: timed out",
+        "fix": "start it",
+    }
     assert doc["hosts"]["h1"]["reachable"] is True
     assert doc["hosts"]["h1"]["containers"][0]["state"] == "running"
 

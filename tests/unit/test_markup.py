@@ -51,3 +51,10 @@ def test_progress_lines_are_text() -> None:
     board = Board(["h1"], stream=out)
     board.rows["h1"] = ("fail", HOSTILE, 0.0)
     assert "[/] [bold red]fake[/bold red]" in _text(board._render())
+
+
+def test_status_watch_draws_every_host_before_the_first_answer() -> None:
+    from drfleet.status_view import asking
+
+    shown = _text(asking(["h1", "[b]h2[/b]"]))
+    assert "h1" in shown and "[b]h2[/b]" in shown and shown.count("asking…") == 2
