@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from drfleet.errors import ConfigError
+from drfleet.errors import ConfigError, did_you_mean
 from drfleet.yamlsrc import Located
 
 ANSIBLE = {
@@ -35,7 +35,17 @@ _FALSE = ("no", "false", "off", "0")
 
 
 def translate(values: Located, file: str) -> None:
-    """Rewrites Ansible's names in one mapping (a host's settings or a vars block) in place."""
+    """Rewrites Ansible's names in one mapping (a host's settings or a vars block) in place.
+    An ansible_* name a letter or two away from one drfleet reads (`ansible_hots`) is a typo,
+    not a variable of Ansible's: refused with the name it meant."""
+    for key in [k for k in values if isinstance(k, str) and k.startswith("ansible_")]:
+        if key in ANSIBLE:
+            continue
+        hint = did_you_mean(key, ANSIBLE, cutoff=0.85)
+        if hint:
+            raise ConfigError(
+                f"unknown Ansible variable {key!r}", where=f"{file}:{values.line_of(key)}", fix=hint
+            )
     for key in [k for k in values if k in ANSIBLE]:
         ours = ANSIBLE[key]
         line = values.line_of(key)

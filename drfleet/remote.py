@@ -482,10 +482,26 @@ class SSHSession(Session):
             return
         attempts = 1 + max(0, self.options.connect_retries)
         where = f"{self.host.name} ({conn.user}@{self.host.address}:{self.host.ssh_port})"
+        key = self.host.ssh_key
+        if key and not os.path.isfile(os.path.expanduser(key)):
+            raise DrfleetError(
+                f"ssh_key {key} is not a file on this machine",
+                where=where,
+                fix="set ssh_key in the inventory to your private key's path, or leave it out to "
+                "use your SSH agent and default keys",
+            )
         for attempt in range(attempts):
             try:
                 conn.open()
                 return
+            except socket.gaierror as exc:
+                raise Unreachable(
+                    f"its name {self.host.address!r} does not resolve "
+                    f"({exc.strerror or exc}): no connection was tried",
+                    where=where,
+                    fix="check the host's address in the inventory, or this machine's DNS and "
+                    "/etc/hosts",
+                ) from None
             except HostKeyError:
                 raise
             except paramiko.BadHostKeyException as exc:

@@ -31,22 +31,27 @@ class Board:
         self.rows: dict[str, tuple[str, str, float]] = {
             h: ("", "waiting", time.monotonic()) for h in hosts
         }
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
+        self.ended: dict[str, float] = {}  # when each host's line became final
         self.console = Console(file=self.stream, stderr=self.stream is sys.stderr)
         self.live: Live | None = None
         self.printed: dict[str, float] = {}  # when each host's progress was last printed
 
     def __enter__(self) -> Board:
         if not self.quiet and self.console.is_terminal:
+            # drawn from the rows at each refresh, so a host's time counts up while it waits
             self.live = Live(
-                self._render(), console=self.console, refresh_per_second=8, transient=False
+                console=self.console,
+                refresh_per_second=4,
+                transient=False,
+                get_renderable=self._render,
             )
             self.live.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self.live:
-            self.live.update(self._render())
+            self.live.refresh()
             self.live.__exit__(None, None, None)
 
     def update(self, host: str, text: str) -> None:
@@ -73,10 +78,12 @@ class Board:
         with self.lock:
             started = self.rows.get(host, ("", "", time.monotonic()))[2]
             self.rows[host] = (mark, text, started)
+            if final:
+                self.ended[host] = time.monotonic()
             if self.quiet:
                 return
             if self.live:
-                self.live.update(self._render())
+                self.live.refresh()
             elif final:
                 elapsed = time.monotonic() - started
                 self.stream.write(f"{host}: {text} ({elapsed:.1f} s)\n")
@@ -84,8 +91,11 @@ class Board:
 
     def _render(self) -> Table:
         table = Table.grid(padding=(0, 2))
-        now = time.monotonic()
-        for host, (mark, text, started) in self.rows.items():
+        with self.lock:
+            rows = list(self.rows.items())
+            ended = dict(self.ended)
+        for host, (mark, text, started) in rows:
+            now = ended.get(host, time.monotonic())
             icon = {"ok": "[green]✔[/]", "fail": "[red]✘[/]"}.get(mark, "[yellow]…[/]")
             # what a host reports is text, never markup ("[/]" in an error would break the
             # display, and a crafted one restyle it)

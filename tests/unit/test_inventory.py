@@ -390,3 +390,14 @@ def test_ansible_names_that_clash_or_do_harm_are_refused(
 ) -> None:
     msg = error(tmp_path, text)
     assert expected in msg and "hunter2" not in msg
+
+
+def test_an_ansible_variable_a_letter_off_is_a_typo_not_a_var(tmp_path: Path) -> None:
+    ini = tmp_path / "hosts.ini"
+    ini.write_text("h1 ansible_host=10.0.0.1\n[fleet]\nh2 ansible_hots=10.0.0.2\n")
+    with pytest.raises(ConfigError) as exc:
+        inventory.load(ini)
+    assert f"{ini}:3: unknown Ansible variable 'ansible_hots'" in exc.value.message
+    assert "did you mean 'ansible_host'?" in exc.value.message
+    ini.write_text("h1 ansible_host=10.0.0.1 ansible_python_interpreter=/usr/bin/python3\n")
+    assert inventory.load(ini).hosts["h1"].vars["ansible_python_interpreter"] == "/usr/bin/python3"

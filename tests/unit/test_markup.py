@@ -58,3 +58,24 @@ def test_status_watch_draws_every_host_before_the_first_answer() -> None:
 
     shown = _text(asking(["h1", "[b]h2[/b]"]))
     assert "h1" in shown and "[b]h2[/b]" in shown and shown.count("asking…") == 2
+
+
+def test_a_waiting_hosts_time_counts_up_and_a_finished_one_stays() -> None:
+    """Drawn from the rows at each refresh: a host still waiting showed 0.0s for as long as
+    it waited (21 s against unreachable hosts)."""
+    import re
+    import time
+
+    board = Board(["h1", "h2"], stream=io.StringIO())
+    board.done("h2", "ok")
+    first = _text(board._render())
+    time.sleep(0.25)
+    second = _text(board._render())
+
+    def secs(text: str, host: str) -> float:
+        m = re.search(rf"{host}\s+\S+\s+([\d.]+)s", text)
+        assert m, text
+        return float(m.group(1))
+
+    assert secs(second, "h1") >= secs(first, "h1") + 0.2
+    assert secs(second, "h2") == secs(first, "h2")

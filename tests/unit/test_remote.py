@@ -123,3 +123,25 @@ def test_a_jump_host_whose_own_proxyjump_is_none_is_reached_directly(tmp_path, m
     assert s.hops[0].gateway is False and s.hops[0].port == 2200
     for c in (conn, s.hops[0]):  # every hop checked by drfleet's policy, not Fabric's
         assert type(c.client._policy).__name__ == "_Policy"
+
+
+def test_a_name_that_does_not_resolve_is_said_so_not_a_closed_port(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    def no_name(*_a: object, **_k: object) -> None:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_name)
+    s = SSHSession(Host("h1", address="fleet-h1.example"), Options(connect_retries=2))
+    with pytest.raises(Unreachable) as exc:
+        s.open()
+    msg = exc.value.message
+    assert "its name 'fleet-h1.example' does not resolve" in msg and "port" not in msg
+    assert "check the host's address in the inventory" in msg
+
+
+def test_a_missing_ssh_key_file_is_named(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    s = SSHSession(Host("h1", address="127.0.0.1", ssh_key=str(tmp_path / "fleet_key")))
+    with pytest.raises(DrfleetError) as exc:
+        s.open()
+    assert f"ssh_key {tmp_path / 'fleet_key'} is not a file on this machine" in exc.value.message
