@@ -21,7 +21,7 @@ from invoke.exceptions import Exit
 from invoke.tasks import Task, task
 
 from drfleet import inventory as inventory_mod
-from drfleet.errors import DrfleetError
+from drfleet.errors import DrfleetError, host_fields
 from drfleet.remote import DEFAULT_LIMIT, Options, Unreachable
 
 EXIT_FAILED = 1  # a host failed, or could not be reached
@@ -101,6 +101,9 @@ def friendly(fn: F) -> F:
             if os.environ.get("DRFLEET_DEBUG"):
                 raise
             code = EXIT_FAILED if isinstance(exc, Unreachable) else EXIT_USAGE
+            if kwargs.get("json"):  # a script reads what went wrong where it reads the rest
+                said = host_fields(not isinstance(exc, Unreachable), exc)
+                print_json({"ok": False, "error": said["error"], "fix": said["fix"]})
             raise Exit(f"drfleet: {exc.message}", code=code) from None
         except KeyboardInterrupt:
             raise Exit("drfleet: interrupted", code=130) from None

@@ -23,6 +23,15 @@ class DrfleetError(Exception):
         return text
 
 
+def host_fields(reachable: bool, error: BaseException | str | None) -> dict[str, object]:
+    """How every command's JSON says a host's trouble: whether it was reached, what is wrong
+    (where, what) and what to do, as fields of their own (None when all is well)."""
+    if isinstance(error, DrfleetError):
+        said = f"{error.where}: {error.what}" if error.where else error.what
+        return {"reachable": reachable, "error": said, "fix": error.fix}
+    return {"reachable": reachable, "error": str(error) if error else None, "fix": None}
+
+
 class ConfigError(DrfleetError):
     """Bad input in a file the user wrote (inventory, playbook, env file)."""
 

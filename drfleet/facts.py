@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from drfleet import probe
-from drfleet.errors import DrfleetError
+from drfleet.errors import DrfleetError, host_fields
 from drfleet.inventory import Host
 from drfleet.remote import Options, Outcome, Session, fan_out, session
 from drfleet.shell import Command, Raw, cmd
@@ -77,9 +77,9 @@ def report(outcomes: list[Outcome[dict[str, Any]]]) -> dict[str, Any]:
     for o in outcomes:
         entry: dict[str, Any] = {"address": o.host.address, "roles": list(o.host.roles)}
         if o.ok and o.value is not None:
-            entry.update(reachable=True, **o.value)
+            entry.update(host_fields(True, None), **o.value)
         else:
-            entry.update(reachable=not o.unreachable, error=o.error.message if o.error else "")
+            entry.update(host_fields(not o.unreachable, o.error or "failed"))
         entry["elapsed_s"] = round(o.elapsed, 3)
         hosts[o.host.name] = entry
     return {"hosts": hosts}

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from drfleet import (
 from drfleet import plan as plan_mod
 from drfleet.agent_client import ContainerStatus, HostStatus, reach
 from drfleet.drfc import checks, config
-from drfleet.errors import DrfleetError
+from drfleet.errors import DrfleetError, host_fields
 from drfleet.inventory import Host, Inventory
 from drfleet.names import MINIO_STACK, SAGEMAKER_PATTERN, Run
 from drfleet.remote import Options, Outcome, Session, fan_out, session
@@ -161,9 +160,17 @@ def train(
 
 def _host_result(o: Outcome[HostStatus]) -> dict[str, Any]:
     if o.error:
-        return {"ok": False, "unreachable": o.unreachable, "error": o.error.message}
+        return {
+            "ok": False,
+            "unreachable": o.unreachable,
+            **host_fields(not o.unreachable, o.error),
+        }
     containers = o.value.containers if o.value else []
-    return {"ok": True, "containers": {c.name: c.state.value for c in containers}}
+    return {
+        "ok": True,
+        **host_fields(True, None),
+        "containers": {c.name: c.state.value for c in containers},
+    }
 
 
 STATUS_CONNECT_TIMEOUT = 4.0  # with one retry, a host that does not answer shows in ~9 s
@@ -208,9 +215,9 @@ def status(
     reports: dict[str, observe.HostReport] = {}
     for o in fan_out(hosts, one, limit=options.limit):
         if o.error or o.value is None:
-            what, fix = (_without_host(o.error.what), o.error.fix or "") if o.error else ("", "")
+            said = host_fields(not o.unreachable, o.error or "no status")
             reports[o.host.name] = observe.HostReport(
-                o.host.name, not o.unreachable, None, what, fix=fix
+                o.host.name, not o.unreachable, None, str(said["error"]), fix=str(said["fix"] or "")
             )
         else:
             reports[o.host.name] = o.value
@@ -225,11 +232,6 @@ def status(
         if progress and trainer is not None and trainer.status is not None:
             report.run["progress"] = _progress(inv, options, env_dir, state)
     return report
-
-
-def _without_host(what: str) -> str:
-    """An error's words without the `host (user@address:port): ` a session puts first."""
-    return re.sub(r"^\S+ \([^)]*\): ", "", what, count=1)
 
 
 def _progress(
@@ -424,10 +426,7 @@ def stop(
     return {
         "run": None if everything else run.id,
         "hosts": {
-            o.host.name: (
-                {"ok": True} if o.ok else {"ok": False, "error": o.error.message if o.error else ""}
-            )
-            for o in outcomes
+            o.host.name: {"ok": o.ok, **host_fields(not o.unreachable, o.error)} for o in outcomes
         },
     }
 

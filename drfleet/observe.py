@@ -10,6 +10,7 @@ from drfleet_agent.contract import ContainerStatus, HostStatus
 
 from drfleet import plan as plan_mod
 from drfleet import runstate
+from drfleet.errors import host_fields
 from drfleet.names import Run
 
 
@@ -29,7 +30,8 @@ class HostReport:
     def to_json(self) -> dict[str, Any]:
         if self.status is None:
             return {"reachable": self.reachable, "error": self.error, "fix": self.fix or None}
-        doc: dict[str, Any] = {"reachable": True, **self.status.to_json()}
+
+        doc: dict[str, Any] = {**host_fields(True, None), **self.status.to_json()}
         if self.dropped is not None:
             doc["dropped"] = self.dropped
         return doc

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import json
 import re
+import sys
 from typing import Any
 
 from invoke.exceptions import Exit, ParseError
@@ -70,21 +72,28 @@ class DrfleetProgram(Program):
         try:
             super().parse_core_args()
         except ParseError as exc:
-            raise self._usage(str(exc)) from None
+            raise self._said(self._usage(str(exc))) from None
 
     def parse_tasks(self) -> None:
         try:
             super().parse_tasks()
         except ParseError as exc:
-            raise self._usage(str(exc)) from None
+            raise self._said(self._usage(str(exc))) from None
         except ValueError as exc:  # a flag's value of the wrong kind (int('abc'))
-            raise Exit(self._bad_value(str(exc)), code=EXIT_USAGE) from None
+            raise self._said(Exit(self._bad_value(str(exc)), code=EXIT_USAGE)) from None
 
     def parse_cleanup(self) -> None:
         try:
             super().parse_cleanup()
         except ParseError as exc:
-            raise self._usage(str(exc)) from None
+            raise self._said(self._usage(str(exc))) from None
+
+    def _said(self, exit: Exit) -> Exit:
+        """With --json (-j) anywhere, the error goes on stdout too, as every command's does."""
+        if {"--json", "-j"} & set(self.argv[1:]):
+            text = str(exit.message or "").removeprefix("drfleet: ")
+            sys.stdout.write(json.dumps({"ok": False, "error": text, "fix": None}, indent=2) + "\n")
+        return exit
 
     def print_help(self) -> None:
         print("Usage: drfleet COMMAND [--options]   (drfleet COMMAND --help: its options)")

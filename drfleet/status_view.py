@@ -3,6 +3,7 @@ said (dropped, lost, still to be told), as rich renderables for a print or a liv
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rich.console import Group
@@ -38,7 +39,7 @@ def _table(report: FleetReport) -> Table:
         # every string a host reported is Text: never read as markup
         if r.status is None:
             state = "[red]unreachable[/]" if not r.reachable else "[red]error[/]"
-            why = Text(r.error)
+            why = Text(re.sub(r"^\S+ \([^)]*\): ", "", r.error, count=1))  # the host is named
             if r.fix:
                 why.append(f"\nfix: {r.fix}", style="dim")
             table.add_row(Text(host), "", "", state, "", "", "", "", why)

@@ -46,6 +46,14 @@ def _run(
     return Run(proc.returncode, proc.stdout, proc.stderr)
 
 
+def schema_ok(name: str, doc: object) -> None:
+    """doc is what docs/schemas/<name>.json says that command prints with --json."""
+    import jsonschema
+
+    schema = json.loads((REPO / "docs" / "schemas" / f"{name}.json").read_text())
+    jsonschema.validate(doc, schema)
+
+
 def invoke(
     *args: str, cwd: Path = REPO, timeout: float = 300, env: dict[str, str] | None = None
 ) -> Run:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import drfleet
+from tests.conftest import drfleet, schema_ok
 
 UNREACHABLE = """\
 all:
@@ -98,7 +98,7 @@ def test_status_says_the_agent_is_not_installed_and_what_to_do(tmp_path: Path) -
     assert run.code == 1
     assert run.json["hosts"]["localhost"] == {
         "reachable": True,
-        "error": "the agent is not installed",
+        "error": "localhost: the agent is not installed",
         "fix": "run `drfleet provision` (it installs the agent and what it needs)",
     }
     table = drfleet("status", "-i", str(inv), cwd=tmp_path).stdout
@@ -128,3 +128,42 @@ def test_the_inventory_is_found_from_env_dir_and_said(env: Path, tmp_path: Path)
     run = drfleet("facts", cwd=tmp_path)
     assert "inventory: this machine alone (no inventory file found), 1 host" in run.stderr
     assert "inventory:" not in drfleet("facts", "--json", cwd=tmp_path).stderr
+
+
+@pytest.mark.parametrize("command", ["facts", "status", "stop", "provision"])
+def test_every_command_speaks_one_json(env: Path, command: str) -> None:
+    """A host's reachability, its error and its fix as fields of their own (facts said
+    reachable, provision unreachable, stop ok; the fix was inside the error), checked
+    against the command's schema in docs/schemas."""
+    run = drfleet(command, "-i", str(env / "unreachable.yml"), "--json", cwd=env, timeout=120)
+    assert run.code == 1
+    schema_ok(command, run.json)
+    for host in ("h1", "h2"):
+        h = run.json["hosts"][host]
+        assert h["reachable"] is False and h["error"].startswith(f"{host} (fleet@127.0.0.1:1)")
+        assert "fix:" not in h["error"] and "port 1 is open" in h["fix"]
+
+
+def test_facts_of_a_host_that_answers_fit_the_schema(env: Path) -> None:
+    run = drfleet("facts", "--json", cwd=env)
+    assert run.code == 0
+    schema_ok("facts", run.json)
+    assert run.json["hosts"]["localhost"]["error"] is None
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--workers", "0", "--json"],
+        ["plan", "--json", "--env-dir", "/nonexistent"],
+        ["train", "--json", "-i", "unreachable.yml"],
+        ["train", "--workers=abc", "-j"],
+        ["trian", "--json"],
+    ],
+)
+def test_a_json_command_that_fails_says_why_on_stdout(env: Path, argv: list[str]) -> None:
+    """On an error, -j printed nothing on stdout: a script had only stderr's prose."""
+    run = drfleet(*argv, cwd=env, timeout=120)
+    assert run.code in (1, 2) and run.stdout.strip(), run.stderr
+    schema_ok("error", run.json)
+    assert run.json["error"] and run.json["error"] in run.stderr

@@ -121,8 +121,9 @@ class HostReport:
     host: str
     tasks: list[TaskResult] = field(default_factory=list)
     unreachable: bool = False
-    error: str = ""
+    error: str = ""  # where and what, without the fix
     elapsed: float = 0.0
+    fix: str = ""
 
     def count(self, status: str) -> int:
         return sum(1 for t in self.tasks if t.status == status)
@@ -139,6 +140,8 @@ class HostReport:
             "skipped": self.count("skipped"),
             "unreachable": self.unreachable,
             "elapsed_s": round(self.elapsed, 3),
-            "error": self.error,
+            "reachable": not self.unreachable,
+            "error": self.error or None,
+            "fix": self.fix or None,
             "tasks": [t.as_json(check, diff) for t in self.tasks],
         }

@@ -46,6 +46,8 @@ def show(reports: dict[str, HostReport], check: bool, diff: bool = False) -> Non
     for r in reports.values():
         if r.unreachable and r.error:
             console.print(f"[red]{escape(r.error)}[/]")
+            if r.fix:
+                console.print(f"  fix: {escape(r.fix)}")
         for t in r.tasks:
             if t.status == "failed":
                 console.print(f"[red]{escape(t.msg)}[/]")

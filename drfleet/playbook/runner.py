@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from drfleet import facts as facts_mod
-from drfleet.errors import DrfleetError
+from drfleet.errors import DrfleetError, host_fields
 from drfleet.hostfacts import Facts
 from drfleet.inventory import Host, Inventory
 from drfleet.names import LIB_DIR, PENDING_HANDLERS, STATE_DIR, TASKSET_SHIM, XAUTHORITY
@@ -217,11 +217,14 @@ class Runner:
             st.facts = facts_mod.gather(st.session, needs.params(), become=st.become)
             st.asked = needs | Needs({"docker"})  # the base probe always reports docker
             st.pending = list(st.facts.get("pending") or [])
-        except Unreachable as exc:
-            st.report.unreachable, st.report.error, st.stopped = True, exc.message, True
         except DrfleetError as exc:
-            st.report.error, st.stopped = exc.message, True
-            st.report.tasks.append(TaskResult("gather facts", "failed", exc.message))
+            said = host_fields(False, exc)
+            st.report.error, st.report.fix = str(said["error"]), str(said["fix"] or "")
+            st.stopped = True
+            if isinstance(exc, Unreachable):
+                st.report.unreachable = True
+            else:
+                st.report.tasks.append(TaskResult("gather facts", "failed", exc.message))
 
     def _static_needs(self, st: HostState, play: Play, task: Task) -> Needs:
         """What a task will look at, when its arguments can be known before any fact."""

@@ -68,7 +68,8 @@ def test_unknown_host_key_refused_then_trusted_on_request(bed3: TestBed, tmp_pat
     run = invoke("facts", "--inventory", str(inv), "--json")
     assert run.code == 1
     for name, f in run.json["hosts"].items():
-        assert "unknown SSH host key" in f["error"] and "--accept-new-host-keys" in f["error"]
+        assert "unknown SSH host key" in f["error"] and "--accept-new-host-keys" in f["fix"]
+        assert "--accept-new-host-keys" not in f["error"]  # the fix is a field of its own
         assert any(fp in f["error"] for fp in fingerprints(bed3.hosts[name].host_keys))
         assert "vcpus" not in f  # nothing ran there
     assert not known.exists()
@@ -94,7 +95,7 @@ def test_changed_host_key_is_refused_naming_both(bed3: TestBed) -> None:
             hosts = run.json["hosts"]
             assert hosts["h1"]["reachable"] and hosts["h3"]["reachable"]
             err = hosts["h2"]["error"]
-            assert "h2" in err and "CHANGED" in err and "ssh-keygen -R" in err
+            assert "h2" in err and "CHANGED" in err and "ssh-keygen -R" in hosts["h2"]["fix"]
             assert any(fp in err for fp in old) and any(fp in err for fp in new)
             assert "vcpus" not in hosts["h2"]
     finally:

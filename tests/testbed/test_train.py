@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import REPO, Run, invoke
+from tests.conftest import REPO, Run, invoke, schema_ok
 from tests.testbed import TestBed
 from tests.testbed.drfc_run import (
     PREFIX,
@@ -45,6 +45,7 @@ def test_five_workers_on_three_hosts_train_as_planned(
     planned = {w["slot"]: w for w in plan.json["workers"]}
     run: Run = invoke("train", "--inventory", inv, "--env-dir", str(env_dir), "--json")
     assert run.code == 0, run.stdout[-3000:] + run.stderr
+    schema_ok("train", run.json)
     try:
         running = containers(bed)
         for slot, w in planned.items():
@@ -65,6 +66,7 @@ def test_five_workers_on_three_hosts_train_as_planned(
         }
         status = invoke("status", "--inventory", inv, "--json")
         assert status.code == 0, status.stderr
+        schema_ok("status", status.json)
         states = {
             c["name"]: c["state"] for h in status.json["hosts"].values() for c in h["containers"]
         }
