@@ -219,7 +219,7 @@ def plan(
         return
     prepared = training.prepare(env_dir or ".", capacity.of_hosts(inv, options), workers)
     if json:
-        print_json(prepared.plan.as_json())
+        print_json({"plan": prepared.plan.as_json()})  # as train and its --dry-run say it
     else:
         _plan_table(prepared.plan)
 

@@ -358,6 +358,7 @@ def s3(
     command: str | None = None,
     inventory: str | None = None,
     env_dir: str | None = None,
+    json: bool = False,
     accept_new_host_keys: bool = False,
     known_hosts: str | None = None,
     verbose: int = 0,
@@ -372,9 +373,15 @@ def s3(
     import subprocess
 
     from drfleet import models, storage
+    from drfleet.shell import mask
 
+    if json and not command:
+        raise DrfleetError(
+            "--json goes with --command (a shell of your own prints no JSON)",
+            fix="e.g. drfleet s3 --command 'aws s3 ls s3://bucket/' --json",
+        )
     inv, options = inventory_and_options(
-        inventory, known_hosts, accept_new_host_keys, env_dir=env_dir
+        inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
     )
     env_path = Path(env_dir or ".")
     with models.run_s3(inv, env_path, options) as (client, cfg):
@@ -397,7 +404,23 @@ def s3(
             env["AWS_SECRET_ACCESS_KEY"] = creds["secret_key"]
             for k in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
                 env.pop(k, None)
-        if command:
+        if command and json:  # its output, with the run's keys masked, in one document
+            ran = subprocess.run(
+                ["sh", "-c", command], env=env, check=False, capture_output=True, text=True
+            )
+            keys = tuple(
+                env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if env.get(k)
+            )
+            code = ran.returncode
+            print_json(
+                {
+                    "ok": code == 0,
+                    "exit": code,
+                    "stdout": mask(ran.stdout, keys),
+                    "stderr": mask(ran.stderr, keys),
+                }
+            )
+        elif command:
             code = subprocess.run(["sh", "-c", command], env=env, check=False).returncode
         else:
             shell = os.environ.get("SHELL") or "/bin/sh"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,9 @@ def gather(
 def gather_all(
     hosts: list[Host], options: Options, board: Board | None = None
 ) -> list[Outcome[dict[str, Any]]]:
+    if board:
+        options = dataclasses.replace(options, notice=board.update)
+
     def one(host: Host) -> dict[str, Any]:
         if board:
             board.update(host.name, "connecting")

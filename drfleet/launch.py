@@ -53,6 +53,10 @@ def train(
     caps = capacity.of_hosts(inv, options)
     wanted = config.load(env_dir, workers or None)
     run = checks.run(wanted)
+    if board:
+        options = dataclasses.replace(options, notice=board.update)
+        for h in caps:
+            board.update(h, "asking its agent")
     sessions = {h: session(inv.hosts[h], options) for h in caps}
     try:
         unreached: dict[str, str] = {}

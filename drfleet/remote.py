@@ -52,6 +52,8 @@ class Options:
     limit: int = DEFAULT_LIMIT
     connect_timeout: float | None = None  # caps each host's own connect_timeout (status)
     stream: IO[str] | None = None  # where live output goes, prefixed with the host name
+    # told (host name, what) of each connect retry, so a progress line says it is retrying
+    notice: Callable[[str, str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -517,6 +519,10 @@ class SSHSession(Session):
                 reason = _reason(exc)
                 if attempt + 1 < attempts:
                     log.debug("%s: connect failed (%s), retrying", where, reason)
+                    if self.options.notice:
+                        self.options.notice(
+                            self.host.name, f"{reason}; trying again ({attempt + 2} of {attempts})"
+                        )
                     time.sleep(0.5 * 2**attempt)
                     conn.close()
                     continue

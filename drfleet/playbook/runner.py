@@ -13,6 +13,7 @@ change, so a failure (or a killed controller) cannot lose them: the next run per
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -94,6 +95,10 @@ class Runner:
         self.playbook = playbook
         self.inventory = inventory
         self.hosts = hosts
+        if board is not None:  # each connect retry said on the host's line
+            options = dataclasses.replace(
+                options, remote=dataclasses.replace(options.remote, notice=board.update)
+            )
         self.options = options
         self.board = board
         self.base_dir = Path(playbook.path).parent

@@ -249,3 +249,11 @@ def check_s3_shell(bed: TestBed, env_dir: Path) -> None:
         "s3", "--command", "exit 3", "-i", str(bed.inventory), "--env-dir", str(env_dir)
     )
     assert failed.code == 3  # the command's own exit status
+    # --json: the command's output and status in one document, the run's keys masked
+    shown = f"{code} && echo $AWS_SECRET_ACCESS_KEY"
+    doc = invoke(
+        "s3", "--command", shown, "-i", str(bed.inventory), "--env-dir", str(env_dir), "-j"
+    )
+    assert doc.code == 0 and doc.json["ok"] and doc.json["exit"] == 0, doc.stdout + doc.stderr
+    assert f"{PREFIX}/model/deepracer_checkpoints.json" in doc.json["stdout"].split()
+    assert secret["secret_key"] not in doc.stdout and "***" in doc.json["stdout"]

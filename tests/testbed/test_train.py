@@ -42,7 +42,7 @@ def test_five_workers_on_three_hosts_train_as_planned(
     inv = str(bed.inventory)
     plan = invoke("plan", "--inventory", inv, "--env-dir", str(env_dir), "--json")
     assert plan.code == 0, plan.stderr
-    planned = {w["slot"]: w for w in plan.json["workers"]}
+    planned = {w["slot"]: w for w in plan.json["plan"]["workers"]}
     run: Run = invoke("train", "--inventory", inv, "--env-dir", str(env_dir), "--json")
     assert run.code == 0, run.stdout[-3000:] + run.stderr
     schema_ok("train", run.json)
@@ -131,7 +131,7 @@ def test_five_workers_on_three_hosts_train_as_planned(
         record = json.loads((env_dir / ".drfleet" / "run.json").read_text())
         assert record["generation"] == again.json["generation"] + 1  # `text` was the third
         assert again.json["generation"] == run.json["generation"] + 1
-        trainer = plan.json["trainer"]["host"]
+        trainer = plan.json["plan"]["trainer"]["host"]
         newer = record["generation"] + 1000
         stack = "/var/lib/drfleet/stacks/deepracer-0.json"
         bump = (

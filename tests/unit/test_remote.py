@@ -145,3 +145,15 @@ def test_a_missing_ssh_key_file_is_named(tmp_path) -> None:  # type: ignore[no-u
     with pytest.raises(DrfleetError) as exc:
         s.open()
     assert f"ssh_key {tmp_path / 'fleet_key'} is not a file on this machine" in exc.value.message
+
+
+def test_each_connect_retry_is_said_on_the_hosts_line() -> None:
+    """A closed port (127.0.0.1:1): each retry reaches the progress board, not only the end."""
+    said: list[tuple[str, str]] = []
+    opts = Options(connect_retries=2, notice=lambda h, t: said.append((h, t)))
+    s = SSHSession(Host("h1", address="127.0.0.1", ssh_port=1), opts)
+    with pytest.raises(Unreachable, match="tried 3 times"):
+        s.open()
+    assert [h for h, _ in said] == ["h1", "h1"]
+    assert said[0][1].endswith("trying again (2 of 3)") and "refused" in said[0][1]
+    assert said[1][1].endswith("trying again (3 of 3)")

@@ -313,7 +313,9 @@ def test_plan_and_dry_run_from_the_command_line(tmp_path: Path) -> None:
     )
     run = drfleet("plan", "--inventory", "inv.yml", "--json", cwd=d)
     assert run.code == 0, run.stderr
-    doc = run.json
+    doc = run.json["plan"]  # the shape train --json and --dry-run --json print it in
+    dry = drfleet("train", "--dry-run", "--out", "dry", "--inventory", "inv.yml", "-j", cwd=d)
+    assert dry.json["plan"] == doc
     assert doc["trainer"] == {"host": "t"}
     assert [(w["slot"], w["world"], w["episodes"], w["config_file"]) for w in doc["workers"]] == [
         (1, "reInvent2019_track", 10, "training_params_1.yaml"),

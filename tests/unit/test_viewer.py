@@ -183,7 +183,7 @@ def test_a_silent_client_or_worker_is_let_go_after_the_idle_timeout(
 ) -> None:
     monkeypatch.setattr(viewer, "IDLE_TIMEOUT", 0.5)
     head = b"HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace;boundary=b\r\n\r\n--b"
-    with viewer_of(OneWorker(head, stall=30)) as port:
+    with viewer_of(OneWorker(head, stall=3)) as port:
         idle = socket.create_connection(("127.0.0.1", port))  # says nothing at all
         idle.settimeout(10)
         started = time.monotonic()

@@ -710,17 +710,35 @@ def serve_video(text, topics):
                 self.send_response(404)
                 self.end_headers()
                 return
+            # web_video_server's src/multipart_stream.cpp (sendInitialHeader, sendPartHeader,
+            # sendPartFooter): its headers and boundary, then per part Content-type, X-Timestamp
+            # and Content-Length, each part closed by \r\n--boundary\r\n; X-Standin-Topic, in
+            # each part, is for the tests' eyes only (the viewer passes parts on, never a
+            # worker's headers)
             self.send_response(200)
-            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-            self.send_header("X-Standin-Topic", TOPICS[topic])  # for the tests' eyes only
+            self.send_header("Connection", "close")
+            self.send_header("Server", "web_video_server")
+            self.send_header(
+                "Cache-Control",
+                "no-cache, no-store, must-revalidate, pre-check=0, post-check=0, max-age=0",
+            )
+            self.send_header("Pragma", "no-cache")
+            self.send_header(
+                "Content-type", "multipart/x-mixed-replace;boundary=boundarydonotcross"
+            )
+            self.send_header("Access-Control-Allow-Origin", "*")
             self.end_headers()
             n = 0
             try:
                 while True:
                     data = frame(f"{text}\n{TOPICS[topic]}", n)
                     self.wfile.write(
-                        b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                        b"--boundarydonotcross\r\nContent-type: image/jpeg\r\n"
+                        + b"X-Timestamp: %.6f\r\n" % time.time()
+                        + b"Content-Length: "
                         + str(len(data)).encode()
+                        + b"\r\nX-Standin-Topic: "
+                        + TOPICS[topic].encode()
                         + b"\r\n\r\n"
                         + data
                         + b"\r\n"
