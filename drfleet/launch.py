@@ -226,11 +226,11 @@ def status(
         else:
             reports[o.host.name] = o.value
     report = observe.FleetReport(reports)
+    fence = state.fence if state else {}
+    told = {h: g for h, g in fence.items() if reports.get(h, _NONE).dropped is not None}
+    if state and env_dir and told:  # only --converge tells: plain status writes nothing
+        runstate.fenced(env_dir, told)
     if state and env_dir:
-        runstate.fenced(
-            env_dir,
-            {h: g for h, g in state.fence.items() if reports.get(h, _NONE).dropped is not None},
-        )
         report.run = observe.run_summary(state, reports)
         trainer = reports.get(state.plan.trainer)
         if progress and trainer is not None and trainer.status is not None:

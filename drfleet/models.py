@@ -44,11 +44,12 @@ def run_s3(
     """An S3 client on the run's storage (the trainer's minio through SSH, the user's S3 API
     at DR_REMOTE_MINIO_URL, or AWS) and the config. `trainer` (default: the inventory's) is
     where minio runs; it is started there alone when nothing runs, unless `start` is False:
-    then nothing is started and the client is None when minio does not run."""
+    then it only reads (status, the viewer): nothing is started, no key made or adopted in
+    env_dir, and the client is None when minio does not run."""
     cfg = config.load(env_dir)
     checks.s3_keys(cfg)
     checks.storage(cfg)
-    creds = storage.run_credentials(cfg, env_dir)
+    creds = storage.run_credentials(cfg, env_dir, create=start)
     direct = storage.direct(cfg, creds)
     if direct is not None:  # reached from here, not through the trainer
         yield direct, cfg
@@ -58,7 +59,8 @@ def run_s3(
         raise DrfleetError("no host of the inventory has the trainer role", where=inv.path)
     with session(host, options) as s:
         held = agent_client.held(s, MINIO_STACK)
-        creds = converge.minio_keys(held, env_dir, creds)  # the fleet's, maybe another env dir's
+        # the fleet's, maybe another env dir's: made this env dir's only by a command that acts
+        creds = converge.minio_keys(held, env_dir, creds, adopt=start)
         if held is None or not converge.has_container(s, MINIO):
             if not start:
                 yield None, cfg

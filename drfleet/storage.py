@@ -27,15 +27,16 @@ def s3_client(endpoint: str | None, creds: dict[str, str], region: str) -> Any:
     )
 
 
-def run_credentials(cfg: Any, env_dir: Any) -> dict[str, str]:
-    """The keys the containers get: minio's generated ones (local), DR_LOCAL_S3_PROFILE's
-    (remote: activate.sh reads them with `aws configure get`), and with DR_CLOUD=aws the
-    profile's own keys or none at all (the hosts' instance role: aws_keys)."""
+def run_credentials(cfg: Any, env_dir: Any, create: bool = True) -> dict[str, str]:
+    """The keys the containers get: minio's generated ones (local; not create: none are made
+    when there are none yet), DR_LOCAL_S3_PROFILE's (remote: activate.sh reads them with
+    `aws configure get`), and with DR_CLOUD=aws the profile's own keys or none at all (the
+    hosts' instance role: aws_keys)."""
     if cfg.storage == "remote":
         return profile_keys(cfg.setting("DR_LOCAL_S3_PROFILE") or "default", "DR_LOCAL_S3_PROFILE")
     if cfg.storage == "aws":
         return aws_keys(cfg.setting("DR_LOCAL_S3_PROFILE"))
-    return training.credentials(env_dir)
+    return training.credentials(env_dir, create)
 
 
 # botocore's names for credentials that are keys of the user's own, not temporary ones

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -71,6 +72,7 @@ def test_five_workers_on_three_hosts_train_as_planned(
             c["name"]: c["state"] for h in status.json["hosts"].values() for c in h["containers"]
         }
         assert len(states) == 7 and set(states.values()) == {"running"}
+        check_status_only_reads(inv, env_dir, tmp_path)
         logs = invoke("logs", "--inventory", inv, "--worker", "2", "--tail", "50")
         # run.sh's own line: the arguments and MULTI_CONFIG reached it through /bin/bash -c
         assert (
@@ -171,6 +173,27 @@ def test_five_workers_on_three_hosts_train_as_planned(
     assert containers(bed) == {"h1": [], "h2": [], "h3": []}  # the sagemaker one included
     assert bed.exec("h1", "ls -A /tmp/sagemaker").split() == []  # no job folder, no keys
     check_increment_training(bed, env_dir)  # minio (recreated) still holds the model
+
+
+def _files(d: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def check_status_only_reads(inv: str, env_dir: Path, tmp_path: Path) -> None:
+    """status writes and locks nothing (issue 26): from an env dir of this run whose minio
+    keys are not yet the fleet's and that holds no lock, it reads the run's progress through
+    the fleet minio's own keys and leaves every file byte for byte, and makes none."""
+    reader = tmp_path / "reader"
+    shutil.copytree(env_dir, reader)
+    (reader / ".drfleet" / "run.lock").unlink(missing_ok=True)
+    keys = reader / ".drfleet" / "minio-credentials.json"
+    keys.write_text(json.dumps({"access_key": "notadopted", "secret_key": "n" * 48}))
+    keys.chmod(0o600)
+    before = _files(reader)
+    st = invoke("status", "--inventory", inv, "--env-dir", str(reader), "--json")
+    assert st.code == 0, st.stdout[-2000:] + st.stderr
+    assert "error" not in st.json["run"]["progress"], st.json["run"]["progress"]
+    assert _files(reader) == before
 
 
 def check_progress_in_status(bed: TestBed, env_dir: Path, planned: dict[int, Any]) -> None:
