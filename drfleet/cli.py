@@ -274,6 +274,7 @@ def train(
     json: bool = False,
     accept_new_host_keys: bool = False,
     known_hosts: str | None = None,
+    forks: int = DEFAULT_LIMIT,
     verbose: int = 0,
 ) -> None:
     """Upload the training config and start the trainer and every worker on its host."""
@@ -285,13 +286,13 @@ def train(
             raise DrfleetError(
                 "--rebalance keeps the running plan: drop --dry-run, --wipe, --workers"
             )
-        _rebalance(Path(env_dir or "."), inventory, known_hosts, accept_new_host_keys, json)
+        _rebalance(Path(env_dir or "."), inventory, known_hosts, accept_new_host_keys, json, forks)
         return
     if not dry_run:
         from drfleet import launch
 
         inv, options = inventory_and_options(
-            inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
+            inventory, known_hosts, accept_new_host_keys, forks, env_dir=env_dir, quiet=json
         )
         names = [h.name for h in inv.hosts.values() if h.roles]
         with Board(names, title="train", quiet=json) as board:
@@ -309,7 +310,7 @@ def train(
     if not out:
         raise DrfleetError("--dry-run needs --out DIR", fix="e.g. --dry-run --out /tmp/plan")
     inv, options = inventory_and_options(
-        inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
+        inventory, known_hosts, accept_new_host_keys, forks, env_dir=env_dir, quiet=json
     )
     from drfleet import runstate
 
@@ -331,12 +332,17 @@ def _host_lines(hosts: dict[str, Any]) -> None:
 
 
 def _rebalance(
-    env_dir: Path, inventory: str | None, known_hosts: str | None, accept: bool, json: bool
+    env_dir: Path,
+    inventory: str | None,
+    known_hosts: str | None,
+    accept: bool,
+    json: bool,
+    forks: int,
 ) -> None:
     from drfleet import launch
 
     inv, options = inventory_and_options(
-        inventory, known_hosts, accept, env_dir=env_dir, quiet=json
+        inventory, known_hosts, accept, forks, env_dir=env_dir, quiet=json
     )
     names = [h.name for h in inv.hosts.values() if h.roles]
     with Board(names, title="rebalance", quiet=json) as board:
@@ -367,6 +373,8 @@ def status(
     converge: bool = False,
     accept_new_host_keys: bool = False,
     known_hosts: str | None = None,
+    limit: list[str] | None = None,
+    forks: int = DEFAULT_LIMIT,
     verbose: int = 0,
 ) -> None:
     """Every host, agent and container: state, restarts, uptime, last error; with the run
@@ -377,16 +385,19 @@ def status(
     from drfleet import launch
 
     inv, options = inventory_and_options(
-        inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
+        inventory, known_hosts, accept_new_host_keys, forks, env_dir=env_dir, quiet=json
     )
+    only = {h.name for h in inv.select(limit or [], [])} if limit else None
 
     def look() -> FleetReport:
-        return launch.status(inv, options, Path(env_dir or "."), tell=converge)
+        return launch.status(inv, options, Path(env_dir or "."), tell=converge, only=only)
 
     if watch and not json and console().is_terminal:  # one display, drawn at once, redrawn
         from rich.live import Live
 
-        asking = status_view.asking([h.name for h in inv.hosts.values() if h.roles])
+        asking = status_view.asking(
+            [h.name for h in inv.hosts.values() if h.roles and (only is None or h.name in only)]
+        )
         with Live(asking, console=console(), auto_refresh=False) as live:
             live.refresh()
             while True:
@@ -454,15 +465,18 @@ def logs(
 
 @command(
     all="every run's containers on every host (and minio), not only this env dir's run",
+    check="change nothing; say what stop would end on each host",
 )
 def stop(
     c: Any,
     inventory: str | None = None,
     env_dir: str | None = None,
     all: bool = False,
+    check: bool = False,
     json: bool = False,
     accept_new_host_keys: bool = False,
     known_hosts: str | None = None,
+    forks: int = DEFAULT_LIMIT,
     verbose: int = 0,
 ) -> None:
     """Stop the run started from --env-dir everywhere (its workers, rl_coach, the sagemaker
@@ -471,15 +485,20 @@ def stop(
     from drfleet import launch
 
     inv, options = inventory_and_options(
-        inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
+        inventory, known_hosts, accept_new_host_keys, forks, env_dir=env_dir, quiet=json
     )
-    doc = launch.stop(inv, options, Path(env_dir or "."), everything=all)
+    doc = launch.stop(inv, options, Path(env_dir or "."), everything=all, check=check)
     if json:
         print_json(doc)
     else:
         what = "every run" if doc["run"] is None else f"run {doc['run']}"
         for h, r in doc["hosts"].items():
-            print(f"{h}: {f'stopped {what}' if r['ok'] else r['error']}")
+            if not r["ok"]:
+                print(f"{h}: {r['error']}" + (f"\n  fix: {r['fix']}" if r["fix"] else ""))
+            elif check:
+                print(f"{h}: would stop {', '.join(r['would_stop']) or 'nothing'}")
+            else:
+                print(f"{h}: stopped {what}")
     if any(not r["ok"] for r in doc["hosts"].values()):
         raise Exit(code=1)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from drfleet.command import command, inventory_and_options, print_json
+from drfleet.remote import DEFAULT_LIMIT
 from drfleet.ui import Board
 
 
@@ -37,6 +38,7 @@ def evaluate(
     json: bool = False,
     accept_new_host_keys: bool = False,
     known_hosts: str | None = None,
+    forks: int = DEFAULT_LIMIT,
     verbose: int = 0,
 ) -> None:
     """Evaluate the model (DR_LOCAL_S3_MODEL_PREFIX, DR_EVAL_* of run.env) on a host with
@@ -46,7 +48,7 @@ def evaluate(
     from drfleet.errors import DrfleetError
 
     inv, options = inventory_and_options(
-        inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
+        inventory, known_hosts, accept_new_host_keys, forks, env_dir=env_dir, quiet=json
     )
     env = Path(env_dir or ".")
     if dry_run != (out is not None):

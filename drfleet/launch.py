@@ -187,13 +187,14 @@ def status(
     quick: bool = True,
     tell: bool = False,
     progress: bool = True,
+    only: set[str] | None = None,
 ) -> observe.FleetReport:
     """Every host's agent status. With the run record of env_dir: the run's slots, which of
     them are lost with an unreachable host, and the hosts whose slots moved while they were
     away (fence_pending). It only reads, unless tell: then such a host is told now to
     drop its workers (the latest assignment wins). Quick: a short connect timeout and one
     retry, so a dead host shows within seconds; --rebalance asks with the inventory's own
-    timeouts before it moves anything."""
+    timeouts before it moves anything. only: the hosts to ask (--limit; None: all)."""
     state = runstate.load(env_dir) if env_dir else None
     if quick:
         options = dataclasses.replace(
@@ -204,7 +205,7 @@ def status(
     names = {h.name for h in inv.hosts.values() if h.roles}
     if state:
         names |= {w.host for w in state.plan.workers} | {state.plan.trainer} | set(state.fence)
-    hosts = [inv.hosts[n] for n in inv.hosts if n in names]
+    hosts = [inv.hosts[n] for n in inv.hosts if n in names and (only is None or n in only)]
 
     def one(host: Host) -> observe.HostReport:
         with session(host, options) as s:
@@ -385,7 +386,7 @@ def locate(inv: Inventory, options: Options, name: str) -> tuple[Host, Container
 
 
 def stop(
-    inv: Inventory, options: Options, env_dir: Path, everything: bool = False
+    inv: Inventory, options: Options, env_dir: Path, everything: bool = False, check: bool = False
 ) -> dict[str, Any]:
     """Ends the run env_dir drives (run_of: its training, its evaluation, and on the trainer
     the sagemaker container its rl_coach started, which no agent owns) on every host; other
@@ -395,6 +396,8 @@ def stop(
     next seen. A stop is obeyed whatever generation a host holds (the user asked for it)."""
     hosts = [h for h in inv.hosts.values() if h.roles]
     run = training.run_of(env_dir)
+    if check:
+        return _would_stop(hosts, options, run, everything)
     with runstate.locked(env_dir):
         generation = runstate.next_generation(env_dir)
 
@@ -435,11 +438,60 @@ def stop(
     }
 
 
+def _would_stop(hosts: list[Host], options: Options, run: Run, everything: bool) -> dict[str, Any]:
+    """stop --check: what stop would end on each host, read from its agent and docker; no
+    host is told anything and env_dir is not touched."""
+
+    def one(host: Host) -> list[str]:
+        with session(host, options) as s:
+            st = agent_client.status(s)
+            stacks = set(st.agent.stacks) if everything else {run.eval_stack, run.stack}
+            left = set(st.agent.stacks) - stacks
+            if left == {MINIO_STACK}:  # the last run on the fleet's minio: it goes too
+                stacks.add(MINIO_STACK)
+            names = [c.name for c in st.containers if c.stack in stacks]
+            if "trainer" in host.roles:
+                which = None if everything else run.id
+                names += [str(d.get("Name", "")).lstrip("/") for d in _sagemaker_of(s, which)]
+        return names
+
+    outcomes = fan_out(hosts, one, limit=options.limit)
+    return {
+        "run": None if everything else run.id,
+        "check": True,
+        "hosts": {
+            o.host.name: {
+                "ok": o.ok,
+                **host_fields(not o.unreachable, o.error),
+                "would_stop": o.value or [],
+            }
+            for o in outcomes
+        },
+    }
+
+
 def _remove_sagemaker(s: Session, run_id: str | None) -> None:
-    """The SageMaker container rl_coach started for run_id (None: for any run), as DRfC's
-    stop.sh finds it: named `<10 chars>-algo-<i>-<5 chars>` by SageMaker's local mode
-    (sagemaker 2.x local/image.py) and carrying the run in RUN_ID, which start.py hands it
-    (DRfC greps the compose file holding that environment for RUN_ID=<id>)."""
+    """The SageMaker container rl_coach started for run_id (None: for any run), removed with
+    its job folder."""
+    ours = _sagemaker_of(s, run_id)
+    if not ours:
+        return
+    s.run(
+        cmd("docker", "rm", "-f", *(str(d["Id"]) for d in ours)),
+        become=True,
+        timeout=120,
+        task="remove the sagemaker container",
+    )
+    jobs = sorted({j for d in ours if (j := job_dir(d))})
+    if jobs:  # its docker-compose.yaml holds the run's keys (local mode writes them there)
+        s.run(cmd("rm", "-rf", "--", *jobs), become=True, timeout=60, task="remove its job")
+
+
+def _sagemaker_of(s: Session, run_id: str | None) -> list[dict[str, Any]]:
+    """The SageMaker containers rl_coach started for run_id (None: for any run), inspected,
+    as DRfC's stop.sh finds them: named `<10 chars>-algo-<i>-<5 chars>` by SageMaker's local
+    mode (sagemaker 2.x local/image.py) and carrying the run in RUN_ID, which start.py hands
+    it (DRfC greps the compose file holding that environment for RUN_ID=<id>)."""
     found = s.run(
         cmd("docker", "ps", "-aq", "--no-trunc", "--filter", f"name={SAGEMAKER_PATTERN}"),
         become=True,
@@ -447,7 +499,7 @@ def _remove_sagemaker(s: Session, run_id: str | None) -> None:
         task="find the sagemaker container",
     ).stdout.split()
     if not found:
-        return
+        return []
     inspected = s.run(
         cmd("docker", "inspect", *found),
         become=True,
@@ -460,22 +512,11 @@ def _remove_sagemaker(s: Session, run_id: str | None) -> None:
         docs = json.loads(inspected.stdout or "[]")
     except ValueError:
         docs = []
-    ours = [
+    return [
         d
         for d in docs
         if run_id is None or f"RUN_ID={run_id}" in ((d.get("Config") or {}).get("Env") or [])
     ]
-    if not ours:
-        return
-    s.run(
-        cmd("docker", "rm", "-f", *(str(d["Id"]) for d in ours)),
-        become=True,
-        timeout=120,
-        task="remove the sagemaker container",
-    )
-    jobs = sorted({j for d in ours if (j := job_dir(d))})
-    if jobs:  # its docker-compose.yaml holds the run's keys (local mode writes them there)
-        s.run(cmd("rm", "-rf", "--", *jobs), become=True, timeout=60, task="remove its job")
 
 
 SAGEMAKER_ROOT = "/tmp/sagemaker/"  # local mode's container_root (the simapp's config.yaml)

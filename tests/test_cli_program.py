@@ -167,3 +167,27 @@ def test_a_json_command_that_fails_says_why_on_stdout(env: Path, argv: list[str]
     assert run.code in (1, 2) and run.stdout.strip(), run.stderr
     schema_ok("error", run.json)
     assert run.json["error"] and run.json["error"] in run.stderr
+
+
+def test_hosts_are_chosen_and_forked_wherever_hosts_are_asked_or_changed(env: Path) -> None:
+    """-l and -f on status (facts and provision had them), -f on train, stop and evaluate, and
+    stop -C says what it would end, changing nothing (a lock or record made counts)."""
+    inv = str(env / "unreachable.yml")
+    run = drfleet("status", "-i", inv, "-l", "h2", "-f", "1", "--json", cwd=env, timeout=120)
+    assert run.code == 1 and list(run.json["hosts"]) == ["h2"]
+    for command in ("train", "stop", "evaluate"):
+        help_text = drfleet(command, "--help", cwd=env).stdout
+        assert "-f INT, --forks=INT" in help_text, command
+    assert "-C, --check" in drfleet("stop", "--help", cwd=env).stdout
+    before = (
+        sorted(p.name for p in (env / ".drfleet").iterdir()) if (env / ".drfleet").exists() else []
+    )
+    run = drfleet("stop", "-C", "-i", inv, "-j", cwd=env, timeout=120)
+    assert run.code == 1 and run.json["check"] is True
+    schema_ok("stop", run.json)
+    assert {h: r["would_stop"] for h, r in run.json["hosts"].items()} == {"h1": [], "h2": []}
+    after = (
+        sorted(p.name for p in (env / ".drfleet").iterdir()) if (env / ".drfleet").exists() else []
+    )
+    assert after == before
+    assert drfleet("status", "-i", inv, "-f", "0", cwd=env).code == 2

@@ -167,6 +167,14 @@ def test_five_workers_on_three_hosts_train_as_planned(
         # job folder's docker-compose.yaml (sagemaker local/image.py); stop removes it
         jobs = bed.exec("h1", "grep -rls AWS_SECRET_ACCESS_KEY /tmp/sagemaker; true").split()
         assert any(j.endswith("/docker-compose.yaml") for j in jobs), jobs
+        # stop -C says what stop would end, host by host, and ends nothing
+        live = containers(bed)
+        check = invoke("stop", "--inventory", inv, "-C", "--json")
+        assert check.code == 0 and check.json["check"], check.stdout + check.stderr
+        schema_ok("stop", check.json)
+        would = {h: sorted(r["would_stop"]) for h, r in check.json["hosts"].items()}
+        assert would == {h: sorted(names) for h, names in live.items()}, (would, live)
+        assert containers(bed) == live
     finally:
         stop = invoke("stop", "--inventory", inv)
     assert stop.code == 0, stop.stderr
