@@ -151,7 +151,7 @@ class DrfleetProgram(Program):
                 "`drfleet COMMAND --help` shows one",
                 code=EXIT_USAGE,
             )
-        near = difflib.get_close_matches(word, self._commands(), n=3, cutoff=0.6)
+        near = difflib.get_close_matches(word, self._commands(), n=1, cutoff=0.6)
         if command is None:
             hint = f"; did you mean {' or '.join(near)}?" if near else ""
             return Exit(
@@ -173,7 +173,7 @@ class DrfleetProgram(Program):
                 f"command's flags go after it (`drfleet facts {name} ...`; `drfleet COMMAND "
                 "--help` lists them)"
             )
-        near = difflib.get_close_matches(name, self._flags(command), n=3, cutoff=0.6)
+        near = difflib.get_close_matches(name, self._flags(command), n=1, cutoff=0.7)
         hint = f"; did you mean {' or '.join(near)}?" if near else ""
         return f"{where}: unknown flag {name}{hint} (`{where} --help` lists them)"
 

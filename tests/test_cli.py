@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from tests.conftest import REPO, drfleet, invoke
+from tests.conftest import REPO, drfleet, invoke, schema_ok
 
 
 def test_facts_on_this_machine_from_anywhere(tmp_path: Path) -> None:
@@ -29,6 +29,7 @@ def test_every_task_has_help_for_every_flag() -> None:
 def test_init_says_what_it_wrote_and_kept_as_json(tmp_path: Path) -> None:
     first = drfleet("init", "--json", cwd=tmp_path)
     assert first.code == 0, first.stderr
+    schema_ok("init", first.json)
     assert str(tmp_path / "system.env") in [str(tmp_path / p) for p in first.json["created"]]
     again = drfleet("init", "-j", cwd=tmp_path)
     assert again.json["created"] == [] and sorted(again.json["kept"]) == sorted(

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from tests.conftest import REPO, invoke
+from tests.conftest import REPO, invoke, schema_ok
 from tests.testbed import TestBed
 from tests.testbed.drfc_run import PREFIX, container_ids, containers, s3
 from tests.testbed.test_viewer import frames, free_port, get
@@ -70,6 +70,7 @@ def check_evaluation(bed: TestBed, env_dir: Path, goes_on: Callable[[], None]) -
                 run.kill()
     assert run.returncode == 0, out[-2000:] + err
     done = json.loads(out)
+    schema_ok("evaluate", done)
     assert shown[0]["host"] == done["host"] and shown[0]["role"] == "evaluation"
     host = done["host"]
     assert done["trials"] == 3 and done["warnings"] == []  # DR_EVAL_NUMBER_OF_TRIALS: template
@@ -117,10 +118,12 @@ def check_evaluation(bed: TestBed, env_dir: Path, goes_on: Callable[[], None]) -
     assert container_ids(bed) == with_eval
     again = invoke("evaluate", "--results", "--json", *args)
     assert again.code == 0 and again.json["rows"] == done["rows"], again.stderr
+    schema_ok("evaluate", again.json)
     table = invoke("evaluate", "--results", *args)
     assert "2 of 3 laps completed, best 10.250s" in table.stdout, table.stdout + table.stderr
     stop = invoke("evaluate", "--stop", "--json", *args)
     assert stop.code == 0 and stop.json == {"stopped": [host]}, stop.stdout + stop.stderr
+    schema_ok("evaluate", stop.json)
     assert "drfleet-eval" not in containers(bed)[host]
     assert container_ids(bed) == ids
     # an evaluation that dies is said at once with its exit status, and not run again (DRfC's

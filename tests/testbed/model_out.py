@@ -18,7 +18,7 @@ import boto3
 import docker
 import yaml
 
-from tests.conftest import invoke
+from tests.conftest import invoke, schema_ok
 from tests.testbed import TestBed
 from tests.testbed.drfc_run import PREFIX, s3
 from tests.testbed.images import STANDIN_MINIO
@@ -128,8 +128,10 @@ def check_upload_model(bed: TestBed, env_dir: Path, tmp: Path) -> None:
             run_env.write_text(with_up)
             dry = invoke("upload-model", "--dry-run", "--json", *args, env=env)
             assert dry.code == 0 and dry.json["dry_run"] and keys(aws, "console-bucket", "") == []
+            schema_ok("upload-model", dry.json)
             up = invoke("upload-model", "--checkpoint", "best", "--json", *args, env=env)
             assert up.code == 0, up.stdout[-2000:] + up.stderr
+            schema_ok("upload-model", up.json)
         finally:
             run_env.write_text(original)
         best = index["best_checkpoint"]["name"]
@@ -176,6 +178,7 @@ def check_car_model(bed: TestBed, env_dir: Path, tmp: Path) -> None:
     args = ("-i", str(bed.inventory), "--env-dir", str(env_dir), "--json")
     car = invoke("car-model", "--out", str(out), *args)
     assert car.code == 0, car.stdout[-2000:] + car.stderr
+    schema_ok("car-model", car.json)
     run = s3(bed)
     with tarfile.open(out) as tar:
         assert sorted(tar.getnames()) == ["agent/model.pb", "model_metadata.json"]
@@ -195,6 +198,7 @@ def check_increment_training(bed: TestBed, env_dir: Path) -> None:
     try:
         inc = invoke("increment-training", "--checkpoint", "best", "--json", *args)
         assert inc.code == 0, inc.stdout + inc.stderr
+        schema_ok("increment-training", inc.json)
         assert (inc.json["from"], inc.json["to"]) == (PREFIX, f"{PREFIX}-1")
         text = run_env.read_text()
         assert f"DR_LOCAL_S3_MODEL_PREFIX={PREFIX}-1\n" in text
@@ -255,5 +259,6 @@ def check_s3_shell(bed: TestBed, env_dir: Path) -> None:
         "s3", "--command", shown, "-i", str(bed.inventory), "--env-dir", str(env_dir), "-j"
     )
     assert doc.code == 0 and doc.json["ok"] and doc.json["exit"] == 0, doc.stdout + doc.stderr
+    schema_ok("s3", doc.json)
     assert f"{PREFIX}/model/deepracer_checkpoints.json" in doc.json["stdout"].split()
     assert secret["secret_key"] not in doc.stdout and "***" in doc.json["stdout"]

@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.conftest import invoke
+from tests.conftest import invoke, schema_ok
 from tests.testbed import TestBed
 from tests.testbed.drfc_run import PREFIX, SAGEMAKER, containers, write_drfc
 
@@ -126,6 +126,7 @@ def test_remote_s3_trains_without_minio_and_bad_input_is_named(
             assert cenv["S3_ENDPOINT_URL"] == url and cenv["AWS_ACCESS_KEY_ID"] == KEY
             out = tmp_path / "model"
             dl = invoke("download-model", "--out", str(out), "--json", *args, env=env)
+            schema_ok("download-model", dl.json)
             assert dl.code == 0 and (out / "model" / "deepracer_checkpoints.json").exists(), (
                 dl.stdout + dl.stderr
             )

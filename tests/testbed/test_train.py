@@ -43,6 +43,7 @@ def test_five_workers_on_three_hosts_train_as_planned(
     inv = str(bed.inventory)
     plan = invoke("plan", "--inventory", inv, "--env-dir", str(env_dir), "--json")
     assert plan.code == 0, plan.stderr
+    schema_ok("plan", plan.json)
     planned = {w["slot"]: w for w in plan.json["plan"]["workers"]}
     run: Run = invoke("train", "--inventory", inv, "--env-dir", str(env_dir), "--json")
     assert run.code == 0, run.stdout[-3000:] + run.stderr
@@ -82,6 +83,8 @@ def test_five_workers_on_three_hosts_train_as_planned(
         assert "altered for worker 1" in logs.stdout  # the scripts dir reached its host
         lines = invoke("logs", "-i", inv, "--worker", "2", "--tail", "50", "--json")
         docs = [json.loads(x) for x in lines.stdout.splitlines()]  # JSON Lines
+        for d in docs:
+            schema_ok("logs-line", d)
         assert docs and {d["host"] for d in docs} == {planned[2]["host"]}
         assert {d["container"] for d in docs} == {"drfleet-robomaker-2"}
         assert {d["stream"] for d in docs} <= {"stdout", "stderr"} and all(d["time"] for d in docs)
@@ -325,6 +328,7 @@ def check_model_way_out(bed: TestBed, env_dir: Path, tmp_path: Path) -> None:
     assert dl.code == 0, dl.stdout[-2000:] + dl.stderr
     files = sorted(p for p in out.rglob("*") if p.is_file())
     assert dl.json["files"] == len(files) and files
+    schema_ok("download-model", dl.json)
     client = s3(bed)
     for p in files:
         key = f"{PREFIX}/{p.relative_to(out).as_posix()}"
@@ -332,6 +336,7 @@ def check_model_way_out(bed: TestBed, env_dir: Path, tmp_path: Path) -> None:
     assert not list(out.rglob(".*.part"))  # every file landed whole
     imp = invoke("import-model", "--src", str(out), "--prefix", "imported-1", *args)
     assert imp.code == 0, imp.stdout[-2000:] + imp.stderr
+    schema_ok("import-model", imp.json)
     listed = client.list_objects_v2(Bucket="bucket", Prefix="imported-1/")["Contents"]
     assert sorted(o["Key"] for o in listed) == sorted(
         f"imported-1/{p.relative_to(out).as_posix()}" for p in files

@@ -303,7 +303,7 @@ def test_specs_follow_the_plan(tmp_path: Path) -> None:
 def test_plan_and_dry_run_from_the_command_line(tmp_path: Path) -> None:
     from drfleet_agent.spec import parse
 
-    from tests.conftest import drfleet
+    from tests.conftest import drfleet, schema_ok
 
     d = drfc(tmp_path)
     (d / "inv.yml").write_text(
@@ -313,6 +313,7 @@ def test_plan_and_dry_run_from_the_command_line(tmp_path: Path) -> None:
     )
     run = drfleet("plan", "--inventory", "inv.yml", "--json", cwd=d)
     assert run.code == 0, run.stderr
+    schema_ok("plan", run.json)
     doc = run.json["plan"]  # the shape train --json and --dry-run --json print it in
     dry = drfleet("train", "--dry-run", "--out", "dry", "--inventory", "inv.yml", "-j", cwd=d)
     assert dry.json["plan"] == doc
