@@ -504,14 +504,14 @@ def stop(
 
 
 @command(
-    port="local port of the page (default 8100)",
+    port="local port of the page (default: DR_WEBVIEWER_PORT of system.env, else 8100)",
     bind="local address to listen on (default 127.0.0.1)",
     static="write a standalone page to this file instead of serving, for browsers that reach "
     "the hosts directly (needs publish_address set on the worker hosts)",
 )
 def viewer(
     c: Any,
-    port: int = 8100,
+    port: int = 0,
     bind: str = "127.0.0.1",
     static: str | None = None,
     inventory: str | None = None,
@@ -530,6 +530,7 @@ def viewer(
         inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
     )
     run = training.run_of(Path(env_dir or "."))
+    port = port or training.webviewer_port(Path(env_dir or "."))
     if static:
         report = launch.status(inv, options)
         workers = viewer_mod.direct(viewer_mod.workers_from(report, inv, run))

@@ -153,7 +153,8 @@ def start(
         doc = specs.masked(specs.stack(run.eval_stack, run.id, 0, [spec]))
         atomic_write(out / key, body, 0o644)
         atomic_write(out / "hosts" / chosen / "desired.json", json.dumps(doc, indent=2), 0o644)
-        return {**result, "host": chosen, "warnings": warnings + cfg.warnings, "dry_run": str(out)}
+        said = warnings + cfg.warnings + eval_params.warnings(cfg)
+        return {**result, "host": chosen, "warnings": said, "dry_run": str(out)}
     # the room every run on the fleet leaves (this one's training included)
     sessions = {h: session(inv.hosts[h], options) for h in caps}
     try:
@@ -163,7 +164,7 @@ def start(
             s.close()
     left, _ = sharing.room(caps, held, run.eval_stack)
     chosen, warnings = choose_host(left, None, host)
-    result.update(host=chosen, warnings=warnings + cfg.warnings)
+    result.update(host=chosen, warnings=warnings + cfg.warnings + eval_params.warnings(cfg))
     bucket, prefix = cfg.setting("DR_LOCAL_S3_BUCKET"), cfg.setting("DR_LOCAL_S3_MODEL_PREFIX")
     with models.run_s3(inv, env_dir, options) as (s3, _):
         tick("checking the model")

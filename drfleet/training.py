@@ -193,6 +193,24 @@ def run_of(env_dir: Path) -> Run:
         return Run()
 
 
+def webviewer_port(env_dir: Path) -> int:
+    """DR_WEBVIEWER_PORT of env_dir's system.env (DRfC's scripts/viewer/start.sh serves its
+    page there), else DRfC's template default, 8100."""
+    from drfleet.drfc import envfile
+
+    raw = "8100"
+    if (env_dir / "system.env").exists():
+        f = envfile.load(env_dir / "system.env")
+        raw = f.values.get("DR_WEBVIEWER_PORT", raw).strip() or "8100"
+        if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= 65535):
+            raise ConfigError(
+                f"DR_WEBVIEWER_PORT={raw!r} is not a port",
+                where=f.where("DR_WEBVIEWER_PORT"),
+                fix="a number from 1 to 65535, e.g. DR_WEBVIEWER_PORT=8100",
+            )
+    return int(raw)
+
+
 def owner_labels(ident: str, env_dir: Path, cfg: config.TrainingConfig) -> dict[str, str]:
     """The labels that say whose a container is: the env dir's identity
     (runstate.identity), where that env dir is (controller:path) and its model prefix."""

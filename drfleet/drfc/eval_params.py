@@ -13,6 +13,19 @@ from drfleet.drfc.params import H2B, H2B_SETTINGS, OA, OA_SETTINGS, minio_url, r
 HEAD_TO_MODEL = "HEAD_TO_MODEL"
 
 
+def warnings(cfg: TrainingConfig) -> list[str]:
+    """DRfC's template sets DR_EVAL_COLLISION_PENALTY, but its prepare-config.py reads
+    DR_COLLISION_PENALTY (as drfleet's params do): a changed value there would pass unseen."""
+    set_ = cfg.values.get("DR_EVAL_COLLISION_PENALTY")
+    if set_ is None or set_.strip() == "5.0" or "DR_COLLISION_PENALTY" in cfg.values:
+        return []
+    return [
+        f"{cfg.where('DR_EVAL_COLLISION_PENALTY')}: DR_EVAL_COLLISION_PENALTY={set_} has no "
+        "effect: DRfC's evaluation (scripts/evaluation/prepare-config.py) reads "
+        f"DR_COLLISION_PENALTY, and so does drfleet's; set DR_COLLISION_PENALTY={set_}"
+    ]
+
+
 def params_name(cfg: TrainingConfig) -> str:
     return cfg.get("DR_LOCAL_S3_EVAL_PARAMS_FILE", "eval_params.yaml")
 

@@ -40,6 +40,7 @@ class Setting:
     status: str
     where: str
     default: str | None = None
+    said: bool = False  # DIFFERS: a value other than the default is named, with what drfleet does
 
 
 def _h(where: str, default: str | None = None) -> Setting:
@@ -92,12 +93,16 @@ TABLE: dict[str, Setting] = {
     "DR_CLOUD_WATCH_ENABLE": Setting(UNSUPPORTED, "CloudWatch log driver", "False"),
     "DR_CLOUD_WATCH_LOG_STREAM_PREFIX": Setting(UNSUPPORTED, "CloudWatch log driver", ""),
     "DR_DOCKER_STYLE": Setting(
-        DIFFERS, "drfleet places plain containers itself; swarm is only the network", "swarm"
+        DIFFERS,
+        "drfleet's agent runs plain containers on every host and swarm carries only the "
+        "overlay network; there is no compose mode",
+        "swarm",
+        said=True,
     ),
     "DR_HOST_X": Setting(
         DIFFERS, "host X for workers on inventory hosts with opengl: true", "False"
     ),
-    "DR_WEBVIEWER_PORT": Setting(DIFFERS, "`drfleet viewer --port` (same default)", "8100"),
+    "DR_WEBVIEWER_PORT": _h("the port of `drfleet viewer`'s page (--port overrides it)", "8100"),
     "DR_QUIET_ACTIVATE": Setting(
         NOT_TRAINING, "activate.sh's summary; drfleet has no activate", "False"
     ),
@@ -203,6 +208,11 @@ for _k, _v in {
     TABLE[f"DR_EVAL_{_k}"] = (
         Setting(NOT_TRAINING, "read by no DRfC script", _v)
         if _k == "OPP_CAR_NAME"
+        # the template sets it, but prepare-config.py reads DR_COLLISION_PENALTY: evaluate warns
+        else Setting(
+            NOT_TRAINING, "read by no DRfC script: evaluation reads DR_COLLISION_PENALTY", _v
+        )
+        if _k == "COLLISION_PENALTY"
         else _h("drfleet evaluate: the eval params YAML or the evaluation's env", _v)
     )
 TABLE["DR_COLLISION_PENALTY"] = _h("drfleet evaluate: eval params COLLISION_PENALTY")
@@ -279,6 +289,8 @@ def warnings(values: Mapping[str, str], where: Mapping[str, str]) -> list[str]:
             if s.default is not None and _truthy_equal(value, s.default):
                 continue
             out.append(f"{prefix}{key}={shown} is not supported by drfleet ({s.where}); ignored")
+        elif s.status == DIFFERS and s.said and not _truthy_equal(value, s.default or ""):
+            out.append(f"{prefix}{key}={shown}: {s.where}")
         elif s.status == DERIVED:
             out.append(
                 f"{prefix}{key} is computed by DRfC and drfleet from other settings; "

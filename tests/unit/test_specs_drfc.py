@@ -563,3 +563,40 @@ def test_a_run_id_that_is_no_small_number_is_refused_naming_the_file(
     with pytest.raises(ConfigError, match=f"DR_RUN_ID='{value}' is not a run number") as err:
         setup(tmp_path, 1, run_extra=f"DR_RUN_ID={value}\n")
     assert "run.env" in err.value.message
+
+
+def test_settings_drfleet_treats_its_own_way_are_said(tmp_path: Path) -> None:
+    """DR_DOCKER_STYLE=compose is named with what drfleet does instead; DRfC's template sets
+    DR_EVAL_COLLISION_PENALTY, which its evaluation never reads (prepare-config.py reads
+    DR_COLLISION_PENALTY): a changed value is named with the line to write."""
+    from drfleet.drfc import eval_params, settings
+
+    for d in ("a", "b", "c"):
+        (tmp_path / d).mkdir()
+    cfg, _ = setup(tmp_path / "a", 1, system_extra="DR_DOCKER_STYLE=compose\n")
+    said = settings.warnings(cfg.values, {"DR_DOCKER_STYLE": "system.env:30"})
+    assert any(
+        w.startswith("system.env:30: DR_DOCKER_STYLE=compose: drfleet's agent runs plain")
+        and "no compose mode" in w
+        for w in said
+    ), said
+    cfg, _ = setup(tmp_path / "b", 1, run_extra="DR_EVAL_COLLISION_PENALTY=10.0\n")
+    (warning,) = eval_params.warnings(cfg)
+    assert "DR_EVAL_COLLISION_PENALTY=10.0 has no effect" in warning
+    assert "set DR_COLLISION_PENALTY=10.0" in warning and "run.env:" in warning
+    assert eval_params.params(cfg, 0)["COLLISION_PENALTY"] == "5.0"  # as DRfC's would
+    cfg, _ = setup(tmp_path / "c", 1, run_extra="DR_COLLISION_PENALTY=10.0\n")
+    assert eval_params.warnings(cfg) == []
+    assert eval_params.params(cfg, 0)["COLLISION_PENALTY"] == "10.0"
+
+
+def test_the_viewer_port_comes_from_dr_webviewer_port(tmp_path: Path) -> None:
+    from drfleet.errors import ConfigError
+    from drfleet.training import webviewer_port
+
+    assert webviewer_port(tmp_path) == 8100  # no system.env: DRfC's default
+    (tmp_path / "system.env").write_text("DR_WEBVIEWER_PORT=8200\n")
+    assert webviewer_port(tmp_path) == 8200
+    (tmp_path / "system.env").write_text("DR_WEBVIEWER_PORT=http\n")
+    with pytest.raises(ConfigError, match=r"system\.env:1: DR_WEBVIEWER_PORT='http' is not a port"):
+        webviewer_port(tmp_path)
