@@ -8,9 +8,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from drfleet_agent.contract import ContainerStatus, HostStatus, State, reach
+from drfleet_agent.spec import DesiredState
 
 from drfleet.errors import DrfleetError
-from drfleet.names import AGENT_PYZ, FLEET, STATE_DIR
+from drfleet.names import AGENT_PYZ, STATE_DIR
 from drfleet.remote import Session
 from drfleet.shell import Command, cmd
 
@@ -19,7 +20,6 @@ __all__ = [
     "HostStatus",
     "State",
     "apply",
-    "empty",
     "held",
     "log_lines",
     "logs",
@@ -31,17 +31,6 @@ __all__ = [
 def command(*args: str) -> Command:
     """`drfleet-agent ARGS` on the host, against drfleet's state dir."""
     return cmd("python3", AGENT_PYZ, *args, "--state-dir", STATE_DIR)
-
-
-def empty(stack: str, run_id: str, generation: int) -> dict[str, Any]:
-    """A stack with no container: the host runs nothing of that stack (the others stay)."""
-    return {
-        "fleet": FLEET,
-        "stack": stack,
-        "run_id": run_id,
-        "generation": generation,
-        "containers": [],
-    }
 
 
 def _parse(sess: Session, text: str, what: str) -> HostStatus:
@@ -56,17 +45,26 @@ def _parse(sess: Session, text: str, what: str) -> HostStatus:
 
 
 def held(sess: Session, stack: str) -> dict[str, Any] | None:
-    """The desired state of one stack the host's agent holds (credentials included: it stays
-    in memory here), or None when it holds none."""
+    """The desired state of one stack the host's agent holds, as its document (credentials
+    included: it stays in memory here), or None when it holds none. Asked of the agent
+    (`desired`), which reads its state dir as it reads it itself."""
     res = sess.run(
-        cmd("cat", f"{STATE_DIR}/stacks/{stack}.json"),
+        command("desired", stack),
         become=True,
         check=False,
         task=f"the {stack} stack",
         prints_secret=True,  # never echoed live: it holds the run's keys
     )
-    if res.exit_code != 0:
+    if res.exit_code == 3:
         return None
+    if res.exit_code == 2 and "invalid choice" in res.stderr:
+        raise DrfleetError(
+            "the agent predates `desired`",
+            where=sess.host.name,
+            fix="run `drfleet provision` to update it",
+        )
+    if res.exit_code != 0:
+        raise res.error(f"the {stack} stack")
     try:
         doc: dict[str, Any] = json.loads(res.stdout)
     except ValueError as exc:
@@ -92,7 +90,7 @@ def status(sess: Session, timeout: float = 30) -> HostStatus:
 
 
 def apply(
-    sess: Session, desired: dict[str, Any], wait: float, force: bool = False, clear: bool = False
+    sess: Session, desired: DesiredState, wait: float, force: bool = False, clear: bool = False
 ) -> HostStatus:
     """Hands the agent one stack's desired state and waits up to `wait` s for it to hold;
     raises with each container of it that does not run, or when the agent refuses the state
@@ -101,7 +99,7 @@ def apply(
     flags = (["--force"] if force else []) + (["--clear"] if clear else [])
     res = sess.run(
         command("apply", "--wait", str(wait), *flags),
-        stdin=json.dumps(desired),
+        stdin=json.dumps(desired.document()),
         become=True,
         check=False,
         timeout=wait + 60,
@@ -125,7 +123,7 @@ def apply(
     if res.exit_code != 0:
         bad = [
             f"{c.name}: {c.state.value} {c.last_error}".strip()
-            for c in st.stack(desired.get("stack", ""))
+            for c in st.stack(desired.stack)
             if c.state is not State.RUNNING
         ]
         raise DrfleetError(

@@ -297,15 +297,7 @@ def train(
         names = [h.name for h in inv.hosts.values() if h.roles]
         with Board(names, title="train", quiet=json) as board:
             result = launch.train(inv, Path(env_dir or "."), options, workers, wipe, board, replace)
-        failed = {h: r for h, r in result["hosts"].items() if not r["ok"]}
-        if json:
-            print_json(result)
-        else:
-            if result["resumed"]:
-                print("this run was live with the same files: nothing uploaded; hosts converged")
-            _host_lines(result["hosts"])
-        if failed:
-            raise Exit(code=1)
+        _told(result, json)
         return
     if not out:
         raise DrfleetError("--dry-run needs --out DIR", fix="e.g. --dry-run --out /tmp/plan")
@@ -325,10 +317,16 @@ def train(
         print(f"wrote {len(written)} files under {out} (credentials shown as placeholders)")
 
 
-def _host_lines(hosts: dict[str, Any]) -> None:
-    for h, r in hosts.items():
-        state = ", ".join(f"{n} {st}" for n, st in r.get("containers", {}).items())
-        print(f"{h}: {state or r.get('error', '')}")
+def _told(result: Any, json: bool) -> None:
+    """A command's typed result (results.py) as its --json document or its lines; exit 1
+    when a host could not be told."""
+    if json:
+        print_json(result.as_json())
+    else:
+        for line in result.lines():
+            print(line)
+    if result.failed:
+        raise Exit(code=1)
 
 
 def _rebalance(
@@ -347,16 +345,7 @@ def _rebalance(
     names = [h.name for h in inv.hosts.values() if h.roles]
     with Board(names, title="rebalance", quiet=json) as board:
         result = launch.rebalance(inv, env_dir, options, board)
-    if json:
-        print_json(result)
-    else:
-        if not result["moved"]:
-            print("nothing to move: every host of the run answers")
-        for slot, m in result["moved"].items():
-            print(f"slot {slot}: {m['from']} (unreachable) -> {m['to']}")
-        _host_lines(result["hosts"])
-    if any(not r["ok"] for r in result["hosts"].values()):
-        raise Exit(code=1)
+    _told(result, json)
 
 
 @command(
@@ -487,20 +476,7 @@ def stop(
     inv, options = inventory_and_options(
         inventory, known_hosts, accept_new_host_keys, forks, env_dir=env_dir, quiet=json
     )
-    doc = launch.stop(inv, options, Path(env_dir or "."), everything=all, check=check)
-    if json:
-        print_json(doc)
-    else:
-        what = "every run" if doc["run"] is None else f"run {doc['run']}"
-        for h, r in doc["hosts"].items():
-            if not r["ok"]:
-                print(f"{h}: {r['error']}" + (f"\n  fix: {r['fix']}" if r["fix"] else ""))
-            elif check:
-                print(f"{h}: would stop {', '.join(r['would_stop']) or 'nothing'}")
-            else:
-                print(f"{h}: stopped {what}")
-    if any(not r["ok"] for r in doc["hosts"].values()):
-        raise Exit(code=1)
+    _told(launch.stop(inv, options, Path(env_dir or "."), everything=all, check=check), json)
 
 
 @command(

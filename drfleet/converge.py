@@ -1,41 +1,23 @@
-"""Bringing hosts to their desired states: what must hold before anything is sent
-(preflight), shipping the files workers mount (stage), pushing each host's desired state and
-waiting for it (push), and telling a host whose slots moved to drop them (fence)."""
+"""What the executor (execute.py) does on hosts besides telling their agents: what must
+hold before anything is sent (shims; the hosts' statuses for sharing.conflicts), whether
+hosts the run needs answer, shipping the files workers mount (stage), and whether the hosts
+reach the run's S3 (reach_check)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from drfleet import agent_client, runstate, sharing, specs, training
+from drfleet import agent_client, sharing, specs, training
 from drfleet.agent_client import HostStatus
 from drfleet.errors import DrfleetError
 from drfleet.inventory import Host
 from drfleet.names import (
     NETWORK,
     TASKSET_SHIM,
-    Run,
 )
-from drfleet.remote import Outcome, Session, Unreachable, fan_out
+from drfleet.remote import Session, Unreachable, fan_out
 from drfleet.shell import Command, Raw, cmd, sh
 from drfleet.ui import Board
-
-
-def preflight(
-    sessions: dict[str, Session],
-    docs: dict[str, dict[str, Any]],
-    limit: int,
-    replace: bool = False,
-    held: dict[str, HostStatus] | None = None,
-) -> None:
-    """What must hold on every host before any is told anything (train and --rebalance).
-    replace: another env dir's run of the same DR_RUN_ID may be taken over. held: the hosts'
-    statuses, when the caller has them already."""
-    shims(sessions, docs, limit)
-    if held is None:
-        held = statuses(sessions, list(docs), limit)
-    sharing.conflicts(held, docs, replace)
 
 
 def statuses(
@@ -69,19 +51,12 @@ def reached(unreached: dict[str, str], needed: set[str]) -> None:
         )
 
 
-def minio_keys(
-    held: dict[str, Any] | None, env_dir: Path, creds: dict[str, str], adopt: bool = True
-) -> dict[str, str]:
+def minio_keys(held: dict[str, Any] | None, creds: dict[str, str]) -> dict[str, str]:
     """The keys this run's containers get with DR_CLOUD=local: minio's own when the fleet's
     minio runs already (held: its stack, started from another env dir, maybe), else this env
-    dir's (sharing.running_keys). adopt: the running ones become this env dir's too
-    (training.adopt_credentials)."""
+    dir's (sharing.running_keys). Pure: a command that acts adopts them (execute's adopt)."""
     running = sharing.running_keys(held)
-    if running is None or running == creds:
-        return creds
-    if adopt:
-        training.adopt_credentials(env_dir, running)
-    return running
+    return creds if running is None else running
 
 
 def shims(sessions: dict[str, Session], docs: dict[str, dict[str, Any]], limit: int) -> None:
@@ -275,34 +250,3 @@ def reach_check(
             "\n".join(o.error.message for o in failed if o.error)
             + "\nnothing was started on the worker hosts"
         )
-
-
-def push(
-    sessions: dict[str, Session],
-    docs: dict[str, dict[str, Any]],
-    limit: int,
-    board: Board | None,
-    before: Callable[[Session, dict[str, Any]], None] | None = None,
-    wait: float = 180,
-) -> list[Outcome[HostStatus]]:
-    """Each host gets its desired state (after `before`, e.g. staging files) and is waited
-    for; one outcome per host."""
-
-    def one(host: Host) -> HostStatus:
-        doc = docs[host.name]
-        if board:
-            board.update(host.name, f"converging {len(doc['containers'])} containers")
-        if before:
-            before(sessions[host.name], doc)
-        status = agent_client.apply(sessions[host.name], doc, wait)
-        if board:
-            board.done(host.name, "running")
-        return status
-
-    return fan_out([sessions[h].host for h in docs], one, limit=limit)
-
-
-def fence(sess: Session, state: runstate.RunState, host: str) -> HostStatus:
-    """Tells a host whose slots moved away to run nothing of this run's training."""
-    stack = Run(state.run_id or "0").stack
-    return agent_client.apply(sess, agent_client.empty(stack, state.run_id, state.fence[host]), 60)

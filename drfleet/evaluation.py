@@ -17,6 +17,7 @@ from drfleet import (
     agent_client,
     capacity,
     converge,
+    execute,
     models,
     runstate,
     sharing,
@@ -28,6 +29,7 @@ from drfleet.drfc import checks, config, eval_params, params
 from drfleet.errors import DrfleetError
 from drfleet.inventory import Inventory
 from drfleet.localfs import atomic_write
+from drfleet.names import Run
 from drfleet.plan import Capacity, Plan
 from drfleet.remote import Options, fan_out, session
 
@@ -185,19 +187,50 @@ def start(
     spec = specs.evaluation(
         cfg, caps[chosen], creds, name, gazebo_cpus(workers, caps[chosen].vcpus), paths
     )
-    with runstate.locked(env_dir):
-        generation = runstate.next_generation(env_dir)
-        ident = runstate.identity(env_dir)
-    doc = specs.stack(run.eval_stack, run.id, generation, [spec])
-    doc = specs.owned({chosen: doc}, training.owner_labels(ident, env_dir, cfg))[chosen]
-    with session(inv.hosts[chosen], options) as s:
-        converge.preflight(
-            {chosen: s}, {chosen: doc}, 1, held={chosen: held[chosen]} if chosen in held else None
-        )
-        converge.stage(s, staged, doc)
-        tick(f"starting the evaluation on {chosen}")
-        agent_client.apply(s, doc, 120)
-    return {**result, "generation": generation}
+    intent = start_intent(run, chosen, spec, held.get(chosen), staged, cfg)
+    tick(f"starting the evaluation on {chosen}")
+    with execute.opened({chosen: inv.hosts[chosen]}, options) as sessions:
+        done = execute.execute(intent, env_dir, sessions, 1)
+    done.raise_first()
+    return {**result, "generation": done.generation}
+
+
+def start_intent(
+    run: Run,
+    host: str,
+    spec: dict[str, Any],
+    held: agent_client.HostStatus | None,
+    staged: dict[str, training.Staged],
+    cfg: config.TrainingConfig,
+) -> execute.Intent:
+    """evaluate (pure): the run's evaluation stack on host, with the files it mounts staged
+    and its container labelled with whose it is; checked against what host holds (held,
+    when it was read)."""
+    return execute.Intent(
+        "evaluate",
+        (
+            execute.Stack(
+                host,
+                run.eval_stack,
+                run.id,
+                execute.typed(host, run.eval_stack, [spec]),
+                wait=120,
+                owned=True,
+            ),
+        ),
+        preflight=execute.Preflight(held={host: held} if held is not None else None),
+        staged=staged,
+        owner=cfg,
+    )
+
+
+def stop_intent(run: Run, hosts: list[str]) -> execute.Intent:
+    """evaluate --stop (pure): the evaluation stack ends on the hosts that hold it, whatever
+    generation they hold; every other stack stays."""
+    return execute.Intent(
+        "stop the evaluation",
+        tuple(execute.Stack(h, run.eval_stack, run.id, (), wait=60, force=True) for h in hosts),
+    )
 
 
 def cloned(cfg: config.TrainingConfig) -> config.TrainingConfig:
@@ -280,25 +313,17 @@ def _named(key: str, names: set[str]) -> bool:
 def stop(inv: Inventory, env_dir: Path, options: Options) -> list[str]:
     """Ends the run's evaluation (its stack, deepracer-eval-<DR_RUN_ID>) wherever it runs;
     every other stack stays. Returns the hosts it was removed from."""
-    hosts = [h for h in inv.hosts.values() if h.roles]
+    hosts = {h.name: h for h in inv.hosts.values() if h.roles}
     run = training.run_of(env_dir)
-
-    def one(h: Any) -> bool:
-        with session(h, options) as s:
-            if run.eval_stack not in agent_client.status(s).agent.stacks:
-                return False
-            with runstate.locked(env_dir):
-                generation = runstate.next_generation(env_dir)
-            agent_client.apply(s, agent_client.empty(run.eval_stack, run.id, generation), 60, True)
-            return True
-
-    outcomes = fan_out(hosts, one)
-    failed = [o for o in outcomes if o.error]
+    with execute.opened(hosts, options) as sessions:
+        asked = fan_out(list(hosts.values()), lambda h: agent_client.status(sessions[h.name]))
+        holding = [o.host.name for o in asked if o.value and run.eval_stack in o.value.agent.stacks]
+        done = execute.execute(stop_intent(run, holding), env_dir, sessions, options.limit)
+    failed = [(o.host.name, o.error) for o in asked if o.error]
+    failed += [(h, o.error) for h, o in done.outcomes.items() if o.error]
     if failed:
-        raise DrfleetError(
-            "\n".join(f"{o.host.name}: {o.error.message}" for o in failed if o.error)
-        )
-    return sorted(o.host.name for o in outcomes if o.value)
+        raise DrfleetError("\n".join(f"{h}: {e.message}" for h, e in failed if e))
+    return sorted(done.outcomes)
 
 
 def results(

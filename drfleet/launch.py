@@ -13,6 +13,7 @@ from drfleet import (
     agent_client,
     capacity,
     converge,
+    execute,
     observe,
     runstate,
     sharing,
@@ -21,21 +22,16 @@ from drfleet import (
     training,
 )
 from drfleet import plan as plan_mod
-from drfleet.agent_client import ContainerStatus, HostStatus, reach
+from drfleet.agent_client import ContainerStatus, HostStatus
 from drfleet.drfc import checks, config
 from drfleet.errors import DrfleetError, host_fields
+from drfleet.execute import Preflight, Reach, SaveRun, Stack
 from drfleet.inventory import Host, Inventory
-from drfleet.names import MINIO_STACK, SAGEMAKER_PATTERN, Run
-from drfleet.remote import Options, Outcome, Session, fan_out, session
-from drfleet.shell import cmd
-from drfleet.tunnel import forward
+from drfleet.names import MINIO_STACK, Run
+from drfleet.remote import Options, Outcome, fan_out, session
+from drfleet.results import HostResult, RebalanceResult, StopResult, TrainResult
+from drfleet.sagemaker import sagemaker_of
 from drfleet.ui import Board
-
-
-def owned(ident: str, env_dir: Path, cfg: Any, docs: dict[str, Any]) -> dict[str, Any]:
-    """The run's desired states, every container labelled with whose it is (specs.owned):
-    ident is runstate.identity(env_dir)."""
-    return specs.owned(docs, training.owner_labels(ident, env_dir, cfg))
 
 
 def train(
@@ -46,7 +42,7 @@ def train(
     wipe: bool,
     board: Board | None,
     replace: bool = False,
-) -> dict[str, Any]:
+) -> TrainResult:
     """replace: take the place of another env dir's run of the same DR_RUN_ID on the hosts
     (else refused). Another run (another DR_RUN_ID) goes on beside this one: this run gets
     the vCPUs it leaves (sharing.room) and shares its minio."""
@@ -57,8 +53,7 @@ def train(
         options = dataclasses.replace(options, notice=board.update)
         for h in caps:
             board.update(h, "asking its agent")
-    sessions = {h: session(inv.hosts[h], options) for h in caps}
-    try:
+    with execute.opened({h: inv.hosts[h] for h in caps}, options) as sessions:
         unreached: dict[str, str] = {}
         held = converge.statuses(sessions, list(caps), options.limit, unreached)
         left, shared = sharing.room(caps, held, run.stack)
@@ -87,93 +82,107 @@ def train(
                 f"{t} has {left[t].vcpus} vCPUs left beside other runs and this run's trainer "
                 f"takes {caps[t].trainer_vcpus}: the trainers share its CPUs"
             )
-        trainer = inv.hosts[p.plan.trainer]
-        tsess = sessions[trainer.name]
+        tsess = sessions[t]
         local = p.cfg.storage == "local"
-        creds = storage.run_credentials(p.cfg, env_dir)
-        minio_held, mine = None, creds
+        mine = storage.run_credentials(p.cfg, env_dir)
+        minio_held = agent_client.held(tsess, MINIO_STACK) if local else None
         if local:
-            sharing.minio_where(held, trainer.name)
-            minio_held = agent_client.held(tsess, MINIO_STACK)
-            mine, creds = creds, converge.minio_keys(minio_held, env_dir, creds, adopt=False)
-            if creds != mine:
-                p.plan.notes.append(
-                    f"the fleet's minio on {trainer.name} was started from another env dir: "
-                    "its keys are now this env dir's too (.drfleet/minio-credentials.json)"
-                )
-        region = p.cfg.setting("DR_AWS_APP_REGION")
-        remote = storage.direct(p.cfg, creds)  # checked before anything changes
-        with runstate.locked(env_dir):
-            generation = runstate.next_generation(env_dir)
-            ident = runstate.identity(env_dir)
-        docs = owned(ident, env_dir, p.cfg, training.desired(p, creds, generation))
-        converge.preflight(sessions, docs, options.limit, replace, held)
-        if local and creds != mine:  # not refused: the fleet minio's keys are this env dir's
-            training.adopt_credentials(env_dir, creds)
-        live = not wipe and converge.has_container(tsess, run.rlcoach)
-        if board:
-            board.update(trainer.name, "starting minio" if local else "uploading")
-        if local:
-            if minio_held is None:
-                address = trainer.publish_address
-                agent_client.apply(tsess, specs.minio_stack(p.cfg, creds, address, generation), 60)
-            with forward(tsess, reach(trainer.publish_address), 9000) as port:
-                s3 = storage.s3_client(f"http://127.0.0.1:{port}", creds, region)
-                storage.wait(s3)
-                uploaded = storage.upload(s3, p, wipe, live)
-        else:
-            uploaded = storage.upload(remote, p, wipe, live)
-        with runstate.locked(env_dir):  # before any worker is told: a kill leaves a record
-            previous = runstate.load(env_dir)
-            runstate.save(
-                env_dir,
-                runstate.RunState(
-                    run.id,
-                    p.cfg.setting("DR_LOCAL_S3_BUCKET"),
-                    p.cfg.setting("DR_LOCAL_S3_MODEL_PREFIX"),
-                    generation,
-                    p.plan,
-                    {
-                        h: g
-                        for h, g in (previous.fence if previous else {}).items()
-                        if h not in docs
-                    },
-                ),
+            sharing.minio_where(held, t)
+        creds = converge.minio_keys(minio_held, mine) if local else mine
+        if creds != mine:
+            p.plan.notes.append(
+                f"the fleet's minio on {t} was started from another env dir: "
+                "its keys are now this env dir's too (.drfleet/minio-credentials.json)"
             )
-        if len(docs) > 1 or not local:
-            converge.reach_check(p, sessions, trainer.name, board, bool(creds))
-        outcomes = converge.push(
-            sessions,
-            docs,
-            options.limit,
-            board,
-            before=lambda s, doc: converge.stage(s, p.staged, doc),
+        storage.direct(p.cfg, creds)  # checked before anything changes
+        live = not wipe and converge.has_container(tsess, run.rlcoach)
+        intent = train_intent(
+            p,
+            creds,
+            inv.hosts[t].publish_address,
+            start_minio=local and minio_held is None,
+            adopt=creds != mine,
+            wipe=wipe,
+            live=live,
+            replace=replace,
+            held=held,
         )
-    finally:
-        for s in sessions.values():
-            s.close()
-    return {
-        "run": run.id,
-        "plan": p.plan.as_json(),
-        "uploaded": uploaded,
-        "resumed": live and not uploaded,
-        "generation": generation,
-        "hosts": {o.host.name: _host_result(o) for o in outcomes},
-    }
+        done = execute.execute(intent, env_dir, sessions, options.limit, board)
+    return TrainResult(
+        told(done.outcomes),
+        run.id,
+        p.plan,
+        done.uploaded,
+        live and not done.uploaded,
+        done.generation,
+    )
 
 
-def _host_result(o: Outcome[HostStatus]) -> dict[str, Any]:
-    if o.error:
-        return {
-            "ok": False,
-            "unreachable": o.unreachable,
-            **host_fields(not o.unreachable, o.error),
-        }
-    containers = o.value.containers if o.value else []
+def run_stacks(p: training.Prepared, creds: dict[str, str], skip: set[str]) -> list[Stack]:
+    """The run's stack for every host of p's capacities but skip (an empty one tells a host
+    to run none of it), owned (pure)."""
+    docs = training.desired(p, creds, 0)
+    return [
+        Stack(h, d["stack"], d["run_id"], execute.typed(h, d["stack"], d["containers"]), owned=True)
+        for h, d in docs.items()
+        if h not in skip
+    ]
+
+
+def train_intent(
+    p: training.Prepared,
+    creds: dict[str, str],
+    address: str,
+    start_minio: bool,
+    adopt: bool,
+    wipe: bool,
+    live: bool,
+    replace: bool,
+    held: dict[str, HostStatus],
+) -> execute.Intent:
+    """What train does, given what it read (pure): the fleet's minio first on the trainer
+    when none runs there (DR_CLOUD=local), minio's running keys adopted, the run's files to
+    S3, the record, the S3 reach check when another host must reach it, then every host's
+    stack of the run with the files workers mount staged."""
+    trainer, cfg = p.plan.trainer, p.cfg
+    stacks = run_stacks(p, creds, set())
+    if start_minio:
+        minio = specs.minio_stack(cfg, creds, address, 0)
+        stacks.insert(
+            0,
+            Stack(
+                trainer,
+                MINIO_STACK,
+                "",
+                execute.typed(trainer, MINIO_STACK, minio["containers"]),
+                wait=60,
+                early=True,
+            ),
+        )
+    local = cfg.storage == "local"
+    return execute.Intent(
+        "train",
+        tuple(stacks),
+        preflight=Preflight(replace, held),
+        record=SaveRun(
+            checks.run(cfg).id,
+            cfg.setting("DR_LOCAL_S3_BUCKET"),
+            cfg.setting("DR_LOCAL_S3_MODEL_PREFIX"),
+            p.plan,
+        ),
+        adopt=creds if adopt else None,
+        upload=execute.Upload(p, creds, trainer, wipe, live),
+        reach=Reach(p, trainer, bool(creds)) if len(p.caps) > 1 or not local else None,
+        staged=p.staged,
+        owner=cfg,
+    )
+
+
+def told(
+    outcomes: dict[str, Outcome[HostStatus]], containers: bool = True
+) -> dict[str, HostResult]:
     return {
-        "ok": True,
-        **host_fields(True, None),
-        "containers": {c.name: c.state.value for c in containers},
+        h: HostResult.of(o.unreachable, o.error, o.value, containers) for h, o in outcomes.items()
     }
 
 
@@ -209,34 +218,65 @@ def status(
 
     def one(host: Host) -> observe.HostReport:
         with session(host, options) as s:
-            st = agent_client.status(s)
-            if tell and state and host.name in state.fence:
-                before = [c.name for c in st.containers]
-                return observe.HostReport(
-                    host.name, True, converge.fence(s, state, host.name), dropped=before
-                )
-        return observe.HostReport(host.name, True, st)
+            return observe.HostReport(host.name, True, agent_client.status(s))
 
     reports: dict[str, observe.HostReport] = {}
     for o in fan_out(hosts, one, limit=options.limit):
         if o.error or o.value is None:
-            said = host_fields(not o.unreachable, o.error or "no status")
-            reports[o.host.name] = observe.HostReport(
-                o.host.name, not o.unreachable, None, str(said["error"]), fix=str(said["fix"] or "")
-            )
+            reports[o.host.name] = _failed(o.host.name, not o.unreachable, o.error)
         else:
             reports[o.host.name] = o.value
+    if tell and state and env_dir:  # only --converge tells: plain status writes nothing
+        _tell_fenced(inv, options, env_dir, state, reports)
     report = observe.FleetReport(reports)
-    fence = state.fence if state else {}
-    told = {h: g for h, g in fence.items() if reports.get(h, _NONE).dropped is not None}
-    if state and env_dir and told:  # only --converge tells: plain status writes nothing
-        runstate.fenced(env_dir, told)
     if state and env_dir:
         report.run = observe.run_summary(state, reports)
         trainer = reports.get(state.plan.trainer)
         if progress and trainer is not None and trainer.status is not None:
             report.run["progress"] = _progress(inv, options, env_dir, state)
     return report
+
+
+def _failed(host: str, reachable: bool, error: DrfleetError | None) -> observe.HostReport:
+    said = host_fields(reachable, error or "no status")
+    return observe.HostReport(host, reachable, None, str(said["error"]), fix=str(said["fix"] or ""))
+
+
+def fence_intent(state: runstate.RunState, hosts: list[str]) -> execute.Intent:
+    """status --converge (pure): each host of the record's fence that answered is told, at
+    the generation its fence holds, to run nothing of this run's training; told, it leaves
+    the fence."""
+    run = Run(state.run_id or "0")
+    stacks = tuple(
+        Stack(h, run.stack, state.run_id, (), wait=60, generation=state.fence[h])
+        for h in hosts
+        if h in state.fence
+    )
+    return execute.Intent("tell moved hosts", stacks, record=execute.Fenced())
+
+
+def _tell_fenced(
+    inv: Inventory,
+    options: Options,
+    env_dir: Path,
+    state: runstate.RunState,
+    reports: dict[str, observe.HostReport],
+) -> None:
+    """The hosts of the fence that answered are told now; their reports say what they
+    dropped (or why they could not be told)."""
+    intent = fence_intent(state, [h for h in state.fence if reports.get(h, _NONE).status])
+    if not intent.stacks:
+        return
+    with execute.opened({h: inv.hosts[h] for h in intent.hosts}, options) as sessions:
+        done = execute.execute(intent, env_dir, sessions, options.limit)
+    for h, o in done.outcomes.items():
+        before = reports[h].status
+        if o.ok and o.value is not None and before is not None:
+            reports[h] = observe.HostReport(
+                h, True, o.value, dropped=[c.name for c in before.containers]
+            )
+        else:
+            reports[h] = _failed(h, not o.unreachable, o.error)
 
 
 def _progress(
@@ -266,7 +306,6 @@ def _read_metrics(
 ) -> tuple[dict[str, Any] | None, dict[int, dict[str, Any] | None]]:
     """The run's S3: the trainer's deepracer_checkpoints.json and each worker's metrics, at
     the key its params file names (METRICS_S3_OBJECT_KEY)."""
-    import json
 
     import yaml
 
@@ -314,7 +353,7 @@ _NONE = observe.HostReport("", False)
 
 def rebalance(
     inv: Inventory, env_dir: Path, options: Options, board: Board | None
-) -> dict[str, Any]:
+) -> RebalanceResult:
     """Moves the slots of unreachable hosts to hosts with room, then converges every reachable
     host of the run to the new plan (unchanged containers are left alone). A re-run finishes
     what a killed one started."""
@@ -327,54 +366,52 @@ def rebalance(
         )
     st = status(inv, options, env_dir, quick=False, tell=True)  # sure it is down
     down = {h for h, r in st.hosts.items() if not r.reachable}
-    with runstate.locked(env_dir):
-        state = runstate.load(env_dir) or state  # status may have told hosts meanwhile
-        caps = capacity.of_hosts(inv, options, frozenset(down))
-        held = {h: r.status for h, r in st.hosts.items() if r.status is not None}
-        caps, _ = sharing.room(caps, held, Run(state.run_id or "0").stack)
-        p = training.prepare_from(env_dir, caps, state.plan, down, inv)
-        new_plan, moved = plan_mod.rebalance(state.plan, list(p.caps.values()), down)
-        generation = runstate.next_generation(env_dir)
-        p = dataclasses.replace(p, plan=new_plan)
-        docs = training.desired(p, storage.run_credentials(p.cfg, env_dir), generation)
-        ident = runstate.identity(env_dir)
-        docs = {h: d for h, d in owned(ident, env_dir, p.cfg, docs).items() if h not in down}
-        fenced = {h: generation for h in down if h in {w.host for w in state.plan.workers}}
-        was = {str(w.slot): w.host for w in state.plan.workers}
-        sessions = {h: session(inv.hosts[h], options) for h in docs}
-        try:
-            converge.preflight(sessions, docs, options.limit, held=held)
-            state = runstate.RunState(
-                state.run_id,
-                state.bucket,
-                state.prefix,
-                generation,
-                new_plan,
-                {**state.fence, **fenced},
-            )
-            runstate.save(env_dir, state)  # before any host is told: the record is what we intend
-        except BaseException:
-            for s in sessions.values():
-                s.close()
-            raise
-    try:
-        outcomes = converge.push(
-            sessions,
-            docs,
-            options.limit,
-            board,
-            before=lambda s, doc: converge.stage(s, p.staged, doc),
-        )
-    finally:
-        for s in sessions.values():
-            s.close()
-    return {
-        "moved": {str(k): {"from": was[str(k)], "to": h} for k, h in moved.items()},
-        "down": sorted(down),
-        "plan": new_plan.as_json(),
-        "generation": generation,
-        "hosts": {o.host.name: _host_result(o) for o in outcomes},
-    }
+    state = runstate.load(env_dir) or state  # status may have told hosts meanwhile
+    caps = capacity.of_hosts(inv, options, frozenset(down))
+    held = {h: r.status for h, r in st.hosts.items() if r.status is not None}
+    caps, _ = sharing.room(caps, held, Run(state.run_id or "0").stack)
+    p = training.prepare_from(env_dir, caps, state.plan, down, inv)
+    new_plan, moved = plan_mod.rebalance(state.plan, list(p.caps.values()), down)
+    p = dataclasses.replace(p, plan=new_plan)
+    intent = rebalance_intent(p, state, storage.run_credentials(p.cfg, env_dir), down, held)
+    was = {str(w.slot): w.host for w in state.plan.workers}
+    with execute.opened({h: inv.hosts[h] for h in intent.hosts}, options) as sessions:
+        done = execute.execute(intent, env_dir, sessions, options.limit, board)
+    return RebalanceResult(
+        told(done.outcomes),
+        {str(k): (was[str(k)], h) for k, h in moved.items()},
+        sorted(down),
+        new_plan,
+        done.generation,
+    )
+
+
+def rebalance_intent(
+    p: training.Prepared,
+    state: runstate.RunState,
+    creds: dict[str, str],
+    down: set[str],
+    held: dict[str, HostStatus],
+) -> execute.Intent:
+    """--rebalance (pure): every reachable host gets the run's stack of p's (moved) plan;
+    the down hosts that ran workers are fenced with the new generation; refused when the
+    record changed since `state` was read."""
+    workers = {w.host for w in state.plan.workers}
+    return execute.Intent(
+        "rebalance",
+        tuple(run_stacks(p, creds, down)),
+        preflight=Preflight(held=held),
+        record=SaveRun(
+            state.run_id,
+            state.bucket,
+            state.prefix,
+            p.plan,
+            down=frozenset(h for h in down if h in workers),
+            based_on=state.generation,
+        ),
+        staged=p.staged,
+        owner=p.cfg,
+    )
 
 
 def locate(inv: Inventory, options: Options, name: str) -> tuple[Host, ContainerStatus]:
@@ -387,7 +424,7 @@ def locate(inv: Inventory, options: Options, name: str) -> tuple[Host, Container
 
 def stop(
     inv: Inventory, options: Options, env_dir: Path, everything: bool = False, check: bool = False
-) -> dict[str, Any]:
+) -> StopResult:
     """Ends the run env_dir drives (run_of: its training, its evaluation, and on the trainer
     the sagemaker container its rl_coach started, which no agent owns) on every host; other
     runs go on. minio goes too on a host that then runs nothing else. everything: every
@@ -398,47 +435,38 @@ def stop(
     run = training.run_of(env_dir)
     if check:
         return _would_stop(hosts, options, run, everything)
-    with runstate.locked(env_dir):
-        generation = runstate.next_generation(env_dir)
-
-    def one(host: Host) -> HostStatus:
-        with session(host, options) as s:
-            if everything:
-                st = agent_client.apply(
-                    s, agent_client.empty(run.stack, run.id, generation), 60, True, clear=True
-                )
-            else:
-                for stack in (run.eval_stack, run.stack):
-                    st = agent_client.apply(
-                        s, agent_client.empty(stack, run.id, generation), 60, force=True
-                    )
-                if set(st.agent.stacks) == {MINIO_STACK}:  # the last run on the fleet's minio
-                    st = agent_client.apply(
-                        s, agent_client.empty(MINIO_STACK, "", generation), 60, force=True
-                    )
-            if "trainer" in host.roles:
-                _remove_sagemaker(s, None if everything else run.id)
-        return st
-
-    outcomes = fan_out(hosts, one, limit=options.limit)
-    with runstate.locked(env_dir):
-        state = runstate.load(env_dir)
-        missed = {o.host.name: generation for o in outcomes if not o.ok}
-        if state and missed:
-            state.plan = plan_mod.Plan(state.plan.trainer, [])
-            state.generation, state.fence = generation, missed
-            runstate.save(env_dir, state)
-        elif state:
-            runstate.clear(env_dir)
-    return {
-        "run": None if everything else run.id,
-        "hosts": {
-            o.host.name: {"ok": o.ok, **host_fields(not o.unreachable, o.error)} for o in outcomes
-        },
-    }
+    intent = stop_intent(run, [h.name for h in hosts], everything, trainers(hosts))
+    with execute.opened({h.name: h for h in hosts}, options) as sessions:
+        done = execute.execute(intent, env_dir, sessions, options.limit)
+    return StopResult(told(done.outcomes, containers=False), None if everything else run.id)
 
 
-def _would_stop(hosts: list[Host], options: Options, run: Run, everything: bool) -> dict[str, Any]:
+def trainers(hosts: list[Host]) -> list[str]:
+    return [h.name for h in hosts if "trainer" in h.roles]
+
+
+def stop_intent(
+    run: Run, hosts: list[str], everything: bool, trainers: list[str]
+) -> execute.Intent:
+    """stop (pure): on every host, the run's evaluation and training stacks end, and the
+    fleet's minio when it is then all the host holds; everything: every stack, whichever
+    run. Forced: a stop is obeyed whatever generation a host holds. On the trainers, the
+    sagemaker container goes after. The record goes (hosts not told stay in its fence)."""
+    stacks: list[Stack] = []
+    for h in hosts:
+        if everything:
+            stacks.append(Stack(h, run.stack, run.id, (), wait=60, force=True, clear=True))
+            continue
+        stacks += [
+            Stack(h, run.eval_stack, run.id, (), wait=60, force=True),
+            Stack(h, run.stack, run.id, (), wait=60, force=True),
+            Stack(h, MINIO_STACK, "", (), wait=60, force=True, when_alone=True),
+        ]
+    after = tuple(execute.Sagemaker(h, None if everything else run.id) for h in trainers)
+    return execute.Intent("stop", tuple(stacks), record=execute.EndRun(), after=after)
+
+
+def _would_stop(hosts: list[Host], options: Options, run: Run, everything: bool) -> StopResult:
     """stop --check: what stop would end on each host, read from its agent and docker; no
     host is told anything and env_dir is not touched."""
 
@@ -452,88 +480,13 @@ def _would_stop(hosts: list[Host], options: Options, run: Run, everything: bool)
             names = [c.name for c in st.containers if c.stack in stacks]
             if "trainer" in host.roles:
                 which = None if everything else run.id
-                names += [str(d.get("Name", "")).lstrip("/") for d in _sagemaker_of(s, which)]
+                names += [str(d.get("Name", "")).lstrip("/") for d in sagemaker_of(s, which)]
         return names
 
-    outcomes = fan_out(hosts, one, limit=options.limit)
-    return {
-        "run": None if everything else run.id,
-        "check": True,
-        "hosts": {
-            o.host.name: {
-                "ok": o.ok,
-                **host_fields(not o.unreachable, o.error),
-                "would_stop": o.value or [],
-            }
-            for o in outcomes
-        },
+    said = {
+        o.host.name: dataclasses.replace(
+            HostResult.of(o.unreachable, o.error, None, False), would_stop=o.value or []
+        )
+        for o in fan_out(hosts, one, limit=options.limit)
     }
-
-
-def _remove_sagemaker(s: Session, run_id: str | None) -> None:
-    """The SageMaker container rl_coach started for run_id (None: for any run), removed with
-    its job folder."""
-    ours = _sagemaker_of(s, run_id)
-    if not ours:
-        return
-    s.run(
-        cmd("docker", "rm", "-f", *(str(d["Id"]) for d in ours)),
-        become=True,
-        timeout=120,
-        task="remove the sagemaker container",
-    )
-    jobs = sorted({j for d in ours if (j := job_dir(d))})
-    if jobs:  # its docker-compose.yaml holds the run's keys (local mode writes them there)
-        s.run(cmd("rm", "-rf", "--", *jobs), become=True, timeout=60, task="remove its job")
-
-
-def _sagemaker_of(s: Session, run_id: str | None) -> list[dict[str, Any]]:
-    """The SageMaker containers rl_coach started for run_id (None: for any run), inspected,
-    as DRfC's stop.sh finds them: named `<10 chars>-algo-<i>-<5 chars>` by SageMaker's local
-    mode (sagemaker 2.x local/image.py) and carrying the run in RUN_ID, which start.py hands
-    it (DRfC greps the compose file holding that environment for RUN_ID=<id>)."""
-    found = s.run(
-        cmd("docker", "ps", "-aq", "--no-trunc", "--filter", f"name={SAGEMAKER_PATTERN}"),
-        become=True,
-        timeout=60,
-        task="find the sagemaker container",
-    ).stdout.split()
-    if not found:
-        return []
-    inspected = s.run(
-        cmd("docker", "inspect", *found),
-        become=True,
-        check=False,
-        timeout=60,
-        task="which run's sagemaker container",
-        prints_secret=True,  # its environment holds the run's keys
-    )
-    try:
-        docs = json.loads(inspected.stdout or "[]")
-    except ValueError:
-        docs = []
-    return [
-        d
-        for d in docs
-        if run_id is None or f"RUN_ID={run_id}" in ((d.get("Config") or {}).get("Env") or [])
-    ]
-
-
-SAGEMAKER_ROOT = "/tmp/sagemaker/"  # local mode's container_root (the simapp's config.yaml)
-
-
-def job_dir(inspected: dict[str, Any]) -> str:
-    """The local-mode job folder of an inspected sagemaker container, "" when it has none:
-    <container_root>/<tmp>/, whose <host>/input is its /opt/ml/input (pure)."""
-    for m in inspected.get("Mounts") or []:
-        source = str(m.get("Source") or "")
-        if m.get("Destination") != "/opt/ml/input" or not source.startswith(SAGEMAKER_ROOT):
-            continue
-        parts = source[len(SAGEMAKER_ROOT) :].split("/")
-        if (
-            len(parts) == 3
-            and parts[2] == "input"
-            and all(p and p not in (".", "..") for p in parts)
-        ):
-            return SAGEMAKER_ROOT + parts[0]
-    return ""
+    return StopResult(said, None if everything else run.id, check=True)

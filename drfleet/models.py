@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from drfleet import agent_client, console, converge, runstate, storage
+from drfleet import agent_client, console, converge, execute, storage
 from drfleet.agent_client import reach
 from drfleet.drfc import checks, config
 from drfleet.drfc.config import TrainingConfig
@@ -60,17 +60,32 @@ def run_s3(
     with session(host, options) as s:
         held = agent_client.held(s, MINIO_STACK)
         # the fleet's, maybe another env dir's: made this env dir's only by a command that acts
-        creds = converge.minio_keys(held, env_dir, creds, adopt=start)
+        running = converge.minio_keys(held, creds)
         if held is None or not converge.has_container(s, MINIO):
             if not start:
                 yield None, cfg
                 return
-            with runstate.locked(env_dir):
-                generation = runstate.next_generation(env_dir)
-            doc = minio_stack(cfg, creds, host.publish_address, generation)
-            agent_client.apply(s, doc, 60, force=True)  # minio's stack is the fleet's, not ours
+            doc = minio_stack(cfg, running, host.publish_address, 0)
+            intent = minio_intent(
+                host.name, doc["containers"], running if running != creds else None
+            )
+            execute.execute(intent, env_dir, {host.name: s}, 1)
+        elif start and running != creds:
+            execute.execute(execute.Intent("adopt minio's keys", adopt=running), env_dir, {}, 1)
+        creds = running
         with _minio(s, host, creds, cfg) as s3:
             yield s3, cfg
+
+
+def minio_intent(
+    host: str, containers: list[dict[str, Any]], adopt: dict[str, str] | None
+) -> execute.Intent:
+    """The fleet's minio started alone on host (pure): its stack is the fleet's, not this
+    env dir's, so it is obeyed whatever generation another env dir gave it; adopt: the keys
+    of the minio stack the host holds become this env dir's."""
+    typed = execute.typed(host, MINIO_STACK, containers)
+    stack = execute.Stack(host, MINIO_STACK, "", typed, wait=60, force=True)
+    return execute.Intent("start minio", (stack,), preflight=execute.Preflight(), adopt=adopt)
 
 
 @contextlib.contextmanager

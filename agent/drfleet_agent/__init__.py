@@ -1,3 +1,3 @@
 """drfleet-agent: keeps one host's assigned containers running (see ARCHITECTURE.md)."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

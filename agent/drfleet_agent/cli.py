@@ -92,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
         help="then wait until every container runs; print the status as JSON",
     )
 
+    desired = sub.add_parser(
+        "desired", help="one stack's desired state as JSON (exit 3: the host holds none)"
+    )
+    state_dir(desired)
+    desired.add_argument("stack")
+
     status = sub.add_parser("status", help="what runs, restarts, last errors")
     state_dir(status)
     status.add_argument("--json", action="store_true", help="the status document as JSON")
@@ -231,6 +237,17 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def cmd_desired(args: argparse.Namespace, state: StateDir) -> int:
+    """The stack as the controller sent it (its document), read through the state dir's
+    own reading (a stack split from an older agent's one desired state included)."""
+    held = state.read_stacks().get(args.stack)
+    if held is None:
+        print(f"no stack {args.stack!r} here", file=sys.stderr)
+        return 3
+    print(json.dumps(held.document()))
+    return 0
+
+
 def cmd_status(args: argparse.Namespace, state: StateDir) -> int:
     st = state.read_status()
     pid = state.daemon_pid()
@@ -282,7 +299,13 @@ def cmd_logs(args: argparse.Namespace, state: StateDir) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "apply": cmd_apply, "status": cmd_status, "logs": cmd_logs}
+COMMANDS = {
+    "run": cmd_run,
+    "apply": cmd_apply,
+    "desired": cmd_desired,
+    "status": cmd_status,
+    "logs": cmd_logs,
+}
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import hashlib
 import ipaddress
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}\Z")
@@ -53,6 +53,18 @@ class ContainerSpec:
     restart: str = "on-failure"
     role: str = ""
 
+    def document(self) -> dict[str, Any]:
+        """The container as a desired-state document carries it: what `container` reads back
+        to this spec, fields at their defaults left out (so an agent that predates a field
+        still reads a spec that does not use it)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            default = f.default_factory() if f.default_factory is not MISSING else f.default
+            if (f.default is MISSING and f.default_factory is MISSING) or value != default:
+                out[f.name] = [asdict(m) for m in value] if f.name == "mounts" else value
+        return out
+
     def spec_hash(self, run_id: str) -> str:
         """Changes whenever anything that shapes the container changes (the run included)."""
         doc = json.dumps({"run": run_id, "spec": asdict(self)}, sort_keys=True)
@@ -76,6 +88,16 @@ class DesiredState:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
+
+    def document(self) -> dict[str, Any]:
+        """The document a controller sends for this state (parse reads it back to it)."""
+        return {
+            "fleet": self.fleet,
+            "stack": self.stack,
+            "run_id": self.run_id,
+            "generation": self.generation,
+            "containers": [c.document() for c in self.containers],
+        }
 
     def run_of(self, name: str) -> str:
         return self.run_id

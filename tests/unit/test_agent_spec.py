@@ -277,3 +277,22 @@ def test_the_image_ids_provisioning_recorded_are_read_strictly(tmp_path: Path) -
     assert state.read_images() == {"simapp:1": good}
     state.images.write_text("[1]")
     assert state.read_images() == {}
+
+
+def test_desired_prints_one_stack_as_the_controller_sent_it(tmp_path: Path) -> None:
+    """`desired STACK`: the controller reads what a host holds through the agent (never its
+    files): the stack's document, which parses back to the same state; exit 3 for none."""
+    import contextlib
+    import io
+
+    from drfleet_agent import cli
+    from drfleet_agent.store import StateDir
+
+    assert _apply(tmp_path, _doc("s3", "m", port=9000))[0] == 0
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["desired", "s3", "--state-dir", str(tmp_path)]) == 0
+    assert parse(out.getvalue()) == StateDir(tmp_path).read_stacks()["s3"]
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        assert cli.main(["desired", "deepracer-0", "--state-dir", str(tmp_path)]) == 3
+    assert "no stack 'deepracer-0'" in err.getvalue()

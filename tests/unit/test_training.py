@@ -500,7 +500,7 @@ def test_evaluate_dry_run_writes_the_params_and_the_runs_eval_stack(tmp_path: Pa
 def test_the_sagemaker_job_folder_stop_removes_is_local_modes_own() -> None:
     """sagemaker 2.x local mode: <container_root>/<mkdtemp>/<host>/input is the container's
     /opt/ml/input, and <container_root>/<mkdtemp>/docker-compose.yaml holds the job's keys."""
-    from drfleet.launch import job_dir
+    from drfleet.sagemaker import job_dir
 
     def inspected(source: str, dest: str = "/opt/ml/input") -> dict[str, Any]:
         return {"Mounts": [{"Source": source, "Destination": dest}]}
