@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 from drfleet.localfs import atomic_write, cache_dir
+from drfleet.names import STATE_DIR
 
 PACKAGES = (
     "drfleet_agent",
@@ -89,3 +90,11 @@ def cached() -> bytes:
     with contextlib.suppress(OSError):  # a cache, nothing more
         atomic_write(target, data)
     return data
+
+
+def unit_text(python: str, state_dir: str) -> str:
+    """The agent's systemd unit for this python and state dir."""
+    text = UNIT.read_text()
+    return text.replace("/usr/bin/python3 ", f"{python} ").replace(
+        f"--state-dir {STATE_DIR}", f"--state-dir {state_dir}"
+    )

@@ -59,7 +59,7 @@ COMMON_HELP = {
 }
 
 
-class Command(Task):  # type: ignore[type-arg]
+class CommandTask(Task):  # type: ignore[type-arg]
     """A task whose short flags are SHORT's, and nothing else."""
 
     def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
@@ -77,7 +77,7 @@ def command(**extra: str) -> Callable[[F], F]:
     def wrap(fn: F) -> F:
         params = inspect.signature(fn).parameters
         return task(  # type: ignore[no-any-return]
-            klass=Command,
+            klass=CommandTask,
             auto_shortflags=False,
             help={**{n: h for n, h in COMMON_HELP.items() if n in params}, **extra},
             iterable=[n for n, p in params.items() if "list[" in str(p.annotation)],

@@ -24,7 +24,7 @@ from drfleet.relay_trust import (
     EXPIRY,
     RELAY_DIR,
     TAGS,
-    Prepared,
+    RelayPrepared,
     prepared_from,
     tags_of,
     verdict,
@@ -35,7 +35,7 @@ from drfleet.shell import cmd
 
 if TYPE_CHECKING:
     from drfleet.inventory import Host
-    from drfleet.playbook.runner import HostState
+    from drfleet.playbook.hoststate import HostState
 
 # the layers each image a host has, and docker's storage driver (the first line)
 HOLDINGS = (
@@ -63,7 +63,7 @@ class Hop:
 
 
 def setups(
-    hops: Sequence[Hop], prepared: Sequence[Prepared], image: str, image_id: str
+    hops: Sequence[Hop], prepared: Sequence[RelayPrepared], image: str, image_id: str
 ) -> list[dict[str, Any]]:
     """What `relay.py setup` gets on each host: its settings, the next hop's host key, and the
     authorized_keys entry that lets the previous host in (to that command only, until the
@@ -103,7 +103,7 @@ def order(names: Sequence[str], has_ssh: dict[str, bool]) -> tuple[list[str], li
 
 
 @dataclass
-class Outcome:
+class RelayOutcome:
     """Per host, as the chain reports it: bytes received and the error it names. Progress and
     reasons only: whether a host has the image is read from that host itself (verdict)."""
 
@@ -229,9 +229,9 @@ def send(
     elif oci and len(need) < len(diff_ids):
         total = None  # the layers' sizes are known only as they pass
     relay = resources.files("drfleet").joinpath("data/relay.py").read_bytes()
-    prepared: dict[str, Prepared] = {}
+    prepared: dict[str, RelayPrepared] = {}
 
-    def prepare(name: str) -> Prepared:
+    def prepare(name: str) -> RelayPrepared:
         st = by_name[name]
         assert st.session is not None
         out = st.session.run(
@@ -266,7 +266,7 @@ def _stream(
     chain: list[str],
     by_name: dict[str, HostState],
     addresses: dict[str, str],
-    prepared: dict[str, Prepared],
+    prepared: dict[str, RelayPrepared],
     image: str,
     image_id: str,
     need: frozenset[str],
@@ -287,7 +287,7 @@ def _stream(
             become=False,
         )
     before = _tags(chain, by_name)
-    outcome = Outcome({n: Meter(total) for n in chain})
+    outcome = RelayOutcome({n: Meter(total) for n in chain})
     lock = threading.Lock()
 
     def line(text: str) -> None:
@@ -363,7 +363,7 @@ def _verdicts(
 
 
 def _cleanup(
-    by_name: dict[str, HostState], prepared: dict[str, Prepared], relay: bytes, limit: int
+    by_name: dict[str, HostState], prepared: dict[str, RelayPrepared], relay: bytes, limit: int
 ) -> None:
     """What a relay that never ran left: its directory and authorized_keys entry."""
 

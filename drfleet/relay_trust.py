@@ -25,14 +25,14 @@ KEY_B64 = re.compile(r"[A-Za-z0-9+/]{68}")  # 51 bytes: no padding
 
 
 @dataclass
-class Prepared:
+class RelayPrepared:
     dir: str
     pub: list[str] | None
     expiry: str
     ssh: bool
 
 
-def prepared_from(line: str, host: str) -> Prepared:
+def prepared_from(line: str, host: str) -> RelayPrepared:
     """What a host's `prepare` printed, taken only when every field is well-formed: its key
     and expiry go into the next host's authorized_keys, and a host that could add a line
     break or an option there would plant a key of its own, unrestricted."""
@@ -59,7 +59,7 @@ def prepared_from(line: str, host: str) -> Prepared:
         raise bad("a public key that is not one well-formed ssh-ed25519 key")
     if not isinstance(ssh, bool):
         raise bad(f"ssh that is not true or false: {ssh!r}")
-    return Prepared(d, list(pub) if pub is not None else None, expiry, ssh)
+    return RelayPrepared(d, list(pub) if pub is not None else None, expiry, ssh)
 
 
 def _a_time(expiry: str) -> bool:

@@ -10,7 +10,7 @@ from typing import Any
 from drfleet.hostfacts import Facts
 from drfleet.inventory import Host
 from drfleet.playbook import templating
-from drfleet.playbook.modules.files import read_local
+from drfleet.playbook.model import ModuleFailure
 
 
 @dataclass
@@ -52,3 +52,11 @@ class HostContext:
 
     def read_local(self, src: str) -> bytes:
         return read_local(self.base_dir / "files", src)
+
+
+def read_local(base: Path, src: str) -> bytes:
+    path = (base / src) if not Path(src).is_absolute() else Path(src)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ModuleFailure(f"cannot read {path} on the controller: {exc.strerror}") from None

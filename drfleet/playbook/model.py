@@ -22,6 +22,45 @@ class Step:
     become: bool | None = None
 
 
+@dataclass(frozen=True)
+class Late:
+    """A value that only an earlier step of the same fleet task learns (its output), bound
+    when the step that needs it runs (as pyinfra's function commands are): the swarm's join
+    token, a new node's id. A secret one is never in plain data, never on a command line
+    and never echoed; where a step is shown, it stands as <name>."""
+
+    name: str
+    secret: bool = True
+
+
+@dataclass(frozen=True)
+class FleetStep:
+    """One command of a fleet task, on `host`. argv and the JSON document on stdin may hold
+    Late values; `captures` names the Late its stdout becomes. `says`: the change as the
+    recap says it, in `reports`'s line (default: host's); empty for a step that only reads.
+    dirty: the fact sections it changes. fatal: its failure ends the task for every host
+    (else only its own host's steps stop)."""
+
+    host: str
+    says: str
+    argv: tuple[str | Late, ...]
+    stdin: dict[str, Any] | None = None
+    captures: Late | None = None
+    dirty: frozenset[str] = frozenset()
+    reports: str = ""
+    timeout: float | None = 1800
+    fatal: bool = True
+    secret_output: bool = False
+
+    def needs(self) -> set[Late]:
+        """The Late values it cannot run without."""
+        found = {a for a in self.argv if isinstance(a, Late)}
+        return found | {v for v in (self.stdin or {}).values() if isinstance(v, Late)}
+
+
+Phase = tuple[FleetStep, ...]  # steps of one phase run side by side; phases run in order
+
+
 @dataclass
 class Change:
     steps: list[Step]
@@ -117,7 +156,7 @@ class TaskResult:
 
 
 @dataclass
-class HostReport:
+class PlayReport:
     host: str
     tasks: list[TaskResult] = field(default_factory=list)
     unreachable: bool = False

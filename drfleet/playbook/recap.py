@@ -7,10 +7,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from drfleet import ui
-from drfleet.playbook.model import HostReport
+from drfleet.playbook.model import PlayReport
 
 
-def show(reports: dict[str, HostReport], check: bool, diff: bool = False) -> None:
+def show(reports: dict[str, PlayReport], check: bool, diff: bool = False) -> None:
     console = ui.console()
     if check or diff:
         for name, r in reports.items():

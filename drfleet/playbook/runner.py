@@ -16,30 +16,29 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from drfleet import facts as facts_mod
 from drfleet.errors import DrfleetError, host_fields
-from drfleet.hostfacts import Facts
 from drfleet.inventory import Host, Inventory
 from drfleet.names import LIB_DIR, PENDING_HANDLERS, STATE_DIR, TASKSET_SHIM, XAUTHORITY
 from drfleet.playbook.context import HostContext
+from drfleet.playbook.hoststate import HostState, RunOptions
 from drfleet.playbook.model import (
     Change,
-    HostReport,
     ModuleFailure,
     Needs,
     Play,
     Playbook,
+    PlayReport,
     Step,
     Task,
     TaskResult,
 )
 from drfleet.playbook.modules import FLEET_SPECS, MODULES
 from drfleet.playbook.modules.base import validate
-from drfleet.remote import Options, Session, Unreachable, fan_out, session
+from drfleet.remote import Unreachable, fan_out, session
 from drfleet.shell import Command, Raw, cmd, join
 from drfleet.ui import Board
 
@@ -51,36 +50,6 @@ PATHS = {
     "xauthority": XAUTHORITY,
 }
 PENDING = PENDING_HANDLERS
-
-
-@dataclass
-class RunOptions:
-    check: bool = False
-    remote: Options = field(default_factory=Options)
-    extra_vars: dict[str, Any] = field(default_factory=dict)
-    images_from: str = "pull"
-
-
-@dataclass
-class HostState:
-    host: Host
-    report: HostReport
-    session: Session | None = None
-    facts: dict[str, Any] = field(default_factory=dict)
-    asked: Needs = field(default_factory=Needs)
-    dirty: set[str] = field(default_factory=set)
-    pending: list[str] = field(default_factory=list)
-    stopped: bool = False  # failed or unreachable: no more tasks
-    become: bool | None = None
-
-    @property
-    def typed(self) -> Facts:
-        """The facts gathered so far, read through their types."""
-        return Facts(self.facts)
-
-    def run(self, command: Command, **kw: Any) -> Any:
-        assert self.session is not None
-        return self.session.run(command, **kw)
 
 
 class Runner:
@@ -102,7 +71,7 @@ class Runner:
         self.options = options
         self.board = board
         self.base_dir = Path(playbook.path).parent
-        self.states = {h.name: HostState(h, HostReport(h.name)) for h in hosts}
+        self.states = {h.name: HostState(h, PlayReport(h.name)) for h in hosts}
         self.started = time.monotonic()
         self.trainer_name: str | None = inventory.trainer.name if inventory.trainer else None
         self.fleet = {
@@ -113,7 +82,7 @@ class Runner:
         }
 
     # -- the whole run -----------------------------------------------------------------
-    def run(self) -> dict[str, HostReport]:
+    def run(self) -> dict[str, PlayReport]:
         try:
             fan_out(self.hosts, self._connect, limit=self.options.remote.limit)
             for play in self.playbook.plays:
@@ -127,7 +96,7 @@ class Runner:
                     self._final(st)
         return {name: st.report for name, st in self.states.items()}
 
-    def simulate(self, facts: dict[str, dict[str, Any]]) -> dict[str, HostReport]:
+    def simulate(self, facts: dict[str, dict[str, Any]]) -> dict[str, PlayReport]:
         """Check mode without any host: plans every task from the facts given (the pure
         planning of the GPU, OpenGL and OS branches, tested without hosts)."""
         assert self.options.check, "simulate() only plans"
@@ -463,12 +432,12 @@ class Runner:
         """A host outside the selection that a fleet task needs (the swarm's manager)."""
         if name not in self.states:
             host = self.inventory.hosts[name]
-            self.states[name] = HostState(host, HostReport(name))
+            self.states[name] = HostState(host, PlayReport(name))
             self._connect(host)
         return self.states[name]
 
 
-def report_json(reports: dict[str, HostReport], check: bool, diff: bool = False) -> dict[str, Any]:
+def report_json(reports: dict[str, PlayReport], check: bool, diff: bool = False) -> dict[str, Any]:
     return {"check": check, "hosts": {n: r.as_json(check, diff) for n, r in reports.items()}}
 
 

@@ -25,24 +25,39 @@ WIRE = {
     "docker",
     "boto3",
 }
+# no I/O of their own (test_the_pure_modules_do_no_io) and no wire reached, transitively
 PURE = (
-    "drfleet.drfc",
+    "drfleet.drfc.checks",
+    "drfleet.drfc.eval_params",
+    "drfleet.drfc.images",
+    "drfleet.drfc.params",
+    "drfleet.drfc.settings",
     "drfleet.plan",
     "drfleet.specs",
-    "drfleet.training",
     "drfleet.observe",
     "drfleet.image_layers",
     "drfleet.relay_trust",
-    "drfleet.runstate",
     "drfleet.sharing",
     "drfleet.names",
     "drfleet.errors",
     "drfleet.shell",
+    "drfleet.results",
+    "drfleet.increment",
+    "drfleet.progress",
+    "drfleet.training_progress",
     "drfleet.playbook.model",
     "drfleet.playbook.templating",
     "drfleet.playbook.shellvalues",
-    "drfleet.playbook.modules",
+    "drfleet.playbook.modules.apt",
+    "drfleet.playbook.modules.base",
+    "drfleet.playbook.modules.docker",
+    "drfleet.playbook.modules.files",
+    "drfleet.playbook.modules.system",
 )
+# they read and write the env dir and the user's DRfC files, never the wire (transitively)
+LOCAL = ("drfleet.drfc.config", "drfleet.drfc.envfile", "drfleet.runstate", "drfleet.training")
+# the one module that applies a desired state on a host and hands out a generation
+EXECUTOR = "drfleet.execute"
 
 
 def modules() -> dict[str, Path]:
@@ -61,13 +76,14 @@ def modules() -> dict[str, Path]:
     return out
 
 
-def imports(path: Path) -> set[str]:
-    """What a module imports at run time (not under `if TYPE_CHECKING:`)."""
+def imports(path: Path, typing: bool = False) -> set[str]:
+    """What a module imports at run time, in functions too; typing: also what it imports
+    under `if TYPE_CHECKING:`."""
     tree = ast.parse(path.read_text())
     skip = {
         id(n)
         for node in ast.walk(tree)
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        if not typing and isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
         for n in ast.walk(node)
     }
     out: set[str] = set()
@@ -80,6 +96,24 @@ def imports(path: Path) -> set[str]:
             out.add(n.module)
             out |= {f"{n.module}.{a.name}" for a in n.names}
     return out
+
+
+def graph(typing: bool = True) -> dict[str, set[str]]:
+    """module -> the modules of drfleet and drfleet_agent it imports (type-only ones too)."""
+    mods = modules()
+    return {m: {i for i in imports(p, typing) if i in mods} - {m} for m, p in mods.items()}
+
+
+def reached(start: str, g: dict[str, set[str]]) -> set[str]:
+    """Every module start imports, directly or through others."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for nxt in g.get(todo.pop(), set()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
 
 
 def touches(imported: set[str], targets: set[str]) -> set[str]:
@@ -109,10 +143,142 @@ def test_the_agent_and_the_probe_import_nothing_of_the_controller() -> None:
     assert not touches(imports(mods["drfleet.probe"]), {"drfleet", "drfleet_agent"})
 
 
-def test_the_pure_core_never_imports_the_wire() -> None:
-    for name, path in modules().items():
-        if name.startswith(PURE):
-            assert not touches(imports(path), WIRE), (name, touches(imports(path), WIRE))
+def test_the_pure_core_never_reaches_the_wire_through_any_import() -> None:
+    """Transitively, type-only imports included: what a pure module imports, and what that
+    imports, never names the wire."""
+    mods, g = modules(), graph()
+    for name in mods:
+        if name.startswith(PURE + LOCAL):
+            seen = reached(name, g) | {name}
+            bad = {m: touches(imports(mods[m], True), WIRE) for m in seen}
+            bad = {m: t for m, t in bad.items() if t}
+            assert not bad, (name, bad)
+
+
+def test_no_import_circle_even_counting_type_only_imports() -> None:
+    g = graph()
+    circles = sorted(m for m in g if m in reached(m, g))
+    assert not circles, circles
+
+
+IO_CALLS = {
+    "open",
+    "read_text",
+    "write_text",
+    "read_bytes",
+    "write_bytes",
+    "mkdir",
+    "unlink",
+    "iterdir",
+    "rglob",
+    "glob",
+    "exists",
+    "is_file",
+    "is_dir",
+    "stat",
+    "lstat",
+    "resolve",
+    "touch",
+    "chmod",
+    "rmdir",
+    "cwd",
+    "home",
+}
+IO_MODULES = {
+    "subprocess",
+    "socket",
+    "fcntl",
+    "shutil",
+    "tempfile",
+    "urllib.request",
+    "http",
+    "threading",
+    "drfleet.localfs",
+}
+
+
+def io_of(path: Path) -> list[str]:
+    """The I/O a module's own code does: files opened or statted, processes, sockets, locks,
+    anything of os but os.path (pure string work)."""
+    found = []
+    for n in ast.walk(ast.parse(path.read_text())):
+        if isinstance(n, ast.Call):
+            f = n.func
+            if isinstance(f, ast.Name) and f.id in ("open", "print", "input"):
+                found.append(f"{n.lineno}: {f.id}()")
+            elif isinstance(f, ast.Attribute) and f.attr in IO_CALLS:
+                found.append(f"{n.lineno}: .{f.attr}()")
+        os_attr = isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+        if os_attr and n.value.id == "os" and n.attr != "path":  # type: ignore[attr-defined]
+            found.append(f"{n.lineno}: os.{n.attr}")  # type: ignore[attr-defined]
+        names = (
+            [a.name for a in n.names]
+            if isinstance(n, ast.Import)
+            else [n.module or ""]
+            if isinstance(n, ast.ImportFrom)
+            else []
+        )
+        for m in names:
+            if any(m == t or m.startswith(t + ".") for t in IO_MODULES):
+                found.append(f"{n.lineno}: import {m}")
+    return found
+
+
+def test_the_pure_modules_do_no_io() -> None:
+    mods = modules()
+    listed = [m for m in mods if m.startswith(PURE)]
+    assert len(listed) >= len(PURE)
+    for name in listed:
+        assert not io_of(mods[name]), (name, io_of(mods[name]))
+
+
+def test_io_of_finds_io() -> None:
+    """The check above would see I/O (so its silence means something)."""
+    mods = modules()
+    assert io_of(mods["drfleet.runstate"])
+    assert io_of(mods["drfleet.drfc.envfile"])
+
+
+APPLY = {"apply"}
+GENERATION = {"next_generation"}
+
+
+def calls_of(path: Path, names: set[str]) -> list[str]:
+    """Where a module calls agent_client.apply / runstate.next_generation (by attribute or by
+    a name imported from those modules)."""
+    tree = ast.parse(path.read_text())
+    imported = {
+        a.asname or a.name
+        for n in ast.walk(tree)
+        if isinstance(n, ast.ImportFrom)
+        and n.module in ("drfleet.agent_client", "drfleet.runstate")
+        for a in n.names
+        if a.name in names
+    }
+    found = []
+    for n in ast.walk(tree):
+        if not isinstance(n, ast.Call):
+            continue
+        f = n.func
+        if (
+            isinstance(f, ast.Attribute)
+            and f.attr in names
+            and isinstance(f.value, ast.Name)
+            and f.value.id in ("agent_client", "runstate")
+        ):
+            found.append(f"{n.lineno}: {f.value.id}.{f.attr}")
+        elif isinstance(f, ast.Name) and f.id in imported:
+            found.append(f"{n.lineno}: {f.id}")
+    return found
+
+
+def test_only_the_executor_applies_a_desired_state_or_hands_out_a_generation() -> None:
+    mods = modules()
+    assert calls_of(mods[EXECUTOR], APPLY) and calls_of(mods[EXECUTOR], GENERATION)
+    for name, path in mods.items():
+        if name in (EXECUTOR, "drfleet.agent_client", "drfleet.runstate"):
+            continue
+        assert not calls_of(path, APPLY | GENERATION), (name, calls_of(path, APPLY | GENERATION))
 
 
 def test_only_the_command_line_imports_the_commands() -> None:

@@ -21,9 +21,9 @@ import pytest
 
 from drfleet import image_layers as L
 from drfleet.errors import DrfleetError
-from drfleet.image_relay import Hop, Outcome, order, setups
+from drfleet.image_relay import Hop, RelayOutcome, order, setups
 from drfleet.progress import Meter
-from drfleet.relay_trust import Prepared, prepared_from, tags_of, verdict
+from drfleet.relay_trust import RelayPrepared, prepared_from, tags_of, verdict
 
 
 def _sha(data: bytes) -> str:
@@ -145,7 +145,7 @@ def _key(n: int = 0) -> list[str]:
 
 def test_each_hop_knows_the_next_hosts_key_and_lets_only_the_previous_in() -> None:
     prepared = [
-        Prepared(f"/tmp/drfleet-relay.abcdefg{i}", _key(i), "20261201010000Z", True)
+        RelayPrepared(f"/tmp/drfleet-relay.abcdefg{i}", _key(i), "20261201010000Z", True)
         for i in (1, 2, 3)
     ]
     given = setups(_hops(), prepared, "img:1", "sha256:ab")
@@ -308,7 +308,7 @@ def test_hosts_without_an_ssh_client_end_the_chain_or_wait_for_a_direct_copy() -
 def test_the_chains_report_is_progress_only_each_host_speaks_for_itself() -> None:
     """h1 says h2 and h3 are done with the right id: a lie the controller does not take; what
     counts is each host's own tags, read by the controller over that host's session."""
-    out = Outcome({"h1": Meter(100), "h2": Meter(100), "h3": Meter(100)})
+    out = RelayOutcome({"h1": Meter(100), "h2": Meter(100), "h3": Meter(100)})
     for line in [
         '{"host": "h1", "bytes": 50}',
         "not json",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drfleet.playbook.modules.agent import Agent
+from drfleet.playbook.modules.agent import AgentModule
 from drfleet.playbook.modules.apt import Apt
 from drfleet.playbook.modules.base import Arg, Module
 from drfleet.playbook.modules.files import Copy, File, JsonMerge, Template
@@ -20,7 +20,7 @@ MODULES: dict[str, Module] = {
         GroupMember(),
         CommandModule(),
         Assert(),
-        Agent(),
+        AgentModule(),
     )
 }
 

@@ -25,14 +25,7 @@ def bundle() -> bytes:
     return agent_bundle.cached()
 
 
-def unit_text(python: str, state_dir: str) -> str:
-    text = agent_bundle.UNIT.read_text()
-    return text.replace("/usr/bin/python3 ", f"{python} ").replace(
-        f"--state-dir {STATE_DIR}", f"--state-dir {state_dir}"
-    )
-
-
-class Agent(Module):
+class AgentModule(Module):
     name = "agent"
     spec = {"python": Arg(default="/usr/bin/python3"), "state_dir": Arg(default=STATE_DIR)}
     touches = frozenset({"files", "units"})
@@ -54,7 +47,7 @@ class Agent(Module):
         if facts.file(PYZ).sha256 != hashlib.sha256(data).hexdigest():
             steps.append(atomic_write(PYZ, "0755", "root", "root", data))
             what.append("install agent bundle")
-        unit = unit_text(args["python"], args["state_dir"]).encode()
+        unit = agent_bundle.unit_text(args["python"], args["state_dir"]).encode()
         if facts.file(UNIT).sha256 != hashlib.sha256(unit).hexdigest():
             steps.append(atomic_write(UNIT, "0644", "root", "root", unit))
             what.append("install unit")

@@ -7,7 +7,6 @@ import difflib
 import hashlib
 import json
 import posixpath
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from drfleet.hostfacts import FileFact
@@ -221,11 +220,3 @@ class JsonMerge(Module):
             return Change(steps, f"{path}: " + ", ".join(what)) if steps else None
         data = (json.dumps(merged, indent=2, sort_keys=True) + "\n").encode()
         return content_change(path, data, facts, args)
-
-
-def read_local(base: Path, src: str) -> bytes:
-    path = (base / src) if not Path(src).is_absolute() else Path(src)
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ModuleFailure(f"cannot read {path} on the controller: {exc.strerror}") from None
