@@ -12,21 +12,16 @@ from typing import TYPE_CHECKING, Any
 from drfleet import image_relay, localdocker
 from drfleet.errors import DrfleetError
 from drfleet.names import IMAGE_PINS
-from drfleet.playbook.model import TaskResult
-from drfleet.playbook.modules.docker import (
-    COMPOSE,
-    advertise_address,
-    network_args,
-    node_label_changes,
-    plan_swarm,
-)
+from drfleet.playbook.model import FleetStep, Late, Phase, TaskResult
+from drfleet.playbook.modules.docker import advertise_address, plan_swarm, swarm_phases
 from drfleet.progress import Meter, Pull, metered, size
 from drfleet.remote import fan_out
 from drfleet.shell import Secret, cmd
 
 if TYPE_CHECKING:
+    from drfleet.playbook.hoststate import FleetRunner as Runner
+    from drfleet.playbook.hoststate import HostState
     from drfleet.playbook.model import Task
-    from drfleet.playbook.runner import HostState, Runner
 
 Chosen = list[tuple["HostState", dict[str, Any]]]
 
@@ -362,31 +357,6 @@ def _peer_with(runner: Runner, chosen: Chosen, image: str) -> HostState | None:
 
 
 # -- swarm -------------------------------------------------------------------------------------
-# POST /swarm/join on the host's dockerd, the request body (with the join token) on stdin
-JOIN = """\
-import json, socket, sys
-body = sys.stdin.buffer.read()
-s = socket.socket(socket.AF_UNIX)
-s.connect("/var/run/docker.sock")
-head = "POST /swarm/join HTTP/1.0\\r\\nHost: docker\\r\\nContent-Type: application/json\\r\\n"
-s.sendall((head + "Content-Length: %d\\r\\n\\r\\n" % len(body)).encode() + body)
-resp = b""
-while True:
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    resp += chunk
-status = resp.split(b" ", 2)[1] if b" " in resp else b"?"
-if status != b"200":
-    text = resp.split(b"\\r\\n\\r\\n", 1)[-1].decode(errors="replace")
-    try:
-        text = json.loads(text)["message"]
-    except (ValueError, KeyError, TypeError):
-        pass
-    sys.exit("swarm join: " + text)
-"""
-
-
 def swarm(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskResult]:
     args = chosen[0][1]
     trainer_name = runner.trainer_name
@@ -449,68 +419,15 @@ def swarm(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskResult]:
             )
             for n in members
         }
-    addr = advertise_address(trainer.host, trainer.typed)
+    phases = swarm_phases(
+        trainer_name,
+        {n: (st.host, st.typed) for n, st in members.items()},
+        plan,
+        args,
+    )
     check = runner.options.check
-    try:
-        if plan.init:
-            changed[trainer_name].append(f"swarm init (advertise {addr})")
-            if not check:
-                trainer.run(
-                    cmd("docker", "swarm", "init", "--advertise-addr", addr),
-                    become=trainer.become,
-                    task=task.name,
-                )
-        token = Secret("")
-        if plan.join and not check:
-            out = trainer.run(
-                cmd("docker", "swarm", "join-token", "-q", "worker"),
-                become=trainer.become,
-                task=task.name,
-                prints_secret=True,
-            )
-            token = Secret(out.stdout.strip())
-
-        def join(host: Any) -> None:
-            st = members[host.name]
-            mine = advertise_address(st.host, st.typed)
-            changed[host.name].append(f"join the swarm of {trainer_name} ({addr}:2377)")
-            if not check:
-                # the token goes to dockerd's API on stdin: never on a command line, where
-                # `ps` and sudo's log on the host would show it
-                body = {
-                    "ListenAddr": "0.0.0.0:2377",
-                    "AdvertiseAddr": mine,
-                    "RemoteAddrs": [f"{addr}:2377"],
-                    "JoinToken": token.value,
-                }
-                st.run(
-                    cmd("python3", "-c", JOIN),
-                    stdin=json.dumps(body).encode(),
-                    become=st.become,
-                    task=task.name,
-                    timeout=120,
-                )
-                st.dirty.add("docker")
-
-        for o in fan_out([members[n].host for n in plan.join], join):
-            if o.error:
-                results[o.host.name] = TaskResult(task.name, "failed", o.error.message)
-        if plan.join and not check:  # the token that was handed out is spent
-            trainer.run(
-                cmd("docker", "swarm", "join-token", "--rotate", "-q", "worker"),
-                become=trainer.become,
-                task=task.name,
-                prints_secret=True,
-            )
-        if not check:
-            if plan.init or plan.join or _labels_wanted(trainer, members, args):
-                _labels(runner, trainer, members, task, changed, args)
-            if plan.network:
-                _network(trainer, plan.network, task, changed)
-        elif plan.network:
-            changed[trainer_name].append(_network_change(plan.network))
-    except DrfleetError as exc:
-        results.setdefault(trainer_name, TaskResult(task.name, "failed", exc.message))
+    failed = run_phases(phases, members, task, changed, check)
+    results.update({n: r for n, r in failed.items() if n not in results})
     if plan.network_error:
         results[trainer_name] = TaskResult(
             task.name, "failed", f"{trainer_name}: {plan.network_error}"
@@ -525,70 +442,87 @@ def swarm(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskResult]:
     return results
 
 
+def run_phases(
+    phases: list[Phase],
+    members: dict[str, HostState],
+    task: Task,
+    changed: dict[str, list[str]],
+    check: bool,
+) -> dict[str, TaskResult]:
+    """Runs a fleet task's phases in order, each phase's hosts side by side and each host's
+    steps in turn. A Late value is bound when a step needs it, from the stdout of the step
+    that captured it, and a secret one is held as a Secret: masked in what is shown, never
+    echoed, passed on stdin. In check mode nothing runs: every step's change is said. A
+    fatal step that fails ends the task (its host's result says why); another ends only its
+    own host's later steps. Returns the failed hosts' results."""
+    bound: dict[Late, Secret | str] = {}
+    failed: dict[str, TaskResult] = {}
+    for phase in phases:
+        if check:
+            for step in phase:
+                if step.says:
+                    changed[step.reports or step.host].append(step.says)
+            continue
+        by_host: dict[str, list[FleetStep]] = {}
+        for step in phase:
+            by_host.setdefault(step.host, []).append(step)
+
+        def one(host: Any, by_host: dict[str, list[FleetStep]] = by_host) -> None:
+            st = members[host.name]
+            for step in by_host[host.name]:
+                unknown = sorted(x.name for x in step.needs() - set(bound))
+                if unknown:  # the host that was to tell it failed, and says why
+                    why = f"{step.says}: {', '.join(unknown)} unknown (an earlier step failed)"
+                    failed.setdefault(
+                        step.reports or step.host, TaskResult(task.name, "failed", why)
+                    )
+                    continue
+                out = st.run(
+                    cmd(*(_bind(a, bound) for a in step.argv)),
+                    stdin=_document(step.stdin, bound),
+                    become=st.become,
+                    task=task.name,
+                    timeout=step.timeout,
+                    prints_secret=step.secret_output
+                    or bool(step.captures and step.captures.secret),
+                )
+                st.dirty |= set(step.dirty)
+                if step.captures is not None:
+                    value = out.stdout.strip()
+                    bound[step.captures] = Secret(value) if step.captures.secret else value
+                if step.says:
+                    changed[step.reports or step.host].append(step.says)
+
+        fatal = False
+        for o in fan_out([members[h].host for h in by_host], one):
+            if o.error:
+                failed.setdefault(o.host.name, TaskResult(task.name, "failed", o.error.message))
+                fatal = fatal or any(s.fatal for s in by_host[o.host.name])
+        if fatal:
+            break
+    return failed
+
+
+def _bind(arg: str | Late, bound: dict[Late, Secret | str]) -> str | Secret:
+    if not isinstance(arg, Late):
+        return arg
+    return bound[arg]
+
+
+def _document(doc: dict[str, Any] | None, bound: dict[Late, Secret | str]) -> bytes | None:
+    """The JSON document a step sends on stdin, its Late values bound (never logged)."""
+    if doc is None:
+        return None
+    values = {
+        k: (lambda v: v.value if isinstance(v, Secret) else v)(bound[v])
+        if isinstance(v, Late)
+        else v
+        for k, v in doc.items()
+    }
+    return json.dumps(values).encode()
+
+
 def _swarm_needs() -> Any:
     from drfleet.playbook.model import Needs
 
     return Needs({"docker", "net", "networks", "nodes", "ipsec"})
-
-
-def _wanted_labels(
-    members: dict[str, HostState], args: dict[str, Any]
-) -> dict[str, dict[str, str]]:
-    wanted: dict[str, dict[str, str]] = {}
-    for st in members.values():
-        node = st.typed.docker.swarm.node_id
-        if not node:
-            continue
-        labels = dict(args.get("labels") or {})
-        if "trainer" in st.host.roles:
-            labels["Sagemaker"] = "true"
-        if "robomaker" in st.host.roles:
-            labels["Robomaker"] = "true"
-        wanted[node] = labels
-    return wanted
-
-
-def _labels_wanted(trainer: HostState, members: dict[str, HostState], args: dict[str, Any]) -> bool:
-    """Whether any node lacks a label, judged from the facts already at hand."""
-    return bool(node_label_changes(trainer.typed.nodes, _wanted_labels(members, args)))
-
-
-def _labels(
-    runner: Runner,
-    trainer: HostState,
-    members: dict[str, HostState],
-    task: Task,
-    changed: dict[str, list[str]],
-    args: dict[str, Any],
-) -> None:
-    from drfleet.playbook.model import Needs
-
-    for st in members.values():
-        st.dirty |= {"docker", "nodes", "networks"}
-        runner.ensure_facts(st, Needs({"docker"}))
-    runner.ensure_facts(trainer, Needs({"nodes"}))
-    wanted = _wanted_labels(members, args)
-    by_node = {st.typed.docker.swarm.node_id: n for n, st in members.items()}
-    for node, labels in node_label_changes(trainer.typed.nodes, wanted).items():
-        argv = ["docker", "node", "update"]
-        for k, v in sorted(labels.items()):
-            argv += ["--label-add", f"{k}={v}"]
-        trainer.run(cmd(*argv, node), become=trainer.become, task=task.name)
-        changed[by_node.get(node, trainer.host.name)].append(
-            "node labels " + ", ".join(f"{k}={v}" for k, v in labels.items())
-        )
-
-
-def _network(
-    trainer: HostState, net: dict[str, Any], task: Task, changed: dict[str, list[str]]
-) -> None:
-    labels = {k: net["name"] for k in COMPOSE}
-    argv = network_args(net["name"], "overlay", net["subnet"], True, labels, net["encrypted"])
-    trainer.run(cmd(*argv), become=trainer.become, task=task.name)
-    trainer.dirty.add("networks")
-    changed[trainer.host.name].append(_network_change(net))
-
-
-def _network_change(net: dict[str, Any]) -> str:
-    how = "encrypted " if net["encrypted"] else ""
-    return f"create {how}overlay {net['name']} ({net['subnet']})"

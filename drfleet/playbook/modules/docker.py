@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from drfleet.hostfacts import Facts, Node
-from drfleet.playbook.model import ModuleFailure
+from drfleet.playbook.model import FleetStep, Late, ModuleFailure, Phase
 
 COMPOSE = ("com.docker.compose.network", "com.docker.compose.project")
 SUBNET_POOL = ipaddress.IPv4Network("10.250.0.0/16")
@@ -167,3 +167,145 @@ def node_label_changes(
         if missing:
             out[node_id] = missing
     return out
+
+
+# POST /swarm/join on the host's dockerd, the request body (with the join token) on stdin
+JOIN = """\
+import json, socket, sys
+body = sys.stdin.buffer.read()
+s = socket.socket(socket.AF_UNIX)
+s.connect("/var/run/docker.sock")
+head = "POST /swarm/join HTTP/1.0\\r\\nHost: docker\\r\\nContent-Type: application/json\\r\\n"
+s.sendall((head + "Content-Length: %d\\r\\n\\r\\n" % len(body)).encode() + body)
+resp = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    resp += chunk
+status = resp.split(b" ", 2)[1] if b" " in resp else b"?"
+if status != b"200":
+    text = resp.split(b"\\r\\n\\r\\n", 1)[-1].decode(errors="replace")
+    try:
+        text = json.loads(text)["message"]
+    except (ValueError, KeyError, TypeError):
+        pass
+    sys.exit("swarm join: " + text)
+"""
+
+
+JOIN_TOKEN = Late("join_token")
+NODE_ID = ("docker", "info", "--format", "{{.Swarm.NodeID}}")
+
+
+def node_of(name: str) -> Late:
+    """The swarm node id a host gets when it inits or joins now (not a secret)."""
+    return Late(f"node id of {name}", secret=False)
+
+
+def wanted_labels(roles: tuple[str, ...], args: dict[str, Any]) -> dict[str, str]:
+    """The node labels DRfC's swarm placement reads (Sagemaker, Robomaker) and the
+    inventory's own."""
+    labels = {str(k): str(v) for k, v in (args.get("labels") or {}).items()}
+    if "trainer" in roles:
+        labels["Sagemaker"] = "true"
+    if "robomaker" in roles:
+        labels["Robomaker"] = "true"
+    return labels
+
+
+def swarm_phases(
+    trainer: str,
+    hosts: dict[str, tuple[Any, Facts]],
+    plan: SwarmDecision,
+    args: dict[str, Any],
+) -> list[Phase]:
+    """The swarm task as phases (pure): init on the trainer; its join token read (a secret,
+    late-bound); every joining host joins through dockerd's API with the token on stdin;
+    the token rotated (the one handed out is spent); node labels where they lack what is
+    wanted (a node made now is known by the id its host reports after joining); the overlay
+    created. hosts: name -> (inventory host, facts), the trainer's included."""
+    thost, tfacts = hosts[trainer]
+    addr = advertise_address(thost, tfacts)
+    phases: list[Phase] = []
+    fresh = set(plan.join) | ({trainer} if plan.init else set())
+    if plan.init:
+        phases.append(
+            (
+                FleetStep(
+                    trainer,
+                    f"swarm init (advertise {addr})",
+                    ("docker", "swarm", "init", "--advertise-addr", addr),
+                    dirty=frozenset({"docker", "nodes"}),
+                ),
+                FleetStep(trainer, "", NODE_ID, captures=node_of(trainer)),
+            )
+        )
+    if plan.join:
+        token = ("docker", "swarm", "join-token", "-q", "worker")
+        phases.append((FleetStep(trainer, "", token, captures=JOIN_TOKEN),))
+        joins: list[FleetStep] = []
+        for name in plan.join:
+            host, facts = hosts[name]
+            body = {
+                "ListenAddr": "0.0.0.0:2377",
+                "AdvertiseAddr": advertise_address(host, facts),
+                "RemoteAddrs": [f"{addr}:2377"],
+                "JoinToken": JOIN_TOKEN,
+            }
+            joins += [
+                FleetStep(
+                    name,
+                    f"join the swarm of {trainer} ({addr}:2377)",
+                    ("python3", "-c", JOIN),
+                    stdin=body,
+                    dirty=frozenset({"docker"}),
+                    timeout=120,
+                    fatal=False,
+                ),
+                FleetStep(name, "", NODE_ID, captures=node_of(name), fatal=False),
+            ]
+        phases.append(tuple(joins))
+        rotate = ("docker", "swarm", "join-token", "--rotate", "-q", "worker")
+        phases.append((FleetStep(trainer, "", rotate, secret_output=True),))
+    labels: list[FleetStep] = []
+    for name, (host, facts) in hosts.items():
+        if name in plan.errors:
+            continue
+        wanted = wanted_labels(tuple(host.roles), args)
+        node: str | Late = node_of(name) if name in fresh else facts.docker.swarm.node_id
+        if isinstance(node, str):
+            if not node:
+                continue
+            wanted = node_label_changes(list(tfacts.nodes), {node: wanted}).get(node, {})
+        if not wanted:
+            continue
+        argv: list[str | Late] = ["docker", "node", "update"]
+        for k, v in sorted(wanted.items()):
+            argv += ["--label-add", f"{k}={v}"]
+        labels.append(
+            FleetStep(
+                trainer,
+                "node labels " + ", ".join(f"{k}={v}" for k, v in wanted.items()),
+                (*argv, node),
+                dirty=frozenset({"nodes"}),
+                reports=name,
+            )
+        )
+    if labels:
+        phases.append(tuple(labels))
+    if plan.network:
+        net = plan.network
+        compose = {k: net["name"] for k in COMPOSE}
+        create = network_args(
+            net["name"], "overlay", net["subnet"], True, compose, net["encrypted"]
+        )
+        phases.append(
+            (FleetStep(trainer, network_change(net), tuple(create), dirty=frozenset({"networks"})),)
+        )
+    return phases
+
+
+def network_change(net: dict[str, Any]) -> str:
+    how = "encrypted " if net["encrypted"] else ""
+    return f"create {how}overlay {net['name']} ({net['subnet']})"
