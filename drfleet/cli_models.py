@@ -30,13 +30,13 @@ def download_model(
 ) -> None:
     """Copy a model (checkpoints, metadata, metrics: everything under its prefix) from the
     run's S3 on the trainer to a folder here."""
-    from drfleet import models
+    from drfleet import models, s3access
 
     inv, options = inventory_and_options(
         inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
     )
     env = Path(env_dir or ".")
-    with models.run_s3(inv, env, options) as (s3, cfg):
+    with s3access.run_s3(inv, env, options) as (s3, cfg):
         name = prefix or cfg.setting("DR_LOCAL_S3_MODEL_PREFIX")
         with Board(["model"], title="download", quiet=json) as board:
             done = models.download(
@@ -71,7 +71,7 @@ def import_model(
 ) -> None:
     """Put a model folder into the run's S3 under a prefix of its own, so training can start
     from it (DR_LOCAL_S3_PRETRAINED=True, DR_LOCAL_S3_PRETRAINED_PREFIX=that prefix)."""
-    from drfleet import models
+    from drfleet import models, s3access
 
     if not src or not prefix:
         raise DrfleetError("say what and where: --src FOLDER --prefix NAME (a new model prefix)")
@@ -80,7 +80,7 @@ def import_model(
         inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
     )
     env = Path(env_dir or ".")
-    with models.run_s3(inv, env, options) as (s3, cfg), Board(["model"], quiet=json) as board:
+    with s3access.run_s3(inv, env, options) as (s3, cfg), Board(["model"], quiet=json) as board:
         done = models.upload(
             s3,
             cfg.setting("DR_LOCAL_S3_BUCKET"),
@@ -126,7 +126,7 @@ def upload_model(
     The checkpoint, its model metadata, reward function, metrics, hyperparameters and
     training_params.yaml go to DR_UPLOAD_S3_BUCKET/DR_UPLOAD_S3_PREFIX with
     DR_UPLOAD_S3_PROFILE."""
-    from drfleet import console, models, storage
+    from drfleet import console, models, s3access, storage
     from drfleet.drfc import checks
 
     env = Path(env_dir or ".")
@@ -137,7 +137,7 @@ def upload_model(
     inv, options = inventory_and_options(
         inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
     )
-    with models.run_s3(inv, env, options) as (s3, cfg):
+    with s3access.run_s3(inv, env, options) as (s3, cfg):
         values = {k: cfg.setting(k) for k in cfg.values} | {
             k: cfg.setting(k)
             for k in (
@@ -251,7 +251,7 @@ def car_model(
     """Write the tar.gz a physical DeepRacer car loads (DRfC's dr-upload-car-zip).
 
     It holds agent/model.pb and model_metadata.json; --upload or --local also put it in S3."""
-    from drfleet import console, models, storage
+    from drfleet import console, models, s3access, storage
     from drfleet.localfs import atomic_write
 
     if upload and not local:
@@ -259,7 +259,7 @@ def car_model(
     inv, options = inventory_and_options(
         inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
     )
-    with models.run_s3(inv, Path(env_dir or "."), options) as (s3, cfg):
+    with s3access.run_s3(inv, Path(env_dir or "."), options) as (s3, cfg):
         values = {k: cfg.setting(k) for k in ("DR_LOCAL_S3_MODEL_PREFIX",)}
         src = console.Source.of(values, prefix)
         body, ckpt = models.car_model(s3, cfg.setting("DR_LOCAL_S3_BUCKET"), src, checkpoint)
@@ -312,7 +312,7 @@ def increment_training(
     run.env gets a new DR_LOCAL_S3_MODEL_PREFIX, and the current one becomes
     DR_LOCAL_S3_PRETRAINED_PREFIX with DR_LOCAL_S3_PRETRAINED=True. The old run.env is kept as
     run.env.bak."""
-    from drfleet import increment, models, storage
+    from drfleet import increment, s3access, storage
     from drfleet.drfc import checks, config
     from drfleet.localfs import atomic_write
 
@@ -328,7 +328,7 @@ def increment_training(
         inv, options = inventory_and_options(
             inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
         )
-        with models.run_s3(inv, env, options) as (s3, _cfg):
+        with s3access.run_s3(inv, env, options) as (s3, _cfg):
             bucket = cfg.setting("DR_LOCAL_S3_BUCKET")
             existing = storage.listed(s3, bucket, new)
             deleted = len(existing)
@@ -372,7 +372,7 @@ def s3(
     import os
     import subprocess
 
-    from drfleet import models, storage
+    from drfleet import s3access, storage
     from drfleet.shell import mask
 
     if json and not command:
@@ -384,7 +384,7 @@ def s3(
         inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
     )
     env_path = Path(env_dir or ".")
-    with models.run_s3(inv, env_path, options) as (client, cfg):
+    with s3access.run_s3(inv, env_path, options) as (client, cfg):
         region = cfg.setting("DR_AWS_APP_REGION")
         env = {
             **os.environ,

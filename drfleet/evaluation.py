@@ -18,8 +18,8 @@ from drfleet import (
     capacity,
     converge,
     execute,
-    models,
     runstate,
+    s3access,
     sharing,
     specs,
     storage,
@@ -168,7 +168,7 @@ def start(
     chosen, warnings = choose_host(left, None, host)
     result.update(host=chosen, warnings=warnings + cfg.warnings + eval_params.warnings(cfg))
     bucket, prefix = cfg.setting("DR_LOCAL_S3_BUCKET"), cfg.setting("DR_LOCAL_S3_MODEL_PREFIX")
-    with models.run_s3(inv, env_dir, options) as (s3, _):
+    with s3access.run_s3(inv, env_dir, options) as (s3, _):
         tick("checking the model")
         if storage.read(s3, bucket, f"{trained}/model/deepracer_checkpoints.json") is None:
             raise DrfleetError(
@@ -340,7 +340,7 @@ def results(
     rows and a summary; waits until it holds `wait_for` trials (0: as it is now). host: where
     the evaluation runs; an evaluation that ends there before its trials are in is said at
     once, with its exit status (it is never restarted), rather than waited for."""
-    with models.run_s3(inv, env_dir, options) as (s3, cfg):
+    with s3access.run_s3(inv, env_dir, options) as (s3, cfg):
         bucket = cfg.setting("DR_LOCAL_S3_BUCKET")
         if key is None:
             key = newest(s3, bucket, cfg)

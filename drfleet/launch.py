@@ -284,10 +284,10 @@ def _progress(
 ) -> dict[str, Any]:
     """How the run trains (training_progress), or why that cannot be read now: status shows
     what it can and never fails on it."""
-    from drfleet import models
+    from drfleet import s3access
 
     try:
-        with models.run_s3(inv, env_dir, options, state.plan.trainer, start=False) as (s3, _):
+        with s3access.run_s3(inv, env_dir, options, state.plan.trainer, start=False) as (s3, _):
             if s3 is None:
                 return {"error": "minio does not run on the trainer"}
             return _read_progress(s3, state.bucket, state.prefix, state.plan)
@@ -328,13 +328,13 @@ def _read_metrics(
 def progress_series(inv: Inventory, options: Options, env_dir: Path) -> dict[str, Any]:
     """Each completed iteration's mean reward and progress (training_progress.per_iteration)
     of the run started from env_dir, or why it cannot be read now (never starts minio)."""
-    from drfleet import models, training_progress
+    from drfleet import s3access, training_progress
 
     state = runstate.load(env_dir)
     if state is None:
         return {"error": f"no run was started from {env_dir}"}
     try:
-        with models.run_s3(inv, env_dir, options, state.plan.trainer, start=False) as (s3, _):
+        with s3access.run_s3(inv, env_dir, options, state.plan.trainer, start=False) as (s3, _):
             if s3 is None:
                 return {"error": "minio does not run on the trainer"}
             checkpoints, docs = _read_metrics(s3, state.bucket, state.prefix, state.plan)

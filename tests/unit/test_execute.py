@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from drfleet_agent.spec import ContainerSpec
 
-from drfleet import evaluation, execute, launch, models, runstate, training
+from drfleet import evaluation, execute, launch, runstate, s3access, training
 from drfleet.errors import DrfleetError
 from drfleet.execute import EndRun, Fenced, Intent, Preflight, SaveRun, Stack
 from drfleet.inventory import Host
@@ -206,7 +206,7 @@ def test_evaluation_and_minio_intents() -> None:
         ("a", True, ()),
         ("b", True, ()),
     ]
-    minio = models.minio_intent("t", [{"name": "minio", "role": "minio", "image": "m"}], CREDS)
+    minio = s3access.minio_intent("t", [{"name": "minio", "role": "minio", "image": "m"}], CREDS)
     assert minio.stacks[0].force and minio.adopt == CREDS and minio.preflight is not None
 
 
