@@ -1,5 +1,5 @@
 """`invoke <task>` from a checkout: the same namespace as the `drfleet` command."""
 
-from drfleet.cli import ns
+from drfleet.commandline.cli import ns
 
 __all__ = ["ns"]

@@ -21,7 +21,7 @@ from pathlib import Path
 import docker
 
 from bench.results import publish
-from drfleet import agent_bundle
+from drfleet.hosts import agent_bundle
 from tests.testbed.images import ensure_busybox
 
 TICKS = os.sysconf("SC_CLK_TCK")

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from bench.results import publish
-from drfleet import facts, inventory, remote
+from drfleet.hosts import facts, inventory, remote
 from tests.testbed import TestBed
 
 REPO = Path(__file__).resolve().parent.parent

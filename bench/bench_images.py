@@ -81,7 +81,7 @@ def drop(bed: TestBed, *images: str) -> None:
 
 
 def forget_index(image: str) -> None:
-    """Drops what an earlier run kept of the image's archive (drfleet.image_relay), so the
+    """Drops what an earlier run kept of the image's archive (drfleet.images.image_relay), so the
     first partial send is measured as a user meets it."""
     image_id = str(docker.from_env().images.get(image).id).split(":")[-1]
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")

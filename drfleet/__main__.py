@@ -1,3 +1,3 @@
-from drfleet.cli import main
+from drfleet.commandline.cli import main
 
 main()

@@ -21,13 +21,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from drfleet import agent_client
-from drfleet.agent_client import HostStatus, reach
 from drfleet.errors import DrfleetError
-from drfleet.inventory import Host, Inventory
+from drfleet.hosts import agent_client
+from drfleet.hosts.agent_client import HostStatus, reach
+from drfleet.hosts.inventory import Host, Inventory
+from drfleet.hosts.remote import Options, Session, SSHSession, fan_out, session
 from drfleet.names import Run, slot_of
-from drfleet.observe import FleetReport, HostReport
-from drfleet.remote import Options, Session, SSHSession, fan_out, session
+from drfleet.runs.observe import FleetReport, HostReport
 
 T = TypeVar("T")
 

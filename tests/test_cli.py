@@ -16,7 +16,7 @@ def test_facts_on_this_machine_from_anywhere(tmp_path: Path) -> None:
 
 
 def test_every_task_has_help_for_every_flag() -> None:
-    from drfleet.cli import ns
+    from drfleet.commandline.cli import ns
 
     for name in ns.task_names:
         task = ns[name]
@@ -62,8 +62,8 @@ def test_flags_mean_one_thing_everywhere_and_h_is_help() -> None:
     import subprocess
     import sys
 
-    from drfleet.cli import ns
-    from drfleet.command import SHORT
+    from drfleet.commandline.cli import ns
+    from drfleet.commandline.command import SHORT
 
     for name in ns.task_names:
         for arg in ns[name].get_arguments():

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drfleet.hostfacts import Facts
-from drfleet.inventory import Host
+from drfleet.hosts.hostfacts import Facts
+from drfleet.hosts.inventory import Host
 from drfleet.playbook import templating
 from drfleet.playbook.model import ModuleFailure
 

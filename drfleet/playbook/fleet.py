@@ -9,13 +9,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from drfleet import image_relay, localdocker
 from drfleet.errors import DrfleetError
+from drfleet.hosts.remote import fan_out
+from drfleet.images import image_relay, localdocker
 from drfleet.names import IMAGE_PINS
 from drfleet.playbook.model import FleetStep, Late, Phase, TaskResult
 from drfleet.playbook.modules.docker import advertise_address, plan_swarm, swarm_phases
 from drfleet.progress import Meter, Pull, metered, size
-from drfleet.remote import fan_out
 from drfleet.shell import Secret, cmd
 
 if TYPE_CHECKING:

@@ -7,10 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from drfleet.hostfacts import Facts
-from drfleet.inventory import Host
+from drfleet.hosts.hostfacts import Facts
+from drfleet.hosts.inventory import Host
+from drfleet.hosts.remote import Options, Session
 from drfleet.playbook.model import Needs, PlayReport
-from drfleet.remote import Options, Session
 from drfleet.shell import Command
 
 

@@ -19,9 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from drfleet import facts as facts_mod
 from drfleet.errors import DrfleetError, host_fields
-from drfleet.inventory import Host, Inventory
+from drfleet.hosts import facts as facts_mod
+from drfleet.hosts.inventory import Host, Inventory
+from drfleet.hosts.remote import Unreachable, fan_out, session
 from drfleet.names import LIB_DIR, PENDING_HANDLERS, STATE_DIR, TASKSET_SHIM, XAUTHORITY
 from drfleet.playbook.context import HostContext
 from drfleet.playbook.hoststate import HostState, RunOptions
@@ -38,7 +39,6 @@ from drfleet.playbook.model import (
 )
 from drfleet.playbook.modules import FLEET_SPECS, MODULES
 from drfleet.playbook.modules.base import validate
-from drfleet.remote import Unreachable, fan_out, session
 from drfleet.shell import Command, Raw, cmd, join
 from drfleet.ui import Board
 

@@ -41,7 +41,7 @@ def kernel_has_esp() -> bool:
     """Whether this machine's kernel, which every test host shares, does the IPsec ESP an
     encrypted overlay needs (the probe's own trial). Where it does, the beds use the
     default (encrypted); where it does not, they must say overlay_encrypted: false."""
-    from drfleet.probe import ESP_TRIAL
+    from drfleet.hosts.probe import ESP_TRIAL
 
     return subprocess.run(ESP_TRIAL, capture_output=True, check=False).returncode == 0
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import boto3
 
-from drfleet import inventory
-from drfleet.remote import Options, session
-from drfleet.tunnel import forward
+from drfleet.hosts import inventory
+from drfleet.hosts.remote import Options, session
+from drfleet.hosts.tunnel import forward
 from tests.conftest import invoke, provision_args
 from tests.testbed import TestBed
 

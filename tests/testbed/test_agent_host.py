@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from drfleet import agent_bundle
+from drfleet.hosts import agent_bundle
 from tests.testbed import TestBed, ensure_docker_host_image
 from tests.testbed.images import ensure_busybox
 

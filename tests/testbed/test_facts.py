@@ -9,7 +9,7 @@ import paramiko
 import pytest
 import yaml
 
-from drfleet.hostkeys import fingerprint
+from drfleet.hosts.hostkeys import fingerprint
 from tests.conftest import drfleet, invoke
 from tests.testbed import TestBed
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from drfleet import probe
+from drfleet.hosts import probe
 
 DATA = Path(__file__).parent / "data" / "hosts"
 

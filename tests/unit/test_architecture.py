@@ -11,14 +11,14 @@ from tests.conftest import REPO
 
 DOC = REPO / "docs" / "ARCHITECTURE.md"
 WIRE = {
-    "drfleet.remote",
-    "drfleet.facts",
-    "drfleet.capacity",
-    "drfleet.agent_client",
-    "drfleet.converge",
-    "drfleet.launch",
-    "drfleet.tunnel",
-    "drfleet.storage",
+    "drfleet.hosts.remote",
+    "drfleet.hosts.facts",
+    "drfleet.runs.capacity",
+    "drfleet.hosts.agent_client",
+    "drfleet.runs.converge",
+    "drfleet.runs.launch",
+    "drfleet.hosts.tunnel",
+    "drfleet.runs.storage",
     "drfleet.viewer",
     "paramiko",
     "fabric",
@@ -32,19 +32,19 @@ PURE = (
     "drfleet.drfc.images",
     "drfleet.drfc.params",
     "drfleet.drfc.settings",
-    "drfleet.plan",
-    "drfleet.specs",
-    "drfleet.observe",
-    "drfleet.image_layers",
-    "drfleet.relay_trust",
-    "drfleet.sharing",
+    "drfleet.runs.plan",
+    "drfleet.runs.specs",
+    "drfleet.runs.observe",
+    "drfleet.images.image_layers",
+    "drfleet.images.relay_trust",
+    "drfleet.runs.sharing",
     "drfleet.names",
     "drfleet.errors",
     "drfleet.shell",
-    "drfleet.results",
-    "drfleet.increment",
+    "drfleet.runs.results",
+    "drfleet.runs.increment",
     "drfleet.progress",
-    "drfleet.training_progress",
+    "drfleet.runs.training_progress",
     "drfleet.playbook.model",
     "drfleet.playbook.templating",
     "drfleet.playbook.shellvalues",
@@ -55,9 +55,14 @@ PURE = (
     "drfleet.playbook.modules.system",
 )
 # they read and write the env dir and the user's DRfC files, never the wire (transitively)
-LOCAL = ("drfleet.drfc.config", "drfleet.drfc.envfile", "drfleet.runstate", "drfleet.training")
+LOCAL = (
+    "drfleet.drfc.config",
+    "drfleet.drfc.envfile",
+    "drfleet.runs.runstate",
+    "drfleet.runs.training",
+)
 # the one module that applies a desired state on a host and hands out a generation
-EXECUTOR = "drfleet.execute"
+EXECUTOR = "drfleet.runs.execute"
 
 
 def modules() -> dict[str, Path]:
@@ -140,7 +145,7 @@ def test_the_agent_and_the_probe_import_nothing_of_the_controller() -> None:
     for name, path in mods.items():
         if name.startswith("drfleet_agent"):
             assert not touches(imports(path), {"drfleet"}), name
-    assert not touches(imports(mods["drfleet.probe"]), {"drfleet", "drfleet_agent"})
+    assert not touches(imports(mods["drfleet.hosts.probe"]), {"drfleet", "drfleet_agent"})
 
 
 def test_the_pure_core_never_reaches_the_wire_through_any_import() -> None:
@@ -235,7 +240,7 @@ def test_the_pure_modules_do_no_io() -> None:
 def test_io_of_finds_io() -> None:
     """The check above would see I/O (so its silence means something)."""
     mods = modules()
-    assert io_of(mods["drfleet.runstate"])
+    assert io_of(mods["drfleet.runs.runstate"])
     assert io_of(mods["drfleet.drfc.envfile"])
 
 
@@ -251,7 +256,7 @@ def calls_of(path: Path, names: set[str]) -> list[str]:
         a.asname or a.name
         for n in ast.walk(tree)
         if isinstance(n, ast.ImportFrom)
-        and n.module in ("drfleet.agent_client", "drfleet.runstate")
+        and n.module in ("drfleet.hosts.agent_client", "drfleet.runs.runstate")
         for a in n.names
         if a.name in names
     }
@@ -276,16 +281,79 @@ def test_only_the_executor_applies_a_desired_state_or_hands_out_a_generation() -
     mods = modules()
     assert calls_of(mods[EXECUTOR], APPLY) and calls_of(mods[EXECUTOR], GENERATION)
     for name, path in mods.items():
-        if name in (EXECUTOR, "drfleet.agent_client", "drfleet.runstate"):
+        if name in (EXECUTOR, "drfleet.hosts.agent_client", "drfleet.runs.runstate"):
             continue
         assert not calls_of(path, APPLY | GENERATION), (name, calls_of(path, APPLY | GENERATION))
 
 
+CORE = {
+    "drfleet",
+    "drfleet.names",
+    "drfleet.errors",
+    "drfleet.shell",
+    "drfleet.localfs",
+    "drfleet.yamlsrc",
+    "drfleet.ui",
+    "drfleet.progress",
+}
+# each part of docs/ARCHITECTURE.md and the parts it may import besides itself and the core
+PARTS: dict[str, set[str]] = {
+    "drfleet.drfc": set(),
+    "drfleet.hosts": set(),
+    "drfleet.images": {"drfleet.hosts", "drfleet.playbook.hoststate"},
+    "drfleet.playbook": {"drfleet.hosts", "drfleet.images"},
+    "drfleet.runs": {"drfleet.drfc", "drfleet.hosts"},
+    "drfleet.store": {"drfleet.drfc", "drfleet.hosts", "drfleet.runs"},
+    "drfleet.viewer": {"drfleet.drfc", "drfleet.hosts", "drfleet.runs"},
+    "drfleet.commandline": {"*"},
+    "drfleet.__main__": {"*"},  # python -m drfleet: the command line
+}
+
+
+def part_of(module: str) -> str:
+    for part in PARTS:
+        if module == part or module.startswith(part + "."):
+            return part
+    return "core" if module in CORE else module
+
+
+def test_every_module_is_in_a_part_and_each_part_imports_only_what_it_may() -> None:
+    """The folders show the parts: each says in its docstring what it owns and may import,
+    and imports nothing else (type-only imports too). The core imports only the core."""
+    mods = modules()
+    for name, path in mods.items():
+        if not name.startswith("drfleet."):
+            continue
+        part = part_of(name)
+        assert part == "core" or part in PARTS, f"{name} is in no part of ARCHITECTURE.md"
+        got = {i for i in imports(path, True) if i.startswith("drfleet.") and i in mods}
+        if part == "core":
+            assert all(part_of(i) == "core" for i in got), (name, got)
+            continue
+        allowed = PARTS[part]
+        if "*" in allowed:
+            continue
+        for i in got:
+            ok = part_of(i) in ("core", part) or any(
+                i == a or i.startswith(a + ".") for a in allowed
+            )
+            assert ok, f"{name} imports {i}: {part} may import only {sorted(allowed)}"
+    for part in PARTS:
+        init = REPO / part.replace(".", "/") / "__init__.py"
+        if init.exists():
+            assert ast.get_docstring(ast.parse(init.read_text())), f"{init}: say what it owns"
+
+
 def test_only_the_command_line_imports_the_commands() -> None:
     for name, path in modules().items():
-        if name in ("drfleet.cli", "drfleet.__main__"):
+        if name in ("drfleet.commandline.cli", "drfleet.__main__"):
             continue
-        top = {"drfleet.cli", "drfleet.launch", "drfleet.viewer", "drfleet.playbook.runner"}
+        top = {
+            "drfleet.commandline.cli",
+            "drfleet.runs.launch",
+            "drfleet.viewer",
+            "drfleet.playbook.runner",
+        }
         got = touches(imports(path), top) - {name}
         if name == "drfleet.playbook.loader":
             got -= set()  # the loader builds plays; it never runs them
@@ -296,7 +364,8 @@ def test_literal_copies_of_names_match() -> None:
     """The probe and the agent run alone on hosts and keep their own copies of two names."""
     from drfleet_agent.store import DEFAULT_DIR, StateDir
 
-    from drfleet import names, probe
+    from drfleet import names
+    from drfleet.hosts import probe
 
     assert str(DEFAULT_DIR) == names.STATE_DIR
     assert str(StateDir().images) == names.IMAGE_PINS

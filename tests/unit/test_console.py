@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from drfleet import console, increment
 from drfleet.errors import DrfleetError
+from drfleet.runs import increment
+from drfleet.store import console
 
 NAMES = [
     "1_Step-200.ckpt.data-00000-of-00001",

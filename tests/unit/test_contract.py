@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from drfleet_agent.contract import AgentInfo, ContainerStatus, HostStatus, Reason, State
 
-from drfleet import runstate
 from drfleet.errors import DrfleetError
-from drfleet.observe import FleetReport, HostReport
-from drfleet.plan import Placement, Plan
+from drfleet.runs import runstate
+from drfleet.runs.observe import FleetReport, HostReport
+from drfleet.runs.plan import Placement, Plan
 
 
 def status(*containers: ContainerStatus, generation: int = 3, stack: str = "s") -> HostStatus:
@@ -138,7 +138,7 @@ def _c(name: str, role: str, stack: str, labels: dict[str, str] | None = None) -
 
 
 def _docs(stack: str, generation: int = 5, ident: str = "bbbb") -> dict[str, Any]:
-    from drfleet import specs
+    from drfleet.runs import specs
 
     run = stack.rsplit("-", 1)[-1]
     docs = {
@@ -149,7 +149,7 @@ def _docs(stack: str, generation: int = 5, ident: str = "bbbb") -> dict[str, Any
 
 
 def test_a_train_of_the_same_run_id_from_another_env_dir_is_refused_naming_it() -> None:
-    from drfleet import sharing
+    from drfleet.runs import sharing
 
     held = {
         "h1": _held(
@@ -174,7 +174,7 @@ def test_a_train_of_the_same_run_id_from_another_env_dir_is_refused_naming_it() 
 
 
 def test_a_newer_generation_of_the_same_stack_wins_and_other_stacks_do_not_count() -> None:
-    from drfleet import sharing
+    from drfleet.runs import sharing
 
     held = {
         "h1": _held(_c("drfleet-1-rlcoach", "rl_coach", "deepracer-1"), stacks={"deepracer-1": 90})
@@ -187,14 +187,14 @@ def test_a_newer_generation_of_the_same_stack_wins_and_other_stacks_do_not_count
 def test_this_env_dirs_own_run_under_its_old_run_id_is_named() -> None:
     """DR_RUN_ID changed while the env dir's run was live: a train would start a second run
     beside it, and the record would forget the first."""
-    from drfleet import sharing
+    from drfleet.runs import sharing
 
     mine = {"drfleet-run": "bbbb"}
     held = {"h1": _held(_c("drfleet-rlcoach", "rl_coach", "deepracer-0", mine))}
     with pytest.raises(DrfleetError, match="still runs as stack deepracer-0 on h1"):
         sharing.conflicts(held, _docs("deepracer-1"))
     # its evaluation goes beside its training, of course
-    from drfleet import specs
+    from drfleet.runs import specs
 
     ev = specs.owned(
         {"h1": specs.stack("deepracer-eval-0", "0", 6, [{"name": "e", "role": "evaluation"}])},
@@ -204,8 +204,8 @@ def test_this_env_dirs_own_run_under_its_old_run_id_is_named() -> None:
 
 
 def test_the_room_other_runs_leave_and_the_one_minio() -> None:
-    from drfleet import sharing
-    from drfleet.plan import Capacity
+    from drfleet.runs import sharing
+    from drfleet.runs.plan import Capacity
 
     caps = {h: Capacity(h, 16, 32000, 0, False, h == "h1", True, 4, 4) for h in ("h1", "h2")}
     held = {
@@ -236,8 +236,8 @@ def test_an_env_dirs_identity_is_made_once(tmp_path: Path) -> None:
 
 
 def test_a_live_run_keeps_its_plan_whatever_came_beside_it() -> None:
-    from drfleet import sharing
     from drfleet.names import Run
+    from drfleet.runs import sharing
 
     plan = Plan("h1", [Placement(1, "h2", "w", 5, "training_params.yaml", 8080)])
     state = runstate.RunState("0", "bucket", "p", 4, plan)
@@ -250,7 +250,7 @@ def test_a_live_run_keeps_its_plan_whatever_came_beside_it() -> None:
 
 
 def test_the_fleet_minios_keys_are_read_from_its_stack() -> None:
-    from drfleet import sharing
+    from drfleet.runs import sharing
 
     minio = {"name": "drfleet-minio", "env": {"MINIO_ROOT_USER": "u", "MINIO_ROOT_PASSWORD": "p"}}
     assert sharing.running_keys({"containers": [minio]}) == {"access_key": "u", "secret_key": "p"}

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 from drfleet_agent.spec import ContainerSpec
 
-from drfleet import evaluation, execute, launch, runstate, s3access, training
 from drfleet.errors import DrfleetError
-from drfleet.execute import EndRun, Fenced, Intent, Preflight, SaveRun, Stack
-from drfleet.inventory import Host
+from drfleet.hosts.inventory import Host
+from drfleet.hosts.remote import Result
 from drfleet.names import MINIO_STACK, TASKSET_SHIM, Run
-from drfleet.plan import Plan, rebalance
-from drfleet.remote import Result
+from drfleet.runs import evaluation, execute, launch, runstate, s3access, training
+from drfleet.runs.execute import EndRun, Fenced, Intent, Preflight, SaveRun, Stack
+from drfleet.runs.plan import Plan, rebalance
 from tests.unit.test_training import caps, drfc, inventory_stub
 
 CREDS = {"access_key": "AK", "secret_key": "SK"}
@@ -88,7 +88,7 @@ class FakeSession:
                 doc = json.loads(stdin)
                 a.calls.append((name, "apply", doc["stack"], record))
                 if name in a.fail:
-                    from drfleet.remote import Unreachable
+                    from drfleet.hosts.remote import Unreachable
 
                     raise Unreachable(f"{name}: unreachable", where=name)
                 held = a.stacks.setdefault(name, {})
@@ -343,7 +343,7 @@ def test_the_desired_state_is_one_serialisation_from_specs_to_the_agent(tmp_path
 
 
 def specs_owned(doc: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
-    from drfleet import specs
+    from drfleet.runs import specs
 
     return dict(specs.owned({"h": doc}, labels)["h"])
 
@@ -351,8 +351,8 @@ def specs_owned(doc: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
 def test_the_commands_results_are_typed_and_render_as_their_schemas_say() -> None:
     """train, --rebalance and stop return objects the command line renders: their --json
     documents hold to docs/schemas, and a host that could not be told makes them failed."""
-    from drfleet.remote import Unreachable
-    from drfleet.results import HostResult, RebalanceResult, StopResult, TrainResult
+    from drfleet.hosts.remote import Unreachable
+    from drfleet.runs.results import HostResult, RebalanceResult, StopResult, TrainResult
     from tests.conftest import schema_ok
 
     fine = HostResult.of(False, None, None)

@@ -14,9 +14,10 @@ from drfleet_agent.spec import SpecError, parse
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from drfleet import inventory, yamlsrc
+from drfleet import yamlsrc
 from drfleet.drfc import envfile
 from drfleet.errors import ConfigError
+from drfleet.hosts import inventory
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 NASTY = st.sampled_from(

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from drfleet import image_layers as L
 from drfleet.errors import DrfleetError
-from drfleet.image_relay import Hop, RelayOutcome, order, setups
+from drfleet.images import image_layers as L
+from drfleet.images.image_relay import Hop, RelayOutcome, order, setups
+from drfleet.images.relay_trust import RelayPrepared, prepared_from, tags_of, verdict
 from drfleet.progress import Meter
-from drfleet.relay_trust import RelayPrepared, prepared_from, tags_of, verdict
 
 
 def _sha(data: bytes) -> str:

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from drfleet import inventory
 from drfleet.errors import ConfigError
+from drfleet.hosts import inventory
 
 
 def load(tmp_path: Path, text: str) -> inventory.Inventory:
@@ -86,7 +86,7 @@ def test_explicit_capacity_beats_instance_type(tmp_path: Path) -> None:
 
 
 def test_instance_table_covers_required_shapes() -> None:
-    from drfleet.instance_types import SHAPES
+    from drfleet.hosts.instance_types import SHAPES
 
     for name in [
         "c5.2xlarge",

@@ -8,8 +8,8 @@ import io
 from drfleet_agent.contract import HostStatus
 from rich.console import Console
 
-from drfleet.observe import FleetReport, HostReport
-from drfleet.status_view import view
+from drfleet.commandline.status_view import view
+from drfleet.runs.observe import FleetReport, HostReport
 from drfleet.ui import Board
 
 HOSTILE = "[/] [bold red]fake[/bold red] [link=http://evil.example]click[/link]"
@@ -54,7 +54,7 @@ def test_progress_lines_are_text() -> None:
 
 
 def test_status_watch_draws_every_host_before_the_first_answer() -> None:
-    from drfleet.status_view import asking
+    from drfleet.commandline.status_view import asking
 
     shown = _text(asking(["h1", "[b]h2[/b]"]))
     assert "h1" in shown and "[b]h2[/b]" in shown and shown.count("asking…") == 2

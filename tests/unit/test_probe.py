@@ -4,9 +4,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from drfleet import probe
-from drfleet.facts import PROBE_SOURCE, probe_command
-from drfleet.hostfacts import Facts
+from drfleet.hosts import probe
+from drfleet.hosts.facts import PROBE_SOURCE, probe_command
+from drfleet.hosts.hostfacts import Facts
 
 
 def test_os_release() -> None:

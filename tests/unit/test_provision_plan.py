@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from drfleet import inventory
+from drfleet.hosts import inventory
 from drfleet.playbook import loader
 from drfleet.playbook.model import TaskResult
 from drfleet.playbook.runner import Runner, RunOptions

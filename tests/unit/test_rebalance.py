@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from drfleet import runstate
-from drfleet.agent_client import HostStatus
 from drfleet.errors import ConfigError, DrfleetError
-from drfleet.observe import HostReport, run_summary
-from drfleet.plan import Capacity, Plan, from_json, lost, place, rebalance
+from drfleet.hosts.agent_client import HostStatus
+from drfleet.runs import runstate
+from drfleet.runs.observe import HostReport, run_summary
+from drfleet.runs.plan import Capacity, Plan, from_json, lost, place, rebalance
 
 CAPS = [
     Capacity("t", 16, trainer=True),  # 3 slots

@@ -5,8 +5,8 @@ import time
 import pytest
 
 from drfleet.errors import DrfleetError
-from drfleet.inventory import Host
-from drfleet.remote import (
+from drfleet.hosts.inventory import Host
+from drfleet.hosts.remote import (
     LocalSession,
     Options,
     PrefixWriter,

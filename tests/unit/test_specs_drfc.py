@@ -17,8 +17,8 @@ import pytest
 
 from drfleet.drfc import checks, config, params
 from drfleet.errors import ConfigError
-from drfleet.plan import VIDEO_BASE, Capacity, place
-from drfleet.specs import build, evaluation, gazebo_cpus, minio_stack
+from drfleet.runs.plan import VIDEO_BASE, Capacity, place
+from drfleet.runs.specs import build, evaluation, gazebo_cpus, minio_stack
 from tests.unit.test_training import drfc
 
 ENTRYPOINT = ["/bin/bash", "-c"]
@@ -429,8 +429,8 @@ def test_aws_credentials_are_the_profiles_keys_or_the_hosts_roles(
 ) -> None:
     """activate.sh: keys of the profile's own go to the containers; credentials of an assumed
     role (here a role_arn profile; on EC2 the instance role) do not: every host's role is used."""
-    from drfleet import storage
     from drfleet.errors import DrfleetError
+    from drfleet.runs import storage
 
     (tmp_path / "config").write_text(
         "[profile deepracer]\nregion = eu-west-1\n"
@@ -489,8 +489,8 @@ def test_remote_storage_starts_no_minio_and_gives_its_url(tmp_path: Path) -> Non
 
 
 def test_init_writes_drfc_template_keys_and_defaults(tmp_path: Path) -> None:
-    from drfleet import training
     from drfleet.drfc import settings
+    from drfleet.runs import training
 
     training.init(tmp_path)
     cfg = config.load(tmp_path, environ={})
@@ -501,7 +501,7 @@ def test_init_writes_drfc_template_keys_and_defaults(tmp_path: Path) -> None:
 
 
 def test_simapp_and_scripts_dirs_are_shipped_by_content(tmp_path: Path) -> None:
-    from drfleet import training
+    from drfleet.runs import training
 
     d = drfc(tmp_path, system=SYSTEM.format(workers=1), run=RUN.format(multi="False"))
     (d / "scripts").mkdir()
@@ -592,7 +592,7 @@ def test_settings_drfleet_treats_its_own_way_are_said(tmp_path: Path) -> None:
 
 def test_the_viewer_port_comes_from_dr_webviewer_port(tmp_path: Path) -> None:
     from drfleet.errors import ConfigError
-    from drfleet.training import webviewer_port
+    from drfleet.runs.training import webviewer_port
 
     assert webviewer_port(tmp_path) == 8100  # no system.env: DRfC's default
     (tmp_path / "system.env").write_text("DR_WEBVIEWER_PORT=8200\n")

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from drfleet.hostfacts import Facts
-from drfleet.inventory import Host
+from drfleet.hosts.hostfacts import Facts
+from drfleet.hosts.inventory import Host
+from drfleet.hosts.remote import Result
 from drfleet.playbook.fleet import run_phases
 from drfleet.playbook.model import Late, Task
 from drfleet.playbook.modules.docker import JOIN_TOKEN, node_of, plan_swarm, swarm_phases
-from drfleet.remote import Result
 from drfleet.shell import Secret
 
 INACTIVE = {"state": "inactive", "is_manager": False, "node_id": "", "cluster_id": ""}

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import yaml
 
-from drfleet import runstate, training
 from drfleet.drfc import checks, config, params
 from drfleet.errors import ConfigError, DrfleetError
-from drfleet.plan import Capacity, place, rebalance, suggest
-from drfleet.specs import build, masked
+from drfleet.runs import runstate, training
+from drfleet.runs.plan import Capacity, place, rebalance, suggest
+from drfleet.runs.specs import build, masked
 
 SYSTEM = """\
 # system.env, as DRfC writes it
@@ -403,7 +403,7 @@ def test_converge_decision_from_a_rebalanced_run_state(tmp_path: Path) -> None:
 
 
 def inventory_stub() -> Any:
-    from drfleet import inventory
+    from drfleet.hosts import inventory
 
     return inventory.Inventory(path="inventory.yml", hosts={}, groups={})
 
@@ -449,7 +449,7 @@ def test_debug_logging_keeps_other_libraries_quiet(monkeypatch: pytest.MonkeyPat
     drfleet's own log only; DRFLEET_DEBUG=all asks for everything."""
     import logging
 
-    from drfleet.command import setup_logging
+    from drfleet.commandline.command import setup_logging
 
     root = logging.getLogger()
     saved = (root.level, list(root.handlers))
@@ -459,7 +459,7 @@ def test_debug_logging_keeps_other_libraries_quiet(monkeypatch: pytest.MonkeyPat
             root.setLevel(logging.WARNING)
             monkeypatch.setenv("DRFLEET_DEBUG", env)
             setup_logging(verbose)
-            assert logging.getLogger("drfleet.remote").isEnabledFor(logging.DEBUG)
+            assert logging.getLogger("drfleet.hosts.remote").isEnabledFor(logging.DEBUG)
             assert not logging.getLogger("botocore.auth").isEnabledFor(logging.DEBUG)
             assert not logging.getLogger("paramiko.transport").isEnabledFor(logging.DEBUG)
         root.handlers.clear()
@@ -500,7 +500,7 @@ def test_evaluate_dry_run_writes_the_params_and_the_runs_eval_stack(tmp_path: Pa
 def test_the_sagemaker_job_folder_stop_removes_is_local_modes_own() -> None:
     """sagemaker 2.x local mode: <container_root>/<mkdtemp>/<host>/input is the container's
     /opt/ml/input, and <container_root>/<mkdtemp>/docker-compose.yaml holds the job's keys."""
-    from drfleet.sagemaker import job_dir
+    from drfleet.runs.sagemaker import job_dir
 
     def inspected(source: str, dest: str = "/opt/ml/input") -> dict[str, Any]:
         return {"Mounts": [{"Source": source, "Destination": dest}]}

@@ -6,7 +6,7 @@ import hashlib
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from drfleet import agent_bundle
+from drfleet.hosts import agent_bundle
 from drfleet.names import AGENT_PYZ as PYZ
 from drfleet.names import AGENT_UNIT as UNIT
 from drfleet.names import STATE_DIR
@@ -16,7 +16,7 @@ from drfleet.playbook.modules.files import atomic_write
 from drfleet.shell import cmd
 
 if TYPE_CHECKING:
-    from drfleet.hostfacts import Facts
+    from drfleet.hosts.hostfacts import Facts
     from drfleet.playbook.context import HostContext
 
 

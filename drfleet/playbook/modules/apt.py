@@ -15,7 +15,7 @@ from drfleet.playbook.modules.files import atomic_write
 from drfleet.shell import Command, Raw, cmd, join
 
 if TYPE_CHECKING:
-    from drfleet.hostfacts import Facts
+    from drfleet.hosts.hostfacts import Facts
     from drfleet.playbook.context import HostContext
 
 _PKG = re.compile(r"^[a-z0-9][a-z0-9+.-]*(=[A-Za-z0-9.+:~-]+)?\Z")

@@ -10,7 +10,7 @@ from drfleet.errors import did_you_mean, paren
 from drfleet.playbook.model import Change, Needs
 
 if TYPE_CHECKING:
-    from drfleet.hostfacts import Facts
+    from drfleet.hosts.hostfacts import Facts
     from drfleet.playbook.context import HostContext
 
 

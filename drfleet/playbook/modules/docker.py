@@ -7,7 +7,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
-from drfleet.hostfacts import Facts, Node
+from drfleet.hosts.hostfacts import Facts, Node
 from drfleet.playbook.model import FleetStep, Late, ModuleFailure, Phase
 
 COMPOSE = ("com.docker.compose.network", "com.docker.compose.project")

@@ -9,13 +9,13 @@ import json
 import posixpath
 from typing import TYPE_CHECKING, Any
 
-from drfleet.hostfacts import FileFact
+from drfleet.hosts.hostfacts import FileFact
 from drfleet.playbook.model import Change, ModuleFailure, Needs, Step
 from drfleet.playbook.modules.base import Arg, Module
 from drfleet.shell import Command, Raw, cmd, join
 
 if TYPE_CHECKING:
-    from drfleet.hostfacts import Facts
+    from drfleet.hosts.hostfacts import Facts
     from drfleet.playbook.context import HostContext
 
 ATTRS = {"mode": Arg((str, int)), "owner": Arg(), "group": Arg()}

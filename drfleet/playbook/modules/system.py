@@ -10,7 +10,7 @@ from drfleet.playbook.modules.base import Arg, Module
 from drfleet.shell import Command, Raw, cmd
 
 if TYPE_CHECKING:
-    from drfleet.hostfacts import Facts
+    from drfleet.hosts.hostfacts import Facts
     from drfleet.playbook.context import HostContext
 
 

@@ -1,0 +1,440 @@
+"""The model's commands: download-model and import-model (a folder here and back),
+upload-model (the DeepRacer console's layout), car-model (a physical car's tar.gz) and
+increment-training (the next model starts from this one): DRfC's scripts/upload/* and
+scripts/training/increment.sh."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from drfleet.commandline.command import command, inventory_and_options, print_json
+from drfleet.errors import DrfleetError
+from drfleet.ui import Board
+
+
+@command(
+    prefix="the model's S3 prefix (default: DR_LOCAL_S3_MODEL_PREFIX)",
+    out="folder to write it to (default: ./models/<prefix>)",
+)
+def download_model(
+    c: Any,
+    prefix: str | None = None,
+    out: str | None = None,
+    inventory: str | None = None,
+    env_dir: str | None = None,
+    json: bool = False,
+    accept_new_host_keys: bool = False,
+    known_hosts: str | None = None,
+    verbose: int = 0,
+) -> None:
+    """Copy a model (checkpoints, metadata, metrics: everything under its prefix) from the
+    run's S3 on the trainer to a folder here."""
+    from drfleet.runs import s3access
+    from drfleet.store import models
+
+    inv, options = inventory_and_options(
+        inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
+    )
+    env = Path(env_dir or ".")
+    with s3access.run_s3(inv, env, options) as (s3, cfg):
+        name = prefix or cfg.setting("DR_LOCAL_S3_MODEL_PREFIX")
+        with Board(["model"], title="download", quiet=json) as board:
+            done = models.download(
+                s3,
+                cfg.setting("DR_LOCAL_S3_BUCKET"),
+                name,
+                Path(out or Path("models") / name),
+                lambda line: board.progress("model", f"{name}: {line}"),
+            )
+    if json:
+        print_json(done)
+    else:
+        print(f"{done['files']} files, {done['bytes']} bytes of {name} in {done['out']}")
+
+
+@command(
+    src="the folder holding the model (a download-model folder, or DRfC's model prefix)",
+    prefix="the S3 prefix to put it under (then DR_LOCAL_S3_PRETRAINED_PREFIX can name it)",
+    wipe="replace what the prefix already holds",
+)
+def import_model(
+    c: Any,
+    src: str = "",
+    prefix: str = "",
+    wipe: bool = False,
+    inventory: str | None = None,
+    env_dir: str | None = None,
+    json: bool = False,
+    accept_new_host_keys: bool = False,
+    known_hosts: str | None = None,
+    verbose: int = 0,
+) -> None:
+    """Put a model folder into the run's S3 under a prefix of its own, so training can start
+    from it (DR_LOCAL_S3_PRETRAINED=True, DR_LOCAL_S3_PRETRAINED_PREFIX=that prefix)."""
+    from drfleet.runs import s3access
+    from drfleet.store import models
+
+    if not src or not prefix:
+        raise DrfleetError("say what and where: --src FOLDER --prefix NAME (a new model prefix)")
+
+    inv, options = inventory_and_options(
+        inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
+    )
+    env = Path(env_dir or ".")
+    with s3access.run_s3(inv, env, options) as (s3, cfg), Board(["model"], quiet=json) as board:
+        done = models.upload(
+            s3,
+            cfg.setting("DR_LOCAL_S3_BUCKET"),
+            prefix,
+            Path(src),
+            wipe,
+            lambda line: board.progress("model", f"{prefix}: {line}"),
+        )
+    if json:
+        print_json(done)
+    else:
+        print(f"{done['files']} files, {done['bytes']} bytes from {src} in {prefix}")
+
+
+CHECKPOINT_HELP = "last (default), best, or a checkpoint number (DRfC's -b is best, -c N is N)"
+
+
+@command(
+    checkpoint=CHECKPOINT_HELP,
+    prefix="upload the model of this S3 prefix, to the same prefix (DRfC's -p)",
+    local="upload to the run's own bucket (DR_LOCAL_S3_BUCKET) instead (DRfC's -L)",
+    wipe="delete what the target's model/ held besides (DRfC's -w)",
+    dry_run="say what would be copied; write nothing (DRfC's -d)",
+    increment="first increment DR_UPLOAD_S3_PREFIX in run.env (DRfC's -1)",
+)
+def upload_model(
+    c: Any,
+    checkpoint: str = "last",
+    prefix: str | None = None,
+    local: bool = False,
+    wipe: bool = False,
+    dry_run: bool = False,
+    increment: bool = False,
+    inventory: str | None = None,
+    env_dir: str | None = None,
+    json: bool = False,
+    accept_new_host_keys: bool = False,
+    known_hosts: str | None = None,
+    verbose: int = 0,
+) -> None:
+    """Put a checkpoint where the DeepRacer console imports it (DRfC's dr-upload-model).
+
+    The checkpoint, its model metadata, reward function, metrics, hyperparameters and
+    training_params.yaml go to DR_UPLOAD_S3_BUCKET/DR_UPLOAD_S3_PREFIX with
+    DR_UPLOAD_S3_PROFILE."""
+    from drfleet.drfc import checks
+    from drfleet.runs import s3access, storage
+    from drfleet.store import console, models
+
+    env = Path(env_dir or ".")
+    if not local:
+        _upload_bucket_defined(env)
+    if increment and not dry_run:
+        _increment_upload_prefix(env)
+    inv, options = inventory_and_options(
+        inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
+    )
+    with s3access.run_s3(inv, env, options) as (s3, cfg):
+        values = {k: cfg.setting(k) for k in cfg.values} | {
+            k: cfg.setting(k)
+            for k in (
+                "DR_LOCAL_S3_MODEL_PREFIX",
+                "DR_LOCAL_S3_REWARD_KEY",
+                "DR_LOCAL_S3_METRICS_PREFIX",
+            )
+        }
+        src = console.Source.of(values, prefix)
+        target = prefix or cfg.setting("DR_UPLOAD_S3_PREFIX")
+        if checks.s3_key_problem(target):
+            raise DrfleetError(
+                f"upload prefix {target!r} {checks.s3_key_problem(target)}",
+                where=cfg.where("DR_UPLOAD_S3_PREFIX"),
+            )
+        if local:
+            if target == src.prefix:
+                raise DrfleetError(
+                    f"the target s3://{cfg.setting('DR_LOCAL_S3_BUCKET')}/{target}/ is the model "
+                    "itself; nothing was copied",
+                    fix="set DR_UPLOAD_S3_PREFIX to another prefix",
+                )
+            dst, dst_bucket = s3, cfg.setting("DR_LOCAL_S3_BUCKET")
+        else:
+            dst_bucket = cfg.setting("DR_UPLOAD_S3_BUCKET")
+            dst = storage.profile_client(
+                cfg.setting("DR_UPLOAD_S3_PROFILE"),
+                cfg.setting("DR_AWS_APP_REGION"),
+                "DR_UPLOAD_S3_PROFILE",
+            )
+        with Board(["model"], title="upload", quiet=json) as board:
+            done = models.upload_model(
+                s3,
+                cfg.setting("DR_LOCAL_S3_BUCKET"),
+                src,
+                dst,
+                dst_bucket,
+                target,
+                checkpoint,
+                values,
+                wipe,
+                dry_run,
+                lambda line: board.progress("model", f"{target}: {line}"),
+                "DR_LOCAL_S3_BUCKET" if local else "DR_UPLOAD_S3_BUCKET",
+            )
+    if json:
+        print_json(done)
+        return
+    verb = "would copy" if dry_run else "copied"
+    print(
+        f"checkpoint {done['checkpoint']}: {verb} {len(done['objects'])} objects "
+        f"to {done['target']}"
+    )
+    if dry_run:
+        for key in done["objects"]:
+            print(f"  {key}")
+
+
+def _upload_bucket_defined(env: Path) -> None:
+    """DRfC stops with "No upload bucket defined" when DR_UPLOAD_S3_BUCKET is empty; its
+    template's not-defined means the same. Said before anything connects."""
+    from drfleet.drfc import config
+
+    cfg = config.load(env)
+    bucket = cfg.setting("DR_UPLOAD_S3_BUCKET")
+    if bucket in ("", "not-defined"):
+        raise DrfleetError(
+            f"DR_UPLOAD_S3_BUCKET is {bucket or 'empty'}: no upload bucket is defined",
+            where=cfg.where("DR_UPLOAD_S3_BUCKET"),
+            fix="set it to the S3 bucket the DeepRacer console imports from (or use --local)",
+        )
+
+
+def _increment_upload_prefix(env: Path) -> None:
+    """scripts/upload/increment.sh: DR_UPLOAD_S3_PREFIX gets the next number in run.env."""
+    from drfleet.drfc import config
+    from drfleet.localfs import atomic_write
+    from drfleet.runs import increment
+
+    cfg = config.load(env)
+    current = cfg.setting("DR_UPLOAD_S3_PREFIX")
+    new = increment.next_prefix(current)
+    path = Path(cfg.run.path)
+    text = path.read_text()
+    atomic_write(path.with_name(path.name + ".bak"), text)
+    atomic_write(path, increment.rewrite(text, {"DR_UPLOAD_S3_PREFIX": new}))
+    print(f"DR_UPLOAD_S3_PREFIX: {current} -> {new} in {path}")
+
+
+@command(
+    checkpoint="best (default: the model the trainer keeps in /opt/ml/model), last, or a number",
+    prefix="the model's S3 prefix (default: DR_LOCAL_S3_MODEL_PREFIX)",
+    out="the file to write (default: ./carfile.tar.gz)",
+    upload="also put it at DR_UPLOAD_S3_BUCKET/DR_UPLOAD_S3_PREFIX/carfile.tar.gz",
+    local="also put it in the run's bucket under DR_UPLOAD_S3_PREFIX (DRfC's -L)",
+)
+def car_model(
+    c: Any,
+    checkpoint: str = "best",
+    prefix: str | None = None,
+    out: str = "carfile.tar.gz",
+    upload: bool = False,
+    local: bool = False,
+    inventory: str | None = None,
+    env_dir: str | None = None,
+    json: bool = False,
+    accept_new_host_keys: bool = False,
+    known_hosts: str | None = None,
+    verbose: int = 0,
+) -> None:
+    """Write the tar.gz a physical DeepRacer car loads (DRfC's dr-upload-car-zip).
+
+    It holds agent/model.pb and model_metadata.json; --upload or --local also put it in S3."""
+    from drfleet.localfs import atomic_write
+    from drfleet.runs import s3access, storage
+    from drfleet.store import console, models
+
+    if upload and not local:
+        _upload_bucket_defined(Path(env_dir or "."))
+    inv, options = inventory_and_options(
+        inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
+    )
+    with s3access.run_s3(inv, Path(env_dir or "."), options) as (s3, cfg):
+        values = {k: cfg.setting(k) for k in ("DR_LOCAL_S3_MODEL_PREFIX",)}
+        src = console.Source.of(values, prefix)
+        body, ckpt = models.car_model(s3, cfg.setting("DR_LOCAL_S3_BUCKET"), src, checkpoint)
+        path = atomic_write(Path(out), body, 0o644)
+        done: dict[str, Any] = {"checkpoint": ckpt.name, "out": str(path), "bytes": len(body)}
+        key = f"{cfg.setting('DR_UPLOAD_S3_PREFIX')}/carfile.tar.gz"
+        if local:
+            s3.put_object(Bucket=cfg.setting("DR_LOCAL_S3_BUCKET"), Key=key, Body=body)
+            done["uploaded"] = f"s3://{cfg.setting('DR_LOCAL_S3_BUCKET')}/{key}"
+        elif upload:
+            dst = storage.profile_client(
+                cfg.setting("DR_UPLOAD_S3_PROFILE"),
+                cfg.setting("DR_AWS_APP_REGION"),
+                "DR_UPLOAD_S3_PROFILE",
+            )
+            bucket = cfg.setting("DR_UPLOAD_S3_BUCKET")
+            storage.bucket_exists(dst, bucket, "DR_UPLOAD_S3_BUCKET")
+            dst.put_object(Bucket=bucket, Key=key, Body=body)
+            done["uploaded"] = f"s3://{bucket}/{key}"
+    if json:
+        print_json(done)
+        return
+    print(f"checkpoint {ckpt.name}: {path} ({len(body)} bytes)")
+    if "uploaded" in done:
+        print(f"uploaded to {done['uploaded']}")
+
+
+@command(
+    prefix="the new model prefix (default: the current one, numbered up)",
+    delim="the delimiter before the number (default -)",
+    checkpoint="start from the old model's best or last checkpoint (sets "
+    "DR_LOCAL_S3_PRETRAINED_CHECKPOINT; default: leave it as it is)",
+    wipe="delete what the new prefix already holds in the run's S3",
+)
+def increment_training(
+    c: Any,
+    prefix: str | None = None,
+    delim: str = "-",
+    checkpoint: str | None = None,
+    wipe: bool = False,
+    inventory: str | None = None,
+    env_dir: str | None = None,
+    json: bool = False,
+    accept_new_host_keys: bool = False,
+    known_hosts: str | None = None,
+    verbose: int = 0,
+) -> None:
+    """Make the next training start from this model (DRfC's dr-increment-training).
+
+    run.env gets a new DR_LOCAL_S3_MODEL_PREFIX, and the current one becomes
+    DR_LOCAL_S3_PRETRAINED_PREFIX with DR_LOCAL_S3_PRETRAINED=True. The old run.env is kept as
+    run.env.bak."""
+    from drfleet.drfc import checks, config
+    from drfleet.localfs import atomic_write
+    from drfleet.runs import increment, s3access, storage
+
+    env = Path(env_dir or ".")
+    cfg = config.load(env)
+    current = cfg.setting("DR_LOCAL_S3_MODEL_PREFIX")
+    changes = increment.training_changes(current, prefix, delim, checkpoint)
+    new = changes["DR_LOCAL_S3_MODEL_PREFIX"]
+    if checks.s3_key_problem(new):
+        raise DrfleetError(f"--prefix {new!r} {checks.s3_key_problem(new)}")
+    deleted = 0
+    if wipe:
+        inv, options = inventory_and_options(
+            inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
+        )
+        with s3access.run_s3(inv, env, options) as (s3, _cfg):
+            bucket = cfg.setting("DR_LOCAL_S3_BUCKET")
+            existing = storage.listed(s3, bucket, new)
+            deleted = len(existing)
+            storage.delete_prefix(s3, bucket, new, existing)
+    path = Path(cfg.run.path)
+    text = path.read_text()
+    atomic_write(path.with_name(path.name + ".bak"), text)
+    atomic_write(path, increment.rewrite(text, changes))
+    if json:
+        print_json(
+            {"from": current, "to": new, "run_env": str(path), "set": changes, "wiped": deleted}
+        )
+        return
+    print(f"model {current} -> {new}: {path} now trains {new} from {current}")
+    if wipe:
+        print(
+            f"deleted what s3://{cfg.setting('DR_LOCAL_S3_BUCKET')}/{new}/ held "
+            f"({deleted}+ objects)"
+        )
+
+
+@command(
+    command="a command line to run (through sh) instead of an interactive shell",
+)
+def s3(
+    c: Any,
+    command: str | None = None,
+    inventory: str | None = None,
+    env_dir: str | None = None,
+    json: bool = False,
+    accept_new_host_keys: bool = False,
+    known_hosts: str | None = None,
+    verbose: int = 0,
+) -> None:
+    """Run a shell (or --command) with the run's S3 in its environment (DRfC's dr-local-aws).
+
+    AWS_ENDPOINT_URL, the keys and the region are set, so `aws s3 ls s3://bucket/` and boto3
+    reach the trainer's minio (through SSH, open while the shell runs) or DR_REMOTE_MINIO_URL.
+    Nothing is printed or written: the keys live in that process's environment only. With
+    DR_CLOUD=aws it is your own AWS environment, with DR_LOCAL_S3_PROFILE as AWS_PROFILE."""
+    import os
+    import subprocess
+
+    from drfleet.runs import s3access, storage
+    from drfleet.shell import mask
+
+    if json and not command:
+        raise DrfleetError(
+            "--json goes with --command (a shell of your own prints no JSON)",
+            fix="e.g. drfleet s3 --command 'aws s3 ls s3://bucket/' --json",
+        )
+    inv, options = inventory_and_options(
+        inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
+    )
+    env_path = Path(env_dir or ".")
+    with s3access.run_s3(inv, env_path, options) as (client, cfg):
+        region = cfg.setting("DR_AWS_APP_REGION")
+        env = {
+            **os.environ,
+            "AWS_DEFAULT_REGION": region,
+            "AWS_REGION": region,
+            "DR_LOCAL_S3_BUCKET": cfg.setting("DR_LOCAL_S3_BUCKET"),
+        }
+        if cfg.storage == "aws":  # activate.sh's dr-local-aws is plain `aws` there
+            import boto3
+
+            if cfg.setting("DR_LOCAL_S3_PROFILE") in boto3.Session().available_profiles:
+                env["AWS_PROFILE"] = cfg.setting("DR_LOCAL_S3_PROFILE")
+        else:
+            creds = storage.run_credentials(cfg, env_path)
+            env["AWS_ENDPOINT_URL"] = client.meta.endpoint_url
+            env["AWS_ACCESS_KEY_ID"] = creds["access_key"]
+            env["AWS_SECRET_ACCESS_KEY"] = creds["secret_key"]
+            for k in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
+                env.pop(k, None)
+        if command and json:  # its output, with the run's keys masked, in one document
+            ran = subprocess.run(
+                ["sh", "-c", command], env=env, check=False, capture_output=True, text=True
+            )
+            keys = tuple(
+                env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if env.get(k)
+            )
+            code = ran.returncode
+            print_json(
+                {
+                    "ok": code == 0,
+                    "exit": code,
+                    "stdout": mask(ran.stdout, keys),
+                    "stderr": mask(ran.stderr, keys),
+                }
+            )
+        elif command:
+            code = subprocess.run(["sh", "-c", command], env=env, check=False).returncode
+        else:
+            shell = os.environ.get("SHELL") or "/bin/sh"
+            where = env.get("AWS_ENDPOINT_URL") or f"AWS ({region})"
+            print(f"S3 of this run at {where} until you exit this shell")
+            code = subprocess.run([shell], env=env, check=False).returncode
+    if code:
+        from invoke.exceptions import Exit
+
+        raise Exit(code=code)
+
+
+TASKS = (download_model, import_model, upload_model, car_model, increment_training, s3)

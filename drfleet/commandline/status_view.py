@@ -1,0 +1,122 @@
+"""What `drfleet status` shows: the table of hosts and containers, then what the run needs
+said (dropped, lost, still to be told), as rich renderables for a print or a live display."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from drfleet.runs.observe import FleetReport
+
+
+def view(report: FleetReport) -> Group:
+    return Group(_table(report), *_run_lines(report.run))
+
+
+def asking(hosts: list[str]) -> Table:
+    """What status --watch draws at once, while the hosts are asked the first time."""
+    table = _columns()
+    for host in hosts:
+        table.add_row(Text(host), "", "", "[dim]asking…[/]", "", "", "", "", "")
+    return table
+
+
+def _columns() -> Table:
+    return Table(
+        "host", "stack", "container", "state", "restarts", "exit", "started", "ports", "last error"
+    )
+
+
+def _table(report: FleetReport) -> Table:
+    table = _columns()
+    table.columns[2].overflow = "fold"  # a narrow terminal wraps names, never cuts them
+    table.columns[8].overflow = "fold"  # and a host's reason with what to do, whole
+    for host, r in report.hosts.items():
+        # every string a host reported is Text: never read as markup
+        if r.status is None:
+            state = "[red]unreachable[/]" if not r.reachable else "[red]error[/]"
+            why = Text(re.sub(r"^\S+ \([^)]*\): ", "", r.error, count=1))  # the host is named
+            if r.fix:
+                why.append(f"\nfix: {r.fix}", style="dim")
+            table.add_row(Text(host), "", "", state, "", "", "", "", why)
+            continue
+        if not r.status.agent.running:
+            table.add_row(Text(host), "", "(agent)", "[red]not running[/]", "", "", "", "", "")
+        for ctr in r.status.containers:
+            table.add_row(
+                Text(host),
+                Text(ctr.stack),
+                Text(ctr.name),
+                Text(str(ctr.state.value)),
+                str(ctr.restarts),
+                str(ctr.last_exit_code or ""),
+                Text(str(ctr.started_at or "")),
+                ",".join(str(h) for h in ctr.ports.values()),
+                Text(ctr.last_error[:60]),
+            )
+    return table
+
+
+def _run_lines(run: dict[str, Any] | None) -> list[Text]:
+    out: list[Text] = []
+    if not run:
+        return out
+    for host, names in run["dropped"].items():
+        out.append(
+            Text(
+                f"{host}: its slots had moved while it was away; "
+                f"dropped {', '.join(names) or 'nothing'}",
+                style="",
+            )
+        )
+    if run["trainer"]["state"] == "lost":
+        out.append(
+            Text(
+                f"the trainer host {run['trainer']['host']} is unreachable: training is stalled "
+                "until it is back",
+                style="red",
+            )
+        )
+    for host, slots in run["lost"].items():
+        out.append(
+            Text(
+                f"{host} is unreachable: slots {', '.join(map(str, slots))} are lost; "
+                "`drfleet train --rebalance` moves them to hosts with room",
+                style="red",
+            )
+        )
+    out += _progress_lines(run.get("progress"))
+    for host in run["fence_pending"]:
+        out.append(
+            Text(
+                f"{host} is still to be told that its slots moved (it may still run them): "
+                "`drfleet status --converge` or `drfleet train --rebalance` tells it once "
+                "reachable",
+                style="yellow",
+            )
+        )
+    return out
+
+
+def _progress_lines(progress: dict[str, Any] | None) -> list[Text]:
+    """Iterations saved, and per worker its episodes and its latest iteration's means."""
+    if not progress:
+        return []
+    if "error" in progress:
+        return [Text(f"training progress unknown: {progress['error']}", style="yellow")]
+    lines = [Text(f"training: {progress['iterations']} iterations saved")]
+    for slot, w in progress["workers"].items():
+        if w["reward"] is None:
+            lines.append(Text(f"  worker {slot}: no episode yet"))
+            continue
+        lines.append(
+            Text(
+                f"  worker {slot}: {w['episodes']} episodes, latest reward {w['reward']:g}, "
+                f"progress {w['progress']:g}%"
+            )
+        )
+    return lines

@@ -1,0 +1,206 @@
+"""The model's way out and back in. `download-model` copies a model prefix of the run's S3 to
+a folder here; `import-model` puts a folder under a new prefix (so a model trained elsewhere,
+DRfC's included, continues here through DR_LOCAL_S3_PRETRAINED_PREFIX); `upload-model` copies a
+checkpoint to the console's layout in another bucket; `car-model` builds a car's tar.gz. Each
+works on an S3 client the command line gets from s3access.run_s3."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from drfleet.drfc import checks
+from drfleet.errors import DrfleetError
+from drfleet.progress import Meter, metered
+from drfleet.runs import storage
+from drfleet.store import console
+
+Tick = Callable[[str], None]
+
+
+def download(s3: Any, bucket: str, prefix: str, out: Path, tick: Tick) -> dict[str, Any]:
+    """Every object under prefix/ to out/<its key below prefix>; each file lands whole (a
+    temporary name, then renamed), and nothing is written outside out."""
+    found = storage.every(s3, bucket, prefix)
+    if not found:
+        raise DrfleetError(
+            f"s3://{bucket}/{prefix}/ holds nothing",
+            fix="name the model with --prefix (default: DR_LOCAL_S3_MODEL_PREFIX of run.env)",
+        )
+    meter = Meter(sum(int(o["Size"]) for o in found))
+    root = out.resolve()
+    for o in found:
+        rel = o["Key"][len(prefix) + 1 :]
+        if checks.s3_key_problem(rel):
+            raise DrfleetError(f"s3://{bucket}/{o['Key']}: not a key a file can be made of")
+        path = (root / rel).resolve()
+        if not path.is_relative_to(root):
+            raise DrfleetError(f"{o['Key']} would be written outside {out}", where=str(out))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part = path.with_name(f".{path.name}.part")
+        body = s3.get_object(Bucket=bucket, Key=o["Key"])["Body"]
+        with open(part, "wb") as fh:
+            for chunk in metered(body.iter_chunks(1 << 20), meter, tick):
+                fh.write(chunk)
+        os.replace(part, path)
+    return {"prefix": prefix, "out": str(out), "files": len(found), "bytes": meter.done}
+
+
+def upload(s3: Any, bucket: str, prefix: str, src: Path, wipe: bool, tick: Tick) -> dict[str, Any]:
+    """Every file under src to prefix/<its path below src>. A prefix that holds objects is
+    refused unless wipe (then they go first)."""
+    problem = checks.s3_key_problem(prefix)
+    if problem:
+        raise DrfleetError(f"--prefix {prefix!r} {problem}", fix="use a plain key like my-model-2")
+    if not src.is_dir():
+        raise DrfleetError("not a folder", where=str(src))
+    files = sorted(p for p in src.rglob("*") if p.is_file() and not p.is_symlink())
+    if not files:
+        raise DrfleetError("the folder holds no files", where=str(src))
+    storage.ensure_bucket(s3, bucket)
+    existing = storage.listed(s3, bucket, prefix)
+    if existing and not wipe:
+        raise DrfleetError(
+            f"s3://{bucket}/{prefix}/ already holds {len(existing)} objects; nothing was copied",
+            fix="choose another --prefix, or --wipe to replace them",
+        )
+    storage.delete_prefix(s3, bucket, prefix, existing)
+    meter = Meter(sum(p.stat().st_size for p in files))
+    for p in files:
+        key = f"{prefix}/{p.relative_to(src).as_posix()}"
+        if checks.s3_key_problem(key):
+            raise DrfleetError(f"{p}: its name makes no S3 key ({checks.s3_key_problem(key)})")
+
+        def count(n: int) -> None:
+            meter.done += n
+            tick(meter.line())
+
+        with open(p, "rb") as fh:
+            s3.upload_fileobj(fh, bucket, key, Callback=count)
+    tick(meter.line())
+    return {"prefix": prefix, "src": str(src), "files": len(files), "bytes": meter.done}
+
+
+def _names(s3: Any, bucket: str, prefix: str) -> list[str]:
+    """Every key under prefix/, relative to it."""
+    return [o["Key"][len(prefix) + 1 :] for o in storage.every(s3, bucket, prefix)]
+
+
+def chosen(
+    s3: Any, bucket: str, src: console.Source, which: str
+) -> tuple[console.Checkpoint, list[str]]:
+    """The checkpoint `which` names and its files under model/."""
+    model = [n[len("model/") :] for n in _names(s3, bucket, src.prefix) if n.startswith("model/")]
+    raw = storage.read(s3, bucket, f"{src.prefix}/{console.INDEX}")
+    index = json.loads(raw) if raw is not None else None
+    if raw is None and not model:
+        raise DrfleetError(
+            f"s3://{bucket}/{src.prefix}/model/ holds nothing",
+            fix="name the model with --prefix (default: DR_LOCAL_S3_MODEL_PREFIX of run.env)",
+        )
+    ckpt = console.checkpoint(model, index, which, time.time())
+    return ckpt, console.model_files(model, ckpt)
+
+
+def upload_model(
+    s3: Any,
+    bucket: str,
+    src: console.Source,
+    dst: Any,
+    dst_bucket: str,
+    target: str,
+    which: str,
+    values: dict[str, str],
+    wipe: bool,
+    dry_run: bool,
+    tick: Tick,
+    dst_setting: str = "DR_UPLOAD_S3_BUCKET",
+) -> dict[str, Any]:
+    """DRfC's upload-model.sh: the checkpoint with its metadata, reward function, metrics,
+    hyperparameters and training_params.yaml under target/ in the console's layout. Everything
+    is read and checked before the first write; with wipe, what target/model/ held besides goes
+    (aws s3 sync --delete)."""
+    ckpt, files = chosen(s3, bucket, src, which)
+    reward = f"{src.prefix}/reward_function.py"
+    if storage.read(s3, bucket, reward) is None:
+        reward = src.reward_key
+    src = console.Source(src.prefix, reward, src.metrics_prefix)
+    metrics = [f"{src.metrics_prefix}/{n}" for n in _names(s3, bucket, src.metrics_prefix)]
+    bodies: dict[str, bytes] = {}
+    plan = console.console_objects(src, target, ckpt, files, metrics)
+    for key in {k for k, _ in plan if k is not None}:
+        body = storage.read(s3, bucket, key)
+        if body is not None:
+            bodies[key] = body
+    missing = console.missing_metadata(
+        {
+            f"s3://{bucket}/{src.prefix}/model/model_metadata.json": (
+                f"{src.prefix}/model/model_metadata.json" in bodies
+            ),
+            f"s3://{bucket}/{src.reward_key}": src.reward_key in bodies,
+            f"s3://{bucket}/{src.prefix}/ip/hyperparameters.json": (
+                f"{src.prefix}/ip/hyperparameters.json" in bodies
+            ),
+            f"s3://{bucket}/{src.metrics_prefix}/": bool(metrics),
+        }
+    )
+    if missing:
+        raise DrfleetError(
+            "the model's metadata is not all there ("
+            + ", ".join(missing)
+            + "); nothing was copied",
+            fix="upload the model of a run whose trainer and first iteration ran",
+        )
+    writes = console.written(ckpt, values, dst_bucket, target)
+    result = {
+        "checkpoint": ckpt.name,
+        "target": f"s3://{dst_bucket}/{target}/",
+        "objects": [t for _, t in plan],
+        "dry_run": dry_run,
+    }
+    if dry_run:
+        return result
+    storage.bucket_exists(dst, dst_bucket, dst_setting)
+    meter = Meter(sum(len(bodies.get(k, b"")) if k else len(writes[t]) for k, t in plan))
+    for k, t in plan:
+        body = bodies[k] if k is not None else writes[t]
+        dst.put_object(Bucket=dst_bucket, Key=t, Body=body)
+        meter.done += len(body)
+        tick(meter.line())
+    if wipe:
+        keep = {t for _, t in plan}
+        stale = [
+            f"{target}/{n}"
+            for n in _names(dst, dst_bucket, target)
+            if n.startswith("model/") and f"{target}/{n}" not in keep
+        ]
+        for i in range(0, len(stale), 1000):
+            dst.delete_objects(
+                Bucket=dst_bucket, Delete={"Objects": [{"Key": k} for k in stale[i : i + 1000]]}
+            )
+        result["deleted"] = stale
+    return result
+
+
+def car_model(
+    s3: Any, bucket: str, src: console.Source, which: str
+) -> tuple[bytes, console.Checkpoint]:
+    """The tar.gz a physical car loads: agent/model.pb (the checkpoint's frozen graph) and
+    model_metadata.json."""
+    ckpt, _files = chosen(s3, bucket, src, which)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for member, name in console.car_entries(ckpt).items():
+            body = storage.read(s3, bucket, f"{src.prefix}/model/{name}")
+            if body is None:
+                raise DrfleetError(f"s3://{bucket}/{src.prefix}/model/{name} is missing")
+            info = tarfile.TarInfo(member)
+            info.size, info.mtime, info.mode = len(body), int(time.time()), 0o644
+            tar.addfile(info, io.BytesIO(body))
+    return buf.getvalue(), ckpt
