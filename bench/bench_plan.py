@@ -10,7 +10,7 @@ import time
 
 from bench.results import publish
 from drfleet.drfc.checks import shares
-from drfleet.runs.plan import Capacity, place
+from drfleet.runs.placement import Capacity, place
 
 
 def main() -> None:

@@ -200,8 +200,7 @@ def plan(
     verbose: int = 0,
 ) -> None:
     """Check the training configuration and show where every worker would run, and why."""
-    from drfleet.runs import capacity, training
-    from drfleet.runs import plan as plan_mod
+    from drfleet.runs import capacity, placement, training
 
     workers = workers_given(workers)
     inv, options = inventory_and_options(
@@ -209,7 +208,7 @@ def plan(
     )
     if suggest:
         caps = capacity.of_hosts(inv, options)
-        n = plan_mod.suggest(list(caps.values()))
+        n = placement.suggest(list(caps.values()))
         slots = {h: c.slots for h, c in caps.items()}
         doc = {"workers": n, "hosts": slots}
         if json:

@@ -396,7 +396,7 @@ def swarm(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskResult]:
             )
             out[name] = TaskResult(task.name, "changed", f"would {what} (once docker runs)")
         return out
-    plan = plan_swarm(
+    decision = plan_swarm(
         trainer_name,
         {n: st.typed for n, st in members.items()},
         args["network"],
@@ -405,16 +405,16 @@ def swarm(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskResult]:
     )
     results: dict[str, TaskResult] = {}
     changed: dict[str, list[str]] = {n: [] for n in members}
-    for name, err in plan.errors.items():
+    for name, err in decision.errors.items():
         results[name] = TaskResult(task.name, "failed", f"{name}: swarm: {err}")
-    if trainer_name in plan.errors:
+    if trainer_name in decision.errors:
         return {
             n: results.get(
                 n,
                 TaskResult(
                     task.name,
                     "failed",
-                    f"the trainer cannot lead a swarm: {plan.errors[trainer_name]}",
+                    f"the trainer cannot lead a swarm: {decision.errors[trainer_name]}",
                 ),
             )
             for n in members
@@ -422,15 +422,15 @@ def swarm(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskResult]:
     phases = swarm_phases(
         trainer_name,
         {n: (st.host, st.typed) for n, st in members.items()},
-        plan,
+        decision,
         args,
     )
     check = runner.options.check
     failed = run_phases(phases, members, task, changed, check)
     results.update({n: r for n, r in failed.items() if n not in results})
-    if plan.network_error:
+    if decision.network_error:
         results[trainer_name] = TaskResult(
-            task.name, "failed", f"{trainer_name}: {plan.network_error}"
+            task.name, "failed", f"{trainer_name}: {decision.network_error}"
         )
     for name in members:
         if name in results:

@@ -294,7 +294,7 @@ class Runner:
             args = validate(task.module, module.spec, self._render_args(ctx, task), rendered=True)
             self.ensure_facts(st, module.needs(args))
             ctx.facts = st.facts
-            change = module.plan(args, st.typed, ctx)
+            change = module.change(args, st.typed, ctx)
         except (ModuleFailure, ValueError) as exc:
             return TaskResult(
                 task.name,

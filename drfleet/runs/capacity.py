@@ -10,7 +10,7 @@ from drfleet.hosts import facts as facts_mod
 from drfleet.hosts.hostfacts import Facts
 from drfleet.hosts.inventory import Inventory
 from drfleet.hosts.remote import Options
-from drfleet.runs.plan import Capacity, capacity
+from drfleet.runs.placement import Capacity, capacity
 
 
 def of_hosts(

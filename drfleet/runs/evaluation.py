@@ -31,7 +31,7 @@ from drfleet.runs import (
     storage,
     training,
 )
-from drfleet.runs.plan import Capacity, Plan
+from drfleet.runs.placement import Capacity, Plan
 
 Tick = Callable[[str], None]
 

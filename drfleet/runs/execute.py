@@ -31,7 +31,7 @@ from drfleet.hosts.remote import Options, Outcome, Session, fan_out, session
 from drfleet.hosts.tunnel import forward
 from drfleet.names import FLEET
 from drfleet.runs import converge, runstate, sharing, storage, training
-from drfleet.runs.plan import Plan
+from drfleet.runs.placement import Plan
 from drfleet.runs.sagemaker import remove_sagemaker
 from drfleet.ui import Board
 

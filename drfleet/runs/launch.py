@@ -21,13 +21,13 @@ from drfleet.runs import (
     converge,
     execute,
     observe,
+    placement,
     runstate,
     sharing,
     specs,
     storage,
     training,
 )
-from drfleet.runs import plan as plan_mod
 from drfleet.runs.execute import Preflight, Reach, SaveRun, Stack
 from drfleet.runs.results import HostResult, RebalanceResult, StopResult, TrainResult
 from drfleet.runs.sagemaker import sagemaker_of
@@ -295,14 +295,14 @@ def _progress(
         return {"error": str(exc).splitlines()[0][:200]}
 
 
-def _read_progress(s3: Any, bucket: str, prefix: str, plan: plan_mod.Plan) -> dict[str, Any]:
+def _read_progress(s3: Any, bucket: str, prefix: str, plan: placement.Plan) -> dict[str, Any]:
     from drfleet.runs import training_progress
 
     return training_progress.summary(*_read_metrics(s3, bucket, prefix, plan), plan)
 
 
 def _read_metrics(
-    s3: Any, bucket: str, prefix: str, plan: plan_mod.Plan
+    s3: Any, bucket: str, prefix: str, plan: placement.Plan
 ) -> tuple[dict[str, Any] | None, dict[int, dict[str, Any] | None]]:
     """The run's S3: the trainer's deepracer_checkpoints.json and each worker's metrics, at
     the key its params file names (METRICS_S3_OBJECT_KEY)."""
@@ -371,7 +371,7 @@ def rebalance(
     held = {h: r.status for h, r in st.hosts.items() if r.status is not None}
     caps, _ = sharing.room(caps, held, Run(state.run_id or "0").stack)
     p = training.prepare_from(env_dir, caps, state.plan, down, inv)
-    new_plan, moved = plan_mod.rebalance(state.plan, list(p.caps.values()), down)
+    new_plan, moved = placement.rebalance(state.plan, list(p.caps.values()), down)
     p = dataclasses.replace(p, plan=new_plan)
     intent = rebalance_intent(p, state, storage.run_credentials(p.cfg, env_dir), down, held)
     was = {str(w.slot): w.host for w in state.plan.workers}

@@ -10,8 +10,7 @@ from drfleet_agent.contract import ContainerStatus, HostStatus
 
 from drfleet.errors import host_fields
 from drfleet.names import Run
-from drfleet.runs import plan as plan_mod
-from drfleet.runs import runstate
+from drfleet.runs import placement, runstate
 
 
 @dataclass
@@ -81,7 +80,7 @@ def run_summary(state: runstate.RunState, hosts: dict[str, HostReport]) -> dict[
             "state": "lost" if state.plan.trainer in down else "ok",
         },
         "slots": slots,
-        "lost": plan_mod.lost(state.plan, down),
+        "lost": placement.lost(state.plan, down),
         "dropped": {h: r.dropped for h, r in hosts.items() if r.dropped},
         "fence_pending": sorted(
             set(state.fence) - {h for h, r in hosts.items() if r.dropped is not None}

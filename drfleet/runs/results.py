@@ -11,7 +11,7 @@ from typing import Any
 from drfleet_agent.contract import HostStatus
 
 from drfleet.errors import DrfleetError, host_fields
-from drfleet.runs.plan import Plan
+from drfleet.runs.placement import Plan
 
 
 @dataclass(frozen=True)

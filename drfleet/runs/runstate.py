@@ -19,7 +19,7 @@ from typing import Any
 
 from drfleet.errors import DrfleetError
 from drfleet.localfs import atomic_write
-from drfleet.runs.plan import Plan, from_json
+from drfleet.runs.placement import Plan, from_json
 
 NAME = "run.json"
 

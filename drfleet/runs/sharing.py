@@ -12,7 +12,7 @@ from drfleet_agent.contract import HostStatus
 
 from drfleet.errors import DrfleetError
 from drfleet.names import RUN_ENV_LABEL, RUN_LABEL, RUN_PREFIX_LABEL, Run
-from drfleet.runs.plan import Capacity, Plan
+from drfleet.runs.placement import Capacity, Plan
 from drfleet.runs.runstate import RunState
 
 

@@ -33,7 +33,7 @@ from drfleet.names import (
     TASKSET_SHIM,
     XAUTHORITY,
 )
-from drfleet.runs.plan import Capacity, Placement, Plan
+from drfleet.runs.placement import Capacity, Placement, Plan
 
 GUI_BASE = 5900
 RL_COACH_COMMAND = (

@@ -20,7 +20,7 @@ from drfleet.hosts.inventory import Inventory
 from drfleet.localfs import atomic_write
 from drfleet.names import RUN_ENV_LABEL, RUN_LABEL, RUN_PREFIX_LABEL, STAGED_FILES, Run
 from drfleet.runs import runstate
-from drfleet.runs.plan import VIDEO_BASE, Capacity, Plan, place
+from drfleet.runs.placement import VIDEO_BASE, Capacity, Plan, place
 from drfleet.runs.specs import build, masked, minio_stack, owned
 
 DATA = Path(__file__).parents[1] / "data"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from drfleet.runs.plan import Plan
+from drfleet.runs.placement import Plan
 
 
 def metrics_key(key: str, slot: int, workers: int) -> str:

@@ -32,7 +32,7 @@ PURE = (
     "drfleet.drfc.images",
     "drfleet.drfc.params",
     "drfleet.drfc.settings",
-    "drfleet.runs.plan",
+    "drfleet.runs.placement",
     "drfleet.runs.specs",
     "drfleet.runs.observe",
     "drfleet.images.image_layers",

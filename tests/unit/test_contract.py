@@ -13,7 +13,7 @@ from drfleet_agent.contract import AgentInfo, ContainerStatus, HostStatus, Reaso
 from drfleet.errors import DrfleetError
 from drfleet.runs import runstate
 from drfleet.runs.observe import FleetReport, HostReport
-from drfleet.runs.plan import Placement, Plan
+from drfleet.runs.placement import Placement, Plan
 
 
 def status(*containers: ContainerStatus, generation: int = 3, stack: str = "s") -> HostStatus:
@@ -205,7 +205,7 @@ def test_this_env_dirs_own_run_under_its_old_run_id_is_named() -> None:
 
 def test_the_room_other_runs_leave_and_the_one_minio() -> None:
     from drfleet.runs import sharing
-    from drfleet.runs.plan import Capacity
+    from drfleet.runs.placement import Capacity
 
     caps = {h: Capacity(h, 16, 32000, 0, False, h == "h1", True, 4, 4) for h in ("h1", "h2")}
     held = {

@@ -11,7 +11,7 @@ import pytest
 from drfleet.drfc import config, eval_params, params
 from drfleet.errors import DrfleetError
 from drfleet.runs import evaluation, specs, training
-from drfleet.runs.plan import Capacity, Placement, Plan
+from drfleet.runs.placement import Capacity, Placement, Plan
 
 # DRfC's scripts/evaluation/prepare-config.py (2eb1a1f), run on DRfC's own template run.env
 # and system.env with DR_CLOUD=local, DR_AWS_APP_REGION=eu-west-1, DR_RACE_TYPE=HEAD_TO_BOT

@@ -19,7 +19,7 @@ from drfleet.hosts.remote import Result
 from drfleet.names import MINIO_STACK, TASKSET_SHIM, Run
 from drfleet.runs import evaluation, execute, launch, runstate, s3access, training
 from drfleet.runs.execute import EndRun, Fenced, Intent, Preflight, SaveRun, Stack
-from drfleet.runs.plan import Plan, rebalance
+from drfleet.runs.placement import Plan, rebalance
 from tests.unit.test_training import caps, drfc, inventory_stub
 
 CREDS = {"access_key": "AK", "secret_key": "SK"}

@@ -10,7 +10,7 @@ from drfleet.errors import ConfigError, DrfleetError
 from drfleet.hosts.agent_client import HostStatus
 from drfleet.runs import runstate
 from drfleet.runs.observe import HostReport, run_summary
-from drfleet.runs.plan import Capacity, Plan, from_json, lost, place, rebalance
+from drfleet.runs.placement import Capacity, Plan, from_json, lost, place, rebalance
 
 CAPS = [
     Capacity("t", 16, trainer=True),  # 3 slots

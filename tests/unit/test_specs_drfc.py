@@ -17,7 +17,7 @@ import pytest
 
 from drfleet.drfc import checks, config, params
 from drfleet.errors import ConfigError
-from drfleet.runs.plan import VIDEO_BASE, Capacity, place
+from drfleet.runs.placement import VIDEO_BASE, Capacity, place
 from drfleet.runs.specs import build, evaluation, gazebo_cpus, minio_stack
 from tests.unit.test_training import drfc
 

@@ -12,7 +12,7 @@ import yaml
 from drfleet.drfc import checks, config, params
 from drfleet.errors import ConfigError, DrfleetError
 from drfleet.runs import runstate, training
-from drfleet.runs.plan import Capacity, place, rebalance, suggest
+from drfleet.runs.placement import Capacity, place, rebalance, suggest
 from drfleet.runs.specs import build, masked
 
 SYSTEM = """\

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from drfleet.runs import training_progress as tp
-from drfleet.runs.plan import Placement, Plan
+from drfleet.runs.placement import Placement, Plan
 
 
 def test_each_worker_index_above_zero_has_its_own_metrics_file() -> None:

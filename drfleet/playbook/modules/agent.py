@@ -35,7 +35,7 @@ class AgentModule(Module):
             {"files", "units"}, files={PYZ, UNIT}, contents={UNIT}, units={"drfleet-agent.service"}
         )
 
-    def plan(self, args: dict[str, Any], facts: Facts, ctx: HostContext) -> Change | None:
+    def change(self, args: dict[str, Any], facts: Facts, ctx: HostContext) -> Change | None:
         major_minor = tuple(int(x) for x in facts.python.split(".")[:2])
         if major_minor < (3, 10):
             raise ModuleFailure(

@@ -99,7 +99,7 @@ class Apt(Module):
             n = n | Needs({"files"}, files={args["key_file"]})
         return n
 
-    def plan(self, args: dict[str, Any], facts: Facts, ctx: HostContext) -> Change | None:
+    def change(self, args: dict[str, Any], facts: Facts, ctx: HostContext) -> Change | None:
         steps: list[Step] = []
         what: list[str] = []
         repo_changed = False

@@ -83,6 +83,6 @@ class Module:
     def needs(self, args: dict[str, Any]) -> Needs:
         return Needs()
 
-    def plan(self, args: dict[str, Any], facts: Facts, ctx: HostContext) -> Change | None:
+    def change(self, args: dict[str, Any], facts: Facts, ctx: HostContext) -> Change | None:
         """None: already so. A Change: the steps that make it so. ModuleFailure: refuse."""
         raise NotImplementedError

@@ -87,73 +87,75 @@ def plan_swarm(
     """trainer: its name; hosts: name -> facts (docker, net, networks; ipsec when encrypted).
     Pure. An encrypted overlay needs every host's kernel to do ESP: without it traffic between
     hosts is silently dropped, so such hosts are refused before anything changes."""
-    plan = SwarmDecision()
+    decision = SwarmDecision()
     for name, f in hosts.items():
         if not f.docker.running:
-            plan.errors[name] = "docker is not running; provision it first"
+            decision.errors[name] = "docker is not running; provision it first"
         elif encrypted and not f.ipsec.esp:
             why = f.ipsec.error or "no reason given"
-            plan.errors[name] = (
+            decision.errors[name] = (
                 f"the kernel cannot do IPsec ESP with AES-GCM ({why}),"
                 f" which the encrypted overlay {network} needs; load it (modprobe esp4) or set "
                 "overlay_encrypted: false in the inventory (traffic between hosts then crosses "
                 "the network unencrypted)"
             )
     unread = [hosts[trainer].error(n) for n in ("nodes", "networks")]
-    if trainer not in plan.errors and any(unread):
-        plan.errors[trainer] = "; ".join(e for e in unread if e) + " (the swarm cannot be planned)"
-    if trainer in plan.errors:
-        return plan
+    if trainer not in decision.errors and any(unread):
+        decision.errors[trainer] = (
+            "; ".join(e for e in unread if e) + " (the swarm cannot be planned)"
+        )
+    if trainer in decision.errors:
+        return decision
     t = hosts[trainer].docker.swarm
     if t.state == "inactive":
-        plan.init = True
+        decision.init = True
     elif t.state == "active" and not t.is_manager:
-        plan.errors[trainer] = (
+        decision.errors[trainer] = (
             "the trainer is a worker in another swarm (cluster "
             f"{t.cluster_id[:12]}); leave it: docker swarm leave --force"
         )
-        return plan
+        return decision
     elif t.state != "active":
-        plan.errors[trainer] = f"swarm state is {t.state!r}; fix or leave that swarm"
-        return plan
+        decision.errors[trainer] = f"swarm state is {t.state!r}; fix or leave that swarm"
+        return decision
     # A worker's own `docker info` carries no cluster id; the manager's node list says who
     # belongs to its swarm.
     members = {n.id for n in hosts[trainer].nodes}
     for name, f in hosts.items():
-        if name == trainer or name in plan.errors:
+        if name == trainer or name in decision.errors:
             continue
         s = f.docker.swarm
         if s.state == "inactive":
-            plan.join.append(name)
-        elif s.state == "active" and not plan.init and s.node_id in members:
+            decision.join.append(name)
+        elif s.state == "active" and not decision.init and s.node_id in members:
             continue
         else:
-            plan.errors[name] = (
+            decision.errors[name] = (
                 f"is in a swarm that is not the trainer's (node {s.node_id[:12]}, "
                 f"{s.state}); leave it first: docker swarm leave --force"
             )
     existing = hosts[trainer].networks.get(network)
     if existing is None:
         used = [u for f in hosts.values() for u in used_networks(f)]
-        plan.network = {
+        decision.network = {
             "name": network,
             "subnet": subnet or free_subnet(used),
             "encrypted": encrypted,
         }
     elif not (existing.driver == "overlay" and existing.attachable):
-        plan.network_error = (
+        decision.network_error = (
             f"network {network} exists on the trainer but is a "
             f"{existing.driver} network, not an attachable overlay; "
             f"remove it (docker network rm {network}) and run again"
         )
     elif existing.encrypted != encrypted:
-        plan.network_error = (
+        decision.network_error = (
             f"network {network} exists {'en' if existing.encrypted else 'un'}encrypted and "
             f"overlay_encrypted is {str(encrypted).lower()}; `drfleet stop`, remove it on the "
             f"trainer (docker network rm {network}) and provision again, or set "
             f"overlay_encrypted: {str(existing.encrypted).lower()} in the inventory"
         )
-    return plan
+    return decision
 
 
 def node_label_changes(
@@ -217,7 +219,7 @@ def wanted_labels(roles: tuple[str, ...], args: dict[str, Any]) -> dict[str, str
 def swarm_phases(
     trainer: str,
     hosts: dict[str, tuple[Any, Facts]],
-    plan: SwarmDecision,
+    decision: SwarmDecision,
     args: dict[str, Any],
 ) -> list[Phase]:
     """The swarm task as phases (pure): init on the trainer; its join token read (a secret,
@@ -228,8 +230,8 @@ def swarm_phases(
     thost, tfacts = hosts[trainer]
     addr = advertise_address(thost, tfacts)
     phases: list[Phase] = []
-    fresh = set(plan.join) | ({trainer} if plan.init else set())
-    if plan.init:
+    fresh = set(decision.join) | ({trainer} if decision.init else set())
+    if decision.init:
         phases.append(
             (
                 FleetStep(
@@ -241,11 +243,11 @@ def swarm_phases(
                 FleetStep(trainer, "", NODE_ID, captures=node_of(trainer)),
             )
         )
-    if plan.join:
+    if decision.join:
         token = ("docker", "swarm", "join-token", "-q", "worker")
         phases.append((FleetStep(trainer, "", token, captures=JOIN_TOKEN),))
         joins: list[FleetStep] = []
-        for name in plan.join:
+        for name in decision.join:
             host, facts = hosts[name]
             body = {
                 "ListenAddr": "0.0.0.0:2377",
@@ -270,7 +272,7 @@ def swarm_phases(
         phases.append((FleetStep(trainer, "", rotate, secret_output=True),))
     labels: list[FleetStep] = []
     for name, (host, facts) in hosts.items():
-        if name in plan.errors:
+        if name in decision.errors:
             continue
         wanted = wanted_labels(tuple(host.roles), args)
         node: str | Late = node_of(name) if name in fresh else facts.docker.swarm.node_id
@@ -294,8 +296,8 @@ def swarm_phases(
         )
     if labels:
         phases.append(tuple(labels))
-    if plan.network:
-        net = plan.network
+    if decision.network:
+        net = decision.network
         compose = {k: net["name"] for k in COMPOSE}
         create = network_args(
             net["name"], "overlay", net["subnet"], True, compose, net["encrypted"]

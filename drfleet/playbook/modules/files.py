@@ -113,7 +113,7 @@ class File(Module):
     def needs(self, args: dict[str, Any]) -> Needs:
         return Needs({"files"}, files={args["path"]})
 
-    def plan(self, args: dict[str, Any], facts: Facts, ctx: HostContext) -> Change | None:
+    def change(self, args: dict[str, Any], facts: Facts, ctx: HostContext) -> Change | None:
         path, state = args["path"], args["state"]
         info = facts.file(path)
         mode = _mode(args["mode"])
@@ -158,7 +158,7 @@ class Copy(Module):
     def needs(self, args: dict[str, Any]) -> Needs:
         return Needs({"files"}, files={args["dest"]}, contents={args["dest"]})
 
-    def plan(self, args: dict[str, Any], facts: Facts, ctx: HostContext) -> Change | None:
+    def change(self, args: dict[str, Any], facts: Facts, ctx: HostContext) -> Change | None:
         if (args["content"] is None) == (args["src"] is None):
             raise ModuleFailure("copy needs exactly one of content and src")
         data = (
@@ -175,7 +175,7 @@ class Template(Module):
     def needs(self, args: dict[str, Any]) -> Needs:
         return Needs({"files"}, files={args["dest"]}, contents={args["dest"]})
 
-    def plan(self, args: dict[str, Any], facts: Facts, ctx: HostContext) -> Change | None:
+    def change(self, args: dict[str, Any], facts: Facts, ctx: HostContext) -> Change | None:
         text = ctx.render_template(args["src"])
         return content_change(args["dest"], text.encode(), facts, args)
 
@@ -199,7 +199,7 @@ class JsonMerge(Module):
     def needs(self, args: dict[str, Any]) -> Needs:
         return Needs({"files"}, files={args["path"]}, contents={args["path"]})
 
-    def plan(self, args: dict[str, Any], facts: Facts, ctx: HostContext) -> Change | None:
+    def change(self, args: dict[str, Any], facts: Facts, ctx: HostContext) -> Change | None:
         path = args["path"]
         info = facts.file(path)
         current: Any = {}

@@ -29,7 +29,7 @@ class Service(Module):
     def needs(self, args: dict[str, Any]) -> Needs:
         return Needs({"units"}, units={args["name"]})
 
-    def plan(self, args: dict[str, Any], facts: Facts, ctx: HostContext) -> Change | None:
+    def change(self, args: dict[str, Any], facts: Facts, ctx: HostContext) -> Change | None:
         name = args["name"]
         unit = facts.unit(name)
         steps: list[Step] = []
@@ -72,7 +72,7 @@ class GroupMember(Module):
     def needs(self, args: dict[str, Any]) -> Needs:
         return Needs({"users"}, users={args["user"]})
 
-    def plan(self, args: dict[str, Any], facts: Facts, ctx: HostContext) -> Change | None:
+    def change(self, args: dict[str, Any], facts: Facts, ctx: HostContext) -> Change | None:
         user = facts.account(args["user"])
         if not user.exists:
             raise ModuleFailure(f"user {args['user']!r} does not exist on the host")
@@ -109,7 +109,7 @@ class CommandModule(Module):
     def needs(self, args: dict[str, Any]) -> Needs:
         return Needs({"files"}, files={args["creates"]}) if args.get("creates") else Needs()
 
-    def plan(self, args: dict[str, Any], facts: Facts, ctx: HostContext) -> Change | None:
+    def change(self, args: dict[str, Any], facts: Facts, ctx: HostContext) -> Change | None:
         if (args["argv"] is None) == (args["shell"] is None):
             raise ModuleFailure("command needs exactly one of argv and shell")
         if args["creates"] and facts.file(args["creates"]).exists:
@@ -131,7 +131,7 @@ class Assert(Module):
     name = "assert"
     spec = {"that": Arg((list, str), required=True), "msg": Arg(required=True)}
 
-    def plan(self, args: dict[str, Any], facts: Facts, ctx: HostContext) -> Change | None:
+    def change(self, args: dict[str, Any], facts: Facts, ctx: HostContext) -> Change | None:
         exprs = [args["that"]] if isinstance(args["that"], str) else args["that"]
         for expr in exprs:
             if not ctx.evaluate(str(expr)):
