@@ -46,6 +46,7 @@ def evaluate(
     the container as its docker-compose-eval.yml runs it; its video is on the viewer page."""
     from drfleet.errors import DrfleetError
     from drfleet.runs import evaluation
+    from drfleet.runs.results import EvalStopped
 
     inv, options = inventory_and_options(
         inventory, known_hosts, accept_new_host_keys, forks, env_dir=env_dir, quiet=json
@@ -53,68 +54,27 @@ def evaluate(
     env = Path(env_dir or ".")
     if dry_run != (out is not None):
         raise DrfleetError("--dry-run and --out go together: --dry-run --out DIR")
+    done: Any
     if stop:
-        gone = evaluation.stop(inv, env, options)
-        print_json({"stopped": gone}) if json else print(
-            f"evaluation removed from {', '.join(gone)}" if gone else "no evaluation runs"
-        )
-        return
-    with Board(["evaluation"], title="evaluate", quiet=json) as board:
-        tick = lambda line: board.progress("evaluation", line)  # noqa: E731
-        if results:
-            done = evaluation.results(inv, env, options, metrics, 0, 0, tick)
-        else:
-            started = evaluation.start(
-                inv, env, options, host, Path(out) if out else None, tick, clone
-            )
-            done = started
-            if wait and not dry_run:
-                done = {
-                    **started,
-                    **evaluation.results(
-                        inv,
-                        env,
-                        options,
-                        started["metrics"],
-                        started["trials"],
-                        timeout,
-                        tick,
-                        started["host"],
-                    ),
-                }
+        done = EvalStopped(evaluation.stop(inv, env, options))
+    else:
+        with Board(["evaluation"], title="evaluate", quiet=json) as board:
+            tick = lambda line: board.progress("evaluation", line)  # noqa: E731
+            if results:
+                done = evaluation.results(inv, env, options, metrics, 0, 0, tick)
+            else:
+                done = evaluation.start(
+                    inv, env, options, host, Path(out) if out else None, tick, clone
+                )
+                if wait and not dry_run:
+                    done.results = evaluation.results(
+                        inv, env, options, done.metrics, done.trials, timeout, tick, done.host
+                    )
     if json:
-        print_json(done)
+        print_json(done.as_json())
         return
-    for w in done.get("warnings", []):
-        print(f"warning: {w}")
-    if "host" in done and "rows" not in done:
-        print(
-            f"evaluating on {done['host']}: params s3://.../{done['params']}, results in "
-            f"{done['metrics']} (`drfleet evaluate --results`)"
-            if "dry_run" not in done
-            else f"dry run: eval params and {done['host']}'s desired state in {done['dry_run']}"
-        )
-        return
-    _table(done)
-
-
-def _table(done: dict[str, Any]) -> None:
-    print(f"{done['metrics']}")
-    print(
-        f"{'trial':>5}  {'status':<16} {'progress':>8} {'lap time':>9} {'off track':>9} "
-        f"{'crashes':>7} {'resets':>6}"
-    )
-    for r in done["rows"]:
-        print(
-            f"{r['trial']:>5}  {r['status']:<16} {r['progress']:>7.1f}% {r['lap_time']:>8.3f}s "
-            f"{r['off_track']:>9} {r['crashes']:>7} {r['resets']:>6}"
-        )
-    s = done["summary"]
-    best = f"{s['best_lap_time']:.3f}s" if s["best_lap_time"] is not None else "-"
-    print(
-        f"{s['laps_completed']} of {s['trials']} laps completed, best {best}, "
-        f"mean progress {s['mean_progress']}%"
-    )
+    for line in done.lines():
+        print(line)
 
 
 TASKS = (evaluate,)

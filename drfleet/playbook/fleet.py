@@ -14,7 +14,13 @@ from drfleet.hosts.remote import fan_out
 from drfleet.images import image_relay, localdocker
 from drfleet.names import IMAGE_PINS
 from drfleet.playbook.model import FleetStep, Late, Phase, TaskResult
-from drfleet.playbook.modules.docker import advertise_address, plan_swarm, swarm_phases
+from drfleet.playbook.modules.docker import (
+    ImageCopy,
+    advertise_address,
+    image_phases,
+    plan_swarm,
+    swarm_phases,
+)
 from drfleet.progress import Meter, Pull, metered, size
 from drfleet.shell import Secret, cmd
 
@@ -33,91 +39,45 @@ def _images(args: dict[str, Any]) -> list[str]:
 
 # -- docker_image ----------------------------------------------------------------------------
 def docker_image(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskResult]:
+    """The images task: its phases decided first, as data (image_phases: the relay, each
+    host's copies, the ids recorded), then run in order, or in check mode only said."""
     source = chosen[0][1]["source"] or runner.options.images_from
-    results: dict[str, TaskResult] = {}
-    wanted = {st.host.name: (st, _images(args)) for st, args in chosen}
+    states = {st.host.name: st for st, _ in chosen}
+    wanted = {st.host.name: _images(args) for st, args in chosen}
     controller_ids: dict[str, str | None] = {}
-    relayed: dict[str, set[str]] = {}  # host -> images the relay put there
-    notes: dict[str, list[str]] = {}  # host -> why the relay did not
     if source in ("controller", "controller-direct"):
-        controller_ids = localdocker.image_ids({i for _st, imgs in wanted.values() for i in imgs})
-    if source == "controller" and not runner.options.check:
-        relayed, notes = _relay(runner, wanted, controller_ids)
+        controller_ids = localdocker.image_ids({i for imgs in wanted.values() for i in imgs})
+    phases = image_phases(
+        source,
+        wanted,
+        {n: st.typed.images for n, st in states.items()},
+        {n: st.typed.error("images") for n, st in states.items()},
+        controller_ids,
+        {n: image_relay.why_not(st) for n, st in states.items()} if source == "controller" else {},
+    )
+    check = runner.options.check
+    relayed: dict[str, set[str]] = {}
+    notes = {n: list(v) for n, v in phases.notes.items()}
+    if phases.relay and not check:  # phase 1
+        relayed = _relay(runner, states, phases.relay, notes)
 
-    def one(name: str) -> TaskResult:
-        st, images = wanted[name]
-        started = time.monotonic()
-        unread = st.typed.error("images")
-        if unread:
-            return TaskResult(task.name, "failed", f"{name}: {unread}")
-        have = st.typed.images
-        todo: list[tuple[str, Any]] = []
-        for image in images:
-            if source in ("controller", "controller-direct"):
-                cid = controller_ids.get(image)
-                if cid is None:
-                    return TaskResult(
-                        task.name,
-                        "failed",
-                        f"{name}: image {image} is not on this controller; "
-                        "load or pull it here first, or use --images-from pull",
-                    )
-                if have.get(image) != cid and image not in relayed.get(name, ()):
-                    todo.append((image, cid))
-            elif source == "peer":
-                if image not in have:
-                    peer = _peer_with(runner, chosen, image)
-                    if peer is None:
-                        return TaskResult(
-                            task.name,
-                            "failed",
-                            f"{name}: no host has {image} to copy from; pull it on "
-                            "one host first, or use --images-from controller",
-                        )
-                    todo.append((image, peer))
-            elif image not in have:
-                todo.append((image, None))
+    def copies(name: str) -> TaskResult:  # phase 2
+        st, started = states[name], time.monotonic()
+        todo = [c for c in phases.copies[name] if c.image not in relayed.get(name, ())]
+        why = "; ".join(notes.get(name, []))
         if not todo and relayed.get(name):
             st.dirty.add("images")
-            why = "; ".join(notes.get(name, []))
             return TaskResult(task.name, "changed", f"copied from controller ({why})")
         if not todo:
             return TaskResult(task.name, "ok")
-        what = ", ".join(i for i, _ in todo)
+        what = ", ".join(c.image for c in todo)
+        if check:
+            return TaskResult(task.name, "changed", f"would copy {what} from {source}")
         for note in notes.get(name, []):
             runner.progress(st, note)
-        if runner.options.check:
-            return TaskResult(task.name, "changed", f"would copy {what} from {source}")
         try:
-            for image, ref in todo:
-                runner.progress(st, f"image {image} from {source}")
-
-                def tick(line: str, image: str = image) -> None:
-                    runner.meter(st, f"image {image} from {source}: {line}")
-
-                if source in ("controller", "controller-direct"):
-                    meter = Meter(localdocker.size(image))
-                    st.run(
-                        cmd("docker", "load", "-q"),
-                        stdin=metered(localdocker.save(image), meter, tick),
-                        timeout=3600,
-                        become=st.become,
-                    )
-                elif source == "peer":
-                    peer_st: HostState = ref
-                    assert peer_st.session is not None
-                    meter = Meter(_size_on(peer_st, image))
-                    stream = peer_st.session.stream_out(
-                        cmd("docker", "save", image), become=peer_st.become
-                    )
-                    st.run(
-                        cmd("docker", "load", "-q"),
-                        stdin=metered(stream, meter, tick),
-                        timeout=3600,
-                        become=st.become,
-                    )
-                else:
-                    _pull(st, image, tick)
+            for c in todo:
+                _copy(runner, st, c, states)
         except DrfleetError as exc:
             return TaskResult(
                 task.name,
@@ -126,7 +86,6 @@ def docker_image(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskRe
                 elapsed=time.monotonic() - started,
             )
         st.dirty.add("images")
-        why = "; ".join(notes.get(name, []))
         return TaskResult(
             task.name,
             "changed",
@@ -134,27 +93,53 @@ def docker_image(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskRe
             elapsed=time.monotonic() - started,
         )
 
-    def pinned(name: str) -> TaskResult:
-        result = one(name)
-        if result.status == "failed" or runner.options.check:
+    def one(name: str) -> TaskResult:
+        if name in phases.failed:
+            return TaskResult(task.name, "failed", phases.failed[name])
+        result = copies(name)
+        if result.status == "failed" or check:
             return result
-        st, images = wanted[name]
-        expect = {i: controller_ids.get(i) for i in images} if controller_ids else {}
-        why = _pin(st, images, expect)
+        pin = phases.pin[name]  # phase 3
+        why = _pin(states[name], list(pin), {i: v for i, v in pin.items() if v})
         if why:
             return TaskResult(task.name, "failed", f"{name}: task {task.name!r}: {why}")
         return result
 
     outcomes = fan_out(
-        [st.host for st, _ in chosen], lambda h: pinned(h.name), limit=runner.options.remote.limit
+        [st.host for st, _ in chosen], lambda h: one(h.name), limit=runner.options.remote.limit
     )
-    for o in outcomes:
-        results[o.host.name] = (
-            o.value
-            if o.value is not None
-            else TaskResult(task.name, "failed", o.error.message if o.error else "failed")
-        )
-    return results
+    return {
+        o.host.name: o.value
+        if o.value is not None
+        else TaskResult(task.name, "failed", o.error.message if o.error else "failed")
+        for o in outcomes
+    }
+
+
+def _copy(runner: Runner, st: HostState, c: ImageCopy, states: dict[str, HostState]) -> None:
+    """One image onto the host, with bytes, rate and time left on its line."""
+    runner.progress(st, f"image {c.image} from {c.source}")
+
+    def tick(line: str) -> None:
+        runner.meter(st, f"image {c.image} from {c.source}: {line}")
+
+    if c.source in ("controller", "controller-direct"):
+        meter = Meter(localdocker.size(c.image))
+        stream = localdocker.save(c.image)
+    elif c.source == "peer" and c.peer:
+        peer = states[c.peer]
+        assert peer.session is not None
+        meter = Meter(_size_on(peer, c.image))
+        stream = peer.session.stream_out(cmd("docker", "save", c.image), become=peer.become)
+    else:
+        _pull(st, c.image, tick)
+        return
+    st.run(
+        cmd("docker", "load", "-q"),
+        stdin=metered(stream, meter, tick),
+        timeout=3600,
+        become=st.become,
+    )
 
 
 # Reads each image's id on the host and, when every one is what the controller expects (its
@@ -215,35 +200,17 @@ def _pin(st: HostState, images: list[str], expect: dict[str, str | None]) -> str
 
 def _relay(
     runner: Runner,
-    wanted: dict[str, tuple[HostState, list[str]]],
-    controller_ids: dict[str, str | None],
-) -> tuple[dict[str, set[str]], dict[str, list[str]]]:
-    """Each image the controller has, into every host that lacks it, as one relayed copy;
-    hosts it could not reach that way (and why) are left to the direct copy."""
+    states: dict[str, HostState],
+    relay: dict[str, list[str]],
+    notes: dict[str, list[str]],
+) -> dict[str, set[str]]:
+    """Each image of the relay phase into its hosts as one relayed copy; the hosts it did
+    not reach (and why) are left to their direct copy. Returns host -> images it put there."""
     relayed: dict[str, set[str]] = {}
-    notes: dict[str, list[str]] = {}
-    for image in sorted({i for _st, imgs in wanted.values() for i in imgs}):
-        cid = controller_ids.get(image)
-        states = [
-            st
-            for st, imgs in wanted.values()
-            if cid
-            and image in imgs
-            and not st.typed.error("images")
-            and st.typed.images.get(image) != cid
-        ]
-        chain = []
-        for st in states:
-            why = image_relay.why_not(st)
-            if why:
-                notes.setdefault(st.host.name, []).append(f"{image}: sent directly ({why})")
-            else:
-                chain.append(st)
-        if not chain:
-            continue
+    for image, names in sorted(relay.items()):
+        chain = [states[n] for n in names]
         for st in chain:
             runner.progress(st, f"image {image} from controller (relayed)")
-
         by_name = {st.host.name: st for st in chain}
 
         def tick(
@@ -269,7 +236,7 @@ def _relay(
                 notes.setdefault(name, []).append(
                     f"{image}: relayed, {size(sent)} left this machine for {len(chain)} hosts"
                 )
-    return relayed, notes
+    return relayed
 
 
 # POST /images/create on the host's dockerd: its pull events, one JSON object a line, with
@@ -347,13 +314,6 @@ def _size_on(st: HostState, image: str) -> int | None:
     )
     text = out.stdout.strip()
     return int(text) if out.ok and text.isascii() and text.isdigit() else None
-
-
-def _peer_with(runner: Runner, chosen: Chosen, image: str) -> HostState | None:
-    for st, _ in chosen:
-        if image in st.typed.images:
-            return st
-    return None
 
 
 # -- swarm -------------------------------------------------------------------------------------

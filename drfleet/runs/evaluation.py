@@ -32,6 +32,7 @@ from drfleet.runs import (
     training,
 )
 from drfleet.runs.placement import Capacity, Plan
+from drfleet.runs.results import EvalResults, EvalStarted
 
 Tick = Callable[[str], None]
 
@@ -122,7 +123,7 @@ def start(
     out: Path | None,
     tick: Tick,
     clone: bool = False,
-) -> dict[str, Any]:
+) -> EvalStarted:
     """Uploads the eval params and puts the evaluation container on a host (replacing an
     evaluation already there); with `out`, writes what it would do there instead. clone:
     DRfC's `dr-start-evaluation -c`: the model's model/ and ip/ are copied to <prefix>-E
@@ -142,12 +143,12 @@ def start(
     run = checks.run(cfg)
     staged = training.staged_dirs(cfg)  # mounted as into the workers (DRfC's eval does too)
     paths = {k: st.host_path for k, st in staged.items()}
-    result: dict[str, Any] = {
-        "run": run.id,
-        "params": key,
-        "metrics": eval_params.metrics_key(cfg, now),
-        "trials": int(cfg.values.get("DR_EVAL_NUMBER_OF_TRIALS", "5")),
-    }
+    result = EvalStarted(
+        run.id,
+        key,
+        eval_params.metrics_key(cfg, now),
+        int(cfg.values.get("DR_EVAL_NUMBER_OF_TRIALS", "5")),
+    )
     if out is not None:  # touches no host: the room left beside the run's own plan
         chosen, warnings = choose_host(caps, state.plan if state else None, host)
         creds = training.PLACEHOLDER_CREDS  # shown masked; a dry run makes no credentials
@@ -156,7 +157,8 @@ def start(
         atomic_write(out / key, body, 0o644)
         atomic_write(out / "hosts" / chosen / "desired.json", json.dumps(doc, indent=2), 0o644)
         said = warnings + cfg.warnings + eval_params.warnings(cfg)
-        return {**result, "host": chosen, "warnings": said, "dry_run": str(out)}
+        result.host, result.warnings, result.dry_run = chosen, said, str(out)
+        return result
     # the room every run on the fleet leaves (this one's training included)
     sessions = {h: session(inv.hosts[h], options) for h in caps}
     try:
@@ -166,7 +168,7 @@ def start(
             s.close()
     left, _ = sharing.room(caps, held, run.eval_stack)
     chosen, warnings = choose_host(left, None, host)
-    result.update(host=chosen, warnings=warnings + cfg.warnings + eval_params.warnings(cfg))
+    result.host, result.warnings = chosen, warnings + cfg.warnings + eval_params.warnings(cfg)
     bucket, prefix = cfg.setting("DR_LOCAL_S3_BUCKET"), cfg.setting("DR_LOCAL_S3_MODEL_PREFIX")
     with s3access.run_s3(inv, env_dir, options) as (s3, _):
         tick("checking the model")
@@ -178,7 +180,7 @@ def start(
             )
         if clone:
             tick(f"cloning the model into s3://{bucket}/{prefix}")
-            result["cloned"] = copy_model(s3, bucket, trained, prefix)
+            result.cloned = copy_model(s3, bucket, trained, prefix)
         s3.put_object(Bucket=bucket, Key=key, Body=body)
     creds = storage.run_credentials(cfg, env_dir)  # after run_s3: the fleet minio's keys
     workers = (
@@ -192,7 +194,8 @@ def start(
     with execute.opened({chosen: inv.hosts[chosen]}, options) as sessions:
         done = execute.execute(intent, env_dir, sessions, 1)
     done.raise_first()
-    return {**result, "generation": done.generation}
+    result.generation = done.generation
+    return result
 
 
 def start_intent(
@@ -335,7 +338,7 @@ def results(
     timeout: float,
     tick: Tick,
     host: str | None = None,
-) -> dict[str, Any]:
+) -> EvalResults:
     """The evaluation's metrics at `key` (default: the newest under the metrics prefix), as
     rows and a summary; waits until it holds `wait_for` trials (0: as it is now). host: where
     the evaluation runs; an evaluation that ends there before its trials are in is said at
@@ -369,7 +372,7 @@ def results(
                     fix="`drfleet logs --evaluation` shows what the evaluation does",
                 )
             time.sleep(2)
-    return {"metrics": key, "rows": table, "summary": summary(table)}
+    return EvalResults(key, table, summary(table))
 
 
 def _ended(

@@ -154,3 +154,99 @@ class StopResult(Told):
                 yield f"{h}: would stop {', '.join(r.would_stop or []) or 'nothing'}"
             else:
                 yield f"{h}: stopped {what}"
+
+
+@dataclass
+class EvalStarted:
+    """evaluate: where the evaluation runs (or, dry run, where its files were written), the
+    eval params' key and where its metrics will be; with --wait, its results too."""
+
+    run: str
+    params: str
+    metrics: str
+    trials: int
+    host: str = ""
+    warnings: list[str] = field(default_factory=list)
+    cloned: int | None = None  # objects copied to <prefix>-E (-c)
+    generation: int | None = None
+    dry_run: str | None = None  # the folder written instead
+    results: EvalResults | None = None
+    failed: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "run": self.run,
+            "params": self.params,
+            "metrics": self.metrics,
+            "trials": self.trials,
+            "host": self.host,
+            "warnings": self.warnings,
+        }
+        if self.cloned is not None:
+            out["cloned"] = self.cloned
+        if self.dry_run is not None:
+            out["dry_run"] = self.dry_run
+        else:
+            out["generation"] = self.generation
+        if self.results is not None:
+            out.update(self.results.as_json())
+        return out
+
+    def lines(self) -> Iterator[str]:
+        for w in self.warnings:
+            yield f"warning: {w}"
+        if self.results is not None:
+            yield from self.results.lines()
+        elif self.dry_run is not None:
+            yield f"dry run: eval params and {self.host}'s desired state in {self.dry_run}"
+        else:
+            yield (
+                f"evaluating on {self.host}: params s3://.../{self.params}, results in "
+                f"{self.metrics} (`drfleet evaluate --results`)"
+            )
+
+
+@dataclass
+class EvalResults:
+    """The evaluation's metrics as the simapp writes them, a row per trial, and a summary."""
+
+    metrics: str
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+    failed: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {"metrics": self.metrics, "rows": self.rows, "summary": self.summary}
+
+    def lines(self) -> Iterator[str]:
+        yield self.metrics
+        yield (
+            f"{'trial':>5}  {'status':<16} {'progress':>8} {'lap time':>9} {'off track':>9} "
+            f"{'crashes':>7} {'resets':>6}"
+        )
+        for r in self.rows:
+            yield (
+                f"{r['trial']:>5}  {r['status']:<16} {r['progress']:>7.1f}% "
+                f"{r['lap_time']:>8.3f}s {r['off_track']:>9} {r['crashes']:>7} {r['resets']:>6}"
+            )
+        s = self.summary
+        best = f"{s['best_lap_time']:.3f}s" if s["best_lap_time"] is not None else "-"
+        yield (
+            f"{s['laps_completed']} of {s['trials']} laps completed, best {best}, "
+            f"mean progress {s['mean_progress']}%"
+        )
+
+
+@dataclass
+class EvalStopped:
+    stopped: list[str]
+    failed: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {"stopped": self.stopped}
+
+    def lines(self) -> Iterator[str]:
+        if self.stopped:
+            yield f"evaluation removed from {', '.join(self.stopped)}"
+        else:
+            yield "no evaluation runs"

@@ -373,3 +373,31 @@ def test_the_commands_results_are_typed_and_render_as_their_schemas_say() -> Non
     stop = StopResult({"h1": fine}, "0")
     schema_ok("stop", stop.as_json())
     assert list(stop.lines()) == ["h1: stopped run 0"]
+
+
+def test_evaluate_results_are_typed_and_render_as_their_schema_says() -> None:
+    from drfleet.runs.results import EvalResults, EvalStarted, EvalStopped
+    from tests.conftest import schema_ok
+
+    rows = [
+        {
+            "trial": 1,
+            "status": "Lap complete",
+            "progress": 100.0,
+            "lap_time": 9.5,
+            "off_track": 0,
+            "crashes": 0,
+            "resets": 0,
+        }
+    ]
+    summary = {"trials": 1, "laps_completed": 1, "best_lap_time": 9.5, "mean_progress": 100.0}
+    started = EvalStarted("0", "p/eval_params.yaml", "m/evaluation/x.json", 1, "h2", ["w"])
+    started.generation = 3
+    schema_ok("evaluate", started.as_json())
+    assert next(iter(started.lines())) == "warning: w"
+    started.results = EvalResults("m/evaluation/x.json", rows, summary)
+    schema_ok("evaluate", started.as_json())
+    assert started.as_json()["rows"] == rows and started.as_json()["host"] == "h2"
+    assert list(started.lines())[-1] == "1 of 1 laps completed, best 9.500s, mean progress 100.0%"
+    schema_ok("evaluate", EvalStopped(["h2"]).as_json())
+    assert list(EvalStopped([]).lines()) == ["no evaluation runs"]

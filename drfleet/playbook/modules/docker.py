@@ -311,3 +311,85 @@ def swarm_phases(
 def network_change(net: dict[str, Any]) -> str:
     how = "encrypted " if net["encrypted"] else ""
     return f"create {how}overlay {net['name']} ({net['subnet']})"
+
+
+# -- images: decisions as data -------------------------------------------------------------
+@dataclass(frozen=True)
+class ImageCopy:
+    """One image onto one host: from this controller (its id), from a peer that has it, or
+    pulled from the registry."""
+
+    image: str
+    source: str  # controller | controller-direct | peer | pull
+    image_id: str | None = None
+    peer: str | None = None
+
+
+@dataclass
+class ImagePhases:
+    """The images task as phases: first the relay (image -> the hosts one relayed copy
+    reaches; hosts it misses get their direct copy), then each host's copies, then each
+    host's ids recorded for the agent (image -> the id it must have, None: any)."""
+
+    relay: dict[str, list[str]] = field(default_factory=dict)
+    copies: dict[str, list[ImageCopy]] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    pin: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    notes: dict[str, list[str]] = field(default_factory=dict)
+
+
+def image_phases(
+    source: str,
+    wanted: dict[str, list[str]],
+    held: dict[str, dict[str, str]],
+    unread: dict[str, str],
+    controller_ids: dict[str, str | None],
+    relay_blocked: dict[str, str | None],
+) -> ImagePhases:
+    """Which host gets which image from where (pure). wanted: host -> images; held: host ->
+    its images (tag -> id); unread: hosts whose images could not be read (and why);
+    controller_ids: this machine's ids (controller sources); relay_blocked: host -> why the
+    relay cannot reach it (None: it can; source "controller" only)."""
+    out = ImagePhases()
+    from_controller = source in ("controller", "controller-direct")
+    for name, images in wanted.items():
+        if unread.get(name):
+            out.failed[name] = f"{name}: {unread[name]}"
+            continue
+        have, todo = held.get(name, {}), []
+        for image in images:
+            if from_controller:
+                cid = controller_ids.get(image)
+                if cid is None:
+                    out.failed[name] = (
+                        f"{name}: image {image} is not on this controller; "
+                        "load or pull it here first, or use --images-from pull"
+                    )
+                    break
+                if have.get(image) != cid:
+                    todo.append(ImageCopy(image, source, image_id=cid))
+            elif source == "peer":
+                if image not in have:
+                    peer = next((h for h in wanted if image in held.get(h, {})), None)
+                    if peer is None:
+                        out.failed[name] = (
+                            f"{name}: no host has {image} to copy from; pull it on "
+                            "one host first, or use --images-from controller"
+                        )
+                        break
+                    todo.append(ImageCopy(image, source, peer=peer))
+            elif image not in have:
+                todo.append(ImageCopy(image, "pull"))
+        if name in out.failed:
+            continue
+        out.copies[name] = todo
+        out.pin[name] = {i: controller_ids.get(i) if from_controller else None for i in images}
+        for c in todo:
+            if source != "controller":
+                continue
+            why = relay_blocked.get(name)
+            if why:
+                out.notes.setdefault(name, []).append(f"{c.image}: sent directly ({why})")
+            else:
+                out.relay.setdefault(c.image, []).append(name)
+    return out
