@@ -10,6 +10,7 @@ from typing import Any
 
 from drfleet.commandline.command import command, inventory_and_options, print_json
 from drfleet.errors import DrfleetError
+from drfleet.store.results import CarFile, Incremented
 from drfleet.ui import Board
 
 
@@ -47,10 +48,7 @@ def download_model(
                 Path(out or Path("models") / name),
                 lambda line: board.progress("model", f"{name}: {line}"),
             )
-    if json:
-        print_json(done)
-    else:
-        print(f"{done['files']} files, {done['bytes']} bytes of {name} in {done['out']}")
+    _done(done, json)
 
 
 @command(
@@ -91,10 +89,16 @@ def import_model(
             wipe,
             lambda line: board.progress("model", f"{prefix}: {line}"),
         )
+    _done(done, json)
+
+
+def _done(result: Any, json: bool) -> None:
+    """A model command's typed result (store/results.py) as --json or its lines."""
     if json:
-        print_json(done)
+        print_json(result.as_json())
     else:
-        print(f"{done['files']} files, {done['bytes']} bytes from {src} in {prefix}")
+        for line in result.lines():
+            print(line)
 
 
 CHECKPOINT_HELP = "last (default), best, or a checkpoint number (DRfC's -b is best, -c N is N)"
@@ -186,17 +190,7 @@ def upload_model(
                 lambda line: board.progress("model", f"{target}: {line}"),
                 "DR_LOCAL_S3_BUCKET" if local else "DR_UPLOAD_S3_BUCKET",
             )
-    if json:
-        print_json(done)
-        return
-    verb = "would copy" if dry_run else "copied"
-    print(
-        f"checkpoint {done['checkpoint']}: {verb} {len(done['objects'])} objects "
-        f"to {done['target']}"
-    )
-    if dry_run:
-        for key in done["objects"]:
-            print(f"  {key}")
+    _done(done, json)
 
 
 def _upload_bucket_defined(env: Path) -> None:
@@ -268,11 +262,11 @@ def car_model(
         src = console.Source.of(values, prefix)
         body, ckpt = models.car_model(s3, cfg.setting("DR_LOCAL_S3_BUCKET"), src, checkpoint)
         path = atomic_write(Path(out), body, 0o644)
-        done: dict[str, Any] = {"checkpoint": ckpt.name, "out": str(path), "bytes": len(body)}
+        done = CarFile(ckpt.name, str(path), len(body))
         key = f"{cfg.setting('DR_UPLOAD_S3_PREFIX')}/carfile.tar.gz"
         if local:
             s3.put_object(Bucket=cfg.setting("DR_LOCAL_S3_BUCKET"), Key=key, Body=body)
-            done["uploaded"] = f"s3://{cfg.setting('DR_LOCAL_S3_BUCKET')}/{key}"
+            done.uploaded = f"s3://{cfg.setting('DR_LOCAL_S3_BUCKET')}/{key}"
         elif upload:
             dst = storage.profile_client(
                 cfg.setting("DR_UPLOAD_S3_PROFILE"),
@@ -282,13 +276,8 @@ def car_model(
             bucket = cfg.setting("DR_UPLOAD_S3_BUCKET")
             storage.bucket_exists(dst, bucket, "DR_UPLOAD_S3_BUCKET")
             dst.put_object(Bucket=bucket, Key=key, Body=body)
-            done["uploaded"] = f"s3://{bucket}/{key}"
-    if json:
-        print_json(done)
-        return
-    print(f"checkpoint {ckpt.name}: {path} ({len(body)} bytes)")
-    if "uploaded" in done:
-        print(f"uploaded to {done['uploaded']}")
+            done.uploaded = f"s3://{bucket}/{key}"
+    _done(done, json)
 
 
 @command(
@@ -327,7 +316,7 @@ def increment_training(
     new = changes["DR_LOCAL_S3_MODEL_PREFIX"]
     if checks.s3_key_problem(new):
         raise DrfleetError(f"--prefix {new!r} {checks.s3_key_problem(new)}")
-    deleted = 0
+    deleted: int | None = None
     if wipe:
         inv, options = inventory_and_options(
             inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
@@ -341,17 +330,8 @@ def increment_training(
     text = path.read_text()
     atomic_write(path.with_name(path.name + ".bak"), text)
     atomic_write(path, increment.rewrite(text, changes))
-    if json:
-        print_json(
-            {"from": current, "to": new, "run_env": str(path), "set": changes, "wiped": deleted}
-        )
-        return
-    print(f"model {current} -> {new}: {path} now trains {new} from {current}")
-    if wipe:
-        print(
-            f"deleted what s3://{cfg.setting('DR_LOCAL_S3_BUCKET')}/{new}/ held "
-            f"({deleted}+ objects)"
-        )
+    bucket = cfg.setting("DR_LOCAL_S3_BUCKET")
+    _done(Incremented(current, new, str(path), changes, deleted, bucket), json)
 
 
 @command(

@@ -20,11 +20,12 @@ from drfleet.errors import DrfleetError
 from drfleet.progress import Meter, metered
 from drfleet.runs import storage
 from drfleet.store import console
+from drfleet.store.results import ConsoleUpload, Transfer
 
 Tick = Callable[[str], None]
 
 
-def download(s3: Any, bucket: str, prefix: str, out: Path, tick: Tick) -> dict[str, Any]:
+def download(s3: Any, bucket: str, prefix: str, out: Path, tick: Tick) -> Transfer:
     """Every object under prefix/ to out/<its key below prefix>; each file lands whole (a
     temporary name, then renamed), and nothing is written outside out."""
     found = storage.every(s3, bucket, prefix)
@@ -49,10 +50,10 @@ def download(s3: Any, bucket: str, prefix: str, out: Path, tick: Tick) -> dict[s
             for chunk in metered(body.iter_chunks(1 << 20), meter, tick):
                 fh.write(chunk)
         os.replace(part, path)
-    return {"prefix": prefix, "out": str(out), "files": len(found), "bytes": meter.done}
+    return Transfer(prefix, str(out), len(found), meter.done)
 
 
-def upload(s3: Any, bucket: str, prefix: str, src: Path, wipe: bool, tick: Tick) -> dict[str, Any]:
+def upload(s3: Any, bucket: str, prefix: str, src: Path, wipe: bool, tick: Tick) -> Transfer:
     """Every file under src to prefix/<its path below src>. A prefix that holds objects is
     refused unless wipe (then they go first)."""
     problem = checks.s3_key_problem(prefix)
@@ -84,7 +85,7 @@ def upload(s3: Any, bucket: str, prefix: str, src: Path, wipe: bool, tick: Tick)
         with open(p, "rb") as fh:
             s3.upload_fileobj(fh, bucket, key, Callback=count)
     tick(meter.line())
-    return {"prefix": prefix, "src": str(src), "files": len(files), "bytes": meter.done}
+    return Transfer(prefix, str(src), len(files), meter.done, into_s3=True)
 
 
 def _names(s3: Any, bucket: str, prefix: str) -> list[str]:
@@ -121,7 +122,7 @@ def upload_model(
     dry_run: bool,
     tick: Tick,
     dst_setting: str = "DR_UPLOAD_S3_BUCKET",
-) -> dict[str, Any]:
+) -> ConsoleUpload:
     """DRfC's upload-model.sh: the checkpoint with its metadata, reward function, metrics,
     hyperparameters and training_params.yaml under target/ in the console's layout. Everything
     is read and checked before the first write; with wipe, what target/model/ held besides goes
@@ -133,8 +134,8 @@ def upload_model(
     src = console.Source(src.prefix, reward, src.metrics_prefix)
     metrics = [f"{src.metrics_prefix}/{n}" for n in _names(s3, bucket, src.metrics_prefix)]
     bodies: dict[str, bytes] = {}
-    plan = console.console_objects(src, target, ckpt, files, metrics)
-    for key in {k for k, _ in plan if k is not None}:
+    copies = console.console_objects(src, target, ckpt, files, metrics)
+    for key in {k for k, _ in copies if k is not None}:
         body = storage.read(s3, bucket, key)
         if body is not None:
             bodies[key] = body
@@ -158,23 +159,20 @@ def upload_model(
             fix="upload the model of a run whose trainer and first iteration ran",
         )
     writes = console.written(ckpt, values, dst_bucket, target)
-    result = {
-        "checkpoint": ckpt.name,
-        "target": f"s3://{dst_bucket}/{target}/",
-        "objects": [t for _, t in plan],
-        "dry_run": dry_run,
-    }
+    result = ConsoleUpload(
+        ckpt.name, f"s3://{dst_bucket}/{target}/", [t for _, t in copies], dry_run
+    )
     if dry_run:
         return result
     storage.bucket_exists(dst, dst_bucket, dst_setting)
-    meter = Meter(sum(len(bodies.get(k, b"")) if k else len(writes[t]) for k, t in plan))
-    for k, t in plan:
+    meter = Meter(sum(len(bodies.get(k, b"")) if k else len(writes[t]) for k, t in copies))
+    for k, t in copies:
         body = bodies[k] if k is not None else writes[t]
         dst.put_object(Bucket=dst_bucket, Key=t, Body=body)
         meter.done += len(body)
         tick(meter.line())
     if wipe:
-        keep = {t for _, t in plan}
+        keep = {t for _, t in copies}
         stale = [
             f"{target}/{n}"
             for n in _names(dst, dst_bucket, target)
@@ -184,7 +182,7 @@ def upload_model(
             dst.delete_objects(
                 Bucket=dst_bucket, Delete={"Objects": [{"Key": k} for k in stale[i : i + 1000]]}
             )
-        result["deleted"] = stale
+        result.deleted = stale
     return result
 
 

@@ -42,6 +42,7 @@ PURE = (
     "drfleet.errors",
     "drfleet.shell",
     "drfleet.runs.results",
+    "drfleet.store.results",
     "drfleet.runs.increment",
     "drfleet.progress",
     "drfleet.runs.training_progress",

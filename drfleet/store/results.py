@@ -1,0 +1,111 @@
+"""What the model commands return: typed objects the command line renders as lines or as
+their --json document (docs/schemas/download-model.json and its siblings). Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Transfer:
+    """download-model (S3 to a folder) and import-model (a folder to S3)."""
+
+    prefix: str
+    folder: str
+    files: int
+    bytes: int
+    into_s3: bool = False
+    failed: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        where = "src" if self.into_s3 else "out"
+        return {"prefix": self.prefix, where: self.folder, "files": self.files, "bytes": self.bytes}
+
+    def lines(self) -> Iterator[str]:
+        if self.into_s3:
+            yield f"{self.files} files, {self.bytes} bytes from {self.folder} in {self.prefix}"
+        else:
+            yield f"{self.files} files, {self.bytes} bytes of {self.prefix} in {self.folder}"
+
+
+@dataclass
+class ConsoleUpload:
+    """upload-model: the checkpoint and the objects it put (or would put) in the console's
+    layout, and what --wipe deleted there."""
+
+    checkpoint: str
+    target: str
+    objects: list[str]
+    dry_run: bool
+    deleted: list[str] | None = None
+    failed: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "checkpoint": self.checkpoint,
+            "target": self.target,
+            "objects": self.objects,
+            "dry_run": self.dry_run,
+        }
+        if self.deleted is not None:
+            out["deleted"] = self.deleted
+        return out
+
+    def lines(self) -> Iterator[str]:
+        verb = "would copy" if self.dry_run else "copied"
+        yield f"checkpoint {self.checkpoint}: {verb} {len(self.objects)} objects to {self.target}"
+        if self.dry_run:
+            for key in self.objects:
+                yield f"  {key}"
+
+
+@dataclass
+class CarFile:
+    """car-model: the tar.gz written here, and where else it was put."""
+
+    checkpoint: str
+    out: str
+    bytes: int
+    uploaded: str | None = None
+    failed: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"checkpoint": self.checkpoint, "out": self.out, "bytes": self.bytes}
+        if self.uploaded is not None:
+            out["uploaded"] = self.uploaded
+        return out
+
+    def lines(self) -> Iterator[str]:
+        yield f"checkpoint {self.checkpoint}: {self.out} ({self.bytes} bytes)"
+        if self.uploaded is not None:
+            yield f"uploaded to {self.uploaded}"
+
+
+@dataclass
+class Incremented:
+    """increment-training: run.env's model prefix moved on, and what the new prefix held."""
+
+    old: str
+    new: str
+    run_env: str
+    changes: dict[str, str] = field(default_factory=dict)
+    wiped: int | None = None  # None: not asked
+    bucket: str = ""
+    failed: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "from": self.old,
+            "to": self.new,
+            "run_env": self.run_env,
+            "set": self.changes,
+            "wiped": self.wiped or 0,
+        }
+
+    def lines(self) -> Iterator[str]:
+        old, new = self.old, self.new
+        yield f"model {old} -> {new}: {self.run_env} now trains {new} from {old}"
+        if self.wiped is not None:
+            yield f"deleted what s3://{self.bucket}/{self.new}/ held ({self.wiped}+ objects)"

@@ -1,0 +1,29 @@
+"""The model commands' typed results: their --json documents hold to docs/schemas, and their
+lines say what a user checks."""
+
+from __future__ import annotations
+
+from drfleet.store.results import CarFile, ConsoleUpload, Incremented, Transfer
+from tests.conftest import schema_ok
+
+
+def test_each_model_commands_result_renders_as_its_schema_says() -> None:
+    out = Transfer("m-1", "models/m-1", 12, 3400)
+    schema_ok("download-model", out.as_json())
+    assert list(out.lines()) == ["12 files, 3400 bytes of m-1 in models/m-1"]
+    back = Transfer("m-2", "models/m-1", 12, 3400, into_s3=True)
+    schema_ok("import-model", back.as_json())
+    assert back.as_json()["src"] == "models/m-1"
+    up = ConsoleUpload("model_4", "s3://up/p/", ["p/model/a", "p/model/b"], True)
+    schema_ok("upload-model", up.as_json())
+    assert list(up.lines()) == [
+        "checkpoint model_4: would copy 2 objects to s3://up/p/",
+        "  p/model/a",
+        "  p/model/b",
+    ]
+    car = CarFile("model_4", "carfile.tar.gz", 99, "s3://up/p/carfile.tar.gz")
+    schema_ok("car-model", car.as_json())
+    assert list(car.lines())[-1] == "uploaded to s3://up/p/carfile.tar.gz"
+    inc = Incremented("m-1", "m-2", "run.env", {"DR_LOCAL_S3_MODEL_PREFIX": "m-2"}, 3, "b")
+    schema_ok("increment-training", inc.as_json())
+    assert list(inc.lines())[-1] == "deleted what s3://b/m-2/ held (3+ objects)"
