@@ -91,8 +91,22 @@ def missing_metadata(found: dict[str, bool]) -> list[str]:
     return [name for name, ok in found.items() if not ok]
 
 
+# the keys that say where the uploaded model lies: prepare-config.py reads them from
+# TARGET_S3_BUCKET / TARGET_S3_PREFIX, which upload-model.sh never exports (so DRfC writes its
+# defaults, `bucket` and `rl-deepracer-sagemaker`); drfleet writes the target's own names
+TARGET_KEYS = (
+    "METRICS_S3_BUCKET",
+    "METRICS_S3_OBJECT_KEY",
+    "MODEL_METADATA_FILE_S3_KEY",
+    "REWARD_FILE_S3_KEY",
+    "SAGEMAKER_SHARED_S3_BUCKET",
+    "SAGEMAKER_SHARED_S3_PREFIX",
+)
+
+
 def training_params(values: dict[str, str], bucket: str, prefix: str) -> str:
-    """scripts/upload/prepare-config.py: the training_params.yaml the console imports."""
+    """scripts/upload/prepare-config.py: the training_params.yaml the console imports, the
+    TARGET_KEYS naming bucket and prefix (docs/drfc-differences.md)."""
     g = values.get
     c: dict[str, Any] = {
         "AWS_REGION": g("DR_AWS_APP_REGION", "us-east-1"),

@@ -92,7 +92,9 @@ def test_console_layout_as_upload_model_sh_writes_it() -> None:
 
 
 def test_training_params_as_prepare_config_py_writes_them() -> None:
-    # checked byte for byte against DRfC's scripts/upload/prepare-config.py for these inputs
+    # checked byte for byte against DRfC's scripts/upload/prepare-config.py for these inputs,
+    # with TARGET_S3_BUCKET=up and TARGET_S3_PREFIX=my-model-2 exported (upload-model.sh does
+    # not export them: docs/drfc-differences.md says why drfleet writes the target's names)
     text = console.training_params(
         {"DR_RACE_TYPE": "OBJECT_AVOIDANCE", "DR_OA_OBJECT_POSITIONS": "0.2,-1;0.5,1"},
         "up",
@@ -105,6 +107,15 @@ def test_training_params_as_prepare_config_py_writes_them() -> None:
     assert doc["OBJECT_POSITIONS"] == ["0.2,-1", "0.5,1"] and doc["NUMBER_OF_OBSTACLES"] == "2"
     assert doc["SAGEMAKER_SHARED_S3_PREFIX"] == "my-model-2"
     assert doc["MODEL_METADATA_FILE_S3_KEY"] == "my-model-2/model/model_metadata.json"
+    where = {k: doc[k] for k in console.TARGET_KEYS}
+    assert where == {
+        "METRICS_S3_BUCKET": "up",
+        "METRICS_S3_OBJECT_KEY": "my-model-2/TrainingMetrics.json",
+        "MODEL_METADATA_FILE_S3_KEY": "my-model-2/model/model_metadata.json",
+        "REWARD_FILE_S3_KEY": "my-model-2/reward_function.py",
+        "SAGEMAKER_SHARED_S3_BUCKET": "up",
+        "SAGEMAKER_SHARED_S3_PREFIX": "my-model-2",
+    }
     assert "'CAR_COLOR': 'Red'" in text and "IS_LANE_CHANGE" not in doc
     f1 = yaml.safe_load(console.training_params({"DR_CAR_BODY_SHELL_TYPE": "f1_2021"}, "b", "p"))
     assert "CAR_COLOR" not in f1  # only the deepracer shell has a colour
