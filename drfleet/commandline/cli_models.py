@@ -417,4 +417,79 @@ def s3(
         raise Exit(code=code)
 
 
-TASKS = (download_model, import_model, upload_model, car_model, increment_training, s3)
+@command()
+def upload_custom_files(
+    c: Any,
+    inventory: str | None = None,
+    env_dir: str | None = None,
+    json: bool = False,
+    accept_new_host_keys: bool = False,
+    known_hosts: str | None = None,
+    verbose: int = 0,
+) -> None:
+    """Put custom_files/ (of DR_EXPERIMENT_NAME's folder when set) in the run's S3 under
+    DR_LOCAL_S3_CUSTOM_FILES_PREFIX, the files that changed only (DRfC's
+    dr-upload-custom-files); train does this itself."""
+    from drfleet.runs import s3access
+    from drfleet.store import models
+
+    inv, options = inventory_and_options(
+        inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
+    )
+    with s3access.run_s3(inv, Path(env_dir or "."), options) as (s3, cfg):
+        prefix = cfg.get("DR_LOCAL_S3_CUSTOM_FILES_PREFIX", "custom_files")
+        with Board(["custom_files"], title="upload", quiet=json) as board:
+            done = models.upload_custom(
+                s3,
+                cfg.setting("DR_LOCAL_S3_BUCKET"),
+                prefix,
+                cfg.custom_dir,
+                lambda line: board.progress("custom_files", line),
+            )
+    _done(done, json)
+
+
+@command()
+def download_custom_files(
+    c: Any,
+    inventory: str | None = None,
+    env_dir: str | None = None,
+    json: bool = False,
+    accept_new_host_keys: bool = False,
+    known_hosts: str | None = None,
+    verbose: int = 0,
+) -> None:
+    """Copy the run's S3 custom files (DR_LOCAL_S3_CUSTOM_FILES_PREFIX) into custom_files/
+    (of DR_EXPERIMENT_NAME's folder when set), replacing files of the same name (DRfC's
+    dr-download-custom-files). custom_files/ need not hold anything yet."""
+    from drfleet.runs import s3access
+    from drfleet.store import models
+
+    inv, options = inventory_and_options(
+        inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
+    )
+    env = Path(env_dir or ".")
+    with s3access.run_s3(inv, env, options, custom_files=False) as (s3, cfg):
+        prefix = cfg.get("DR_LOCAL_S3_CUSTOM_FILES_PREFIX", "custom_files")
+        with Board(["custom_files"], title="download", quiet=json) as board:
+            done = models.download(
+                s3,
+                cfg.setting("DR_LOCAL_S3_BUCKET"),
+                prefix,
+                cfg.custom_dir,
+                lambda line: board.progress("custom_files", line),
+                fix="upload them first (drfleet upload-custom-files, or train)",
+            )
+    _done(done, json)
+
+
+TASKS = (
+    download_model,
+    import_model,
+    upload_model,
+    car_model,
+    increment_training,
+    s3,
+    upload_custom_files,
+    download_custom_files,
+)

@@ -72,10 +72,14 @@ class TrainingConfig:
 
 
 def load(
-    env_dir: str | Path, workers: int | None = None, environ: Mapping[str, str] | None = None
+    env_dir: str | Path,
+    workers: int | None = None,
+    environ: Mapping[str, str] | None = None,
+    custom_files: bool = True,
 ) -> TrainingConfig:
     """DR_EXPERIMENT_NAME in the environment wins over system.env's, as DRfC's
-    `activate.sh -e NAME` does."""
+    `activate.sh -e NAME` does. custom_files=False: custom_files/ is not read (for a command
+    that fills it, download-custom-files): no hyperparameters, metadata or reward function."""
     environ = os.environ if environ is None else environ
     root = Path(env_dir).resolve()
     if not (root / "system.env").exists():
@@ -136,6 +140,10 @@ def load(
                         "DRfC and drfleet ignore it in worker files"
                     )
     custom_dir = base / "custom_files"
+    if not custom_files:
+        return TrainingConfig(
+            root, base, system, run, n, multi, worker_files, {}, {}, "", custom_dir, warnings
+        )
     hyper = _json(custom_dir / "hyperparameters.json")
     meta = _json(custom_dir / "model_metadata.json")
     if "num_episodes_between_training" not in hyper:

@@ -25,15 +25,17 @@ from drfleet.store.results import ConsoleUpload, Transfer
 Tick = Callable[[str], None]
 
 
-def download(s3: Any, bucket: str, prefix: str, out: Path, tick: Tick) -> Transfer:
+MODEL_FIX = "name the model with --prefix (default: DR_LOCAL_S3_MODEL_PREFIX of run.env)"
+
+
+def download(
+    s3: Any, bucket: str, prefix: str, out: Path, tick: Tick, fix: str = MODEL_FIX
+) -> Transfer:
     """Every object under prefix/ to out/<its key below prefix>; each file lands whole (a
     temporary name, then renamed), and nothing is written outside out."""
     found = storage.every(s3, bucket, prefix)
     if not found:
-        raise DrfleetError(
-            f"s3://{bucket}/{prefix}/ holds nothing",
-            fix="name the model with --prefix (default: DR_LOCAL_S3_MODEL_PREFIX of run.env)",
-        )
+        raise DrfleetError(f"s3://{bucket}/{prefix}/ holds nothing", fix=fix)
     meter = Meter(sum(int(o["Size"]) for o in found))
     root = out.resolve()
     for o in found:
@@ -202,3 +204,28 @@ def car_model(
             info.size, info.mtime, info.mode = len(body), int(time.time()), 0o644
             tar.addfile(info, io.BytesIO(body))
     return buf.getvalue(), ckpt
+
+
+def upload_custom(s3: Any, bucket: str, prefix: str, src: Path, tick: Tick) -> Transfer:
+    """DRfC's dr-upload-custom-files (`aws s3 sync custom_files/ s3://bucket/prefix/`): every
+    file under src whose object differs or is missing is put; the others, and objects with no
+    file here, stay. Returns what was put."""
+    if not src.is_dir():
+        raise DrfleetError("not a folder", where=str(src))
+    files = sorted(p for p in src.rglob("*") if p.is_file() and not p.is_symlink())
+    storage.ensure_bucket(s3, bucket)
+    changed: list[tuple[str, bytes]] = []
+    for p in files:
+        key = f"{prefix}/{p.relative_to(src).as_posix()}"
+        problem = checks.s3_key_problem(key)
+        if problem:
+            raise DrfleetError(f"{p}: its name makes no S3 key ({problem})")
+        body = p.read_bytes()
+        if storage.read(s3, bucket, key) != body:
+            changed.append((key, body))
+    meter = Meter(sum(len(b) for _, b in changed))
+    for key, body in changed:
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+        meter.done += len(body)
+        tick(meter.line())
+    return Transfer(prefix, str(src), len(changed), meter.done, into_s3=True)

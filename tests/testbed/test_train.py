@@ -159,6 +159,7 @@ def test_five_workers_on_three_hosts_train_as_planned(
         )
         assert f"holds generation {newer}, newer than 1" in older and "exit=2" in older
         check_model_way_out(bed, env_dir, tmp_path)
+        check_custom_files_up_and_down(bed, env_dir, tmp_path)
         check_upload_model(bed, env_dir, tmp_path)
         check_car_model(bed, env_dir, tmp_path)
         check_s3_shell(bed, env_dir)
@@ -343,6 +344,39 @@ def check_model_way_out(bed: TestBed, env_dir: Path, tmp_path: Path) -> None:
     )
     again = invoke("import-model", "--src", str(out), "--prefix", "imported-1", *args)
     assert again.code == 2 and "already holds" in again.stderr and "--wipe" in again.stderr
+
+
+def check_custom_files_up_and_down(bed: TestBed, env_dir: Path, tmp_path: Path) -> None:
+    """upload-custom-files puts only what changed (DRfC's aws s3 sync); download-custom-files
+    fills the custom_files/ of an env dir that has only its .env files, as the run's S3 holds
+    them (DRfC's dr-download-custom-files, for a new machine)."""
+    args = ("-i", str(bed.inventory), "--json")
+    same = invoke("upload-custom-files", "--env-dir", str(env_dir), *args)
+    assert same.code == 0, same.stdout[-2000:] + same.stderr
+    assert same.json["files"] == 0  # train put them already
+    hyper = env_dir / "custom_files" / "hyperparameters.json"
+    before = hyper.read_bytes()
+    try:
+        hyper.write_bytes(before.replace(b"{", b'{"lr_note": 1, ', 1))
+        up = invoke("upload-custom-files", "--env-dir", str(env_dir), *args)
+        assert up.code == 0 and up.json["files"] == 1, up.stdout[-2000:] + up.stderr
+        schema_ok("upload-custom-files", up.json)
+        fresh = tmp_path / "fresh"
+        fresh.mkdir()
+        for name in ("system.env", "run.env"):
+            (fresh / name).write_bytes((env_dir / name).read_bytes())
+        # no keys of its own yet: it takes the running minio's, as a new machine would
+        down = invoke("download-custom-files", "--env-dir", str(fresh), *args)
+        assert down.code == 0, down.stdout[-2000:] + down.stderr
+        schema_ok("download-custom-files", down.json)
+        got = {p.name: p.read_bytes() for p in (fresh / "custom_files").iterdir()}
+        for p in (env_dir / "custom_files").iterdir():
+            assert got[p.name] == p.read_bytes(), p.name
+        held = s3(bed).list_objects_v2(Bucket="bucket", Prefix="custom_files/")["KeyCount"]
+        assert down.json["files"] == held == len(got)
+    finally:
+        hyper.write_bytes(before)
+        invoke("upload-custom-files", "--env-dir", str(env_dir), *args)
 
 
 def worker_report(bed: TestBed, idx: int) -> dict[str, Any]:

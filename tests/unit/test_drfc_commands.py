@@ -46,9 +46,8 @@ def test_every_drfleet_command_and_flag_in_the_table_exists() -> None:
         for call in re.findall(r"`drfleet ([^`]+)`", ours):
             name, *args = call.split()
             assert name in tasks, call
-            flags = {
-                "--" + n.replace("_", "-") for arg in tasks[name].get_arguments() for n in arg.names
-            }
+            task = tasks[name]  # its parameters (get_arguments would use up its help)
+            flags = {"--" + n.replace("_", "-") for n in task.argspec(task.body).parameters}
             for arg in args:
                 if arg.startswith("--"):
                     assert arg.split("=")[0] in flags, (call, sorted(flags))
