@@ -89,6 +89,8 @@ def train(
         if local:
             sharing.minio_where(held, t)
         creds = converge.minio_keys(minio_held, mine) if local else mine
+        if local:
+            p.plan.notes.append(storage.minio_keys_note(p.cfg, creds))
         if creds != mine:
             p.plan.notes.append(
                 f"the fleet's minio on {t} was started from another env dir: "

@@ -28,15 +28,48 @@ def s3_client(endpoint: str | None, creds: dict[str, str], region: str) -> Any:
 
 
 def run_credentials(cfg: Any, env_dir: Any, create: bool = True) -> dict[str, str]:
-    """The keys the containers get: minio's generated ones (local; not create: none are made
-    when there are none yet), DR_LOCAL_S3_PROFILE's (remote: activate.sh reads them with
+    """The keys the containers get: minio's (local: made once, DR_LOCAL_S3_PROFILE's when this
+    machine has that profile, else generated; not create: none are made when there are none
+    yet), DR_LOCAL_S3_PROFILE's (remote: activate.sh reads them with
     `aws configure get`), and with DR_CLOUD=aws the profile's own keys or none at all (the
     hosts' instance role: aws_keys)."""
     if cfg.storage == "remote":
         return profile_keys(cfg.setting("DR_LOCAL_S3_PROFILE") or "default", "DR_LOCAL_S3_PROFILE")
     if cfg.storage == "aws":
         return aws_keys(cfg.setting("DR_LOCAL_S3_PROFILE"))
-    return training.credentials(env_dir, create)
+    have = training.credentials(env_dir, create=False)
+    if have or not create:
+        return have
+    return training.credentials(env_dir, True, minio_profile_keys(cfg))
+
+
+# minio's own limits on its root user and password (it refuses to start otherwise)
+MINIO_MIN_USER, MINIO_MIN_PASSWORD = 3, 8
+
+
+def minio_profile_keys(cfg: Any) -> dict[str, str] | None:
+    """DR_CLOUD=local: the keys of the AWS profile DR_LOCAL_S3_PROFILE (DRfC's activate.sh
+    reads minio's from it with `aws configure get`), when this machine has that profile with
+    keys minio takes; None: drfleet makes its own (minio_keys_note says which)."""
+    try:
+        keys = profile_keys(cfg.setting("DR_LOCAL_S3_PROFILE") or "minio", "DR_LOCAL_S3_PROFILE")
+    except DrfleetError:
+        return None
+    fits = (
+        len(keys["access_key"]) >= MINIO_MIN_USER and len(keys["secret_key"]) >= MINIO_MIN_PASSWORD
+    )
+    return keys if fits else None
+
+
+def minio_keys_note(cfg: Any, creds: dict[str, str]) -> str:
+    """Whose keys the fleet's minio runs with, for train's notes."""
+    profile = cfg.setting("DR_LOCAL_S3_PROFILE") or "minio"
+    if creds and creds == minio_profile_keys(cfg):
+        return f"minio's keys are those of the AWS profile {profile} (DR_LOCAL_S3_PROFILE)"
+    return (
+        f"minio's keys are drfleet's own (.drfleet/minio-credentials.json), not the AWS "
+        f"profile {profile}'s (DR_LOCAL_S3_PROFILE): it has none here, or they were made first"
+    )
 
 
 # botocore's names for credentials that are keys of the user's own, not temporary ones

@@ -254,9 +254,11 @@ def _inside(out: Path, key: str) -> Path:
     return path
 
 
-def credentials(env_dir: Path, create: bool = True) -> dict[str, str]:
-    """minio credentials: generated once, kept in a 0600 file beside the DRfC files (not
-    create: a reader's view, {} when there are none yet)."""
+def credentials(
+    env_dir: Path, create: bool = True, given: dict[str, str] | None = None
+) -> dict[str, str]:
+    """minio credentials: made once (given ones, else generated), kept in a 0600 file beside
+    the DRfC files (not create: a reader's view, {} when there are none yet)."""
     path = env_dir / ".drfleet" / "minio-credentials.json"
     try:
         mode = path.stat().st_mode & 0o777
@@ -274,7 +276,10 @@ def credentials(env_dir: Path, create: bool = True) -> dict[str, str]:
     if not create:
         return {}
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    creds = {"access_key": "drfleet" + secrets.token_hex(4), "secret_key": secrets.token_hex(24)}
+    creds = given or {
+        "access_key": "drfleet" + secrets.token_hex(4),
+        "secret_key": secrets.token_hex(24),
+    }
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(creds, fh)

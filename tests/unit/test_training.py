@@ -516,3 +516,52 @@ def test_the_sagemaker_job_folder_stop_removes_is_local_modes_own() -> None:
         {},
     ):
         assert job_dir(bad) == ""
+
+
+def test_the_config_reads_without_custom_files_for_a_command_that_fills_them(
+    tmp_path: Path,
+) -> None:
+    """download-custom-files runs on a machine that has only system.env and run.env."""
+    env = drfc(tmp_path)
+    for f in (env / "custom_files").iterdir():
+        f.unlink()
+    with pytest.raises(ConfigError, match="file not found"):
+        config.load(env)
+    cfg = config.load(env, custom_files=False)
+    assert cfg.custom_dir == env.resolve() / "custom_files" and cfg.reward_function == ""
+    assert cfg.setting("DR_LOCAL_S3_BUCKET") == "bucket"
+
+
+def test_a_local_minio_takes_the_keys_of_dr_local_s3_profile_when_this_machine_has_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DRfC's activate.sh reads minio's keys from DR_LOCAL_S3_PROFILE (`minio` by default):
+    so does drfleet, when the keys are made; without that profile (or with keys minio would
+    refuse) drfleet makes its own, and train's note says which."""
+    from drfleet.runs import storage
+
+    home = tmp_path / "aws"
+    home.mkdir()
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "config"))
+    for var in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    (home / "credentials").write_text(
+        "[minio]\naws_access_key_id = drfcminio\naws_secret_access_key = drfc-secret-42\n"
+        "[short]\naws_access_key_id = ab\naws_secret_access_key = x\n"
+    )
+    (tmp_path / "a").mkdir()
+    env = drfc(tmp_path / "a")
+    cfg = config.load(env)
+    assert storage.run_credentials(cfg, env, create=False) == {}  # a reader makes none
+    keys = storage.run_credentials(cfg, env)
+    assert keys == {"access_key": "drfcminio", "secret_key": "drfc-secret-42"}
+    assert "AWS profile minio" in storage.minio_keys_note(cfg, keys)
+    assert json.loads((env / ".drfleet" / "minio-credentials.json").read_text()) == keys
+    for profile in ("nowhere", "short"):
+        (tmp_path / profile).mkdir()
+        other = drfc(tmp_path / profile, system=SYSTEM + f"DR_LOCAL_S3_PROFILE={profile}\n")
+        cfg = config.load(other)
+        made = storage.run_credentials(cfg, other)
+        assert made["access_key"].startswith("drfleet") and len(made["secret_key"]) == 48
+        assert "drfleet's own" in storage.minio_keys_note(cfg, made)
