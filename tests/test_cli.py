@@ -88,3 +88,20 @@ def test_upload_without_an_upload_bucket_says_so_before_connecting(tmp_path: Pat
         assert run.code == 2, run.stdout + run.stderr
         assert "DR_UPLOAD_S3_BUCKET is not-defined: no upload bucket is defined" in run.stderr
         assert "system.env:" in run.stderr and "--local" in run.stderr
+
+
+def test_increment_upload_model_numbers_the_upload_prefix_and_keeps_the_old_run_env(
+    tmp_path: Path,
+) -> None:
+    """DRfC's dr-increment-upload-model (scripts/upload/increment.sh): no host, no S3."""
+    assert drfleet("init", "--json", cwd=tmp_path).code == 0
+    run_env = tmp_path / "run.env"
+    before = run_env.read_text()
+    lines = [ln for ln in before.splitlines() if not ln.startswith("DR_UPLOAD_S3_PREFIX=")]
+    run_env.write_text("\n".join([*lines, "DR_UPLOAD_S3_PREFIX=my-upload-3", ""]))
+    run = drfleet("increment-upload-model", "--json", cwd=tmp_path)
+    assert run.code == 0, run.stderr
+    schema_ok("increment-upload-model", run.json)
+    assert (run.json["from"], run.json["to"]) == ("my-upload-3", "my-upload-4")
+    assert "DR_UPLOAD_S3_PREFIX=my-upload-4" in run_env.read_text()
+    assert "DR_UPLOAD_S3_PREFIX=my-upload-3" in (tmp_path / "run.env.bak").read_text()

@@ -5,12 +5,13 @@ scripts/training/increment.sh."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 from drfleet.commandline.command import command, inventory_and_options, print_json
 from drfleet.errors import DrfleetError
-from drfleet.store.results import CarFile, Incremented
+from drfleet.store.results import CarFile, Incremented, UploadPrefix
 from drfleet.ui import Board
 
 
@@ -139,8 +140,9 @@ def upload_model(
     env = Path(env_dir or ".")
     if not local:
         _upload_bucket_defined(env)
-    if increment and not dry_run:
-        _increment_upload_prefix(env)
+    if increment and not dry_run:  # said on stderr: stdout is --json's
+        for line in _increment_upload_prefix(env).lines():
+            print(line, file=sys.stderr)
     inv, options = inventory_and_options(
         inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
     )
@@ -208,8 +210,9 @@ def _upload_bucket_defined(env: Path) -> None:
         )
 
 
-def _increment_upload_prefix(env: Path) -> None:
-    """scripts/upload/increment.sh: DR_UPLOAD_S3_PREFIX gets the next number in run.env."""
+def _increment_upload_prefix(env: Path) -> UploadPrefix:
+    """scripts/upload/increment.sh: DR_UPLOAD_S3_PREFIX gets the next number in run.env (the
+    old file kept as run.env.bak)."""
     from drfleet.drfc import config
     from drfleet.localfs import atomic_write
     from drfleet.runs import increment
@@ -221,7 +224,19 @@ def _increment_upload_prefix(env: Path) -> None:
     text = path.read_text()
     atomic_write(path.with_name(path.name + ".bak"), text)
     atomic_write(path, increment.rewrite(text, {"DR_UPLOAD_S3_PREFIX": new}))
-    print(f"DR_UPLOAD_S3_PREFIX: {current} -> {new} in {path}")
+    return UploadPrefix(current, new, str(path))
+
+
+@command()
+def increment_upload_model(
+    c: Any,
+    env_dir: str | None = None,
+    json: bool = False,
+    verbose: int = 0,
+) -> None:
+    """Give DR_UPLOAD_S3_PREFIX in run.env the next number (DRfC's dr-increment-upload-model),
+    so the next upload-model goes to a new prefix; nothing is uploaded."""
+    _done(_increment_upload_prefix(Path(env_dir or ".")), json)
 
 
 @command(
@@ -490,6 +505,7 @@ TASKS = (
     car_model,
     increment_training,
     s3,
+    increment_upload_model,
     upload_custom_files,
     download_custom_files,
 )

@@ -109,3 +109,19 @@ class Incremented:
         yield f"model {old} -> {new}: {self.run_env} now trains {new} from {old}"
         if self.wiped is not None:
             yield f"deleted what s3://{self.bucket}/{self.new}/ held ({self.wiped}+ objects)"
+
+
+@dataclass
+class UploadPrefix:
+    """increment-upload-model: DR_UPLOAD_S3_PREFIX moved on in run.env."""
+
+    old: str
+    new: str
+    run_env: str
+    failed: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {"from": self.old, "to": self.new, "run_env": self.run_env}
+
+    def lines(self) -> Iterator[str]:
+        yield f"DR_UPLOAD_S3_PREFIX: {self.old} -> {self.new} in {self.run_env}"
