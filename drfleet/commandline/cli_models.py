@@ -18,11 +18,23 @@ from drfleet.ui import Board
 @command(
     prefix="the model's S3 prefix (default: DR_LOCAL_S3_MODEL_PREFIX)",
     out="folder to write it to (default: ./models/<prefix>)",
+    source="instead, copy the model at this S3 URL (s3://bucket/prefix, read with "
+    "DR_UPLOAD_S3_PROFILE) into the run's S3 (DRfC's -s)",
+    target="with --source: the prefix in the run's S3 to put it under (DRfC's -t)",
+    config="with --source: also put its reward function, model metadata and hyperparameters "
+    "in custom_files/ (DRfC's -c)",
+    wipe="with --source: replace what --target already holds (DRfC's -w)",
+    dry_run="with --source: say what would be copied; write nothing (DRfC's -d)",
 )
 def download_model(
     c: Any,
     prefix: str | None = None,
     out: str | None = None,
+    source: str | None = None,
+    target: str | None = None,
+    config: bool = False,
+    wipe: bool = False,
+    dry_run: bool = False,
     inventory: str | None = None,
     env_dir: str | None = None,
     json: bool = False,
@@ -31,14 +43,25 @@ def download_model(
     verbose: int = 0,
 ) -> None:
     """Copy a model (checkpoints, metadata, metrics: everything under its prefix) from the
-    run's S3 on the trainer to a folder here."""
+    run's S3 on the trainer to a folder here; with --source, from an S3 URL into the run's S3
+    (DRfC's dr-download-model -s URL -t PREFIX)."""
     from drfleet.runs import s3access
     from drfleet.store import models
 
+    if source is None and (target or config or wipe or dry_run):
+        raise DrfleetError("--target, --config, --wipe and --dry-run go with --source URL")
+    if source is not None and (not target or prefix or out):
+        raise DrfleetError(
+            "--source copies into the run's S3: say where with --target PREFIX (not --prefix "
+            "or --out)"
+        )
     inv, options = inventory_and_options(
         inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
     )
     env = Path(env_dir or ".")
+    if source is not None:
+        _done(_copy_in(inv, env, options, source, target or "", config, wipe, dry_run, json), json)
+        return
     with s3access.run_s3(inv, env, options) as (s3, cfg):
         name = prefix or cfg.setting("DR_LOCAL_S3_MODEL_PREFIX")
         with Board(["model"], title="download", quiet=json) as board:
@@ -50,6 +73,50 @@ def download_model(
                 lambda line: board.progress("model", f"{name}: {line}"),
             )
     _done(done, json)
+
+
+def _copy_in(
+    inv: Any,
+    env: Path,
+    options: Any,
+    source: str,
+    target: str,
+    config: bool,
+    wipe: bool,
+    dry_run: bool,
+    json: bool,
+) -> Any:
+    """download-model --source: read with DR_UPLOAD_S3_PROFILE (download-model.sh's
+    DR_UPLOAD_PROFILE), written to the run's S3; -c's files land whole in custom_files/."""
+    from drfleet.localfs import atomic_write
+    from drfleet.runs import s3access, storage
+    from drfleet.store import models
+
+    models.s3_url(source)  # a bad URL is said before anything connects
+    with s3access.run_s3(inv, env, options, custom_files=False) as (s3, cfg):
+        src = storage.profile_client(
+            cfg.setting("DR_UPLOAD_S3_PROFILE"),
+            cfg.setting("DR_AWS_APP_REGION"),
+            "DR_UPLOAD_S3_PROFILE",
+        )
+        with Board(["model"], title="download", quiet=json) as board:
+            done, meta = models.copy_model_in(
+                src,
+                source,
+                s3,
+                cfg.setting("DR_LOCAL_S3_BUCKET"),
+                target,
+                wipe,
+                dry_run,
+                lambda line: board.progress("model", f"{target}: {line}"),
+            )
+        if config:
+            for name, body in sorted(meta.items()):
+                path = cfg.custom_dir / name
+                if not dry_run:
+                    atomic_write(path, body, 0o644)
+                done.config.append(str(path))
+    return done
 
 
 @command(

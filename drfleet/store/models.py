@@ -20,7 +20,7 @@ from drfleet.errors import DrfleetError
 from drfleet.progress import Meter, metered
 from drfleet.runs import storage
 from drfleet.store import console
-from drfleet.store.results import ConsoleUpload, Transfer
+from drfleet.store.results import ConsoleUpload, ModelCopied, Transfer
 
 Tick = Callable[[str], None]
 
@@ -229,3 +229,70 @@ def upload_custom(s3: Any, bucket: str, prefix: str, src: Path, tick: Tick) -> T
         meter.done += len(body)
         tick(meter.line())
     return Transfer(prefix, str(src), len(changed), meter.done, into_s3=True)
+
+
+# what makes a model (DRfC's download-model.sh checks for these three before it copies)
+MODEL_FILES = ("reward_function.py", "model/model_metadata.json", "ip/hyperparameters.json")
+
+
+def s3_url(url: str) -> tuple[str, str]:
+    """s3://bucket/prefix -> (bucket, prefix), or an error saying the form."""
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    prefix = prefix.strip("/")
+    if not url.startswith("s3://") or not bucket or not prefix or checks.s3_key_problem(prefix):
+        raise DrfleetError(
+            f"--source {url!r} is not a model's S3 URL", fix="e.g. --source s3://my-bucket/my-model"
+        )
+    return bucket, prefix
+
+
+def copy_model_in(
+    src: Any,
+    url: str,
+    s3: Any,
+    bucket: str,
+    target: str,
+    wipe: bool,
+    dry_run: bool,
+    tick: Tick,
+) -> tuple[ModelCopied, dict[str, bytes]]:
+    """DRfC's download-model.sh: every object of the model at url (read with src) to
+    target/ in the run's S3 (s3, bucket), after its three metadata files are found. A target
+    that holds objects is refused unless wipe (then they go first). Returns the result and
+    the metadata files' bodies (file name -> bytes), for custom_files/."""
+    problem = checks.s3_key_problem(target)
+    if problem:
+        raise DrfleetError(f"--target {target!r} {problem}", fix="use a plain key like my-model-2")
+    src_bucket, prefix = s3_url(url)
+    found = storage.every(src, src_bucket, prefix)
+    names = {o["Key"][len(prefix) + 1 :]: o for o in found}
+    missing = [m for m in MODEL_FILES if m not in names]
+    if missing:
+        raise DrfleetError(
+            f"{url} is not a model: it lacks {', '.join(missing)}; nothing was copied",
+            fix="name the prefix a training wrote (it holds model/, ip/ and reward_function.py)",
+        )
+    existing = storage.listed(s3, bucket, target)
+    if existing and not wipe:
+        raise DrfleetError(
+            f"s3://{bucket}/{target}/ already holds {len(existing)} objects; nothing was copied",
+            fix="choose another --target, or --wipe to replace them",
+        )
+    keys = [f"{target}/{n}" for n in sorted(names)]
+    size = sum(int(o["Size"]) for o in found)
+    meta = {
+        n.rsplit("/", 1)[-1]: storage.read(src, src_bucket, f"{prefix}/{n}") for n in MODEL_FILES
+    }
+    bodies = {k: v for k, v in meta.items() if v is not None}
+    result = ModelCopied(url, f"s3://{bucket}/{target}/", keys, size, dry_run)
+    if dry_run:
+        return result, bodies
+    storage.ensure_bucket(s3, bucket)
+    storage.delete_prefix(s3, bucket, target, existing if wipe else [])
+    meter = Meter(size)
+    for name in sorted(names):
+        body = src.get_object(Bucket=src_bucket, Key=f"{prefix}/{name}")["Body"].read()
+        s3.put_object(Bucket=bucket, Key=f"{target}/{name}", Body=body)
+        meter.done += len(body)
+        tick(meter.line())
+    return result, bodies

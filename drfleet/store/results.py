@@ -125,3 +125,33 @@ class UploadPrefix:
 
     def lines(self) -> Iterator[str]:
         yield f"DR_UPLOAD_S3_PREFIX: {self.old} -> {self.new} in {self.run_env}"
+
+
+@dataclass
+class ModelCopied:
+    """download-model --source: a model copied from an S3 URL into the run's S3 (DRfC's
+    dr-download-model -s -t), and the config files put in custom_files/ (-c)."""
+
+    source: str
+    target: str
+    objects: list[str]
+    bytes: int
+    dry_run: bool
+    config: list[str] = field(default_factory=list)
+    failed: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "target": self.target,
+            "objects": self.objects,
+            "bytes": self.bytes,
+            "dry_run": self.dry_run,
+            "config": self.config,
+        }
+
+    def lines(self) -> Iterator[str]:
+        verb = "would copy" if self.dry_run else "copied"
+        yield f"{self.source}: {verb} {len(self.objects)} objects to {self.target}"
+        for path in self.config:
+            yield f"  {path}"

@@ -170,6 +170,78 @@ def check_upload_model(bed: TestBed, env_dir: Path, tmp: Path) -> None:
             "reInvent2019_track"
         )
         assert up.json["checkpoint"] == best
+        check_download_from_s3(bed, env_dir, aws, env)
+
+
+def check_download_from_s3(bed: TestBed, env_dir: Path, aws: Any, env: dict[str, str]) -> None:
+    """download-model --source URL --target PREFIX --config (DRfC's dr-download-model -s -t
+    -c): the model uploaded to the console's bucket comes back into the run's S3 byte for
+    byte, its three config files into custom_files/; a target that holds a model and a
+    source that is not one are refused, nothing copied."""
+    run_env = env_dir / "run.env"
+    original = run_env.read_text()
+    custom = env_dir / "custom_files"
+    kept = {p.name: p.read_bytes() for p in custom.iterdir() if p.is_file()}
+    args = ("-i", str(bed.inventory), "--env-dir", str(env_dir), "--json")
+    url = "s3://console-bucket/my-model-1"
+    try:
+        run_env.write_text(original + "DR_UPLOAD_S3_PROFILE=up\n")
+        dry = invoke(
+            "download-model",
+            "--source",
+            url,
+            "--target",
+            "from-console-1",
+            "--dry-run",
+            *args,
+            env=env,
+        )
+        assert dry.code == 0 and dry.json["dry_run"], dry.stdout[-2000:] + dry.stderr
+        run = s3(bed)
+        assert keys(run, "bucket", "from-console-1/") == []
+        copy = invoke(
+            "download-model",
+            "--source",
+            url,
+            "--target",
+            "from-console-1",
+            "--config",
+            *args,
+            env=env,
+        )
+        assert copy.code == 0, copy.stdout[-2000:] + copy.stderr
+        schema_ok("download-model", copy.json)
+        theirs = keys(aws, "console-bucket", "my-model-1/")
+        got = keys(run, "bucket", "from-console-1/")
+        assert got == sorted("from-console-1/" + k[len("my-model-1/") :] for k in theirs)
+        for k in theirs:
+            mine = "from-console-1/" + k[len("my-model-1/") :]
+            assert body(run, "bucket", mine) == body(aws, "console-bucket", k), k
+        for name, key in (
+            ("reward_function.py", "reward_function.py"),
+            ("model_metadata.json", "model/model_metadata.json"),
+            ("hyperparameters.json", "ip/hyperparameters.json"),
+        ):
+            assert (custom / name).read_bytes() == body(aws, "console-bucket", f"my-model-1/{key}")
+        again = invoke(
+            "download-model", "--source", url, "--target", "from-console-1", *args, env=env
+        )
+        assert again.code == 2 and "already holds" in again.stderr, again.stderr
+        nothing = invoke(
+            "download-model",
+            "--source",
+            "s3://console-bucket/no-model",
+            "--target",
+            "x",
+            *args,
+            env=env,
+        )
+        assert nothing.code == 2 and "is not a model" in nothing.stderr, nothing.stderr
+        assert keys(run, "bucket", "x/") == []
+    finally:
+        run_env.write_text(original)
+        for name, data in kept.items():
+            (custom / name).write_bytes(data)
 
 
 def check_car_model(bed: TestBed, env_dir: Path, tmp: Path) -> None:

@@ -27,3 +27,15 @@ def test_each_model_commands_result_renders_as_its_schema_says() -> None:
     inc = Incremented("m-1", "m-2", "run.env", {"DR_LOCAL_S3_MODEL_PREFIX": "m-2"}, 3, "b")
     schema_ok("increment-training", inc.as_json())
     assert list(inc.lines())[-1] == "deleted what s3://b/m-2/ held (3+ objects)"
+
+
+def test_a_source_url_is_a_bucket_and_a_plain_prefix() -> None:
+    import pytest
+
+    from drfleet.errors import DrfleetError
+    from drfleet.store.models import s3_url
+
+    assert s3_url("s3://my-bucket/models/m-1/") == ("my-bucket", "models/m-1")
+    for bad in ("my-bucket/m", "s3://my-bucket", "s3://b/../etc", "s3:///m"):
+        with pytest.raises(DrfleetError, match="is not a model's S3 URL"):
+            s3_url(bad)
