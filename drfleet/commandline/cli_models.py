@@ -93,7 +93,7 @@ def _copy_in(
     from drfleet.store import models
 
     models.s3_url(source)  # a bad URL is said before anything connects
-    with s3access.run_s3(inv, env, options, custom_files=False) as (s3, cfg):
+    with s3access.run_s3(inv, env, options, settings_only=True) as (s3, cfg):
         src = storage.profile_client(
             cfg.setting("DR_UPLOAD_S3_PROFILE"),
             cfg.setting("DR_AWS_APP_REGION"),
@@ -551,7 +551,7 @@ def download_custom_files(
         inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
     )
     env = Path(env_dir or ".")
-    with s3access.run_s3(inv, env, options, custom_files=False) as (s3, cfg):
+    with s3access.run_s3(inv, env, options, settings_only=True) as (s3, cfg):
         prefix = cfg.get("DR_LOCAL_S3_CUSTOM_FILES_PREFIX", "custom_files")
         with Board(["custom_files"], title="download", quiet=json) as board:
             done = models.download(

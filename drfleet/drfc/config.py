@@ -75,11 +75,12 @@ def load(
     env_dir: str | Path,
     workers: int | None = None,
     environ: Mapping[str, str] | None = None,
-    custom_files: bool = True,
+    settings_only: bool = False,
 ) -> TrainingConfig:
     """DR_EXPERIMENT_NAME in the environment wins over system.env's, as DRfC's
-    `activate.sh -e NAME` does. custom_files=False: custom_files/ is not read (for a command
-    that fills it, download-custom-files): no hyperparameters, metadata or reward function."""
+    `activate.sh -e NAME` does. settings_only: system.env and run.env alone, for a command
+    that needs no more (download-custom-files, download-model --source, on a machine that may
+    have nothing else yet): no worker files, no custom_files/."""
     environ = os.environ if environ is None else environ
     root = Path(env_dir).resolve()
     if not (root / "system.env").exists():
@@ -120,7 +121,7 @@ def load(
     located.update({k: run.where(k) for k in run.values})
     warnings += settings.warnings(values, located)
     worker_files: dict[int, EnvFile] = {}
-    if multi:
+    if multi and not settings_only:
         for k in range(2, n + 1):
             path = base / f"worker-{k}.env"
             if not path.exists():
@@ -140,7 +141,7 @@ def load(
                         "DRfC and drfleet ignore it in worker files"
                     )
     custom_dir = base / "custom_files"
-    if not custom_files:
+    if settings_only:
         return TrainingConfig(
             root, base, system, run, n, multi, worker_files, {}, {}, "", custom_dir, warnings
         )

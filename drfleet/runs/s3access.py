@@ -30,15 +30,15 @@ def run_s3(
     options: Options,
     trainer: str | None = None,
     start: bool = True,
-    custom_files: bool = True,
+    settings_only: bool = False,
 ) -> Iterator[tuple[Any, TrainingConfig]]:
     """An S3 client on the run's storage (the trainer's minio through SSH, the user's S3 API
     at DR_REMOTE_MINIO_URL, or AWS) and the config. `trainer` (default: the inventory's) is
     where minio runs; it is started there alone when nothing runs, unless `start` is False:
     then it only reads (status, the viewer): nothing is started, no key made or adopted in
-    env_dir, and the client is None when minio does not run. custom_files=False: the
-    config is read without custom_files/ (config.load)."""
-    cfg = config.load(env_dir, custom_files=custom_files)
+    env_dir, and the client is None when minio does not run. settings_only: the
+    config is system.env and run.env alone (config.load)."""
+    cfg = config.load(env_dir, settings_only=settings_only)
     checks.s3_keys(cfg)
     checks.storage(cfg)
     creds = storage.run_credentials(cfg, env_dir, create=start)

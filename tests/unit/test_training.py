@@ -518,16 +518,18 @@ def test_the_sagemaker_job_folder_stop_removes_is_local_modes_own() -> None:
         assert job_dir(bad) == ""
 
 
-def test_the_config_reads_without_custom_files_for_a_command_that_fills_them(
+def test_the_config_reads_its_settings_alone_for_a_command_that_needs_no_more(
     tmp_path: Path,
 ) -> None:
     """download-custom-files runs on a machine that has only system.env and run.env."""
     env = drfc(tmp_path)
     for f in (env / "custom_files").iterdir():
         f.unlink()
-    with pytest.raises(ConfigError, match="file not found"):
+    for f in env.glob("worker-*.env"):
+        f.unlink()
+    with pytest.raises(ConfigError, match="needs worker-2.env"):
         config.load(env)
-    cfg = config.load(env, custom_files=False)
+    cfg = config.load(env, settings_only=True)
     assert cfg.custom_dir == env.resolve() / "custom_files" and cfg.reward_function == ""
     assert cfg.setting("DR_LOCAL_S3_BUCKET") == "bucket"
 
