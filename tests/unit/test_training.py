@@ -527,7 +527,7 @@ def test_the_config_reads_its_settings_alone_for_a_command_that_needs_no_more(
         f.unlink()
     for f in env.glob("worker-*.env"):
         f.unlink()
-    with pytest.raises(ConfigError, match="needs worker-2.env"):
+    with pytest.raises(ConfigError, match=r"needs worker-2\.env"):
         config.load(env)
     cfg = config.load(env, settings_only=True)
     assert cfg.custom_dir == env.resolve() / "custom_files" and cfg.reward_function == ""
