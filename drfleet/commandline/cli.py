@@ -20,6 +20,7 @@ from drfleet.commandline.command import (
     inventory_and_options,
     print_json,
     print_json_line,
+    show,
     workers_given,
 )
 from drfleet.errors import DrfleetError
@@ -297,7 +298,7 @@ def train(
         names = [h.name for h in inv.hosts.values() if h.roles]
         with Board(names, title="train", quiet=json) as board:
             result = launch.train(inv, Path(env_dir or "."), options, workers, wipe, board, replace)
-        _told(result, json)
+        show(result, json)
         return
     if not out:
         raise DrfleetError("--dry-run needs --out DIR", fix="e.g. --dry-run --out /tmp/plan")
@@ -317,18 +318,6 @@ def train(
         print(f"wrote {len(written)} files under {out} (credentials shown as placeholders)")
 
 
-def _told(result: Any, json: bool) -> None:
-    """A command's typed result (results.py) as its --json document or its lines; exit 1
-    when a host could not be told."""
-    if json:
-        print_json(result.as_json())
-    else:
-        for line in result.lines():
-            print(line)
-    if result.failed:
-        raise Exit(code=1)
-
-
 def _rebalance(
     env_dir: Path,
     inventory: str | None,
@@ -345,7 +334,7 @@ def _rebalance(
     names = [h.name for h in inv.hosts.values() if h.roles]
     with Board(names, title="rebalance", quiet=json) as board:
         result = launch.rebalance(inv, env_dir, options, board)
-    _told(result, json)
+    show(result, json)
 
 
 @command(
@@ -477,7 +466,7 @@ def stop(
     inv, options = inventory_and_options(
         inventory, known_hosts, accept_new_host_keys, forks, env_dir=env_dir, quiet=json
     )
-    _told(launch.stop(inv, options, Path(env_dir or "."), everything=all, check=check), json)
+    show(launch.stop(inv, options, Path(env_dir or "."), everything=all, check=check), json)
 
 
 @command(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from drfleet.commandline.command import command, inventory_and_options, print_json
+from drfleet.commandline.command import command, inventory_and_options, show
 from drfleet.hosts.remote import DEFAULT_LIMIT
 from drfleet.ui import Board
 
@@ -70,11 +70,7 @@ def evaluate(
                     done.results = evaluation.results(
                         inv, env, options, done.metrics, done.trials, timeout, tick, done.host
                     )
-    if json:
-        print_json(done.as_json())
-        return
-    for line in done.lines():
-        print(line)
+    show(done, json)
 
 
 TASKS = (evaluate,)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from drfleet.commandline.command import command, inventory_and_options, print_json
+from drfleet.commandline.command import command, inventory_and_options, print_json, show
 from drfleet.errors import DrfleetError
 from drfleet.store.results import CarFile, Incremented, UploadPrefix
 from drfleet.ui import Board
@@ -60,7 +60,7 @@ def download_model(
     )
     env = Path(env_dir or ".")
     if source is not None:
-        _done(_copy_in(inv, env, options, source, target or "", config, wipe, dry_run, json), json)
+        show(_copy_in(inv, env, options, source, target or "", config, wipe, dry_run, json), json)
         return
     with s3access.run_s3(inv, env, options) as (s3, cfg):
         name = prefix or cfg.setting("DR_LOCAL_S3_MODEL_PREFIX")
@@ -72,7 +72,7 @@ def download_model(
                 Path(out or Path("models") / name),
                 lambda line: board.progress("model", f"{name}: {line}"),
             )
-    _done(done, json)
+    show(done, json)
 
 
 def _copy_in(
@@ -157,16 +157,7 @@ def import_model(
             wipe,
             lambda line: board.progress("model", f"{prefix}: {line}"),
         )
-    _done(done, json)
-
-
-def _done(result: Any, json: bool) -> None:
-    """A model command's typed result (store/results.py) as --json or its lines."""
-    if json:
-        print_json(result.as_json())
-    else:
-        for line in result.lines():
-            print(line)
+    show(done, json)
 
 
 CHECKPOINT_HELP = "last (default), best, or a checkpoint number (DRfC's -b is best, -c N is N)"
@@ -259,7 +250,7 @@ def upload_model(
                 lambda line: board.progress("model", f"{target}: {line}"),
                 "DR_LOCAL_S3_BUCKET" if local else "DR_UPLOAD_S3_BUCKET",
             )
-    _done(done, json)
+    show(done, json)
 
 
 def _upload_bucket_defined(env: Path) -> None:
@@ -303,7 +294,7 @@ def increment_upload_model(
 ) -> None:
     """Give DR_UPLOAD_S3_PREFIX in run.env the next number (DRfC's dr-increment-upload-model),
     so the next upload-model goes to a new prefix; nothing is uploaded."""
-    _done(_increment_upload_prefix(Path(env_dir or ".")), json)
+    show(_increment_upload_prefix(Path(env_dir or ".")), json)
 
 
 @command(
@@ -359,7 +350,7 @@ def car_model(
             storage.bucket_exists(dst, bucket, "DR_UPLOAD_S3_BUCKET")
             dst.put_object(Bucket=bucket, Key=key, Body=body)
             done.uploaded = f"s3://{bucket}/{key}"
-    _done(done, json)
+    show(done, json)
 
 
 @command(
@@ -413,7 +404,7 @@ def increment_training(
     atomic_write(path.with_name(path.name + ".bak"), text)
     atomic_write(path, increment.rewrite(text, changes))
     bucket = cfg.setting("DR_LOCAL_S3_BUCKET")
-    _done(Incremented(current, new, str(path), changes, deleted, bucket), json)
+    show(Incremented(current, new, str(path), changes, deleted, bucket), json)
 
 
 @command(
@@ -512,23 +503,7 @@ def upload_custom_files(
     """Put custom_files/ (of DR_EXPERIMENT_NAME's folder when set) in the run's S3 under
     DR_LOCAL_S3_CUSTOM_FILES_PREFIX, the files that changed only (DRfC's
     dr-upload-custom-files); train does this itself."""
-    from drfleet.runs import s3access
-    from drfleet.store import models
-
-    inv, options = inventory_and_options(
-        inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
-    )
-    with s3access.run_s3(inv, Path(env_dir or "."), options) as (s3, cfg):
-        prefix = cfg.get("DR_LOCAL_S3_CUSTOM_FILES_PREFIX", "custom_files")
-        with Board(["custom_files"], title="upload", quiet=json) as board:
-            done = models.upload_custom(
-                s3,
-                cfg.setting("DR_LOCAL_S3_BUCKET"),
-                prefix,
-                cfg.custom_dir,
-                lambda line: board.progress("custom_files", line),
-            )
-    _done(done, json)
+    _custom_files(False, inventory, env_dir, json, accept_new_host_keys, known_hosts)
 
 
 @command()
@@ -544,25 +519,38 @@ def download_custom_files(
     """Copy the run's S3 custom files (DR_LOCAL_S3_CUSTOM_FILES_PREFIX) into custom_files/
     (of DR_EXPERIMENT_NAME's folder when set), replacing files of the same name (DRfC's
     dr-download-custom-files). custom_files/ need not hold anything yet."""
+    _custom_files(True, inventory, env_dir, json, accept_new_host_keys, known_hosts)
+
+
+def _custom_files(
+    down: bool,
+    inventory: str | None,
+    env_dir: str | None,
+    json: bool,
+    accept: bool,
+    known_hosts: str | None,
+) -> None:
+    """custom_files/ (the experiment's when DR_EXPERIMENT_NAME is set) to or from
+    DR_LOCAL_S3_CUSTOM_FILES_PREFIX of the run's S3; down needs system.env and run.env only."""
     from drfleet.runs import s3access
     from drfleet.store import models
 
     inv, options = inventory_and_options(
-        inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
+        inventory, known_hosts, accept, env_dir=env_dir, quiet=json
     )
     env = Path(env_dir or ".")
-    with s3access.run_s3(inv, env, options, settings_only=True) as (s3, cfg):
+    with s3access.run_s3(inv, env, options, settings_only=down) as (s3, cfg):
+        bucket = cfg.setting("DR_LOCAL_S3_BUCKET")
         prefix = cfg.get("DR_LOCAL_S3_CUSTOM_FILES_PREFIX", "custom_files")
-        with Board(["custom_files"], title="download", quiet=json) as board:
-            done = models.download(
-                s3,
-                cfg.setting("DR_LOCAL_S3_BUCKET"),
-                prefix,
-                cfg.custom_dir,
-                lambda line: board.progress("custom_files", line),
-                fix="upload them first (drfleet upload-custom-files, or train)",
-            )
-    _done(done, json)
+        title = "download" if down else "upload"
+        with Board(["custom_files"], title=title, quiet=json) as board:
+            tick = lambda line: board.progress("custom_files", line)  # noqa: E731
+            if down:
+                fix = "upload them first (drfleet upload-custom-files, or train)"
+                done = models.download(s3, bucket, prefix, cfg.custom_dir, tick, fix=fix)
+            else:
+                done = models.upload_custom(s3, bucket, prefix, cfg.custom_dir, tick)
+    show(done, json)
 
 
 TASKS = (

@@ -176,6 +176,18 @@ def print_json(doc: Any) -> None:
     sys.stdout.write(_json.dumps(doc, indent=2, sort_keys=False) + "\n")
 
 
+def show(result: Any, json: bool) -> None:
+    """A command's typed result (runs/results.py, store/results.py) as its --json document
+    or its lines; exit 1 when it failed (a host could not be told)."""
+    if json:
+        print_json(result.as_json())
+    else:
+        for line in result.lines():
+            print(line)
+    if result.failed:
+        raise Exit(code=1)
+
+
 def print_json_line(doc: Any) -> None:
     """One document per line (JSON Lines), for output that goes on (watch, logs)."""
     sys.stdout.write(_json.dumps(doc, sort_keys=False) + "\n")

@@ -448,7 +448,7 @@ def trainers(hosts: list[Host]) -> list[str]:
 
 
 def stop_intent(
-    run: Run, hosts: list[str], everything: bool, trainers: list[str]
+    run: Run, hosts: list[str], everything: bool, trainer_hosts: list[str]
 ) -> execute.Intent:
     """stop (pure): on every host, the run's evaluation and training stacks end, and the
     fleet's minio when it is then all the host holds; everything: every stack, whichever
@@ -464,7 +464,7 @@ def stop_intent(
             Stack(h, run.stack, run.id, (), wait=60, force=True),
             Stack(h, MINIO_STACK, "", (), wait=60, force=True, when_alone=True),
         ]
-    after = tuple(execute.Sagemaker(h, None if everything else run.id) for h in trainers)
+    after = tuple(execute.Sagemaker(h, None if everything else run.id) for h in trainer_hosts)
     return execute.Intent("stop", tuple(stacks), record=execute.EndRun(), after=after)
 
 

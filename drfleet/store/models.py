@@ -55,15 +55,28 @@ def download(
     return Transfer(prefix, str(out), len(found), meter.done)
 
 
+def _files_under(src: Path, prefix: str) -> list[tuple[Path, str]]:
+    """Every regular file under src (links skipped) with its key under prefix/, each key
+    checked before anything is written."""
+    if not src.is_dir():
+        raise DrfleetError("not a folder", where=str(src))
+    out = []
+    for p in sorted(p for p in src.rglob("*") if p.is_file() and not p.is_symlink()):
+        key = f"{prefix}/{p.relative_to(src).as_posix()}"
+        problem = checks.s3_key_problem(key)
+        if problem:
+            raise DrfleetError(f"{p}: its name makes no S3 key ({problem})")
+        out.append((p, key))
+    return out
+
+
 def upload(s3: Any, bucket: str, prefix: str, src: Path, wipe: bool, tick: Tick) -> Transfer:
     """Every file under src to prefix/<its path below src>. A prefix that holds objects is
     refused unless wipe (then they go first)."""
     problem = checks.s3_key_problem(prefix)
     if problem:
         raise DrfleetError(f"--prefix {prefix!r} {problem}", fix="use a plain key like my-model-2")
-    if not src.is_dir():
-        raise DrfleetError("not a folder", where=str(src))
-    files = sorted(p for p in src.rglob("*") if p.is_file() and not p.is_symlink())
+    files = _files_under(src, prefix)
     if not files:
         raise DrfleetError("the folder holds no files", where=str(src))
     storage.ensure_bucket(s3, bucket)
@@ -74,11 +87,8 @@ def upload(s3: Any, bucket: str, prefix: str, src: Path, wipe: bool, tick: Tick)
             fix="choose another --prefix, or --wipe to replace them",
         )
     storage.delete_prefix(s3, bucket, prefix, existing)
-    meter = Meter(sum(p.stat().st_size for p in files))
-    for p in files:
-        key = f"{prefix}/{p.relative_to(src).as_posix()}"
-        if checks.s3_key_problem(key):
-            raise DrfleetError(f"{p}: its name makes no S3 key ({checks.s3_key_problem(key)})")
+    meter = Meter(sum(p.stat().st_size for p, _ in files))
+    for p, key in files:
 
         def count(n: int) -> None:
             meter.done += n
@@ -210,16 +220,10 @@ def upload_custom(s3: Any, bucket: str, prefix: str, src: Path, tick: Tick) -> T
     """DRfC's dr-upload-custom-files (`aws s3 sync custom_files/ s3://bucket/prefix/`): every
     file under src whose object differs or is missing is put; the others, and objects with no
     file here, stay. Returns what was put."""
-    if not src.is_dir():
-        raise DrfleetError("not a folder", where=str(src))
-    files = sorted(p for p in src.rglob("*") if p.is_file() and not p.is_symlink())
+    files = _files_under(src, prefix)
     storage.ensure_bucket(s3, bucket)
     changed: list[tuple[str, bytes]] = []
-    for p in files:
-        key = f"{prefix}/{p.relative_to(src).as_posix()}"
-        problem = checks.s3_key_problem(key)
-        if problem:
-            raise DrfleetError(f"{p}: its name makes no S3 key ({problem})")
+    for p, key in files:
         body = p.read_bytes()
         if storage.read(s3, bucket, key) != body:
             changed.append((key, body))
