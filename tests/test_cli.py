@@ -105,3 +105,29 @@ def test_increment_upload_model_numbers_the_upload_prefix_and_keeps_the_old_run_
     assert (run.json["from"], run.json["to"]) == ("my-upload-3", "my-upload-4")
     assert "DR_UPLOAD_S3_PREFIX=my-upload-4" in run_env.read_text()
     assert "DR_UPLOAD_S3_PREFIX=my-upload-3" in (tmp_path / "run.env.bak").read_text()
+
+
+def test_a_commands_help_is_shown_before_its_positional_argument(tmp_path: Path) -> None:
+    """invoke took `--help` for the model id of `droa-get-model --help` and ran it."""
+    for argv in (
+        ["droa-get-model", "--help"],
+        ["droa-get-model", "-h"],
+        ["droa-get-model", "x1", "--help"],
+    ):
+        run = drfleet(*argv, cwd=tmp_path)
+        assert run.code == 0 and "Usage: drfleet droa-get-model" in run.stdout, run.stderr
+
+
+def test_droa_commands_say_what_is_missing_before_they_reach_anything(tmp_path: Path) -> None:
+    run = drfleet("droa-list-models", cwd=tmp_path)
+    assert run.code == 2 and "set DR_DROA_URL in system.env or pass --url" in run.stderr
+    run = drfleet(
+        "droa-list-models", "--url", "http://droa.example.com", "--username", "a", cwd=tmp_path
+    )
+    assert run.code == 2 and "is not an https:// address" in run.stderr
+    bad = drfleet(
+        "droa-get-model", "../x", "--url", "https://127.0.0.1:1", "--username", "a", cwd=tmp_path
+    )
+    assert bad.code == 2 and "cannot reach it" in bad.stderr  # the site first, then the id
+    run = drfleet("droa-import-model", "--model-dir", "d", "--best", cwd=tmp_path)
+    assert run.code == 2 and "--best and --checkpoint choose from the run's S3" in run.stderr

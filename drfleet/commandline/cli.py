@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from drfleet import __version__
-from drfleet.commandline import cli_eval, cli_models, program, status_view
+from drfleet.commandline import cli_droa, cli_eval, cli_models, program, status_view
 from drfleet.commandline.command import (
     WORKERS_NOT_GIVEN,
     command,
@@ -600,6 +600,7 @@ ns = Collection(
     init,
     *cli_models.TASKS,
     *cli_eval.TASKS,
+    *cli_droa.TASKS,
 )
 ns.configure({"run": {"echo_stdin": False}})
 

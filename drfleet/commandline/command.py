@@ -37,6 +37,8 @@ SHORT = {
     "diff": "D",
     "verbose": "v",
     "json": "j",
+    "output": "o",
+    "yes": "y",
 }
 
 COMMON_HELP = {

@@ -193,5 +193,14 @@ class DrfleetProgram(Program):
         return f"{where}: {flag or 'a flag'} takes a whole number, not {value!r}"
 
 
-def run(namespace: Any, version: str) -> None:
-    DrfleetProgram(namespace=namespace, version=version, name="drfleet", binary="drfleet").run()
+def run(namespace: Any, version: str, argv: list[str] | None = None) -> None:
+    """argv: sys.argv by default. `drfleet COMMAND ... --help` is asked as `drfleet --help
+    COMMAND`: invoke would take the flag for the value of a positional argument not yet
+    given (droa-get-model --help)."""
+    argv = list(sys.argv if argv is None else argv)
+    args = argv[1:]
+    asks = [i for i, a in enumerate(args) if a in ("-h", "--help")]
+    named = [i for i, a in enumerate(args) if not a.startswith("-")]
+    if asks and named and named[0] < asks[0]:
+        argv = [argv[0], "--help", args[named[0]]]
+    DrfleetProgram(namespace=namespace, version=version, name="drfleet", binary="drfleet").run(argv)

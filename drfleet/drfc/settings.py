@@ -114,9 +114,11 @@ TABLE: dict[str, Setting] = {
     "DR_EXPERIMENT_NAME": _h("experiments/<name>/ holds run.env, worker-N.env, custom_files"),
     "DR_TELEGRAF_HOST": _h(f"{RC} and {RB} TELEGRAF_HOST"),
     "DR_TELEGRAF_PORT": _h(f"{RC} and {RB} TELEGRAF_PORT"),
-    "DR_DROA_URL": Setting(UNSUPPORTED, "DeepRacer-on-AWS integration"),
-    "DR_DROA_USERNAME": Setting(UNSUPPORTED, "DeepRacer-on-AWS integration"),
-    "DR_DROA_DEBUG": Setting(UNSUPPORTED, "DeepRacer-on-AWS integration"),
+    "DR_DROA_URL": Setting(NOT_TRAINING, "the DRoA site of the droa-* commands (--url)"),
+    "DR_DROA_USERNAME": Setting(NOT_TRAINING, "the DRoA login of the droa-* commands"),
+    "DR_DROA_DEBUG": Setting(
+        NOT_TRAINING, "the droa-* commands say each request on stderr (never a key)"
+    ),
     # --- run.env (template-run.env) ---
     "DR_RUN_ID": _h(f"{RC} RUN_ID; the run's stacks, container names and ports (0-99)", "0"),
     "DR_WORLD_NAME": _h(f"{P} WORLD_NAME; {RB} WORLD_NAME", "reinvent_base"),

@@ -155,3 +155,38 @@ class ModelCopied:
         yield f"{self.source}: {verb} {len(self.objects)} objects to {self.target}"
         for path in self.config:
             yield f"  {path}"
+
+
+@dataclass
+class DroaImported:
+    """droa-import-model: the model DRoA made, what was uploaded, and what was changed in its
+    training_params.yaml."""
+
+    model_id: str
+    name: str
+    uploaded_to: str
+    files: list[str]
+    bytes: int
+    checkpoint: str | None = None
+    said: list[str] = field(default_factory=list)
+    failed: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "model_id": self.model_id,
+            "name": self.name,
+            "uploaded_to": self.uploaded_to,
+            "checkpoint": self.checkpoint,
+            "files": self.files,
+            "bytes": self.bytes,
+            "changed": self.said,
+        }
+
+    def lines(self) -> Iterator[str]:
+        if self.checkpoint:
+            yield f"checkpoint {self.checkpoint}"
+        for line in self.said:
+            yield f"training_params.yaml: {line}"
+        yield f"{len(self.files)} files, {self.bytes} bytes uploaded to {self.uploaded_to}"
+        yield f"DRoA is importing model {self.name} (id {self.model_id}); it is ready when"
+        yield f"drfleet droa-get-model {self.model_id} says READY"

@@ -26,6 +26,7 @@ from tests.testbed.drfc_run import (
     s3,
     write_drfc,
 )
+from tests.testbed.droa_checks import check_droa
 from tests.testbed.model_out import (
     check_car_model,
     check_increment_training,
@@ -162,6 +163,7 @@ def test_five_workers_on_three_hosts_train_as_planned(
         check_custom_files_up_and_down(bed, env_dir, tmp_path)
         check_upload_model(bed, env_dir, tmp_path)
         check_car_model(bed, env_dir, tmp_path)
+        check_droa(bed, env_dir, tmp_path)
         check_s3_shell(bed, env_dir)
         # the agent's desired states hold the minio credentials: root's alone on every host
         for h in ("h1", "h2", "h3"):

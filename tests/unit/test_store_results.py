@@ -39,3 +39,17 @@ def test_a_source_url_is_a_bucket_and_a_plain_prefix() -> None:
     for bad in ("my-bucket/m", "s3://my-bucket", "s3://b/../etc", "s3:///m"):
         with pytest.raises(DrfleetError, match="is not a model's S3 URL"):
             s3_url(bad)
+
+
+def test_a_droa_import_renders_as_its_schema_says() -> None:
+    from drfleet.store.results import DroaImported
+
+    done = DroaImported("a1b2", "m-1", "s3://up/uploads/models/u/", ["reward_function.py"], 7)
+    done.checkpoint, done.said = "3_Step-300.ckpt", ["TRACK_DIRECTION_CLOCKWISE=True"]
+    schema_ok("droa-import-model", done.as_json())
+    lines = list(done.lines())
+    assert lines[:2] == [
+        "checkpoint 3_Step-300.ckpt",
+        "training_params.yaml: TRACK_DIRECTION_CLOCKWISE=True",
+    ]
+    assert "drfleet droa-get-model a1b2" in lines[-1]
