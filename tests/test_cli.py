@@ -131,3 +131,7 @@ def test_droa_commands_say_what_is_missing_before_they_reach_anything(tmp_path: 
     assert bad.code == 2 and "cannot reach it" in bad.stderr  # the site first, then the id
     run = drfleet("droa-import-model", "--model-dir", "d", "--best", cwd=tmp_path)
     assert run.code == 2 and "--best and --checkpoint choose from the run's S3" in run.stderr
+    named = ("--url", "https://127.0.0.1:1", "--username", "a", "--model-name", "my_model")
+    run = drfleet("droa-import-model", "--model-dir", "d", *named, cwd=tmp_path)
+    assert run.code == 2 and "--model-name 'my_model': a DRoA model name is" in run.stderr
+    assert "cannot reach" not in run.stderr  # refused before DRoA is asked anything

@@ -296,15 +296,22 @@ def droa_import_model(
     if model_description and droa.description_problem(model_description):
         raise DrfleetError(f"--model-description: {droa.description_problem(model_description)}")
     env = Path(env_dir or ".")
+    if model_dir:
+        name = model_name or Path(model_dir).resolve().name
+    else:  # the default name is the prefix: known from run.env before anything connects
+        from drfleet.drfc import config
+
+        default = config.load(env, settings_only=True).setting("DR_LOCAL_S3_MODEL_PREFIX")
+        name = model_name or model_prefix or default
+    _name_ok(name, model_name)
     s = _session(url, username, password, env_dir, json)
     target = f"uploads/models/{uuid.uuid4()}"
+    said: list[str] = []
+    ckpt = None
     with Board(["model"], title="droa import", quiet=json) as board:
         tick = lambda line: board.progress("model", line)  # noqa: E731
         if model_dir:
-            name = model_name or Path(model_dir).resolve().name
             files = droa_import.from_folder(Path(model_dir))
-            said: list[str] = []
-            ckpt = None
         else:
             from drfleet.runs import s3access
 
@@ -312,13 +319,10 @@ def droa_import_model(
                 inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
             )
             with s3access.run_s3(inv, env, options) as (s3, cfg):
-                prefix = model_prefix or cfg.setting("DR_LOCAL_S3_MODEL_PREFIX")
-                name = model_name or prefix
-                _name_ok(name, model_name)
+                bucket = s.site.upload_bucket
                 files, said, ckpt = droa_import.from_run(
-                    s3, cfg, prefix if model_prefix else None, which, s.site.upload_bucket, target
+                    s3, cfg, model_prefix, which, bucket, target
                 )
-        _name_ok(name, model_name)
         result = droa_import.upload(s, files, target, name, model_description, tick)
     result.checkpoint, result.said = ckpt, said
     show(result, json)
