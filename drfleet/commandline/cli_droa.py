@@ -92,13 +92,14 @@ def droa_list_models(
 
     s = _session(url, username, password, env_dir, json)
     models: list[dict[str, Any]] = []
-    token = None
+    token, seen = None, set()
     while True:
         page = s.call("GET", "/models", {"token": token} if token else None)
         models += page.get("models") or []
         token = page.get("token")
-        if not token:
+        if not token or token in seen:  # a page that points back would loop for ever
             break
+        seen.add(token)
     models = droa.newest_first(models)
     if json:
         print_json({"models": models})
@@ -204,7 +205,7 @@ def droa_download_logs(
         name = os.path.basename(link.split("?", 1)[0])
         out = Path(output or name or f"{model_id}_{asset_type.lower()}.bin")
         board.progress(model_id, f"downloading to {out}")
-        size = droa_client.download(link, out)
+        size = droa_client.download(link, out, lambda line: board.progress(model_id, line))
     doc = {"model_id": model_id, "asset_type": asset_type, "path": str(out), "bytes": size}
     if json:
         print_json(doc)

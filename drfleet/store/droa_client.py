@@ -199,12 +199,26 @@ def save(cache_dir: Path, path: Path, creds: droa.Credentials) -> None:
     os.replace(part, path)
 
 
-def download(url: str, out: Path) -> int:
-    """A presigned URL to out, whole or not at all; its size."""
-    status, body = fetch(url)
-    if status != 200:
-        raise DrfleetError(f"the download failed: {status}", where=url.split("?", 1)[0])
+def download(url: str, out: Path, tick: Say | None = None) -> int:
+    """A presigned URL to out, streamed in 1 MiB pieces, whole or not at all; its size."""
+    if not url.startswith("https://"):
+        raise DrfleetError(f"not an https:// address: {url.split('?', 1)[0]}")
     part = out.with_name(f".{out.name}.part")
-    part.write_bytes(body)
+    size = 0
+    try:
+        req = urllib.request.Request(url)  # noqa: S310
+        opened = urllib.request.urlopen(req, timeout=60, context=_context())  # noqa: S310
+        with opened as r, open(part, "wb") as fh:
+            while chunk := r.read(1 << 20):
+                fh.write(chunk)
+                size += len(chunk)
+                if tick:
+                    tick(f"{size} bytes")
+    except urllib.error.HTTPError as e:
+        part.unlink(missing_ok=True)
+        raise DrfleetError(f"the download failed: {e.code}", where=url.split("?", 1)[0]) from e
+    except (urllib.error.URLError, OSError) as e:
+        part.unlink(missing_ok=True)
+        raise DrfleetError(f"the download failed ({e})", where=url.split("?", 1)[0]) from e
     os.replace(part, out)
-    return len(body)
+    return size
