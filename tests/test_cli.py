@@ -135,3 +135,13 @@ def test_droa_commands_say_what_is_missing_before_they_reach_anything(tmp_path: 
     run = drfleet("droa-import-model", "--model-dir", "d", *named, cwd=tmp_path)
     assert run.code == 2 and "--model-name 'my_model': a DRoA model name is" in run.stderr
     assert "cannot reach" not in run.stderr  # refused before DRoA is asked anything
+
+
+def test_download_models_source_flags_go_with_a_source(tmp_path: Path) -> None:
+    run = drfleet("download-model", "--source-profile", "minio", cwd=tmp_path)
+    assert run.code == 2 and "go with --source URL" in run.stderr
+    run = drfleet(
+        "download-model", "--source", "s3://b/m", "--target", "t", "--source-endpoint",
+        "localhost:9000", cwd=tmp_path,
+    )  # fmt: skip
+    assert run.code == 2 and "is not an http(s):// address" in run.stderr

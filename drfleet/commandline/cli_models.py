@@ -25,6 +25,10 @@ from drfleet.ui import Board
     "in custom_files/ (DRfC's -c)",
     wipe="with --source: replace what --target already holds (DRfC's -w)",
     dry_run="with --source: say what would be copied; write nothing (DRfC's -d)",
+    source_profile="with --source: read it with this AWS profile instead of "
+    "DR_UPLOAD_S3_PROFILE (DRfC's own minio: the profile DR_LOCAL_S3_PROFILE names)",
+    source_endpoint="with --source: the S3 API to read it from, as aws --endpoint-url "
+    "(DRfC's own minio: http://localhost:9000 on its machine)",
 )
 def download_model(
     c: Any,
@@ -35,6 +39,8 @@ def download_model(
     config: bool = False,
     wipe: bool = False,
     dry_run: bool = False,
+    source_profile: str | None = None,
+    source_endpoint: str | None = None,
     inventory: str | None = None,
     env_dir: str | None = None,
     json: bool = False,
@@ -48,8 +54,18 @@ def download_model(
     from drfleet.runs import s3access
     from drfleet.store import models
 
-    if source is None and (target or config or wipe or dry_run):
-        raise DrfleetError("--target, --config, --wipe and --dry-run go with --source URL")
+    if source is None and (
+        target or config or wipe or dry_run or source_profile or source_endpoint
+    ):
+        raise DrfleetError(
+            "--target, --config, --wipe, --dry-run, --source-profile and --source-endpoint go "
+            "with --source URL"
+        )
+    if source_endpoint and not source_endpoint.startswith(("http://", "https://")):
+        raise DrfleetError(
+            f"--source-endpoint {source_endpoint!r} is not an http(s):// address",
+            fix="e.g. --source-endpoint http://localhost:9000",
+        )
     if source is not None and (not target or prefix or out):
         raise DrfleetError(
             "--source copies into the run's S3: say where with --target PREFIX (not --prefix "
@@ -60,7 +76,11 @@ def download_model(
     )
     env = Path(env_dir or ".")
     if source is not None:
-        show(_copy_in(inv, env, options, source, target or "", config, wipe, dry_run, json), json)
+        reader = (source_profile, source_endpoint)
+        done = _copy_in(
+            inv, env, options, source, target or "", config, wipe, dry_run, json, reader
+        )
+        show(done, json)
         return
     with s3access.run_s3(inv, env, options) as (s3, cfg):
         name = prefix or cfg.setting("DR_LOCAL_S3_MODEL_PREFIX")
@@ -85,19 +105,23 @@ def _copy_in(
     wipe: bool,
     dry_run: bool,
     json: bool,
+    reader: tuple[str | None, str | None] = (None, None),
 ) -> Any:
     """download-model --source: read with DR_UPLOAD_S3_PROFILE (download-model.sh's
-    DR_UPLOAD_PROFILE), written to the run's S3; -c's files land whole in custom_files/."""
+    DR_UPLOAD_PROFILE), or reader's profile and endpoint, written to the run's S3; -c's files
+    land whole in custom_files/."""
     from drfleet.localfs import atomic_write
     from drfleet.runs import s3access, storage
     from drfleet.store import models
 
     models.s3_url(source)  # a bad URL is said before anything connects
     with s3access.run_s3(inv, env, options, settings_only=True) as (s3, cfg):
+        profile, endpoint = reader
         src = storage.profile_client(
-            cfg.setting("DR_UPLOAD_S3_PROFILE"),
+            profile or cfg.setting("DR_UPLOAD_S3_PROFILE"),
             cfg.setting("DR_AWS_APP_REGION"),
-            "DR_UPLOAD_S3_PROFILE",
+            "--source-profile" if profile else "DR_UPLOAD_S3_PROFILE",
+            endpoint,
         )
         with Board(["model"], title="download", quiet=json) as board:
             done, meta = models.copy_model_in(

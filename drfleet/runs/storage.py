@@ -192,10 +192,11 @@ def remote_access(s3: Any, bucket: str, url: str, profile: str) -> None:
         )
 
 
-def profile_client(profile: str, region: str, setting: str) -> Any:
+def profile_client(profile: str, region: str, setting: str, endpoint: str | None = None) -> Any:
     """An S3 client as the aws CLI's `--profile` gives it (credentials and an endpoint_url
-    from ~/.aws/config or AWS_ENDPOINT_URL*), in DR_AWS_APP_REGION (activate.sh exports it as
-    AWS_DEFAULT_REGION, which wins over the profile's region)."""
+    from ~/.aws/config or AWS_ENDPOINT_URL*, or `endpoint` as its --endpoint-url), in
+    DR_AWS_APP_REGION (activate.sh exports it as AWS_DEFAULT_REGION, which wins over the
+    profile's region)."""
     from botocore.config import Config
 
     session = _session(profile, setting)
@@ -204,6 +205,7 @@ def profile_client(profile: str, region: str, setting: str) -> Any:
     return session.client(
         "s3",
         region_name=region or session.region_name,
+        endpoint_url=endpoint or None,
         config=Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5),
     )
 

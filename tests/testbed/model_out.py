@@ -238,6 +238,24 @@ def check_download_from_s3(bed: TestBed, env_dir: Path, aws: Any, env: dict[str,
         )
         assert nothing.code == 2 and "is not a model" in nothing.stderr, nothing.stderr
         assert keys(run, "bucket", "x/") == []
+        # a DRfC minio's model: its profile (keys, no endpoint_url, as DRfC's `minio` profile
+        # is) and its address given; DR_UPLOAD_S3_PROFILE is then not read at all
+        run_env.write_text(original + "DR_UPLOAD_S3_PROFILE=nobody\n")
+        creds = Path(env["AWS_SHARED_CREDENTIALS_FILE"])
+        creds.write_text(
+            creds.read_text()
+            + "[drfc-minio]\naws_access_key_id = AKIDUPLOAD\n"
+            + "aws_secret_access_key = upload-secret\n"
+        )
+        reader = ("--source-profile", "drfc-minio", "--source-endpoint", aws.meta.endpoint_url)
+        moved = invoke(
+            "download-model", "--source", url, "--target", "from-drfc-minio", *reader, *args,
+            env=env,
+        )  # fmt: skip
+        assert moved.code == 0, moved.stdout[-2000:] + moved.stderr
+        assert keys(run, "bucket", "from-drfc-minio/") == sorted(
+            "from-drfc-minio/" + k[len("my-model-1/") :] for k in theirs
+        )
     finally:
         run_env.write_text(original)
         for name, data in kept.items():
