@@ -33,12 +33,19 @@ class Run:
 
 
 def _run(
-    module: str, args: tuple[str, ...], cwd: Path, timeout: float, env: dict[str, str] | None = None
+    module: str,
+    args: tuple[str, ...],
+    cwd: Path,
+    timeout: float,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
 ) -> Run:
     proc = subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=cwd,
         capture_output=True,
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
         text=True,
         timeout=timeout,
         env={**os.environ, **env} if env else None,
@@ -55,10 +62,15 @@ def schema_ok(name: str, doc: object) -> None:
 
 
 def invoke(
-    *args: str, cwd: Path = REPO, timeout: float = 300, env: dict[str, str] | None = None
+    *args: str,
+    cwd: Path = REPO,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
 ) -> Run:
-    """Runs `invoke ARGS` from the repo, as a user would (env: extra environment)."""
-    return _run("invoke", args, cwd, timeout, env)
+    """Runs `invoke ARGS` from the repo, as a user would (env: extra environment; stdin: what
+    it reads, else nothing)."""
+    return _run("invoke", args, cwd, timeout, env, stdin)
 
 
 def drfleet(*args: str, cwd: Path, timeout: float = 300) -> Run:

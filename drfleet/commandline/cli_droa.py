@@ -24,7 +24,8 @@ POLL, POLL_LIMIT = 5.0, 300.0  # download_logs.py: every 5 s for 5 minutes while
 LOGIN_HELP = {
     "url": "the DRoA site's address (default: DR_DROA_URL of the environment or system.env)",
     "username": "the DRoA login e-mail (default: DR_DROA_USERNAME)",
-    "password": "the password (default: asked for; it is never read from a file)",
+    "password": "the password; `-` reads it from standard input (default: asked for on the "
+    "terminal). Given here, other users may see it in ps; it is never read from a file",
 }
 
 
@@ -59,12 +60,17 @@ def _session(
     site = droa_client.site(url)
 
     def ask() -> str:
+        if password == "-":  # noqa: S105 (the flag's value meaning standard input)
+            line = sys.stdin.readline().rstrip("\n")
+            if not line:
+                raise DrfleetError("--password -: standard input held no password")
+            return line
         if password:
             return password
         if not sys.stdin.isatty():
             raise DrfleetError(
                 f"a password for {username} is needed and there is no terminal to ask on",
-                fix="run it in a terminal, or pass --password",
+                fix="run it in a terminal, or pass it on standard input with --password -",
             )
         return getpass.getpass(f"Password for {username}: ")
 

@@ -50,7 +50,11 @@ def check_droa(bed: TestBed, env_dir: Path, tmp: Path) -> None:
         try:
             system_env.write_text(original + f"DR_DROA_URL={d['url']}\nDR_DROA_USERNAME={USER}\n")
             args = ("--env-dir", str(env_dir))
-            first = invoke("droa-list-models", *args, "--password", PASSWORD, env=env)
+            mute = invoke("droa-list-models", *args, env=env)  # no terminal, no password
+            assert mute.code == 2 and "there is no terminal to ask on" in mute.stderr
+            first = invoke(
+                "droa-list-models", *args, "--password", "-", env=env, stdin=PASSWORD + "\n"
+            )
             assert first.code == 0 and "No models found." in first.stdout, first.stderr
             cache = home / ".droa-cache"
             files = list(cache.iterdir())
