@@ -104,6 +104,18 @@ TARGET_KEYS = (
 )
 
 
+def target_values(bucket: str, prefix: str) -> dict[str, str]:
+    """TARGET_KEYS' values for a model that lies at s3://bucket/prefix/."""
+    return {
+        "METRICS_S3_BUCKET": bucket,
+        "METRICS_S3_OBJECT_KEY": f"{prefix}/TrainingMetrics.json",
+        "MODEL_METADATA_FILE_S3_KEY": f"{prefix}/model/model_metadata.json",
+        "REWARD_FILE_S3_KEY": f"{prefix}/reward_function.py",
+        "SAGEMAKER_SHARED_S3_BUCKET": bucket,
+        "SAGEMAKER_SHARED_S3_PREFIX": prefix,
+    }
+
+
 def training_params(values: dict[str, str], bucket: str, prefix: str) -> str:
     """scripts/upload/prepare-config.py: the training_params.yaml the console imports, the
     TARGET_KEYS naming bucket and prefix (docs/drfc-differences.md)."""
@@ -111,12 +123,7 @@ def training_params(values: dict[str, str], bucket: str, prefix: str) -> str:
     c: dict[str, Any] = {
         "AWS_REGION": g("DR_AWS_APP_REGION", "us-east-1"),
         "JOB_TYPE": "TRAINING",
-        "METRICS_S3_BUCKET": bucket,
-        "METRICS_S3_OBJECT_KEY": f"{prefix}/TrainingMetrics.json",
-        "MODEL_METADATA_FILE_S3_KEY": f"{prefix}/model/model_metadata.json",
-        "REWARD_FILE_S3_KEY": f"{prefix}/reward_function.py",
-        "SAGEMAKER_SHARED_S3_BUCKET": bucket,
-        "SAGEMAKER_SHARED_S3_PREFIX": prefix,
+        **target_values(bucket, prefix),
         "BODY_SHELL_TYPE": g("DR_CAR_BODY_SHELL_TYPE", "deepracer"),
     }
     if c["BODY_SHELL_TYPE"] == "deepracer":

@@ -172,14 +172,7 @@ def training_params(
     if not isinstance(data, dict):
         raise DrfleetError("the run's training_params.yaml is not a mapping")
     said = [] if found is not None else ["training_params.yaml generated from run.env"]
-    data.update(
-        METRICS_S3_BUCKET=bucket,
-        METRICS_S3_OBJECT_KEY=f"{prefix}/TrainingMetrics.json",
-        MODEL_METADATA_FILE_S3_KEY=f"{prefix}/model/model_metadata.json",
-        REWARD_FILE_S3_KEY=f"{prefix}/reward_function.py",
-        SAGEMAKER_SHARED_S3_BUCKET=bucket,
-        SAGEMAKER_SHARED_S3_PREFIX=prefix,
-    )
+    data.update(console.target_values(bucket, prefix))
     world = str(data.get("WORLD_NAME", ""))
     clean = re.sub(r"_(cw|ccw)$", "", world)  # DRoA's trackId has no direction suffix
     if clean != world:

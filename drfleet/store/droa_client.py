@@ -32,10 +32,14 @@ def _context() -> ssl.SSLContext:
     return ctx
 
 
-def fetch(url: str, method: str = "GET", data: bytes | None = None, headers: Any = None) -> Any:
-    """(status, body) of an HTTPS request; an address that does not answer is an error."""
+def _https(url: str) -> None:
     if not url.startswith("https://"):
         raise DrfleetError(f"not an https:// address: {url.split('?', 1)[0]}")
+
+
+def fetch(url: str, method: str = "GET", data: bytes | None = None, headers: Any = None) -> Any:
+    """(status, body) of an HTTPS request; an address that does not answer is an error."""
+    _https(url)
     req = urllib.request.Request(url, data=data, headers=dict(headers or {}), method=method)  # noqa: S310
     try:
         with urllib.request.urlopen(req, timeout=60, context=_context()) as r:  # noqa: S310
@@ -201,8 +205,7 @@ def save(cache_dir: Path, path: Path, creds: droa.Credentials) -> None:
 
 def download(url: str, out: Path, tick: Say | None = None) -> int:
     """A presigned URL to out, streamed in 1 MiB pieces, whole or not at all; its size."""
-    if not url.startswith("https://"):
-        raise DrfleetError(f"not an https:// address: {url.split('?', 1)[0]}")
+    _https(url)
     part = out.with_name(f".{out.name}.part")
     size = 0
     try:

@@ -30,8 +30,7 @@ def from_run(
     local = cfg.setting("DR_LOCAL_S3_BUCKET")
     src = console.Source.of(values, prefix)
     ckpt, files = models.chosen(s3, local, src, which)
-    if storage.read(s3, local, f"{src.prefix}/reward_function.py") is not None:
-        src = console.Source(src.prefix, f"{src.prefix}/reward_function.py", src.metrics_prefix)
+    src = models.with_reward(s3, local, src)
     metrics = [o["Key"] for o in storage.every(s3, local, src.metrics_prefix)]
     out: Files = []
     missing = []

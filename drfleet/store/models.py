@@ -121,6 +121,15 @@ def chosen(
     return ckpt, console.model_files(model, ckpt)
 
 
+def with_reward(s3: Any, bucket: str, src: console.Source) -> console.Source:
+    """The reward function the model's prefix holds, else the run's (DR_LOCAL_S3_REWARD_KEY):
+    where upload-model.sh and import_model.py both look first."""
+    own = f"{src.prefix}/reward_function.py"
+    if storage.read(s3, bucket, own) is None:
+        return src
+    return console.Source(src.prefix, own, src.metrics_prefix)
+
+
 def upload_model(
     s3: Any,
     bucket: str,
@@ -140,10 +149,7 @@ def upload_model(
     is read and checked before the first write; with wipe, what target/model/ held besides goes
     (aws s3 sync --delete)."""
     ckpt, files = chosen(s3, bucket, src, which)
-    reward = f"{src.prefix}/reward_function.py"
-    if storage.read(s3, bucket, reward) is None:
-        reward = src.reward_key
-    src = console.Source(src.prefix, reward, src.metrics_prefix)
+    src = with_reward(s3, bucket, src)
     metrics = [f"{src.metrics_prefix}/{n}" for n in _names(s3, bucket, src.metrics_prefix)]
     bodies: dict[str, bytes] = {}
     copies = console.console_objects(src, target, ckpt, files, metrics)
