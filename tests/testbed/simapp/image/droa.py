@@ -300,7 +300,9 @@ def own_s3():
 
 def public(model):
     out = {k: v for k, v in model.items() if not k.startswith("_")}
-    out["trainingMetricsUrl"] = presigned(model["_root"] + "metrics/training-metrics.json")
+    # the training's metrics location, whether or not the import found a file to put there
+    metrics = model.get("_metrics") or model["_root"] + "metrics/training/training.json"
+    out["trainingMetricsUrl"] = presigned(metrics)
     return out
 
 
@@ -494,9 +496,10 @@ def import_assets(model, bucket, path, reward):
                     and "training-" in name
                     and name.endswith(".json")
                 ):
+                    model["_metrics"] = model["_root"] + f"metrics/training/{name}"
                     s3.copy_object(
                         Bucket=MODEL_BUCKET,
-                        Key=model["_root"] + "metrics/training-metrics.json",
+                        Key=model["_metrics"],
                         CopySource={"Bucket": bucket, "Key": o["Key"]},
                     )
                 size += o["Size"]
@@ -537,7 +540,9 @@ def get_asset(model, query, start_response):
         for o in page.get("Contents", [])
     ]
     if kind == "TRAINING_LOGS":
-        logs = [k for k in keys if "/metrics/" in k]
+        # the job's own log locations only: for an imported model, the metrics file the
+        # import copied (getLogsArchiveAssetUrl); none, and there is nothing to archive
+        logs = [k for k in keys if k == model.get("_metrics")]
         if not logs:
             return bad(start_response, "No log files found.", 404, "NotFoundError")
         archive = model["_root"] + "logs/training-logs.tar.gz"
