@@ -203,3 +203,39 @@ def test_the_summary_is_the_mean_reward_and_progress_of_each_iteration() -> None
         ["1", "2", "6.00", "60.0"],
     ]
     assert list(droa.summary({"metrics": []}, 2)) == ["no training episodes in the model's metrics"]
+
+
+def test_a_folders_top_hyperparameters_also_go_where_droa_reads_them(tmp_path) -> None:
+    from drfleet.store.droa_import import from_folder
+
+    for name in ("model_metadata.json", "reward_function.py", "training_params.yaml"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "hyperparameters.json").write_text('{"lr": 0.1}')
+    (tmp_path / ".DS_Store").write_text("junk")
+    files = dict(from_folder(tmp_path))
+    assert files["ip/hyperparameters.json"] == files["hyperparameters.json"] == b'{"lr": 0.1}'
+    assert ".DS_Store" not in files
+    with pytest.raises(DrfleetError, match="missing required model files"):
+        (tmp_path / "reward_function.py").unlink()
+        from_folder(tmp_path)
+
+
+def test_a_named_prefix_brings_its_own_metrics() -> None:
+    """droa-import-model --model-prefix P reads P/metrics, not run.env's model's metrics."""
+    values = {"DR_LOCAL_S3_METRICS_PREFIX": "run-model/metrics"}
+    assert console.Source.of(values, "p").metrics_prefix == "p/metrics"
+    assert console.Source.of(values, None).metrics_prefix == "run-model/metrics"
+
+
+def test_keys_droa_refuses_are_dropped_from_the_cache(tmp_path, monkeypatch) -> None:
+    from drfleet.store import droa_client
+
+    s = droa.site("https://d", f"window.EnvironmentConfig = {json.dumps(ENV)};")
+    creds = droa.Credentials("ASIA1", "secret", "token", datetime.now(timezone.utc))
+    cache = tmp_path / droa.cache_name(s.identity_pool_id, "me")
+    droa_client.save(tmp_path, cache, creds)
+    session = droa_client.Session(s, creds, cache)
+    monkeypatch.setattr(droa_client, "fetch", lambda *a, **k: (403, b'{"message": "expired"}'))
+    with pytest.raises(DrfleetError, match="DRoA refused the request: expired"):
+        session.call("GET", "/models")
+    assert not cache.exists()
