@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from drfleet import __version__
-from drfleet.commandline import cli_droa, cli_eval, cli_models, program, status_view
+from drfleet.commandline import cli_cloud, cli_droa, cli_eval, cli_models, program, status_view
 from drfleet.commandline.command import (
     WORKERS_NOT_GIVEN,
     command,
@@ -601,6 +601,7 @@ ns = Collection(
     *cli_models.TASKS,
     *cli_eval.TASKS,
     *cli_droa.TASKS,
+    *cli_cloud.TASKS,
 )
 ns.configure({"run": {"echo_stdin": False}})
 

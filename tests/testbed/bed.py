@@ -84,6 +84,33 @@ def ensure_image(client: docker.DockerClient | None = None) -> str:
     return tag
 
 
+UBUNTU_RECIPE = Path(__file__).with_name("build-ubuntu-rootfs.sh")
+UBUNTU_RELEASES = {"24.04": "noble", "22.04": "jammy"}
+
+
+def ensure_ubuntu_image(version: str = "24.04") -> str:
+    """An Ubuntu host image as Canonical's EC2 image boots (build-ubuntu-rootfs.sh): from
+    docker, else from the cached root fs tarball, else built from Ubuntu's archive (~50 s)."""
+    client = _client()
+    release = UBUNTU_RELEASES[version]
+    digest = hashlib.sha256(UBUNTU_RECIPE.read_bytes()).hexdigest()[:12]
+    tag = f"drfleet-testbed/ubuntu:{release}-{digest}"
+    with _lock(f"ubuntu-{release}"):
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            client.images.get(tag)
+            return tag
+        tar = CACHE / f"ubuntu-{release}-{digest}.tar"
+        if not tar.exists():
+            subprocess.run(["bash", str(UBUNTU_RECIPE), release, str(tar)], check=True)
+        client.api.import_image_from_file(
+            str(tar),
+            repository="drfleet-testbed/ubuntu",
+            tag=f"{release}-{digest}",
+            changes=['CMD ["/sbin/init"]'],
+        )
+    return tag
+
+
 DOCKER_HOST_STEPS = (
     "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
     "--no-install-recommends docker.io >/dev/null && systemctl enable docker >/dev/null 2>&1"

@@ -44,6 +44,9 @@ PURE = (
     "drfleet.runs.results",
     "drfleet.store.results",
     "drfleet.store.droa",
+    "drfleet.cloud.fleet",
+    "drfleet.cloud.results",
+    "drfleet.cloud.hostkey",
     "drfleet.runs.increment",
     "drfleet.progress",
     "drfleet.runs.training_progress",
@@ -311,6 +314,7 @@ PARTS: dict[str, set[str]] = {
     "drfleet.playbook": {"drfleet.hosts", "drfleet.images"},
     "drfleet.runs": {"drfleet.drfc", "drfleet.hosts"},
     "drfleet.store": {"drfleet.drfc", "drfleet.hosts", "drfleet.runs"},
+    "drfleet.cloud": {"drfleet.hosts"},
     "drfleet.viewer": {"drfleet.drfc", "drfleet.hosts", "drfleet.runs"},
     "drfleet.commandline": {"*"},
     "drfleet.__main__": {"*"},  # python -m drfleet: the command line

@@ -1,0 +1,257 @@
+"""`drfleet up` and `drfleet down` against an AWS account stand-in (ec2_standin.py): moto's
+EC2/IAM/SSM/STS with EC2's refusals, prices and quotas, and a launcher that boots an Ubuntu
+host (real cloud-init) for every instance at the address EC2 gives it."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+
+from tests.conftest import Run, invoke, schema_ok
+from tests.testbed.bed import ensure_ubuntu_image
+from tests.testbed.ec2_standin import Ec2StandIn
+
+pytestmark = pytest.mark.testbed
+CONTROLLER = "10.0.0.0/8"  # the bed's networks: the controller reaches the hosts from there
+
+
+@pytest.fixture(scope="module")
+def aws() -> Iterator[Ec2StandIn]:
+    images = {v: ensure_ubuntu_image(v) for v in ("24.04", "22.04")}
+    with Ec2StandIn(images) as standin:
+        yield standin
+
+
+def up(aws: Ec2StandIn, home: Path, *args: str, timeout: float = 300) -> Run:
+    return invoke("up", *args, env={**aws.env, "HOME": str(home)}, timeout=timeout)
+
+
+def ec2(aws: Ec2StandIn) -> Any:
+    return boto3.client("ec2", endpoint_url=aws.url, **_keys(aws))
+
+
+def _keys(aws: Ec2StandIn) -> dict[str, str]:
+    e = aws.env
+    return {
+        "aws_access_key_id": e["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": e["AWS_SECRET_ACCESS_KEY"],
+        "region_name": aws.region,
+    }
+
+
+def live(aws: Ec2StandIn, fleet: str) -> list[dict[str, Any]]:
+    got = ec2(aws).describe_instances(
+        Filters=[
+            {"Name": "tag:drfleet:fleet", "Values": [fleet]},
+            {"Name": "instance-state-name", "Values": ["pending", "running", "stopped"]},
+        ]
+    )
+    return [i for r in got["Reservations"] for i in r["Instances"]]
+
+
+def tagged(aws: Ec2StandIn, fleet: str) -> dict[str, list[str]]:
+    c = ec2(aws)
+    tag = [{"Name": "tag:drfleet:fleet", "Values": [fleet]}]
+    return {
+        "groups": [g["GroupId"] for g in c.describe_security_groups(Filters=tag)["SecurityGroups"]],
+        "keys": [k["KeyName"] for k in c.describe_key_pairs(Filters=tag)["KeyPairs"]],
+        "volumes": [v["VolumeId"] for v in c.describe_volumes(Filters=tag)["Volumes"]],
+    }
+
+
+def test_refusals_come_before_anything_is_created(aws: Ec2StandIn, tmp_path: Path) -> None:
+    where = ("--name", "nope", "--inventory", str(tmp_path / "i.yml"))
+    base = (*where, "--ssh-from", CONTROLLER)
+    no_keys = {
+        **aws.env,
+        "HOME": str(tmp_path),
+        "AWS_ACCESS_KEY_ID": "",
+        "AWS_SECRET_ACCESS_KEY": "",
+    }
+    run = invoke("up", *base, "--yes", env=no_keys)
+    assert run.code == 2
+    assert "no AWS credentials found" in run.stderr and "aws configure" in run.stderr
+
+    run = up(aws, tmp_path, *base, "--worker-type", "c5.4xlarg", "--yes")
+    assert run.code == 2
+    assert "c5.4xlarg is not offered in us-east-1 (did you mean 'c5.4xlarge'?)" in run.stderr
+
+    # the spot price in the stand-in's cheapest zone (us-east-1b) is 0.35 of 0.68
+    run = up(aws, tmp_path, *base, "--spot", "--max-price", "0.1", "--yes")
+    assert run.code == 2
+    assert "--max-price 0.1000 is below the spot price of c5.4xlarge" in run.stderr
+    assert "0.2380 USD/h, in us-east-1b" in run.stderr
+
+    aws.quotas["L-1216C47A"] = 8.0  # a new account's on-demand vCPUs are few
+    try:
+        run = up(aws, tmp_path, *base, "--yes")
+    finally:
+        aws.quotas["L-1216C47A"] = 64.0
+    assert run.code == 2
+    assert "need 48 vCPUs of the quota 'Running On-Demand Standard" in run.stderr
+    assert "it is 8 and 0 are in use" in run.stderr and "L-1216C47A" in run.stderr
+
+    run = up(aws, tmp_path, *where, "--ssh-from", "0.0.0.0/0", "--yes")
+    assert run.code == 2 and "opens SSH to the whole internet" in run.stderr
+
+    run = up(aws, tmp_path, *base)  # no terminal, no --yes: shows nothing created
+    assert run.code == 2 and "--yes" in run.stderr
+
+    assert live(aws, "nope") == []
+    assert tagged(aws, "nope") == {"groups": [], "keys": [], "volumes": []}
+    assert not (tmp_path / "i.yml").exists()
+
+
+def test_up_shows_the_cost_creates_converges_and_down_leaves_nothing(
+    aws: Ec2StandIn, tmp_path: Path
+) -> None:
+    home, env_dir = tmp_path / "home", tmp_path / "drfc"
+    env_dir.mkdir()
+    (env_dir / "system.env").write_text("DR_CLOUD=aws\nDR_LOCAL_S3_BUCKET=my-dr-bucket\n")
+    inv = tmp_path / "inventory" / "local.yml"
+    args = ("--inventory", str(inv), "--env-dir", str(env_dir))
+
+    # a one-host fleet on Ubuntu 22.04 that ends itself (--ttl): no controller involved
+    short = up(
+        aws,
+        home,
+        "--name",
+        "short",
+        "--workers",
+        "0",
+        "--ubuntu",
+        "22.04",
+        "--ttl",
+        "1m",
+        "--ssh-from",
+        CONTROLLER,
+        "--inventory",
+        str(tmp_path / "short.yml"),
+        "--yes",
+        "--no-wait",
+        "--json",
+    )
+    assert short.code == 0, short.stderr
+    short_id = json.loads(short.stdout)["hosts"][0]["id"]
+    started = time.monotonic()
+
+    dry = up(aws, home, *args, "--ssh-from", CONTROLLER, "--spot", "--dry-run")
+    assert dry.code == 0, dry.stderr
+    assert dry.stdout.splitlines()[:4] == [
+        "create drfleet-trainer: c5.4xlarge on-demand in us-east-1a, 0.6800 USD/h",
+        "create drfleet-w1: c5.4xlarge spot in us-east-1b, 0.2380 USD/h",
+        "create drfleet-w2: c5.4xlarge spot in us-east-1b, 0.2380 USD/h",
+        "the fleet costs 1.1560 USD per hour, besides its disks and traffic",
+    ]
+    assert live(aws, "drfleet") == [] and not inv.exists()
+
+    run = up(aws, home, *args, "--ssh-from", CONTROLLER, "--spot", "--yes", "--json")
+    assert run.code == 0, run.stderr
+    doc = json.loads(run.stdout)
+    schema_ok("up", doc)
+    assert doc["created"] == ["drfleet-trainer", "drfleet-w1", "drfleet-w2"]
+    assert doc["unreachable"] == []
+    assert {h["host"]: h["market"] for h in doc["hosts"]} == {
+        "drfleet-trainer": "on-demand",
+        "drfleet-w1": "spot",
+        "drfleet-w2": "spot",
+    }
+    instances = live(aws, "drfleet")
+    assert len(instances) == 3
+    for i in instances:
+        assert i["MetadataOptions"]["HttpTokens"] == "required"
+    written = yaml.safe_load(inv.read_text())["all"]
+    assert written["vars"]["ssh_user"] == "ubuntu"
+    assert written["hosts"]["drfleet-trainer"]["roles"] == ["trainer", "robomaker"]
+
+    # SSH from the controller only; the swarm's ports and ESP among the members only
+    group = ec2(aws).describe_security_groups(GroupIds=tagged(aws, "drfleet")["groups"])
+    perms = group["SecurityGroups"][0]["IpPermissions"]
+    gid = group["SecurityGroups"][0]["GroupId"]
+    opened = set()
+    for p in perms:
+        sources = [r["CidrIp"] for r in p.get("IpRanges", [])]
+        sources += [g["GroupId"] for g in p.get("UserIdGroupPairs", [])]
+        for source in sources:
+            opened.add((p["IpProtocol"], p.get("FromPort"), source))
+    assert opened == {
+        ("tcp", 22, CONTROLLER),
+        ("tcp", 2377, gid),
+        ("tcp", 7946, gid),
+        ("udp", 7946, gid),
+        ("udp", 4789, gid),
+        ("50", -1, gid),
+    }
+    # DR_CLOUD=aws: the hosts' role reaches the run's bucket and nothing else
+    iam = boto3.client("iam", endpoint_url=aws.url, **_keys(aws))
+    policy = iam.get_role_policy(RoleName="drfleet-drfleet", PolicyName="drfleet-s3")
+    resources = {r for s in policy["PolicyDocument"]["Statement"] for r in [s["Resource"]]}
+    assert resources == {"arn:aws:s3:::my-dr-bucket", "arn:aws:s3:::my-dr-bucket/*"}
+
+    # the inventory works as written: strict host keys (pinned at launch), ubuntu with sudo
+    facts = invoke("facts", "--inventory", str(inv), "--json", env={"HOME": str(home)})
+    assert facts.code == 0, facts.stderr
+    hosts = json.loads(facts.stdout)["hosts"]
+    assert {n: h["os"]["version"] for n, h in hosts.items()} == dict.fromkeys(
+        ["drfleet-trainer", "drfleet-w1", "drfleet-w2"], "24.04"
+    ), hosts
+
+    # cloud-init took the user data as valid and ran every module without an error
+    for i in instances:
+        said = aws.exec(i["InstanceId"], "cloud-init status --wait --long")
+        assert "status: done" in said and "errors: []" in said, said
+        assert aws.exec(i["InstanceId"], "ls /etc/ssh/").count("ssh_host_") == 2  # ed25519 only
+
+    # a re-run creates nothing; a lost host is created again, and only that one
+    again = up(aws, home, *args, "--yes", "--json")
+    assert again.code == 0, again.stderr
+    assert json.loads(again.stdout)["created"] == []
+    w1 = next(i["InstanceId"] for i in instances if _host(i) == "drfleet-w1")
+    ec2(aws).terminate_instances(InstanceIds=[w1])
+    again = up(aws, home, *args, "--yes", "--json")
+    assert again.code == 0, again.stderr
+    assert json.loads(again.stdout)["created"] == ["drfleet-w1"]
+    assert len(live(aws, "drfleet")) == 3
+
+    down = invoke("down", *args, "--yes", env={**aws.env, "HOME": str(home)})
+    assert down.code == 0, down.stderr
+    assert "nothing of fleet drfleet remains in us-east-1" in down.stdout
+    assert "removed instance " in down.stdout and "removed role drfleet-drfleet" in down.stdout
+    assert live(aws, "drfleet") == []
+    assert tagged(aws, "drfleet") == {"groups": [], "keys": [], "volumes": []}
+    assert not iam.list_instance_profiles()["InstanceProfiles"]
+    assert "drfleet-drfleet" not in [r["RoleName"] for r in iam.list_roles()["Roles"]]
+    assert not inv.exists()
+
+    # the --ttl host powered itself off, and EC2 ended it (terminate on shutdown)
+    while live(aws, "short") and time.monotonic() - started < 180:
+        time.sleep(2)
+    assert live(aws, "short") == [], "the --ttl host did not end itself"
+    end = invoke(
+        "down",
+        "--inventory",
+        str(tmp_path / "short.yml"),
+        "--yes",
+        "--json",
+        env={**aws.env, "HOME": str(home)},
+    )
+    assert end.code == 0, end.stderr
+    ended = json.loads(end.stdout)
+    schema_ok("down", ended)
+    assert ended["remains"] == [] and ended["removed"]["key_pairs"] == ["drfleet-short"]
+    deadline = time.monotonic() + 30
+    while aws.hosts and time.monotonic() < deadline:  # the launcher removes ended hosts
+        time.sleep(0.5)
+    assert not aws.hosts and short_id
+    assert aws.errors() == []
+
+
+def _host(i: dict[str, Any]) -> str:
+    return next(t["Value"] for t in i.get("Tags", []) if t["Key"] == "drfleet:host")
