@@ -30,7 +30,9 @@ def inventory_text(
     key_file: str,
     known_hosts: str,
     private: bool,
+    kept: dict[str, Any] | None = None,
 ) -> str:
+    """kept: vars the user added under all.vars of an earlier one (kept_vars)."""
     hosts: dict[str, Any] = {}
     roles = {h.name: h.roles for h in spec.hosts()}
     for i in sorted(running, key=lambda i: (i.host != f"{spec.name}-trainer", i.host)):
@@ -55,13 +57,14 @@ def inventory_text(
                 "ssh_key": key_file,
                 "known_hosts": known_hosts,
                 "drfleet_fleet": spec.document() | {"private_addresses": private},
-            },
+            }
+            | (kept or {}),
             "hosts": hosts,
         }
     }
     head = (
-        f"{MARK} for fleet {spec.name} in {spec.region}: it rewrites this file on every run;\n"
-        f"# `drfleet down --inventory {{this file}}` ends the fleet.\n"
+        f"{MARK} for fleet {spec.name} in {spec.region}: it rewrites this file on every run,\n"
+        "# keeping the vars you add under all.vars. `drfleet down` ends the fleet.\n"
     )
     return head + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=100)
 
@@ -77,6 +80,19 @@ def saved_spec(path: Path) -> dict[str, Any] | None:
     data = yaml.safe_load(text) or {}
     saved = ((data.get("all") or {}).get("vars") or {}).get("drfleet_fleet")
     return dict(saved) if isinstance(saved, dict) else None
+
+
+OWN_VARS = ("ssh_user", "become", "ssh_key", "known_hosts", "drfleet_fleet")
+
+
+def kept_vars(path: Path) -> dict[str, Any]:
+    """The vars a user added under all.vars of the inventory `up` wrote (overlay_encrypted,
+    docker_group, ...): a re-run keeps them."""
+    if saved_spec(path) is not None:
+        data = yaml.safe_load(path.read_text()) or {}
+        have = (data.get("all") or {}).get("vars") or {}
+        return {k: v for k, v in have.items() if k not in OWN_VARS}
+    return {}
 
 
 def claim(path: Path, embedded_default: str) -> str | None:

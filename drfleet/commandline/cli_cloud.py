@@ -172,7 +172,13 @@ def up(
                 known[addr] = keys[i.host]
         known_path = path.with_name(f"{path.stem}.known_hosts")
         text = fleetfiles.inventory_text(
-            spec, running, facts.vcpus, str(key_file), str(known_path.resolve()), private
+            spec,
+            running,
+            facts.vcpus,
+            str(key_file),
+            str(known_path.resolve()),
+            private,
+            fleetfiles.kept_vars(path),
         )
         fleetfiles.write(path, text, known_path, known)
         unreachable: list[str] = []

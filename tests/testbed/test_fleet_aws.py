@@ -5,7 +5,10 @@ host (real cloud-init) for every instance at the address EC2 gives it."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,7 @@ import pytest
 import yaml
 
 from tests.conftest import Run, invoke, schema_ok
-from tests.testbed.bed import ensure_ubuntu_image
+from tests.testbed.bed import ensure_ubuntu_image, kernel_has_esp
 from tests.testbed.ec2_standin import Ec2StandIn
 
 pytestmark = pytest.mark.testbed
@@ -24,9 +27,24 @@ CONTROLLER = "10.0.0.0/8"  # the bed's networks: the controller reaches the host
 
 @pytest.fixture(scope="module")
 def aws() -> Iterator[Ec2StandIn]:
-    images = {v: ensure_ubuntu_image(v) for v in ("24.04", "22.04")}
+    try:
+        images = {v: ensure_ubuntu_image(v) for v in ("24.04", "22.04")}
+    except subprocess.CalledProcessError:
+        unreachable = archive_unreachable()
+        if unreachable:  # the issue asks to say so, not to pass without Ubuntu
+            pytest.skip(f"Ubuntu's archive cannot be reached from here: {unreachable}")
+        raise
     with Ec2StandIn(images) as standin:
         yield standin
+
+
+def archive_unreachable() -> str | None:
+    url = os.environ.get("DRFLEET_UBUNTU_ARCHIVE", "http://archive.ubuntu.com/ubuntu")
+    try:
+        urllib.request.urlopen(f"{url}/dists/noble/Release", timeout=15).close()
+    except OSError as exc:
+        return f"{url}: {exc}"
+    return None
 
 
 def up(aws: Ec2StandIn, home: Path, *args: str, timeout: float = 300) -> Run:
@@ -208,6 +226,20 @@ def test_up_shows_the_cost_creates_converges_and_down_leaves_nothing(
         said = aws.exec(i["InstanceId"], "cloud-init status --wait --long")
         assert "status: done" in said and "errors: []" in said, said
         assert aws.exec(i["InstanceId"], "ls /etc/ssh/").count("ssh_host_") == 2  # ed25519 only
+
+    # vars added to the inventory stay when up rewrites it (this kernel may lack ESP)
+    if not kernel_has_esp():
+        text = inv.read_text().replace("  vars:\n", "  vars:\n    overlay_encrypted: false\n", 1)
+        inv.write_text(text)
+        assert up(aws, home, *args, "--yes").code == 0
+        assert yaml.safe_load(inv.read_text())["all"]["vars"]["overlay_encrypted"] is False
+
+    # provision as the hosts boot: the first-boot apt lock waited out, Ubuntu's docker.io
+    prov = invoke("provision", "--inventory", str(inv), env={"HOME": str(home)}, timeout=600)
+    assert prov.code == 0, prov.stdout + prov.stderr
+    facts = invoke("facts", "--inventory", str(inv), "--json", env={"HOME": str(home)})
+    docker = {n: h["docker"]["installed"] for n, h in json.loads(facts.stdout)["hosts"].items()}
+    assert docker == dict.fromkeys(["drfleet-trainer", "drfleet-w1", "drfleet-w2"], True)
 
     # a re-run creates nothing; a lost host is created again, and only that one
     again = up(aws, home, *args, "--yes", "--json")

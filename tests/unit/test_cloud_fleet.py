@@ -188,6 +188,8 @@ def test_the_inventory_written_loads_and_keeps_the_spec(tmp_path) -> None:  # ty
     assert inv.hosts["dr1-trainer"].ssh_user == "ubuntu" and inv.hosts["dr1-w1"].become
     assert inv.hosts["dr1-w1"].vcpus == 12 and inv.hosts["dr1-w1"].known_hosts == "/kh"
     assert fleetfiles.saved_spec(path) == SPEC.document() | {"private_addresses": False}
+    path.write_text(text.replace("  vars:\n", "  vars:\n    docker_group: true\n", 1))
+    assert fleetfiles.kept_vars(path) == {"docker_group": True}
     private = fleetfiles.inventory_text(SPEC, running, {}, "/k", "/kh", True)
     assert "10.0.0.4" in private and "198.51.100.1" not in private
 
