@@ -201,6 +201,43 @@ def _free_subnet(client: docker.DockerClient) -> ipaddress.IPv4Network:
     raise RuntimeError("no free /24 in 10.213.0.0/16 for the test bed")
 
 
+def create_host(
+    client: docker.DockerClient,
+    image: str | None,
+    container: str,
+    hostname: str,
+    address: str,
+    network: str,
+    labels: dict[str, str],
+) -> None:
+    """A host container (created, not started): systemd as PID 1 and a dockerd of its own
+    (TESTBED.md), at address on network, with a volume for /var/lib/docker."""
+    volume = f"{container}-docker"
+    client.volumes.create(volume, labels=labels)
+    client.api.create_container(
+        image,
+        name=container,
+        hostname=hostname,
+        labels=labels,
+        detach=True,
+        stop_signal="SIGRTMIN+3",  # what systemd takes as "shut down cleanly"
+        host_config=client.api.create_host_config(
+            cap_add=["SYS_ADMIN", "NET_ADMIN"],
+            security_opt=["seccomp=unconfined", "apparmor=unconfined"],
+            cgroupns="host",
+            binds={
+                "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
+                volume: {"bind": "/var/lib/docker", "mode": "rw"},
+            },
+            tmpfs={"/run": "", "/run/lock": ""},
+            network_mode=network,
+        ),
+        networking_config=client.api.create_networking_config(
+            {network: client.api.create_endpoint_config(ipv4_address=address)}
+        ),
+    )
+
+
 @dataclass
 class TestHost:
     name: str
@@ -287,29 +324,8 @@ class TestBed:
         index = int(name[1:])
         address = str(self.subnet.network_address + 10 + index)
         container = f"{self.id}-{name}"
-        volume = f"{container}-docker"
-        self.client.volumes.create(volume, labels=self._labels())
-        self.client.api.create_container(
-            self.image,
-            name=container,
-            hostname=name,
-            labels=self._labels(),
-            detach=True,
-            stop_signal="SIGRTMIN+3",  # what systemd takes as "shut down cleanly"
-            host_config=self.client.api.create_host_config(
-                cap_add=["SYS_ADMIN", "NET_ADMIN"],
-                security_opt=["seccomp=unconfined", "apparmor=unconfined"],
-                cgroupns="host",
-                binds={
-                    "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
-                    volume: {"bind": "/var/lib/docker", "mode": "rw"},
-                },
-                tmpfs={"/run": "", "/run/lock": ""},
-                network_mode=self.network.name,
-            ),
-            networking_config=self.client.api.create_networking_config(
-                {self.network.name: self.client.api.create_endpoint_config(ipv4_address=address)}
-            ),
+        create_host(
+            self.client, self.image, container, name, address, self.network.name, self._labels()
         )
         self.client.api.start(container)
         host = TestHost(

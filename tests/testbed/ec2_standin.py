@@ -449,29 +449,14 @@ class Ec2StandIn:
         address = i.private_ip
         hostname = "ip-" + address.replace(".", "-")
         name = f"{self.id}-{i.id}"
-        volume = f"{name}-docker"
-        self.client.volumes.create(volume, labels=self.labels)
-        self.client.api.create_container(
+        bedmod.create_host(
+            self.client,
             self.images[version],
-            name=name,
-            hostname=hostname,
-            labels=self.labels,
-            detach=True,
-            stop_signal="SIGRTMIN+3",
-            host_config=self.client.api.create_host_config(
-                cap_add=["SYS_ADMIN", "NET_ADMIN"],
-                security_opt=["seccomp=unconfined", "apparmor=unconfined"],
-                cgroupns="host",
-                binds={
-                    "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
-                    volume: {"bind": "/var/lib/docker", "mode": "rw"},
-                },
-                tmpfs={"/run": "", "/run/lock": ""},
-                network_mode=self.network.name,
-            ),
-            networking_config=self.client.api.create_networking_config(
-                {self.network.name: self.client.api.create_endpoint_config(ipv4_address=address)}
-            ),
+            name,
+            hostname,
+            address,
+            self.network.name,
+            self.labels,
         )
         self.hosts[i.id] = name  # from here on, _remove cleans it up
         try:
