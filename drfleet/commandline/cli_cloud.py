@@ -66,6 +66,17 @@ def _bucket(env_dir: str | None) -> str | None:
     return bucket
 
 
+def _confirm(json: bool, said: list[str], no_terminal: str, fix: str, declined: str) -> None:
+    """Asks on the terminal (the last line is the question); without one, or with --json,
+    refuses with the fix (--yes)."""
+    if json or not sys.stdin.isatty():
+        raise DrfleetError(no_terminal, fix=fix)
+    for line in said[:-1]:
+        print(line)
+    if input(f"{said[-1]} [y/N] ").strip().lower() not in ("y", "yes"):
+        raise Exit(declined, code=1)
+
+
 def _number(flag: str, value: Any, kind: type) -> Any:
     """A number flag without a default: invoke hands it over as text."""
     if value is None:
@@ -148,15 +159,13 @@ def up(
         return
     said = fleetfiles.claim(path, inventory_mod._EMBEDDED_DEFAULT.read_text())
     if plan.launch and not yes:
-        if json or not sys.stdin.isatty():
-            raise DrfleetError(
-                f"up would create {len(plan.launch)} hosts and there is no terminal to ask",
-                fix="look with --dry-run, then pass --yes",
-            )
-        for line in fleet.plan_lines(plan):
-            print(line)
-        if input("create them? [y/N] ").strip().lower() not in ("y", "yes"):
-            raise Exit("nothing was created", code=1)
+        _confirm(
+            json,
+            [*fleet.plan_lines(plan), "create them?"],
+            f"up would create {len(plan.launch)} hosts and there is no terminal to ask",
+            "look with --dry-run, then pass --yes",
+            "nothing was created",
+        )
     key_file = Path(os.path.expanduser(key or f"~/.ssh/drfleet-{spec.name}"))
     public_key = fleetfiles.ssh_key(key_file)
     names = [h.name for h in spec.hosts()]
@@ -227,15 +236,14 @@ def down(
         raise DrfleetError("no AWS region named", fix="pass --region")
     account.identity(s)
     if not yes:
-        if json or not sys.stdin.isatty():
-            raise DrfleetError(
-                f"down ends every instance of fleet {name} in {s.region_name}; there is no "
-                "terminal to ask",
-                fix="pass --yes",
-            )
-        answer = input(f"end fleet {name} in {s.region_name}? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            raise Exit("nothing was ended", code=1)
+        _confirm(
+            json,
+            [f"end fleet {name} in {s.region_name}?"],
+            f"down ends every instance of fleet {name} in {s.region_name}; there is no "
+            "terminal to ask",
+            "pass --yes",
+            "nothing was ended",
+        )
     hosts = [i.host or i.id for i in account.instances(s.client("ec2"), name)] or [name]
     with Board(hosts, title="down", quiet=json) as board:
         removed = ec2.down(s, name, board.update)
