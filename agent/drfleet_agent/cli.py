@@ -70,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
         default=10.0,
         help="reconcile at least this often, in seconds (default 10)",
     )
+    run.add_argument(
+        "--ec2-notices",
+        action="store_true",
+        help="this host is an EC2 instance: report its spot interruption notices and rebalance "
+        "recommendations (IMDSv2 at 169.254.169.254) in the status",
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
     apply = sub.add_parser(
@@ -127,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_run(args: argparse.Namespace, state: StateDir) -> int:
     from drfleet_agent.daemon import Agent
+    from drfleet_agent.ec2notices import Metadata
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -140,6 +147,7 @@ def cmd_run(args: argparse.Namespace, state: StateDir) -> int:
         lambda: Engine(args.docker_host),
         backoff=Backoff(args.backoff_base, args.backoff_cap, args.reset_after),
         periodic=args.periodic,
+        ec2_notices=Metadata() if args.ec2_notices else None,
     )
     agent.install_signal_handlers()
     if not state.lock():
@@ -271,6 +279,11 @@ def cmd_status(args: argparse.Namespace, state: StateDir) -> int:
         f"stacks {held or 'none'}, docker {docker_state}, "
         f"last reconcile {a.last_reconcile}"
     )
+    notice = a.interruption
+    if notice:
+        print(f"  EC2 spot interruption notice: {notice['action']} at {notice['time']}")
+    elif a.ec2 and a.ec2.get("rebalance"):
+        print(f"  EC2 rebalance recommendation since {a.ec2['rebalance']}")
     for c in st.containers:
         ports = ",".join(f"{h}->{p}" for p, h in c.ports.items())
         err = f"  error: {c.last_error}" if c.last_error else ""

@@ -170,6 +170,14 @@ class AgentInfo:
     updated_at: str | None = None
     running: bool = False  # set by `status`: is a daemon alive now
     stale: bool = False  # written by an earlier daemon than the one running
+    # an EC2 instance's notices (ec2notices.Notices.to_json); None: the agent does not ask
+    ec2: dict[str, Any] | None = None
+
+    @property
+    def interruption(self) -> dict[str, str] | None:
+        """EC2's spot interruption notice for this host: {action, time}; None: none."""
+        got = (self.ec2 or {}).get("interruption")
+        return dict(got) if isinstance(got, dict) else None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -185,6 +193,7 @@ class AgentInfo:
             "updated_at": self.updated_at,
             "running": self.running,
             "stale": self.stale,
+            "ec2": self.ec2,
         }
 
     @classmethod
@@ -208,6 +217,7 @@ class AgentInfo:
             updated_at=doc.get("updated_at"),
             running=bool(doc.get("running")),
             stale=bool(doc.get("stale")),
+            ec2=dict(doc["ec2"]) if isinstance(doc.get("ec2"), dict) else None,
         )
 
 

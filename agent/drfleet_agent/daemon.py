@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 
 from drfleet_agent import __version__
 from drfleet_agent.contract import AgentInfo, ContainerStatus, HostStatus, Reason, State
+from drfleet_agent.ec2notices import Metadata, Watcher
 from drfleet_agent.engine import ActionFailed, DockerDown, Engine
 from drfleet_agent.reconcile import (
     DEFAULT_BACKOFF,
@@ -58,6 +59,7 @@ class Agent:
         periodic: float = 10.0,
         poll: float = 1.0,
         clock: Callable[[], float] = time.time,
+        ec2_notices: Metadata | None = None,
     ) -> None:
         self.state = state
         self.engine_factory = engine_factory
@@ -78,6 +80,8 @@ class Agent:
         self.down_since: float | None = None
         self.outage: tuple[float, float] | None = None
         self.last_reconcile: float | None = None
+        # an EC2 instance: its interruption notices, reported in the status as they come
+        self.notices = Watcher(ec2_notices, self.wake.set) if ec2_notices else None
 
     # -- the loop --------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -93,6 +97,8 @@ class Agent:
     def run(self) -> None:
         self.install_signal_handlers()
         threading.Thread(target=self._watch_events, name="events", daemon=True).start()
+        if self.notices:
+            self.notices.start()
         next_periodic = 0.0
         due: float | None = None
         while not self.stopping.is_set():
@@ -110,6 +116,8 @@ class Agent:
         log.info("stopping; containers keep running")
 
     def stop(self) -> None:
+        if self.notices:
+            self.notices.stop()
         self.stopping.set()
         self.wake.set()
 
@@ -314,6 +322,7 @@ class Agent:
                 docker_error=self.docker_error,
                 last_reconcile=iso(self.last_reconcile),
                 updated_at=iso(self.clock()),
+                ec2=self.notices.latest.to_json() if self.notices else None,
             ),
             rows,
         )

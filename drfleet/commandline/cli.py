@@ -339,8 +339,9 @@ def _rebalance(
 
 @command(
     watch="keep refreshing every 2 s until interrupted",
-    converge="also tell a host whose slots moved while it was away to drop them now (as train and "
-    "--rebalance do); without it status only reads",
+    converge="also tell a host whose slots moved while it was away to drop them now, and move "
+    "the slots of a host with an EC2 spot interruption notice to hosts with room (as train "
+    "--rebalance does); without it status only reads",
 )
 def status(
     c: Any,
@@ -355,9 +356,10 @@ def status(
     forks: int = DEFAULT_LIMIT,
     verbose: int = 0,
 ) -> None:
-    """Every host, agent and container: state, restarts, uptime, last error; with the run
-    started from --env-dir, each slot, the slots lost with an unreachable host, and hosts
-    still to be told that their slots moved (--converge tells them)."""
+    """Every host, agent and container: state, restarts, uptime, last error, EC2's spot
+    interruption notices; with the run started from --env-dir, each slot, the slots lost with
+    an unreachable host or leaving with an interrupted one, and hosts still to be told that
+    their slots moved (--converge tells them, and moves the leaving slots)."""
     import time as _time
 
     from drfleet.runs import launch
@@ -368,7 +370,9 @@ def status(
     only = {h.name for h in inv.select(limit or [], [])} if limit else None
 
     def look() -> FleetReport:
-        return launch.status(inv, options, Path(env_dir or "."), tell=converge, only=only)
+        return launch.status(
+            inv, options, Path(env_dir or "."), tell=converge, only=only, drain=converge
+        )
 
     if watch and not json and console().is_terminal:  # one display, drawn at once, redrawn
         from rich.live import Live

@@ -14,7 +14,37 @@ from drfleet.runs.observe import FleetReport
 
 
 def view(report: FleetReport) -> Group:
-    return Group(_table(report), *_run_lines(report.run))
+    return Group(_table(report), *_notice_lines(report), *_run_lines(report.run))
+
+
+def _notice_lines(report: FleetReport) -> list[Text]:
+    """EC2's notices: an interruption is days of work at stake, said in red."""
+    out = []
+    for host, r in report.hosts.items():
+        ec2 = r.status.agent.ec2 if r.status else None
+        if not ec2:
+            continue
+        notice = r.status.agent.interruption if r.status else None
+        if notice:
+            out.append(
+                Text(
+                    f"{host}: EC2 spot interruption notice: {notice['action']} at {notice['time']}",
+                    style="red",
+                )
+            )
+        elif ec2.get("rebalance"):
+            out.append(
+                Text(
+                    f"{host}: EC2 rebalance recommendation since {ec2['rebalance']} (an "
+                    "interruption may follow)",
+                    style="yellow",
+                )
+            )
+        elif ec2.get("error"):
+            out.append(
+                Text(f"{host}: cannot watch for EC2 notices: {ec2['error']}", style="yellow")
+            )
+    return out
 
 
 def asking(hosts: list[str]) -> Table:
@@ -89,6 +119,33 @@ def _run_lines(run: dict[str, Any] | None) -> list[Text]:
                 style="red",
             )
         )
+    for host, n in run.get("leaving", {}).items():
+        if n["trainer"]:
+            out.append(
+                Text(
+                    f"{host} runs the trainer and EC2 will {n['action']} it at {n['time']}: "
+                    "training stops then; when it is gone, `drfleet up` replaces it and "
+                    "`drfleet train` resumes from the last checkpoint (DR_LOCAL_S3_PRETRAINED)",
+                    style="red",
+                )
+            )
+        elif n["slots"]:
+            out.append(
+                Text(
+                    f"{host} is leaving ({n['action']} at {n['time']}): slots "
+                    f"{', '.join(map(str, n['slots']))} move with `drfleet status --converge` "
+                    "or `drfleet train --rebalance`",
+                    style="red",
+                )
+            )
+    drained = run.get("drained")
+    if drained and "error" in drained:
+        out.append(Text(f"nothing moved: {drained['error']}", style="red"))
+        if drained.get("fix"):
+            out.append(Text(f"  fix: {drained['fix']}", style="dim"))
+    elif drained:
+        for slot, m in drained["moved"].items():
+            out.append(Text(f"slot {slot} moved from {m['from']} (leaving) to {m['to']}"))
     out += _progress_lines(run.get("progress"))
     for host in run["fence_pending"]:
         out.append(

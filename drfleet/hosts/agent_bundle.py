@@ -92,9 +92,11 @@ def cached() -> bytes:
     return data
 
 
-def unit_text(python: str, state_dir: str) -> str:
-    """The agent's systemd unit for this python and state dir."""
+def unit_text(python: str, state_dir: str, ec2_notices: bool = False) -> str:
+    """The agent's systemd unit for this python and state dir; ec2_notices: the host is an
+    EC2 instance whose interruption notices the agent reports."""
     text = UNIT.read_text()
+    flags = f"--state-dir {state_dir}" + (" --ec2-notices" if ec2_notices else "")
     return text.replace("/usr/bin/python3 ", f"{python} ").replace(
-        f"--state-dir {STATE_DIR}", f"--state-dir {state_dir}"
+        f"--state-dir {STATE_DIR}", flags
     )

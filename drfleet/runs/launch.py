@@ -199,6 +199,7 @@ def status(
     tell: bool = False,
     progress: bool = True,
     only: set[str] | None = None,
+    drain: bool = False,
 ) -> observe.FleetReport:
     """Every host's agent status. With the run record of env_dir: the run's slots, which of
     them are lost with an unreachable host, and the hosts whose slots moved while they were
@@ -230,12 +231,43 @@ def status(
             reports[o.host.name] = o.value
     if tell and state and env_dir:  # only --converge tells: plain status writes nothing
         _tell_fenced(inv, options, env_dir, state, reports)
+    drained: dict[str, Any] | None = None
+    if drain and state and env_dir and observe.leaving(state, reports):
+        drained = _drain(inv, options, env_dir, state, reports)
+        if "moved" in drained:  # the hosts changed: what they hold now
+            return _drained(status(inv, options, env_dir, quick, False, progress, only), drained)
     report = observe.FleetReport(reports)
     if state and env_dir:
         report.run = observe.run_summary(state, reports)
+        if drained:
+            report.run["drained"] = drained
         trainer = reports.get(state.plan.trainer)
         if progress and trainer is not None and trainer.status is not None:
             report.run["progress"] = _progress(inv, options, env_dir, state)
+    return report
+
+
+def _drain(
+    inv: Inventory,
+    options: Options,
+    env_dir: Path,
+    state: runstate.RunState,
+    reports: dict[str, observe.HostReport],
+) -> dict[str, Any]:
+    """status --converge: the slots of hosts EC2 is about to interrupt move now (as
+    --rebalance moves them; unreachable hosts keep theirs). What moved, or why nothing could
+    (said by status, which does not fail on it)."""
+    try:
+        moved = _move(inv, env_dir, options, state, reports, set(), None)
+    except DrfleetError as exc:
+        said = host_fields(True, exc)
+        return {"error": said["error"], "fix": said["fix"]}
+    return {"moved": moved.as_json()["moved"], "leaving": moved.leaving}
+
+
+def _drained(report: observe.FleetReport, drained: dict[str, Any]) -> observe.FleetReport:
+    if report.run is not None:
+        report.run["drained"] = drained
     return report
 
 
@@ -356,9 +388,18 @@ _NONE = observe.HostReport("", False)
 def rebalance(
     inv: Inventory, env_dir: Path, options: Options, board: Board | None
 ) -> RebalanceResult:
-    """Moves the slots of unreachable hosts to hosts with room, then converges every reachable
-    host of the run to the new plan (unchanged containers are left alone). A re-run finishes
+    """Moves the slots of unreachable hosts, and of hosts EC2 is about to interrupt, to hosts
+    with room, then converges every reachable host of the run to the new plan (unchanged
+    containers are left alone; a leaving host is told to drop its slots). A re-run finishes
     what a killed one started."""
+    state = _record(env_dir)
+    st = status(inv, options, env_dir, quick=False, tell=True)  # sure it is down
+    state = runstate.load(env_dir) or state  # status may have told hosts meanwhile
+    down = {h for h, r in st.hosts.items() if not r.reachable}
+    return _move(inv, env_dir, options, state, st.hosts, down, board)
+
+
+def _record(env_dir: Path) -> runstate.RunState:
     state = runstate.load(env_dir)
     if state is None:
         raise DrfleetError(
@@ -366,16 +407,42 @@ def rebalance(
             where=str(runstate.path(env_dir)),
             fix="run `drfleet train` (with the same --env-dir) first",
         )
-    st = status(inv, options, env_dir, quick=False, tell=True)  # sure it is down
-    down = {h for h, r in st.hosts.items() if not r.reachable}
-    state = runstate.load(env_dir) or state  # status may have told hosts meanwhile
-    caps = capacity.of_hosts(inv, options, frozenset(down))
-    held = {h: r.status for h, r in st.hosts.items() if r.status is not None}
+    return state
+
+
+def _move(
+    inv: Inventory,
+    env_dir: Path,
+    options: Options,
+    state: runstate.RunState,
+    reports: dict[str, observe.HostReport],
+    down: set[str],
+    board: Board | None,
+) -> RebalanceResult:
+    """The slots of `down` (unreachable: fenced) and of the hosts with an interruption notice
+    (reachable: told now) go to the other hosts with room; unreachable hosts are neither asked
+    nor told (their slots stay unless they are in `down`)."""
+    unreachable = {h for h, r in reports.items() if not r.reachable}
+    going = observe.leaving(state, reports)
+    notice = observe.notices(reports)
+    if state.plan.trainer in notice:
+        n = notice[state.plan.trainer]
+        raise DrfleetError(
+            f"the trainer host {state.plan.trainer} has an EC2 spot interruption notice "
+            f"({n['action']} at {n['time']}): the trainer cannot move, so nothing was moved",
+            fix="when it is gone, `drfleet up` replaces it; then `drfleet train` again, "
+            "starting from the last checkpoint (DR_LOCAL_S3_PRETRAINED=True, "
+            "DR_LOCAL_S3_PRETRAINED_PREFIX=the model prefix); an on-demand trainer "
+            "(`drfleet up` without --trainer-spot) is never interrupted",
+        )
+    caps = capacity.of_hosts(inv, options, frozenset(unreachable))
+    held = {h: r.status for h, r in reports.items() if r.status is not None}
     caps, _ = sharing.room(caps, held, Run(state.run_id or "0").stack)
-    p = training.prepare_from(env_dir, caps, state.plan, down, inv)
-    new_plan, moved = placement.rebalance(state.plan, list(p.caps.values()), down)
+    p = training.prepare_from(env_dir, caps, state.plan, unreachable, inv)
+    new_plan, moved = placement.rebalance(state.plan, list(p.caps.values()), down | going)
     p = dataclasses.replace(p, plan=new_plan)
-    intent = rebalance_intent(p, state, storage.run_credentials(p.cfg, env_dir), down, held)
+    creds = storage.run_credentials(p.cfg, env_dir)
+    intent = rebalance_intent(p, state, creds, unreachable, down, held)
     was = {str(w.slot): w.host for w in state.plan.workers}
     with execute.opened({h: inv.hosts[h] for h in intent.hosts}, options) as sessions:
         done = execute.execute(intent, env_dir, sessions, options.limit, board)
@@ -385,6 +452,7 @@ def rebalance(
         sorted(down),
         new_plan,
         done.generation,
+        leaving={h: notice[h] for h in sorted(going)},
     )
 
 
@@ -392,16 +460,18 @@ def rebalance_intent(
     p: training.Prepared,
     state: runstate.RunState,
     creds: dict[str, str],
+    skip: set[str],
     down: set[str],
     held: dict[str, HostStatus],
 ) -> execute.Intent:
-    """--rebalance (pure): every reachable host gets the run's stack of p's (moved) plan;
-    the down hosts that ran workers are fenced with the new generation; refused when the
-    record changed since `state` was read."""
+    """--rebalance (pure): every host of p but skip (unreachable) gets the run's stack of p's
+    (moved) plan, a host whose slots all moved an empty one; the down hosts that ran workers
+    are fenced with the new generation; refused when the record changed since `state` was
+    read."""
     workers = {w.host for w in state.plan.workers}
     return execute.Intent(
         "rebalance",
-        tuple(run_stacks(p, creds, down)),
+        tuple(run_stacks(p, creds, skip)),
         preflight=Preflight(held=held),
         record=SaveRun(
             state.run_id,

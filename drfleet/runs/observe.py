@@ -59,9 +59,37 @@ class FleetReport:
         return doc
 
 
+def notices(hosts: dict[str, HostReport]) -> dict[str, dict[str, str]]:
+    """host -> EC2's spot interruption notice its agent reports ({action, time}) (pure)."""
+    out = {}
+    for h, r in hosts.items():
+        notice = r.status.agent.interruption if r.status else None
+        if notice:
+            out[h] = notice
+    return out
+
+
+def leaving(state: runstate.RunState, hosts: dict[str, HostReport]) -> set[str]:
+    """The hosts with an interruption notice that still hold slots of the run's plan: what
+    `status --converge` and `train --rebalance` move before EC2 takes them."""
+    return set(placement.lost(state.plan, set(notices(hosts))))
+
+
+def _leaving(state: runstate.RunState, notice: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """host -> its notice, the slots still planned there, and whether it runs the trainer."""
+    slots = placement.lost(state.plan, set(notice))
+    return {
+        h: {**n, "slots": slots.get(h, []), "trainer": h == state.plan.trainer}
+        for h, n in sorted(notice.items())
+        if h in slots or h == state.plan.trainer
+    }
+
+
 def run_summary(state: runstate.RunState, hosts: dict[str, HostReport]) -> dict[str, Any]:
-    """Slots as planned, each with its state; the slots of unreachable hosts are lost (pure)."""
+    """Slots as planned, each with its state; the slots of unreachable hosts are lost; the
+    slots of a host EC2 is about to interrupt are leaving (pure)."""
     down = {h for h, r in hosts.items() if not r.reachable}
+    notice = notices(hosts)
     slots = {}
     for w in state.plan.workers:
         report = hosts.get(w.host)
@@ -81,6 +109,7 @@ def run_summary(state: runstate.RunState, hosts: dict[str, HostReport]) -> dict[
         },
         "slots": slots,
         "lost": placement.lost(state.plan, down),
+        "leaving": _leaving(state, notice),
         "dropped": {h: r.dropped for h, r in hosts.items() if r.dropped},
         "fence_pending": sorted(
             set(state.fence) - {h for h, r in hosts.items() if r.dropped is not None}

@@ -115,11 +115,13 @@ class RebalanceResult(Told):
     down: list[str] = field(default_factory=list)
     plan: Plan | None = None
     generation: int | None = None
+    leaving: dict[str, dict[str, str]] = field(default_factory=dict)  # host -> EC2's notice
 
     def as_json(self) -> dict[str, Any]:
         return {
             "moved": {s: {"from": a, "to": b} for s, (a, b) in self.moved.items()},
             "down": self.down,
+            "leaving": self.leaving,
             "plan": self.plan.as_json() if self.plan else None,
             "generation": self.generation,
             "hosts": self.hosts_json(),
@@ -127,9 +129,13 @@ class RebalanceResult(Told):
 
     def lines(self) -> Iterator[str]:
         if not self.moved:
-            yield "nothing to move: every host of the run answers"
+            yield "nothing to move: every host of the run answers, none is being interrupted"
         for slot, (a, b) in self.moved.items():
-            yield f"slot {slot}: {a} (unreachable) -> {b}"
+            why = "unreachable"
+            if a in self.leaving:
+                n = self.leaving[a]
+                why = f"EC2 spot interruption: {n['action']} at {n['time']}"
+            yield f"slot {slot}: {a} ({why}) -> {b}"
         yield from self.host_lines()
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import boto3
 
-from tests.testbed import TestBed
+from tests.testbed import TestBed, imds_standin
 from tests.testbed.drfc_run import up
 from tests.testbed.images import test_ca
 
@@ -105,26 +105,17 @@ def aws_account(bed: TestBed, tmp: Path, host: str = "h3") -> Iterator[dict[str,
 
 @contextlib.contextmanager
 def instance_roles(bed: TestBed) -> Iterator[None]:
-    """Every running host an EC2 instance with a role: the metadata service (standin.py
-    `imds`) on 169.254.169.254:80, a plain process of the host (the hypervisor's part, so its
-    keys are in no file or container of the host), the address on the host's lo."""
+    """Every running host an EC2 instance with a role: the metadata service (imds_standin.py)
+    on 169.254.169.254:80, a plain process of the host (the hypervisor's part, so its keys
+    are in no file or container of the host), the address on the host's lo."""
     hosts = up(bed)
-    script = (Path(__file__).parent / "simapp" / "image" / "standin.py").read_text()
     try:
         for h in hosts:
-            bed.exec(h, "cat > /root/imds.py", stdin=script)
-            bed.exec(
-                h,
-                "ip addr add 169.254.169.254/32 dev lo && "
-                f"IMDS_KEY={ROLE_KEY} IMDS_SECRET={ROLE_SECRET} setsid python3 /root/imds.py "
-                "imds > /root/imds.log 2>&1 < /dev/null &",
+            imds_standin.install(
+                lambda cmd, h=h: bed.exec(h, cmd),
+                {"IMDS_KEY": ROLE_KEY, "IMDS_SECRET": ROLE_SECRET, "IMDS_INSTANCE_ID": f"i-{h}"},
             )
         yield
     finally:
         for h in hosts:
-            bed.exec(
-                h,
-                "pkill -f '/root/imds.py imds'; ip addr del 169.254.169.254/32 dev lo; "
-                "rm -f /root/imds.py /root/imds.log",
-                check=False,
-            )
+            imds_standin.remove(lambda cmd, h=h: bed.exec(h, cmd, check=False))

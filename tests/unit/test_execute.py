@@ -162,12 +162,31 @@ def test_rebalance_intent_skips_down_hosts_fences_them_and_names_the_record_it_r
     p = training.prepare_from(env, survivors, before.plan, {lost}, inventory_stub())
     moved, _ = rebalance(before.plan, list(survivors.values()), {lost})
     p = dataclasses.replace(p, plan=moved)
-    intent = launch.rebalance_intent(p, state, CREDS, {lost, "elsewhere"}, {})
+    intent = launch.rebalance_intent(p, state, CREDS, {lost, "elsewhere"}, {lost, "elsewhere"}, {})
     assert lost not in {s.host for s in intent.stacks}
     assert isinstance(intent.record, SaveRun)
     assert intent.record.down == frozenset({lost}) and intent.record.based_on == 7
     assert execute.fenced_after(state, {"old"}, intent.record.down, 8) == {lost: 8}
     assert execute.fenced_after(state, set(), intent.record.down, 8) == {"old": 3, lost: 8}
+
+
+def test_a_host_ec2_is_about_to_interrupt_is_told_to_drop_its_slots_not_fenced(
+    tmp_path: Path,
+) -> None:
+    c = caps(("t", 16, True), ("a", 8, False), ("b", 12, False))
+    env = drfc(tmp_path)
+    before = training.prepare(env, {x.host: x for x in c})
+    going = next(w.host for w in before.plan.workers if w.host != "t")
+    state = runstate.RunState("0", "bucket", "p", 7, before.plan, {})
+    p = training.prepare_from(env, {x.host: x for x in c}, before.plan, set(), inventory_stub())
+    moved, _ = rebalance(before.plan, list(p.caps.values()), {going})
+    p = dataclasses.replace(p, plan=moved)
+    intent = launch.rebalance_intent(p, state, CREDS, set(), set(), {})
+    told = {s.host: s for s in intent.stacks}
+    assert set(told) == {"t", "a", "b"}
+    assert told[going].containers == ()  # it drops the slots now, while it still answers
+    assert all(s.generation is None for s in intent.stacks)  # today's generation, no fence
+    assert isinstance(intent.record, SaveRun) and intent.record.down == frozenset()
 
 
 def test_stop_intent_ends_both_stacks_then_minio_when_alone_and_the_sagemaker_container() -> None:

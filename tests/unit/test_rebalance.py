@@ -9,7 +9,7 @@ import pytest
 from drfleet.errors import ConfigError, DrfleetError
 from drfleet.hosts.agent_client import HostStatus
 from drfleet.runs import runstate
-from drfleet.runs.observe import HostReport, run_summary
+from drfleet.runs.observe import HostReport, leaving, notices, run_summary
 from drfleet.runs.placement import Capacity, Plan, from_json, lost, place, rebalance
 
 CAPS = [
@@ -127,3 +127,33 @@ def test_a_host_told_is_forgotten_unless_a_newer_record_asks_again(tmp_path: Pat
     runstate.fenced(tmp_path, {"x": 5, "y": 7})  # y was told generation 7; the record wants 9
     back = runstate.load(tmp_path)
     assert back is not None and back.fence == {"y": 9}
+
+
+def _host(name: str, ec2: dict | None = None) -> HostReport:
+    return HostReport(
+        name, True, HostStatus.parse({"agent": {"stacks": {}, "ec2": ec2}, "containers": []})
+    )
+
+
+def test_a_spot_notice_makes_a_host_leaving_and_a_trainer_notice_is_said_apart() -> None:
+    p = plan(6)
+    state = runstate.RunState("0", "b", "p", 3, p, {})
+    notice = {"interruption": {"action": "terminate", "time": "2026-12-06T01:02:03Z"}}
+    hosts = {h: _host(h) for h in ("t", "a", "b", "c")}
+    hosts["a"] = _host("a", {**notice, "rebalance": None, "error": ""})
+    hosts["b"] = _host("b", {"interruption": None, "rebalance": "2026-12-06T01:00:00Z"})
+    assert notices(hosts) == {"a": notice["interruption"]}
+    assert leaving(state, hosts) == {"a"}
+    summary = run_summary(state, hosts)
+    on_a = [w.slot for w in p.workers if w.host == "a"]
+    assert summary["leaving"] == {
+        "a": {"action": "terminate", "time": "2026-12-06T01:02:03Z", "slots": on_a,
+              "trainer": False}
+    }  # fmt: skip
+    assert summary["lost"] == {}  # leaving is not lost: its workers still train
+    # moved away, a leaving host is no longer the run's business; the trainer's always is
+    moved, _ = rebalance(p, CAPS, {"a"})
+    after = runstate.RunState("0", "b", "p", 4, moved, {})
+    assert leaving(after, hosts) == set() and run_summary(after, hosts)["leaving"] == {}
+    hosts["t"] = _host("t", notice)
+    assert run_summary(after, hosts)["leaving"]["t"]["trainer"] is True

@@ -27,7 +27,11 @@ def bundle() -> bytes:
 
 class AgentModule(Module):
     name = "agent"
-    spec = {"python": Arg(default="/usr/bin/python3"), "state_dir": Arg(default=STATE_DIR)}
+    spec = {
+        "python": Arg(default="/usr/bin/python3"),
+        "state_dir": Arg(default=STATE_DIR),
+        "ec2_notices": Arg(types=(bool,), default=False),
+    }
     touches = frozenset({"files", "units"})
 
     def needs(self, args: dict[str, Any]) -> Needs:
@@ -47,7 +51,9 @@ class AgentModule(Module):
         if facts.file(PYZ).sha256 != hashlib.sha256(data).hexdigest():
             steps.append(atomic_write(PYZ, "0755", "root", "root", data))
             what.append("install agent bundle")
-        unit = agent_bundle.unit_text(args["python"], args["state_dir"]).encode()
+        unit = agent_bundle.unit_text(
+            args["python"], args["state_dir"], args["ec2_notices"]
+        ).encode()
         if facts.file(UNIT).sha256 != hashlib.sha256(unit).hexdigest():
             steps.append(atomic_write(UNIT, "0644", "root", "root", unit))
             what.append("install unit")

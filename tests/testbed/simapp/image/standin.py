@@ -4,7 +4,6 @@ Dockerfile, run.sh, ros2, start.py, train beside this file):
 
 - `minio`: an S3 API server (moto) on :9000, in place of minio;
 - `aws`: S3 over TLS on :443 and DNS for *.amazonaws.com, in place of AWS (DR_CLOUD=aws);
-- `imds`: an EC2 host's instance metadata with a role's credentials (IMDSv2);
 - `trainer` (the SageMaker container `algo-1-*`, command `train`): reads
   /opt/ml/input/config/hyperparameters.json as SageMaker's local mode writes it, runs redis on
   6379, writes `<prefix>/ip/ip.json` and `ip/done`, collects num_episodes_between_training
@@ -374,58 +373,6 @@ def aws(_args):
         request_handler=MotoRequestHandler,
         ssl_context=("/certs/s3.crt", "/certs/s3.key"),
     )
-
-
-def imds(_args):
-    """The instance metadata service of an EC2 host whose instance has a role, on
-    169.254.169.254:80 (run with --network host, the address on the host's lo), as
-    botocore's InstanceMetadataFetcher (utils.py) asks it: PUT latest/api/token, then
-    latest/meta-data/iam/security-credentials/ (the role's name) and .../<role> (AccessKeyId,
-    SecretAccessKey, Token, Expiration). A GET without the token is refused (401), as on an
-    instance that requires IMDSv2. The credentials are IMDS_KEY/IMDS_SECRET with a token."""
-    role, token = os.environ.get("IMDS_ROLE", "deepracer-host"), uuid.uuid4().hex
-    path = "/latest/meta-data/iam/security-credentials/"
-    expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 6 * 3600))
-    answers = {
-        path: role,
-        path + role: json.dumps(
-            {
-                "Code": "Success",
-                "Type": "AWS-HMAC",
-                "AccessKeyId": os.environ["IMDS_KEY"],
-                "SecretAccessKey": os.environ["IMDS_SECRET"],
-                "Token": "imds-session-" + token,
-                "Expiration": expires,
-            }
-        ),
-    }
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def answer(self, code, body):
-            data = body.encode()
-            self.send_response(code)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_PUT(self):
-            if self.path != "/latest/api/token":
-                return self.answer(404, "")
-            if not self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
-                return self.answer(400, "")
-            return self.answer(200, token)
-
-        def do_GET(self):
-            if self.headers.get("X-aws-ec2-metadata-token") != token:
-                return self.answer(401, "")
-            if self.path not in answers:
-                return self.answer(404, "")
-            return self.answer(200, answers[self.path])
-
-        def log_message(self, *args):
-            pass
-
-    http.server.ThreadingHTTPServer(("169.254.169.254", 80), Handler).serve_forever()
 
 
 def trainer(_args):
@@ -1002,7 +949,6 @@ def rollout(args):
 ROLES = {
     "minio": minio,
     "aws": aws,
-    "imds": imds,
     "trainer": trainer,
     "gazebo": gazebo,
     "rollout": rollout,
