@@ -91,6 +91,15 @@ class IPsec:
 
 
 @dataclass(frozen=True)
+class Boot:
+    """What holds a fresh cloud host's apt (probe.boot): cloud-init's first boot (absent,
+    running, done, disabled) and the process holding apt's lock ("" when none)."""
+
+    cloud_init: str = "absent"
+    apt_lock: str = ""
+
+
+@dataclass(frozen=True)
 class Node:
     id: str = ""
     hostname: str = ""
@@ -224,6 +233,11 @@ class Facts:
     def ipsec(self) -> IPsec:
         ipsec: IPsec = _pick(IPsec, self.raw.get("ipsec") or {})
         return ipsec
+
+    @property
+    def boot(self) -> Boot:
+        boot: Boot = _pick(Boot, self.raw.get("boot") or {})
+        return boot
 
     @property
     def nodes(self) -> list[Node]:

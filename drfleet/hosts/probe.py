@@ -447,6 +447,54 @@ def section(out: dict[str, Any], name: str, empty: Any, fn: Any, *args: Any) -> 
         out.setdefault("errors", {})[name] = "%s: %s" % (name, exc)
 
 
+APT_LOCKS = ("/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock", "/var/lib/apt/lists/lock")
+
+
+def parse_locks(text: str) -> dict[str, int]:
+    """/proc/locks -> "maj:min:inode" -> the pid holding a lock on it (waiters, "->", and
+    OFD locks, pid -1, left out)."""
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 6 or "->" in parts:
+            continue
+        try:
+            pid = int(parts[4])
+        except ValueError:
+            continue
+        if pid > 0:
+            out[parts[5]] = pid
+    return out
+
+
+def boot() -> dict[str, str]:
+    """What holds a freshly booted cloud host's apt: cloud-init still running its first boot
+    (absent, running, done or disabled, read as `cloud-init status` reads it: result.json
+    is written at its end), and the process holding dpkg's or apt's lock, if any."""
+    state = "absent"
+    if os.path.exists("/usr/bin/cloud-init"):
+        state = "running"
+        if os.path.exists("/run/cloud-init/result.json"):
+            state = "done"
+        elif any(
+            os.path.exists(p)
+            for p in ("/etc/cloud/cloud-init.disabled", "/run/cloud-init/disabled")
+        ):
+            state = "disabled"
+    held = parse_locks(_read("/proc/locks"))
+    holder = ""
+    for path in APT_LOCKS:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        pid = held.get(f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}")
+        if pid:
+            holder = "%s (pid %d)" % (_read("/proc/%d/comm" % pid).strip() or "?", pid)
+            break
+    return {"cloud_init": state, "apt_lock": holder}
+
+
 def gather(params: dict[str, Any]) -> dict[str, Any]:
     """Base facts, docker, and whatever sections the params ask for."""
     only = params.get("only")
@@ -493,6 +541,8 @@ def gather(params: dict[str, Any]) -> dict[str, Any]:
         }
     if "ipsec" in sections:
         out["ipsec"] = ipsec()
+    if "boot" in sections:
+        section(out, "boot", {}, boot)
     if "pending" in sections:
         out["pending"] = [h for h in _read(PENDING).splitlines() if h]
     if "docker" in sections and only:

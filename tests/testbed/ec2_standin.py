@@ -28,6 +28,9 @@ every instance EC2 runs. Which behaviour comes from where:
   (instance-id, hostname, the key pair's public key, the user data as RunInstances got it).
   A host that powers itself off ends its instance (InstanceInitiatedShutdownBehavior
   terminate, the --ttl path); an instance terminated through the API loses its host.
+- Each host's instance metadata (IMDSv2, imds_standin.py, which names its sources) serves the
+  instance's id and life cycle, and on request (`interrupt`, as AWS FIS sends one) a spot
+  interruption notice; the instance is terminated when the notice's time comes.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ import docker.errors
 from werkzeug.serving import WSGIRequestHandler
 
 from tests.testbed import bed as bedmod
+from tests.testbed import imds_standin
 
 ACCOUNT = "123456789012"  # moto's
 CANONICAL = "099720109477"
@@ -462,6 +466,9 @@ class Ec2StandIn:
         try:
             self.client.api.put_archive(name, "/", self._seed(i, hostname))
             self.client.api.start(name)
+            life = "spot" if i.lifecycle == "spot" else "on-demand"
+            env = {"IMDS_INSTANCE_ID": i.id, "IMDS_LIFE_CYCLE": life}
+            imds_standin.install(lambda cmd: self.run(i.id, cmd), env)
         except Exception:
             self._remove(i.id)
             self.hosts[i.id] = ""  # once: the error is kept, not retried every pass
@@ -507,6 +514,30 @@ class Ec2StandIn:
 
     def container(self, instance_id: str) -> str:
         return self.hosts[instance_id]
+
+    def run(self, instance_id: str, command: str) -> str:
+        """exec, failing on a non-zero exit."""
+        c = self.client.containers.get(self.hosts[instance_id])
+        res = c.exec_run(["sh", "-c", command])
+        out = res.output.decode(errors="replace")
+        if res.exit_code != 0:
+            raise RuntimeError(f"{instance_id}: {command[:80]!r} exited {res.exit_code}: {out}")
+        return out
+
+    def interrupt(self, instance_id: str, lead: float = 120.0) -> dict[str, str]:
+        """A spot interruption as AWS FIS's aws:ec2:send-spot-instance-interruptions makes
+        one: the rebalance recommendation and the notice in the instance's metadata, and the
+        instance terminated `lead` seconds on (EC2 gives two minutes)."""
+        sent = imds_standin.interrupt(lambda cmd: self.run(instance_id, cmd), lead)
+
+        def reclaim() -> None:
+            with contextlib.suppress(Exception):
+                self.backend().terminate_instances([instance_id])
+
+        timer = threading.Timer(lead, reclaim)
+        timer.daemon = True
+        timer.start()
+        return sent
 
     def exec(self, instance_id: str, command: str) -> str:
         c = self.client.containers.get(self.hosts[instance_id])

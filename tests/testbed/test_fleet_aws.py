@@ -234,19 +234,60 @@ def test_up_shows_the_cost_creates_converges_and_down_leaves_nothing(
         assert up(aws, home, *args, "--yes").code == 0
         assert yaml.safe_load(inv.read_text())["all"]["vars"]["overlay_encrypted"] is False
 
-    # provision as the hosts boot: the first-boot apt lock waited out, Ubuntu's docker.io
-    prov = invoke("provision", "--inventory", str(inv), env={"HOME": str(home)}, timeout=600)
+    # provision as the hosts boot: apt's lock held (here by the trainer's apt-daily, as
+    # unattended-upgrades holds it) is waited for, the reason said; Ubuntu's docker.io
+    trainer = next(i["InstanceId"] for i in instances if _host(i) == "drfleet-trainer")
+    aws.run(
+        trainer,
+        "systemd-run --unit apt-daily-upgrade-standin --setenv DRFLEET_FIRSTBOOT_APT=15 "
+        "/usr/local/sbin/drfleet-firstboot-apt && sleep 1",
+    )
+    prov = invoke(
+        "provision", "--inventory", str(inv), "--json", env={"HOME": str(home)}, timeout=600
+    )
     assert prov.code == 0, prov.stdout + prov.stderr
+    schema_ok("provision", prov.json)
+    waited = {
+        h: t["msg"]
+        for h, r in prov.json["hosts"].items()
+        for t in r["tasks"]
+        if t["name"].startswith("First boot settled") and t["status"] == "changed"
+    }
+    assert "apt's lock, held by drfleet-firstbo (pid " in waited["drfleet-trainer"], waited
     facts = invoke("facts", "--inventory", str(inv), "--json", env={"HOME": str(home)})
     docker = {n: h["docker"]["installed"] for n, h in json.loads(facts.stdout)["hosts"].items()}
     assert docker == dict.fromkeys(["drfleet-trainer", "drfleet-w1", "drfleet-w2"], True)
 
-    # a re-run creates nothing; a lost host is created again, and only that one
+    # a re-run creates nothing
     again = up(aws, home, *args, "--yes", "--json")
     assert again.code == 0, again.stderr
     assert json.loads(again.stdout)["created"] == []
+
+    # the agents watch each instance's metadata (IMDSv2) for EC2's notices; an interruption
+    # of a spot host is in its status until EC2 takes the host, and up replaces it (only it)
+    st = invoke("status", "--inventory", str(inv), "--json", env={"HOME": str(home)})
+    assert st.code == 0, st.stdout[-2000:] + st.stderr
+    watching = {n: h["agent"]["ec2"] for n, h in st.json["hosts"].items()}
+    assert {n: (e["interruption"], e["error"]) for n, e in watching.items()} == dict.fromkeys(
+        ["drfleet-trainer", "drfleet-w1", "drfleet-w2"], (None, "")
+    ), watching
     w1 = next(i["InstanceId"] for i in instances if _host(i) == "drfleet-w1")
-    ec2(aws).terminate_instances(InstanceIds=[w1])
+    sent = aws.interrupt(w1, lead=20)
+
+    def noticed() -> bool:
+        st = invoke("status", "--inventory", str(inv), "--json", env={"HOME": str(home)})
+        return bool(st.json["hosts"]["drfleet-w1"]["agent"]["ec2"]["interruption"] == sent)
+
+    deadline = time.monotonic() + 30
+    while not noticed():
+        assert time.monotonic() < deadline, "drfleet-w1's agent did not report the notice"
+        time.sleep(1)
+    text = invoke("status", "--inventory", str(inv), env={"HOME": str(home)}).stdout
+    assert f"drfleet-w1: EC2 spot interruption notice: terminate at {sent['time']}" in text
+    deadline = time.monotonic() + 60
+    while w1 in {i["InstanceId"] for i in live(aws, "drfleet")}:
+        assert time.monotonic() < deadline, "the interrupted instance was not reclaimed"
+        time.sleep(1)
     again = up(aws, home, *args, "--yes", "--json")
     assert again.code == 0, again.stderr
     assert json.loads(again.stdout)["created"] == ["drfleet-w1"]

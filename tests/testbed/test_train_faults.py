@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import Run, invoke, killed
-from tests.testbed import TestBed
+from tests.conftest import Run, invoke, killed, provision_args
+from tests.testbed import TestBed, imds_standin
 from tests.testbed.drfc_run import (
     SAGEMAKER,
     container_ids,
@@ -320,6 +320,75 @@ def test_lost_host_status_rebalance_cut_off_and_return(
     assert stop.code == 0, stop.stderr
     assert containers(bed) == {h: [] for h in bed.hosts}
     assert not (env_dir / ".drfleet" / "run.json").exists()
+
+
+def test_spot_interruption_notice_moves_the_hosts_workers_before_it_goes(
+    fleet: tuple[TestBed, Path], tmp_path: Path
+) -> None:
+    """A spot host's agent reports EC2's interruption notice (IMDSv2, imds_standin.py);
+    status shows its slots leaving, and status --converge moves them while it still answers:
+    it drops them at once, no slot runs twice, training goes on."""
+    bed, provisioned_with = fleet
+    spot = "h3"
+    env_dir = write_drfc(tmp_path / "drfc", 3, {2: "Monaco", 3: "Bowtie_track"}, 6, NONSTOP)
+    inv = str(bed.inventory)
+    args = ("--inventory", inv, "--env-dir", str(env_dir))
+    on_spot = {spot: {"vars": {"ec2_notices": True}}}
+    bed.write_inventory(host_vars=on_spot, worker_vcpus=1, trainer_vcpus=1)
+    run_on = lambda cmd: bed.exec(spot, cmd)  # noqa: E731
+    try:
+        prov = invoke(*provision_args(bed, provisioned_with), "--limit", spot, timeout=600)
+        assert prov.code == 0, prov.stdout[-2000:] + prov.stderr
+        unit = bed.exec(spot, "systemctl cat drfleet-agent.service")
+        assert "--ec2-notices" in unit
+        imds_standin.install(run_on, {"IMDS_INSTANCE_ID": "i-0spot", "IMDS_LIFE_CYCLE": "spot"})
+        run = invoke("train", *args, "--wipe", "--json")
+        assert run.code == 0, run.stdout[-2000:] + run.stderr
+        plan = {w["slot"]: w["host"] for w in run.json["plan"]["workers"]}
+        leaving = sorted(s for s, h in plan.items() if h == spot)
+        assert leaving, plan
+        shares = {w["slot"]: w["episodes"] for w in run.json["plan"]["workers"]}
+        goes_on(bed, shares)
+
+        sent = imds_standin.interrupt(run_on)
+
+        def noticed() -> bool:
+            st = invoke("status", *args, "--json").json
+            return bool(st["hosts"][spot]["agent"]["ec2"]["interruption"])
+
+        wait_for(noticed, 30, f"{spot}'s agent did not report the interruption notice")
+        st = invoke("status", *args, "--json")  # only reads: nothing moves yet
+        assert st.json["hosts"][spot]["agent"]["ec2"]["interruption"] == sent
+        assert st.json["run"]["leaving"] == {spot: {**sent, "slots": leaving, "trainer": False}}
+        assert sorted(s for s, hosts in slots_where(bed).items() if spot in hosts) == leaving
+        text = invoke("status", *args).stdout
+        assert f"{spot}: EC2 spot interruption notice: terminate at {sent['time']}" in text
+        assert f"{spot} is leaving" in text and "status --converge" in text
+
+        moved = invoke("status", "--converge", *args, "--json")
+        assert moved.code == 0, moved.stdout[-2000:] + moved.stderr
+        drained = moved.json["run"]["drained"]
+        assert sorted(int(s) for s in drained["moved"]) == leaving
+        assert {m["from"] for m in drained["moved"].values()} == {spot}
+        where = slots_where(bed)
+        assert sorted(where) == sorted(plan) and all(len(h) == 1 for h in where.values())
+        assert not any(spot in hosts for hosts in where.values())  # dropped at once, not fenced
+        assert moved.json["run"]["fence_pending"] == [] and moved.json["run"]["leaving"] == {}
+        for slot in leaving:
+            to = drained["moved"][str(slot)]["to"]
+            assert env_of(bed, to, f"drfleet-robomaker-{slot}")["DOCKER_REPLICA_SLOT"] == str(slot)
+        goes_on(bed, shares)  # every slot its share, none twice
+        again = invoke("status", "--converge", *args, "--json")
+        assert "drained" not in again.json["run"]  # moved once
+    finally:
+        stop = invoke("stop", *args)
+        imds_standin.remove(lambda cmd: bed.exec(spot, cmd, check=False))
+        bed.write_inventory(worker_vcpus=1, trainer_vcpus=1)  # the agent as the others run it
+        back = invoke(*provision_args(bed, provisioned_with), "--limit", spot, timeout=600)
+    assert stop.code == 0, stop.stderr
+    assert back.code == 0, back.stdout[-2000:] + back.stderr
+    assert "--ec2-notices" not in bed.exec(spot, "systemctl cat drfleet-agent.service")
+    assert containers(bed) == {h: [] for h in bed.hosts}
 
 
 def _drop_host(inventory: Path, host: str) -> None:

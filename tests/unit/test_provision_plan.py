@@ -211,3 +211,31 @@ def test_apt_update_waits_for_the_lists_lock_and_fails_at_once_otherwise(tmp_pat
     )
     assert broken.returncode == 100 and "not signed" in broken.stderr
     assert (tmp_path / "apt-get.count").read_text().strip() == "1"  # no waiting on other errors
+
+
+def test_a_fresh_cloud_host_is_waited_for_with_the_reason_and_a_settled_one_is_not(
+    tmp_path: Path,
+) -> None:
+    name = "First boot settled (cloud-init done, apt's lock free)"
+    booting = {"cloud_init": "running", "apt_lock": "unattended-upgr (pid 812)"}
+    wait = plan(tmp_path, facts(boot=booting))[name]
+    assert wait.status == "changed"
+    assert wait.msg == (
+        "would wait for cloud-init's first boot and apt's lock, held by unattended-upgr (pid 812)"
+    )
+    assert any("cloud-init status --wait" in c for c in wait.commands)
+    assert any("/var/lib/dpkg/lock-frontend" in c for c in wait.commands)
+    for settled in ({"cloud_init": "done", "apt_lock": ""}, {"cloud_init": "absent"}):
+        assert plan(tmp_path, facts(boot=settled))[name].status == "ok"
+
+
+def test_the_probe_finds_who_holds_a_lock_in_proc_locks() -> None:
+    from drfleet.hosts.probe import parse_locks
+
+    text = (
+        "1: POSIX  ADVISORY  WRITE 812 00:2b:1048601 0 EOF\n"
+        "1: -> POSIX  ADVISORY  WRITE 990 00:2b:1048601 0 EOF\n"  # a waiter, not the holder
+        "2: OFDLCK ADVISORY  READ  -1 00:05:77 0 EOF\n"
+        "3: FLOCK  ADVISORY  WRITE 14 fd:01:5 0 EOF\n"
+    )
+    assert parse_locks(text) == {"00:2b:1048601": 812, "fd:01:5": 14}

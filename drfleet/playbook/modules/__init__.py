@@ -6,7 +6,13 @@ from drfleet.playbook.modules.agent import AgentModule
 from drfleet.playbook.modules.apt import Apt
 from drfleet.playbook.modules.base import Arg, Module
 from drfleet.playbook.modules.files import Copy, File, JsonMerge, Template
-from drfleet.playbook.modules.system import Assert, CommandModule, GroupMember, Service
+from drfleet.playbook.modules.system import (
+    Assert,
+    CommandModule,
+    FirstBoot,
+    GroupMember,
+    Service,
+)
 
 MODULES: dict[str, Module] = {
     m.name: m
@@ -21,6 +27,7 @@ MODULES: dict[str, Module] = {
         CommandModule(),
         Assert(),
         AgentModule(),
+        FirstBoot(),
     )
 }
 

@@ -1,4 +1,4 @@
-"""service, group_member, command, assert."""
+"""service, group_member, command, assert, first_boot."""
 
 from __future__ import annotations
 
@@ -137,3 +137,61 @@ class Assert(Module):
             if not ctx.evaluate(str(expr)):
                 raise ModuleFailure(ctx.render(args["msg"]))
         return None
+
+
+# Waits, as apt's DPkg::Lock::Timeout would, for dpkg's and apt's locks to be free (taken and
+# given back at once, as apt takes them), polling every 2 s up to the limit.
+_LOCKS_FREE = """import fcntl, os, sys, time
+deadline = time.monotonic() + int(sys.argv[1])
+for path in sys.argv[2:]:
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+        except OSError:
+            break
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                sys.exit("%s is still locked after %s s" % (path, sys.argv[1]))
+            time.sleep(2)
+        finally:
+            os.close(fd)
+"""
+
+
+class FirstBoot(Module):
+    """Waits for what holds a freshly booted cloud host's apt, its reason on the host's
+    progress line: cloud-init's first boot (`cloud-init status --wait`; its own errors are
+    cloud-init's to report and do not fail the task) and the process holding dpkg's lock
+    (unattended-upgrades, apt-daily). Nothing to wait for: no change."""
+
+    name = "first_boot"
+    spec = {"timeout": Arg((int,), default=900)}
+    touches = frozenset({"boot"})
+
+    def needs(self, args: dict[str, Any]) -> Needs:
+        return Needs({"boot"})
+
+    def change(self, args: dict[str, Any], facts: Facts, ctx: HostContext) -> Change | None:
+        from drfleet.hosts.probe import APT_LOCKS
+
+        boot = facts.boot
+        reasons = []
+        if boot.cloud_init == "running":
+            reasons.append("cloud-init's first boot")
+        if boot.apt_lock:
+            reasons.append(f"apt's lock, held by {boot.apt_lock}")
+        if not reasons:
+            return None
+        limit = args["timeout"]
+        settle = Command(
+            (
+                Raw("{ ! command -v cloud-init >/dev/null || timeout"),
+                str(limit),
+                Raw("cloud-init status --wait >/dev/null 2>&1 || true; } &&"),
+                *cmd("python3", "-c", _LOCKS_FREE, str(limit), *APT_LOCKS).parts,
+            )
+        )
+        return Change([Step(settle, timeout=2 * limit + 60)], "wait for " + " and ".join(reasons))
