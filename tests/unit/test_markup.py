@@ -79,3 +79,23 @@ def test_a_waiting_hosts_time_counts_up_and_a_finished_one_stays() -> None:
 
     assert secs(second, "h1") >= secs(first, "h1") + 0.2
     assert secs(second, "h2") == secs(first, "h2")
+
+
+def test_status_says_a_leaving_host_its_slots_and_why_nothing_moved() -> None:
+    notice = {"action": "terminate", "time": "2026-12-06T01:02:03Z"}
+    status = HostStatus.parse(
+        {"agent": {"running": True, "ec2": {"interruption": notice}}, "containers": []}
+    )
+    run = {
+        "dropped": {},
+        "trainer": {"host": "t", "state": "ok"},
+        "lost": {},
+        "fence_pending": [],
+        "leaving": {"w1": {**notice, "slots": [2, 3], "trainer": False}},
+        "drained": {"error": "no capacity left for the 2 slots", "fix": "add 4 more vCPUs"},
+    }
+    text = _text(view(FleetReport({"w1": HostReport("w1", True, status)}, run)))
+    assert "w1: EC2 spot interruption notice: terminate at 2026-12-06T01:02:03Z" in text
+    assert "w1 is leaving (terminate at 2026-12-06T01:02:03Z): slots 2, 3 move with" in text
+    assert "nothing moved: no capacity left for the 2 slots" in text
+    assert "fix: add 4 more vCPUs" in text
