@@ -307,6 +307,19 @@ def plan(spec: FleetSpec, facts: Facts) -> Plan:
     return Plan(spec, launch, keep, extra, hourly)
 
 
+def cautions(spec: FleetSpec, storage: str) -> list[str]:
+    """What the fleet as asked for puts at risk (pure): a spot trainer with DR_CLOUD=local
+    keeps the run's model in minio on a disk EC2 deletes when it takes the host back."""
+    out = []
+    if spec.trainer_spot and storage == "local":
+        out.append(
+            "warning: the trainer is a spot host and DR_CLOUD=local keeps the model in minio on "
+            "its disk: an interruption loses the model, not only the run. Drop --trainer-spot, "
+            "or train with DR_CLOUD=aws or remote"
+        )
+    return out
+
+
 def plan_lines(p: Plan) -> Iterator[str]:
     for one in p.launch:
         market = "spot" if one.host.spot else "on-demand"

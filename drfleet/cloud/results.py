@@ -20,6 +20,7 @@ class Up:
     created: list[str] = field(default_factory=list)  # host names launched by this run
     unreachable: list[str] = field(default_factory=list)  # no SSH within the wait
     said: list[str] = field(default_factory=list)  # notes (a kept .bak, ...)
+    warnings: list[str] = field(default_factory=list)  # fleet.cautions
     failed: bool = False
 
     def as_json(self) -> dict[str, Any]:
@@ -58,10 +59,12 @@ class Up:
             ],
             "created": self.created,
             "unreachable": self.unreachable,
+            "warnings": self.warnings,
         }
 
     def lines(self) -> Iterator[str]:
         yield from fleet.plan_lines(self.plan)
+        yield from self.warnings
         if self.dry_run:
             yield "nothing was created (--dry-run)"
             return

@@ -48,16 +48,24 @@ def _inventory_path(inventory: str | None, env_dir: str | None) -> Path:
     return Path(env_dir or ".") / inventory_mod.DEFAULT_INVENTORY
 
 
-def _bucket(env_dir: str | None) -> str | None:
-    """DR_CLOUD=aws in system.env: the run's bucket, which the hosts' role may use."""
+def _storage(env_dir: str | None) -> str:
+    """DR_CLOUD of system.env (DRfC's default, local, without one)."""
     from drfleet.drfc import envfile
 
     path = Path(env_dir or ".") / "system.env"
     if not path.is_file():
+        return "local"
+    return str(dict(envfile.load(path).values).get("DR_CLOUD") or "local").lower()
+
+
+def _bucket(env_dir: str | None) -> str | None:
+    """DR_CLOUD=aws in system.env: the run's bucket, which the hosts' role may use."""
+    from drfleet.drfc import envfile
+
+    if _storage(env_dir) != "aws":
         return None
+    path = Path(env_dir or ".") / "system.env"
     values = dict(envfile.load(path).values)
-    if values.get("DR_CLOUD", "").lower() != "aws":
-        return None
     bucket = values.get("DR_LOCAL_S3_BUCKET")
     if not bucket:
         raise DrfleetError(
@@ -153,7 +161,7 @@ def up(
     if refused:
         raise DrfleetError("; ".join(refused) if len(refused) > 1 else refused[0])
     plan = fleet.plan(spec, facts)
-    result = Up(plan, dry_run)
+    result = Up(plan, dry_run, warnings=fleet.cautions(spec, _storage(env_dir)))
     if dry_run:
         show(result, json)
         return
@@ -161,7 +169,7 @@ def up(
     if plan.launch and not yes:
         _confirm(
             json,
-            [*fleet.plan_lines(plan), "create them?"],
+            [*fleet.plan_lines(plan), *result.warnings, "create them?"],
             f"up would create {len(plan.launch)} hosts and there is no terminal to ask",
             "look with --dry-run, then pass --yes",
             "nothing was created",

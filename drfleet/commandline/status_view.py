@@ -124,8 +124,9 @@ def _run_lines(run: dict[str, Any] | None) -> list[Text]:
             out.append(
                 Text(
                     f"{host} runs the trainer and EC2 will {n['action']} it at {n['time']}: "
-                    "training stops then; when it is gone, `drfleet up` replaces it and "
-                    "`drfleet train` resumes from the last checkpoint (DR_LOCAL_S3_PRETRAINED)",
+                    "training stops then; when it is gone, `drfleet up` and `provision` "
+                    "replace it, and `drfleet increment-training --checkpoint last` then "
+                    "`drfleet train` go on from the last checkpoint in S3",
                     style="red",
                 )
             )

@@ -19,6 +19,7 @@ from tests.conftest import invoke, provision_args
 from tests.testbed import TestBed
 
 PREFIX = "rl-deepracer-sagemaker"
+NONSTOP = {"standin_iterations": 100000, "standin_train_seconds": 0.5}  # trains until stopped
 
 
 def write_drfc(

@@ -9,6 +9,7 @@ import os
 import subprocess
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,9 @@ import yaml
 
 from tests.conftest import Run, invoke, schema_ok
 from tests.testbed.bed import ensure_ubuntu_image, kernel_has_esp
+from tests.testbed.drfc_run import NONSTOP, write_drfc
 from tests.testbed.ec2_standin import Ec2StandIn
+from tests.testbed.images import ensure_standin
 
 pytestmark = pytest.mark.testbed
 CONTROLLER = "10.0.0.0/8"  # the bed's networks: the controller reaches the hosts from there
@@ -227,12 +230,16 @@ def test_up_shows_the_cost_creates_converges_and_down_leaves_nothing(
         assert "status: done" in said and "errors: []" in said, said
         assert aws.exec(i["InstanceId"], "ls /etc/ssh/").count("ssh_host_") == 2  # ed25519 only
 
-    # vars added to the inventory stay when up rewrites it (this kernel may lack ESP)
+    # vars added to the inventory stay when up rewrites it: this bed's hosts have 2 CPUs
+    # whatever their instance type says, and its kernel may lack ESP
+    added = {"vcpus": 2, "worker_vcpus": 1, "trainer_vcpus": 1}
     if not kernel_has_esp():
-        text = inv.read_text().replace("  vars:\n", "  vars:\n    overlay_encrypted: false\n", 1)
-        inv.write_text(text)
-        assert up(aws, home, *args, "--yes").code == 0
-        assert yaml.safe_load(inv.read_text())["all"]["vars"]["overlay_encrypted"] is False
+        added["overlay_encrypted"] = False
+    lines = "".join(f"    {k}: {str(v).lower()}\n" for k, v in added.items())
+    inv.write_text(inv.read_text().replace("  vars:\n", "  vars:\n" + lines, 1))
+    assert up(aws, home, *args, "--yes").code == 0
+    kept = yaml.safe_load(inv.read_text())["all"]["vars"]
+    assert {k: kept[k] for k in added} == added
 
     # provision as the hosts boot: apt's lock held (here by the trainer's apt-daily, as
     # unattended-upgrades holds it) is waited for, the reason said; Ubuntu's docker.io
@@ -242,8 +249,17 @@ def test_up_shows_the_cost_creates_converges_and_down_leaves_nothing(
         "systemd-run --unit apt-daily-upgrade-standin --setenv DRFLEET_FIRSTBOOT_APT=15 "
         "/usr/local/sbin/drfleet-firstboot-apt && sleep 1",
     )
+    ensure_standin()
+    drfc = write_drfc(tmp_path / "train", 3, {2: "Monaco", 3: "Bowtie_track"}, 4, NONSTOP)
+    on = ("--inventory", str(inv), "--env-dir", str(drfc))  # the run: DR_CLOUD=local
     prov = invoke(
-        "provision", "--inventory", str(inv), "--json", env={"HOME": str(home)}, timeout=600
+        "provision",
+        *on,
+        "--images-from",
+        "controller",
+        "--json",
+        env={"HOME": str(home)},
+        timeout=900,
     )
     assert prov.code == 0, prov.stdout + prov.stderr
     schema_ok("provision", prov.json)
@@ -263,28 +279,52 @@ def test_up_shows_the_cost_creates_converges_and_down_leaves_nothing(
     assert again.code == 0, again.stderr
     assert json.loads(again.stdout)["created"] == []
 
-    # the agents watch each instance's metadata (IMDSv2) for EC2's notices; an interruption
-    # of a spot host is in its status until EC2 takes the host, and up replaces it (only it)
+    # the agents watch each instance's metadata (IMDSv2) for EC2's notices
     st = invoke("status", "--inventory", str(inv), "--json", env={"HOME": str(home)})
     assert st.code == 0, st.stdout[-2000:] + st.stderr
     watching = {n: h["agent"]["ec2"] for n, h in st.json["hosts"].items()}
     assert {n: (e["interruption"], e["error"]) for n, e in watching.items()} == dict.fromkeys(
         ["drfleet-trainer", "drfleet-w1", "drfleet-w2"], (None, "")
     ), watching
+
+    # train on the fleet; EC2 interrupts the spot host w1: its slots move before it goes,
+    # training goes on with every slot's share, EC2 takes the host, up replaces it (only it)
+    run = invoke("train", *on, "--json", env={"HOME": str(home)}, timeout=600)
+    assert run.code == 0, run.stdout[-3000:] + run.stderr
+    plan = {w["slot"]: w["host"] for w in run.json["plan"]["workers"]}
+    shares = {w["slot"]: w["episodes"] for w in run.json["plan"]["workers"]}
+    leaving = sorted(s for s, h in plan.items() if h == "drfleet-w1")
+    assert leaving, plan
     w1 = next(i["InstanceId"] for i in instances if _host(i) == "drfleet-w1")
-    sent = aws.interrupt(w1, lead=20)
+    try:
+        trained(on, home, 1)
+        sent = aws.interrupt(w1, lead=60)
 
-    def noticed() -> bool:
-        st = invoke("status", "--inventory", str(inv), "--json", env={"HOME": str(home)})
-        return bool(st.json["hosts"]["drfleet-w1"]["agent"]["ec2"]["interruption"] == sent)
+        def noticed() -> bool:
+            st = invoke("status", *on, "--json", env={"HOME": str(home)})
+            return bool(st.json["hosts"]["drfleet-w1"]["agent"]["ec2"]["interruption"] == sent)
 
-    deadline = time.monotonic() + 30
-    while not noticed():
-        assert time.monotonic() < deadline, "drfleet-w1's agent did not report the notice"
-        time.sleep(1)
-    text = invoke("status", "--inventory", str(inv), env={"HOME": str(home)}).stdout
-    assert f"drfleet-w1: EC2 spot interruption notice: terminate at {sent['time']}" in text
-    deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 30
+        while not noticed():
+            assert time.monotonic() < deadline, "drfleet-w1's agent did not report the notice"
+            time.sleep(1)
+        text = invoke("status", *on, env={"HOME": str(home)}).stdout
+        assert f"drfleet-w1: EC2 spot interruption notice: terminate at {sent['time']}" in text
+        moved = invoke("status", "--converge", *on, "--json", env={"HOME": str(home)})
+        assert moved.code == 0, moved.stdout[-2000:] + moved.stderr
+        drained = moved.json["run"]["drained"]["moved"]
+        assert sorted(int(s) for s in drained) == leaving, drained
+        assert "drfleet-robomaker" not in aws.exec(w1, "docker ps --format '{{.Names}}'")
+        since = moved.json["run"]["progress"]["iterations"]
+        its = trained(on, home, since + 3)
+        assert len(its) >= since + 3
+        for it in its[since + 1 : since + 3]:  # begun after the move
+            assert Counter(e["slot"] for e in it) == shares  # every slot, none twice
+            assert all(e["answers"] == 1 for e in it)
+    finally:
+        stopped = invoke("stop", *on, env={"HOME": str(home)})
+    assert stopped.code == 0, stopped.stdout + stopped.stderr
+    deadline = time.monotonic() + 120
     while w1 in {i["InstanceId"] for i in live(aws, "drfleet")}:
         assert time.monotonic() < deadline, "the interrupted instance was not reclaimed"
         time.sleep(1)
@@ -324,6 +364,24 @@ def test_up_shows_the_cost_creates_converges_and_down_leaves_nothing(
         time.sleep(0.5)
     assert not aws.hosts and short_id
     assert aws.errors() == []
+
+
+def trained(on: tuple[str, ...], home: Path, count: int) -> list[list[dict[str, Any]]]:
+    """Waits until the run has saved `count` iterations (status, as a user watches it), then
+    returns each iteration's episodes as the stand-in trainer recorded them, read from a
+    download of the model (download-model, as a user gets it out)."""
+    deadline = time.monotonic() + 240
+    while True:
+        st = invoke("status", *on, "--json", env={"HOME": str(home)})
+        if (st.json.get("run") or {}).get("progress", {}).get("iterations", 0) >= count:
+            break
+        assert time.monotonic() < deadline, st.stdout[-2000:] + st.stderr
+        time.sleep(2)
+    out = Path(on[-1]) / f"download-{count}"
+    got = invoke("download-model", *on, "--out", str(out), "--json", env={"HOME": str(home)})
+    assert got.code == 0, got.stdout[-2000:] + got.stderr
+    found = {int(p.stem.rsplit("-", 1)[1]): p for p in out.rglob("standin/iteration-*.json")}
+    return [json.loads(found[k].read_text()) for k in sorted(found)]
 
 
 def _host(i: dict[str, Any]) -> str:

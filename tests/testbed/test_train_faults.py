@@ -15,6 +15,7 @@ import yaml
 from tests.conftest import Run, invoke, killed, provision_args
 from tests.testbed import TestBed, imds_standin
 from tests.testbed.drfc_run import (
+    NONSTOP,
     SAGEMAKER,
     container_ids,
     containers,
@@ -55,7 +56,6 @@ def wait_for(what: Callable[[], bool], timeout: float, message: str) -> None:
         time.sleep(0.5)
 
 
-NONSTOP = {"standin_iterations": 100000, "standin_train_seconds": 0.5}  # trains until stopped
 SECOND = "rl-deepracer-second"
 
 

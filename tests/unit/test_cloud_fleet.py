@@ -3,6 +3,8 @@ rules and the user data."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import yaml
 
@@ -209,3 +211,11 @@ def test_known_hosts_lines() -> None:
     _, public = hostkey.generate("c")
     line = hostkey.known_hosts_lines({"10.0.0.4": public})[0]
     assert line.startswith("10.0.0.4 ssh-ed25519 ") and not line.endswith(" c")
+
+
+def test_a_spot_trainer_holding_minio_is_warned_about() -> None:
+    spot_trainer = dataclasses.replace(SPEC, spot=True, trainer_spot=True)
+    (said,) = fleet.cautions(spot_trainer, "local")
+    assert "loses the model" in said and "--trainer-spot" in said
+    assert fleet.cautions(spot_trainer, "aws") == []
+    assert fleet.cautions(dataclasses.replace(SPEC, spot=True), "local") == []
