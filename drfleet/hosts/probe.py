@@ -345,12 +345,52 @@ def users(names: list[str]) -> dict[str, Any]:
     return out
 
 
+# What an image's identity covers of `docker image inspect`'s Config: the OCI image config's
+# run-time fields (image-spec config.md). The rest of docker's Config is the container's.
+IDENTITY_CONFIG = (
+    "User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes", "WorkingDir", "Labels",
+    "StopSignal", "Shell", "Healthcheck", "OnBuild", "ArgsEscaped",
+)  # fmt: skip
+
+
+def identity(doc: dict[str, Any]) -> str:
+    """An image as both of docker's image stores report it alike. The classic store names an
+    image by its config's digest, the containerd store (docker 29's default, Ubuntu 24.04's
+    docker.io) by its manifest's (moby/moby#48401), so the same image has two ids. This hashes
+    what runs: its layers (diff ids), platform, creation time and run-time config, as
+    `docker image inspect` shows them."""
+    config = doc.get("Config") or {}
+    basis = {
+        "layers": list((doc.get("RootFS") or {}).get("Layers") or []),
+        "os": doc.get("Os") or "",
+        "architecture": doc.get("Architecture") or "",
+        "variant": doc.get("Variant") or "",
+        "created": doc.get("Created") or "",
+        "config": {k: config[k] for k in IDENTITY_CONFIG if config.get(k)},
+    }
+    text = json.dumps(basis, sort_keys=True, separators=(",", ":"))
+    return "content:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def identity_source() -> str:
+    """identity() as a host runs it in a script of its own (stdlib, Python 3.9+)."""
+    import inspect
+
+    return (
+        "import hashlib, json\nfrom typing import Any\n"
+        + "IDENTITY_CONFIG = %r\n" % (IDENTITY_CONFIG,)
+        + inspect.getsource(identity)
+    )
+
+
 def images() -> dict[str, str]:
+    """tag -> the image's identity (see identity)."""
     out = {}
     for img in docker_api("/images/json"):
-        for tag in img.get("RepoTags") or []:
-            if tag != "<none>:<none>":
-                out[tag] = img["Id"]
+        tags = [t for t in img.get("RepoTags") or [] if t != "<none>:<none>"]
+        if tags:
+            ident = identity(docker_api("/images/%s/json" % img["Id"]))
+            out.update(dict.fromkeys(tags, ident))
     return out
 
 

@@ -21,6 +21,7 @@ from drfleet.hosts.remote import fan_out
 from drfleet.images import image_layers, localdocker
 from drfleet.images.relay_trust import (
     EXPIRY,
+    IDENTITY_OF,
     RELAY_DIR,
     TAGS,
     RelayPrepared,
@@ -321,7 +322,8 @@ def _stream(
     except DrfleetError as exc:
         for n in chain:
             outcome.errors.setdefault(n, exc.message)
-    return outcome.failed(_verdicts(chain, by_name, before, image, image_id)), outcome.sent
+    expected = localdocker.identities({image})[image] or ""
+    return outcome.failed(_verdicts(chain, by_name, before, image, expected)), outcome.sent
 
 
 def _tags(chain: list[str], by_name: dict[str, HostState]) -> dict[str, dict[str, str] | None]:
@@ -337,23 +339,40 @@ def _tags(chain: list[str], by_name: dict[str, HostState]) -> dict[str, dict[str
     return {o.host.name: o.value if o.error is None else None for o in done}
 
 
+def _identities(chain: list[str], by_name: dict[str, HostState], image: str) -> dict[str, str]:
+    """Each host's identity of the image (probe.identity), read over its own session."""
+
+    def one(host: Host) -> str:
+        st = by_name[host.name]
+        assert st.session is not None
+        out = st.session.run(
+            cmd("python3", "-c", IDENTITY_OF, image), become=st.become, timeout=120
+        )
+        return out.stdout.strip()
+
+    done = fan_out([by_name[n].host for n in chain], one)
+    return {o.host.name: o.value or "" for o in done if o.error is None}
+
+
 def _verdicts(
     chain: list[str],
     by_name: dict[str, HostState],
     before: dict[str, dict[str, str] | None],
     image: str,
-    image_id: str,
+    expected: str,
 ) -> dict[str, str | None]:
     """Each host's own word on the load (never another host's): its tags after against
-    before; tags an archive set that it was not sent are put back."""
+    before, and the image's identity there; tags an archive set that it was not sent are
+    put back."""
     after = _tags(chain, by_name)
+    seen = _identities(chain, by_name, image)
     out: dict[str, str | None] = {}
     for name in chain:
         was, now = before.get(name), after.get(name)
         if was is None or now is None:
             out[name] = "its tags could not be read to check the load"
             continue
-        why, undo = verdict(was, now, image, image_id)
+        why, undo = verdict(was, now, image, expected, seen.get(name))
         out[name] = why
         st = by_name[name]
         assert st.session is not None

@@ -28,6 +28,24 @@ def image_ids(images: set[str]) -> dict[str, str | None]:
     return out
 
 
+def identities(images: set[str]) -> dict[str, str | None]:
+    """Each image's identity (probe.identity, what both image stores report alike) in this
+    machine's docker, or None where it lacks the image."""
+    import docker
+    import docker.errors
+
+    from drfleet.hosts.probe import identity
+
+    client = docker.from_env()
+    out: dict[str, str | None] = {}
+    for image in images:
+        try:
+            out[image] = identity(client.images.get(image).attrs)
+        except docker.errors.ImageNotFound:
+            out[image] = None
+    return out
+
+
 def size(image: str) -> int | None:
     """The image's size in this machine's docker (about what `docker save` streams)."""
     import docker

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from drfleet.errors import DrfleetError
+from drfleet.hosts import probe
 from drfleet.shell import Command, cmd
 
 # every tag a host has and the image it names, read by the controller over that host's own
@@ -97,12 +98,31 @@ def tags_of(text: str) -> dict[str, str]:
     return out
 
 
+# The identity (probe.identity) of the image named in argv[1] on this host, or nothing.
+IDENTITY_OF = (
+    probe.identity_source()
+    + """\
+import subprocess, sys
+out = subprocess.run(["docker", "image", "inspect", sys.argv[1]],
+                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+if out.returncode == 0:
+    print(identity(json.loads(out.stdout.decode())[0]))
+"""
+)
+
+
 def verdict(
-    before: dict[str, str], after: dict[str, str], image: str, image_id: str
+    before: dict[str, str],
+    after: dict[str, str],
+    image: str,
+    expected: str,
+    seen: str | None,
 ) -> tuple[str | None, list[Command]]:
-    """Whether a host's load holds, read from its own tags: the image names the controller's
-    id, and no other tag appeared or moved (an archive may tag anything it carries). The
-    reason it does not (None: it does) and the commands that put the other tags back."""
+    """Whether a host's load holds, read from its own tags and image: the image is the one
+    sent (`seen`, its identity there, is the controller's `expected`: its id is the
+    controller's only where both use docker's classic image store), and no other tag
+    appeared or moved (an archive may tag anything it carries). The reason it does not
+    (None: it does) and the commands that put the other tags back."""
     got = after.get(image)
     moved = sorted(t for t, i in after.items() if t != image and before.get(t) != i)
     undo: list[Command] = []
@@ -111,6 +131,8 @@ def verdict(
         undo.append(cmd("docker", "tag", old, t) if old else cmd("docker", "rmi", t))
     if moved:
         return f"the archive it loaded set tags it was not sent: {', '.join(moved)}", undo
-    if got != image_id:
-        return f"after the load {image} is {got or 'missing'}, not {image_id}", undo
+    if not got:
+        return f"after the load there is no {image}", undo
+    if seen != expected:
+        return f"after the load {image} is {seen or 'unreadable'}, not {expected}", undo
     return None, undo

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from drfleet.errors import DrfleetError
+from drfleet.hosts import probe
 from drfleet.hosts.remote import fan_out
 from drfleet.images import image_relay, localdocker
 from drfleet.names import IMAGE_PINS
@@ -45,8 +46,11 @@ def docker_image(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskRe
     states = {st.host.name: st for st, _ in chosen}
     wanted = {st.host.name: _images(args) for st, args in chosen}
     controller_ids: dict[str, str | None] = {}
+    identities: dict[str, str | None] = {}
     if source in ("controller", "controller-direct"):
-        controller_ids = localdocker.image_ids({i for imgs in wanted.values() for i in imgs})
+        every = {i for imgs in wanted.values() for i in imgs}
+        controller_ids = localdocker.image_ids(every)
+        identities = localdocker.identities(every)
     phases = image_phases(
         source,
         wanted,
@@ -54,6 +58,7 @@ def docker_image(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskRe
         {n: st.typed.error("images") for n, st in states.items()},
         controller_ids,
         {n: image_relay.why_not(st) for n, st in states.items()} if source == "controller" else {},
+        identities,
     )
     check = runner.options.check
     relayed: dict[str, set[str]] = {}
@@ -142,22 +147,27 @@ def _copy(runner: Runner, st: HostState, c: ImageCopy, states: dict[str, HostSta
     )
 
 
-# Reads each image's id on the host and, when every one is what the controller expects (its
-# own id, for an image it sent), records them in IMAGE_PINS for the agent, which creates its
-# containers from those ids: a tag moved later (a crafted archive, say) changes nothing.
-# Prints {"ids": ..., "error": ...}; writes only when something changed.
-PIN = """\
+# Reads each image on the host and, when every one is what the controller expects (its own
+# image's identity, for an image it sent: probe.identity, the same in both of docker's image
+# stores), records their ids in IMAGE_PINS for the agent, which creates its containers from
+# those ids: a tag moved later (a crafted archive, say) changes nothing.
+# Prints {"ids": ..., "seen": ..., "error": ...}; writes only when something changed.
+PIN = (
+    probe.identity_source()
+    + """\
 import json, os, subprocess, sys
 path, given = sys.argv[1], json.load(sys.stdin)
-ids = {}
+ids, seen = {}, {}
 for image in given["images"]:
-    out = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", image],
+    out = subprocess.run(["docker", "image", "inspect", image],
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    ids[image] = out.stdout.decode().strip() if out.returncode == 0 else None
-bad = [i for i, want in given["expect"].items() if want and ids.get(i) != want]
+    doc = json.loads(out.stdout.decode())[0] if out.returncode == 0 else None
+    ids[image] = doc["Id"] if doc else None
+    seen[image] = identity(doc) if doc else None
+bad = [i for i, want in given["expect"].items() if want and seen.get(i) != want]
 missing = [i for i, got in ids.items() if not got]
 if bad or missing:
-    print(json.dumps({"ids": ids, "error": bad or missing}))
+    print(json.dumps({"ids": ids, "seen": seen, "error": bad or missing}))
     sys.exit(0)
 try:
     with open(path) as fh:
@@ -172,8 +182,9 @@ if any(doc.get(k) != v for k, v in ids.items()):
         json.dump(doc, fh, indent=1, sort_keys=True)
     os.chmod(path + ".tmp", 0o644)
     os.replace(path + ".tmp", path)
-print(json.dumps({"ids": ids, "error": None}))
+print(json.dumps({"ids": ids, "seen": seen, "error": None}))
 """
+)
 
 
 def _pin(st: HostState, images: list[str], expect: dict[str, str | None]) -> str | None:
@@ -190,9 +201,9 @@ def _pin(st: HostState, images: list[str], expect: dict[str, str | None]) -> str
     except (DrfleetError, ValueError, IndexError) as exc:
         return f"cannot record the images' ids: {getattr(exc, 'message', exc)}"
     if said.get("error"):
-        ids = said.get("ids") or {}
+        seen = said.get("seen") or {}
         return "; ".join(
-            f"after the copy {i} is {ids.get(i) or 'missing'} here, not {expect.get(i) or 'there'}"
+            f"after the copy {i} is {seen.get(i) or 'missing'} here, not {expect.get(i) or 'there'}"
             for i in said["error"]
         )
     return None

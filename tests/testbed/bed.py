@@ -209,11 +209,33 @@ def create_host(
     address: str,
     network: str,
     labels: dict[str, str],
+    instance: bool = False,
 ) -> None:
     """A host container (created, not started): systemd as PID 1 and a dockerd of its own
-    (TESTBED.md), at address on network, with a volume for /var/lib/docker."""
+    (TESTBED.md), at address on network, with a volume for /var/lib/docker. instance: as an
+    EC2 instance's machine is, for the docker an Ubuntu host installs (docker.io 29 on noble):
+    /proc/sys writable (it sets IPv6 sysctls in each container's namespace, which a read-only
+    /proc/sys refuses) and /var/lib/containerd on a volume (its image store lives there, and
+    overlayfs cannot stack on the container's own); volumes() names them."""
     volume = f"{container}-docker"
-    client.volumes.create(volume, labels=labels)
+    binds = {
+        "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
+        volume: {"bind": "/var/lib/docker", "mode": "rw"},
+    }
+    for name in volumes(container, instance):
+        client.volumes.create(name, labels=labels)
+    if instance:
+        binds[f"{container}-containerd"] = {"bind": "/var/lib/containerd", "mode": "rw"}
+    host_config = client.api.create_host_config(
+        cap_add=["SYS_ADMIN", "NET_ADMIN"],
+        security_opt=["seccomp=unconfined", "apparmor=unconfined"],
+        cgroupns="host",
+        binds=binds,
+        tmpfs={"/run": "", "/run/lock": ""},
+        network_mode=network,
+    )
+    if instance:  # what `docker run --security-opt systempaths=unconfined` sends
+        host_config.update(MaskedPaths=[], ReadonlyPaths=[])
     client.api.create_container(
         image,
         name=container,
@@ -221,21 +243,16 @@ def create_host(
         labels=labels,
         detach=True,
         stop_signal="SIGRTMIN+3",  # what systemd takes as "shut down cleanly"
-        host_config=client.api.create_host_config(
-            cap_add=["SYS_ADMIN", "NET_ADMIN"],
-            security_opt=["seccomp=unconfined", "apparmor=unconfined"],
-            cgroupns="host",
-            binds={
-                "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
-                volume: {"bind": "/var/lib/docker", "mode": "rw"},
-            },
-            tmpfs={"/run": "", "/run/lock": ""},
-            network_mode=network,
-        ),
+        host_config=host_config,
         networking_config=client.api.create_networking_config(
             {network: client.api.create_endpoint_config(ipv4_address=address)}
         ),
     )
+
+
+def volumes(container: str, instance: bool = False) -> list[str]:
+    """The volumes create_host makes for a host."""
+    return [f"{container}-docker"] + ([f"{container}-containerd"] if instance else [])
 
 
 @dataclass

@@ -453,6 +453,7 @@ class Ec2StandIn:
         address = i.private_ip
         hostname = "ip-" + address.replace(".", "-")
         name = f"{self.id}-{i.id}"
+        self.hosts[i.id] = ""  # once: a host that cannot be made is an error, not retried
         bedmod.create_host(
             self.client,
             self.images[version],
@@ -461,6 +462,7 @@ class Ec2StandIn:
             address,
             self.network.name,
             self.labels,
+            instance=True,
         )
         self.hosts[i.id] = name  # from here on, _remove cleans it up
         try:
@@ -509,8 +511,9 @@ class Ec2StandIn:
             return
         with contextlib.suppress(docker.errors.NotFound):
             self.client.api.remove_container(name, force=True, v=True)
-        with contextlib.suppress(docker.errors.NotFound):
-            self.client.volumes.get(f"{name}-docker").remove(force=True)
+        for volume in bedmod.volumes(name, instance=True):
+            with contextlib.suppress(docker.errors.NotFound):
+                self.client.volumes.get(volume).remove(force=True)
 
     def container(self, instance_id: str) -> str:
         return self.hosts[instance_id]

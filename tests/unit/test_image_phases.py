@@ -38,3 +38,19 @@ def test_from_a_peer_or_the_registry() -> None:
     assert "no host has" in none.failed["h1"]
     pull = image_phases("pull", {"h1": [SIM, MINIO]}, {"h1": {MINIO: "m"}}, {}, {}, {})
     assert pull.copies == {"h1": [ImageCopy(SIM, "pull")]} and not pull.relay
+
+
+def test_a_host_copy_is_current_by_its_identity_whatever_id_its_store_gives() -> None:
+    # h1's docker (containerd store) holds SIM under another id, with the same identity
+    p = image_phases(
+        "controller",
+        {"h1": [SIM], "h2": [SIM]},
+        {"h1": {SIM: "content:s"}, "h2": {SIM: "content:old"}},
+        {},
+        {SIM: "sha256:s"},
+        {"h1": None, "h2": None},
+        {SIM: "content:s"},
+    )
+    assert p.copies["h1"] == [] and p.relay == {SIM: ["h2"]}
+    assert p.copies["h2"] == [ImageCopy(SIM, "controller", image_id="sha256:s")]
+    assert p.pin == {"h1": {SIM: "content:s"}, "h2": {SIM: "content:s"}}

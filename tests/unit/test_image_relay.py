@@ -326,14 +326,20 @@ def test_the_chains_report_is_progress_only_each_host_speaks_for_itself() -> Non
     }
 
 
-def test_a_load_holds_only_with_the_right_id_and_no_tag_it_was_not_sent() -> None:
+def test_a_load_holds_only_with_the_right_image_and_no_tag_it_was_not_sent() -> None:
+    """The right image: its identity there is the controller's (its id may differ: docker's
+    containerd image store names images by their manifests)."""
     before = {"simapp:5": "sha256:old", "other:1": "sha256:o1"}
     right = {**before, "img:1": "sha256:ab"}
-    assert verdict(before, right, "img:1", "sha256:ab") == (None, [])
-    why, undo = verdict(before, {**before, "img:1": "sha256:evil"}, "img:1", "sha256:ab")
-    assert why == "after the load img:1 is sha256:evil, not sha256:ab" and undo == []
+    assert verdict(before, right, "img:1", "content:ab", "content:ab") == (None, [])
+    other_id = {**before, "img:1": "sha256:manifest"}
+    assert verdict(before, other_id, "img:1", "content:ab", "content:ab") == (None, [])
+    why, undo = verdict(before, right, "img:1", "content:ab", "content:evil")
+    assert why == "after the load img:1 is content:evil, not content:ab" and undo == []
+    why, _ = verdict(before, before, "img:1", "content:ab", None)
+    assert why == "after the load there is no img:1"
     planted = {**right, "simapp:5": "sha256:evil", "new:1": "sha256:evil"}
-    why, undo = verdict(before, planted, "img:1", "sha256:ab")
+    why, undo = verdict(before, planted, "img:1", "content:ab", "content:ab")
     assert why is not None and "new:1, simapp:5" in why
     assert [c.render() for c in undo] == [
         "docker rmi new:1",

@@ -329,7 +329,7 @@ class ImageCopy:
 class ImagePhases:
     """The images task as phases: first the relay (image -> the hosts one relayed copy
     reaches; hosts it misses get their direct copy), then each host's copies, then each
-    host's ids recorded for the agent (image -> the id it must have, None: any)."""
+    host's ids recorded for the agent (image -> the identity it must have, None: any)."""
 
     relay: dict[str, list[str]] = field(default_factory=dict)
     copies: dict[str, list[ImageCopy]] = field(default_factory=dict)
@@ -345,11 +345,15 @@ def image_phases(
     unread: dict[str, str],
     controller_ids: dict[str, str | None],
     relay_blocked: dict[str, str | None],
+    identities: dict[str, str | None] | None = None,
 ) -> ImagePhases:
     """Which host gets which image from where (pure). wanted: host -> images; held: host ->
-    its images (tag -> id); unread: hosts whose images could not be read (and why);
-    controller_ids: this machine's ids (controller sources); relay_blocked: host -> why the
-    relay cannot reach it (None: it can; source "controller" only)."""
+    its images (tag -> identity, probe.identity); unread: hosts whose images could not be
+    read (and why); controller_ids: this machine's docker ids (controller sources; what it
+    sends); identities: the same images' identities, what a host's copy is compared with
+    (default: the ids); relay_blocked: host -> why the relay cannot reach it (None: it can;
+    source "controller" only)."""
+    identities = controller_ids if identities is None else identities
     out = ImagePhases()
     from_controller = source in ("controller", "controller-direct")
     for name, images in wanted.items():
@@ -366,7 +370,7 @@ def image_phases(
                         "load or pull it here first, or use --images-from pull"
                     )
                     break
-                if have.get(image) != cid:
+                if have.get(image) != identities.get(image):
                     todo.append(ImageCopy(image, source, image_id=cid))
             elif source == "peer":
                 if image not in have:
@@ -383,7 +387,7 @@ def image_phases(
         if name in out.failed:
             continue
         out.copies[name] = todo
-        out.pin[name] = {i: controller_ids.get(i) if from_controller else None for i in images}
+        out.pin[name] = {i: identities.get(i) if from_controller else None for i in images}
         for c in todo:
             if source != "controller":
                 continue
