@@ -430,11 +430,12 @@ def _move(
         raise DrfleetError(
             f"the trainer host {state.plan.trainer} has an EC2 spot interruption notice "
             f"({n['action']} at {n['time']}): the trainer cannot move, so nothing was moved",
-            fix="when it is gone, `drfleet up` and `drfleet provision` replace it; then "
-            "`drfleet increment-training --checkpoint last` and `drfleet train` go on from "
-            "the last checkpoint, if the model is in S3 that outlives the host (DR_CLOUD=aws "
-            "or remote; minio's data is on the trainer's disk). An on-demand trainer "
-            "(`drfleet up` without --trainer-spot) is not interrupted",
+            fix="when it is gone, `drfleet up` and `drfleet provision` replace it (docs/aws.md: "
+            "the swarm it managed is left first); then `drfleet increment-training --checkpoint "
+            "last` and `drfleet train` go on from the last checkpoint, if the model is in S3 "
+            "that outlives the host (DR_CLOUD=aws or remote; minio's data is on the trainer's "
+            "disk). An on-demand trainer (`drfleet up` without --trainer-spot) is not "
+            "interrupted",
         )
     caps = capacity.of_hosts(inv, options, frozenset(unreachable))
     held = {h: r.status for h, r in reports.items() if r.status is not None}

@@ -150,13 +150,19 @@ def test_train_intent_with_minio_running_adopts_its_keys_and_one_host_skips_the_
     assert intent.upload is not None and intent.upload.wipe and intent.upload.live
 
 
-def test_rebalance_intent_skips_down_hosts_fences_them_and_names_the_record_it_read(
-    tmp_path: Path,
-) -> None:
+def _a_run_on_three_hosts(tmp_path: Path) -> tuple[Any, Path, training.Prepared, str]:
+    """Capacities of a trainer and two worker hosts, the env dir, the run prepared on them,
+    and a host that runs workers only."""
     c = caps(("t", 16, True), ("a", 8, False), ("b", 12, False))
     env = drfc(tmp_path)
     before = training.prepare(env, {x.host: x for x in c})
-    lost = next(w.host for w in before.plan.workers if w.host != "t")
+    return c, env, before, next(w.host for w in before.plan.workers if w.host != "t")
+
+
+def test_rebalance_intent_skips_down_hosts_fences_them_and_names_the_record_it_read(
+    tmp_path: Path,
+) -> None:
+    c, env, before, lost = _a_run_on_three_hosts(tmp_path)
     state = runstate.RunState("0", "bucket", "p", 7, before.plan, {"old": 3})
     survivors = {x.host: x for x in c if x.host != lost}
     p = training.prepare_from(env, survivors, before.plan, {lost}, inventory_stub())
@@ -173,10 +179,7 @@ def test_rebalance_intent_skips_down_hosts_fences_them_and_names_the_record_it_r
 def test_a_host_ec2_is_about_to_interrupt_is_told_to_drop_its_slots_not_fenced(
     tmp_path: Path,
 ) -> None:
-    c = caps(("t", 16, True), ("a", 8, False), ("b", 12, False))
-    env = drfc(tmp_path)
-    before = training.prepare(env, {x.host: x for x in c})
-    going = next(w.host for w in before.plan.workers if w.host != "t")
+    c, env, before, going = _a_run_on_three_hosts(tmp_path)
     state = runstate.RunState("0", "bucket", "p", 7, before.plan, {})
     p = training.prepare_from(env, {x.host: x for x in c}, before.plan, set(), inventory_stub())
     moved, _ = rebalance(before.plan, list(p.caps.values()), {going})
