@@ -38,6 +38,7 @@ def download(
         raise DrfleetError(f"s3://{bucket}/{prefix}/ holds nothing", fix=fix)
     meter = Meter(sum(int(o["Size"]) for o in found))
     root = out.resolve()
+    gone: list[str] = []
     for o in found:
         rel = o["Key"][len(prefix) + 1 :]
         if checks.s3_key_problem(rel):
@@ -47,12 +48,16 @@ def download(
             raise DrfleetError(f"{o['Key']} would be written outside {out}", where=str(out))
         path.parent.mkdir(parents=True, exist_ok=True)
         part = path.with_name(f".{path.name}.part")
-        body = s3.get_object(Bucket=bucket, Key=o["Key"])["Body"]
+        try:
+            body = s3.get_object(Bucket=bucket, Key=o["Key"])["Body"]
+        except s3.exceptions.NoSuchKey:  # a training run deleted an old checkpoint meanwhile
+            gone.append(o["Key"])
+            continue
         with open(part, "wb") as fh:
             for chunk in metered(body.iter_chunks(1 << 20), meter, tick):
                 fh.write(chunk)
         os.replace(part, path)
-    return Transfer(prefix, str(out), len(found), meter.done)
+    return Transfer(prefix, str(out), len(found) - len(gone), meter.done, gone=gone)
 
 
 def _files_under(src: Path, prefix: str) -> list[tuple[Path, str]]:

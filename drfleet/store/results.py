@@ -18,16 +18,25 @@ class Transfer:
     bytes: int
     into_s3: bool = False
     failed: bool = False
+    gone: list[str] = field(default_factory=list)  # listed, then deleted before they were read
 
     def as_json(self) -> dict[str, Any]:
         where = "src" if self.into_s3 else "out"
-        return {"prefix": self.prefix, where: self.folder, "files": self.files, "bytes": self.bytes}
+        doc = {"prefix": self.prefix, where: self.folder, "files": self.files, "bytes": self.bytes}
+        if self.gone:
+            doc["gone"] = self.gone
+        return doc
 
     def lines(self) -> Iterator[str]:
         if self.into_s3:
             yield f"{self.files} files, {self.bytes} bytes from {self.folder} in {self.prefix}"
         else:
             yield f"{self.files} files, {self.bytes} bytes of {self.prefix} in {self.folder}"
+        if self.gone:
+            yield (
+                f"{len(self.gone)} objects were deleted while they were copied (a training run "
+                f"keeps only its latest checkpoints): {', '.join(self.gone)}"
+            )
 
 
 @dataclass

@@ -3,6 +3,9 @@ lines say what a user checks."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from drfleet.store.results import CarFile, ConsoleUpload, Incremented, Transfer
 from tests.conftest import schema_ok
 
@@ -53,3 +56,35 @@ def test_a_droa_import_renders_as_its_schema_says() -> None:
         "training_params.yaml: TRACK_DIRECTION_CLOCKWISE=True",
     ]
     assert "drfleet droa-get-model a1b2" in lines[-1]
+
+
+def test_a_checkpoint_deleted_while_the_model_is_downloaded_is_said_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    """A training run keeps its latest checkpoints only: one listed can be gone when read."""
+    import boto3
+    from moto import mock_aws
+
+    from drfleet.store import models
+
+    with mock_aws():
+        real = boto3.client("s3", region_name="us-east-1")
+        real.create_bucket(Bucket="bkt")
+        for key in ("m/model/1_Step-1.ckpt.index", "m/model/2_Step-2.ckpt.index", "m/x.json"):
+            real.put_object(Bucket="bkt", Key=key, Body=b"data")
+
+        class Rotating:  # the trainer deletes checkpoint 1 just as it is asked for
+            def __getattr__(self, name: str) -> Any:
+                return getattr(real, name)
+
+            def get_object(self, **kw: Any) -> Any:
+                if kw["Key"].endswith("1_Step-1.ckpt.index"):
+                    real.delete_object(Bucket="bkt", Key=kw["Key"])
+                return real.get_object(**kw)
+
+        done = models.download(Rotating(), "bkt", "m", tmp_path / "out", lambda _: None)
+    assert done.files == 2 and done.gone == ["m/model/1_Step-1.ckpt.index"]
+    assert (tmp_path / "out" / "model" / "2_Step-2.ckpt.index").read_bytes() == b"data"
+    assert not list((tmp_path / "out").rglob("*.part"))
+    schema_ok("download-model", done.as_json())
+    assert "1 objects were deleted while they were copied" in "\n".join(done.lines())
