@@ -110,3 +110,19 @@ def test_phases_bind_the_secret_at_run_time_and_check_mode_runs_nothing() -> Non
     assert "--label-add Robomaker=true" in labels
     assert changed["w"] == ["join the swarm of t (10.0.0.1:2377)", "node labels Robomaker=true"]
     assert Late("join_token") == JOIN_TOKEN and isinstance(Secret("x"), Secret)
+
+
+def test_hosts_left_in_a_lost_trainers_swarm_are_refused_with_the_fix() -> None:
+    """The trainer's host is gone for good (a spot trainer EC2 took back): the new trainer
+    and the others are still workers of its swarm, which has no manager now. Provision
+    refuses them, naming the command that frees them (docs/aws.md)."""
+    orphan = {"state": "active", "is_manager": False, "node_id": "n2", "cluster_id": ""}
+    plan = plan_swarm("t", {"t": facts(orphan), "w": facts(orphan)}, "sagemaker-local", None)
+    assert "the trainer is a worker in another swarm" in plan.errors["t"]
+    assert "docker swarm leave --force" in plan.errors["t"]
+    lead = {"state": "active", "is_manager": True, "node_id": "n9", "cluster_id": "new"}
+    plan = plan_swarm("t", {"t": facts(lead), "w": facts(orphan)}, "sagemaker-local", None)
+    assert (
+        "not the trainer's" in plan.errors["w"]
+        and "docker swarm leave --force" in (plan.errors["w"])
+    )
