@@ -10,7 +10,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from drfleet.runs.observe import FleetReport
+from drfleet.runs.observe import TRAINER_LOST, FleetReport
 
 
 def view(report: FleetReport) -> Group:
@@ -124,9 +124,7 @@ def _run_lines(run: dict[str, Any] | None) -> list[Text]:
             out.append(
                 Text(
                     f"{host} runs the trainer and EC2 will {n['action']} it at {n['time']}: "
-                    "training stops then; when it is gone, `drfleet up` and `provision` "
-                    "replace it, and `drfleet increment-training --checkpoint last` then "
-                    "`drfleet train` go on from the last checkpoint in S3",
+                    f"training stops then; {TRAINER_LOST}",
                     style="red",
                 )
             )

@@ -235,7 +235,10 @@ def status(
     if drain and state and env_dir and observe.leaving(state, reports):
         drained = _drain(inv, options, env_dir, state, reports)
         if "moved" in drained:  # the hosts changed: what they hold now
-            return _drained(status(inv, options, env_dir, quick, False, progress, only), drained)
+            after = status(inv, options, env_dir, quick, False, progress, only)
+            if after.run is not None:
+                after.run["drained"] = drained
+            return after
     report = observe.FleetReport(reports)
     if state and env_dir:
         report.run = observe.run_summary(state, reports)
@@ -263,12 +266,6 @@ def _drain(
         said = host_fields(True, exc)
         return {"error": said["error"], "fix": said["fix"]}
     return {"moved": moved.as_json()["moved"], "leaving": moved.leaving}
-
-
-def _drained(report: observe.FleetReport, drained: dict[str, Any]) -> observe.FleetReport:
-    if report.run is not None:
-        report.run["drained"] = drained
-    return report
 
 
 def _failed(host: str, reachable: bool, error: DrfleetError | None) -> observe.HostReport:
@@ -430,12 +427,8 @@ def _move(
         raise DrfleetError(
             f"the trainer host {state.plan.trainer} has an EC2 spot interruption notice "
             f"({n['action']} at {n['time']}): the trainer cannot move, so nothing was moved",
-            fix="when it is gone, `drfleet up` and `drfleet provision` replace it (docs/aws.md: "
-            "the swarm it managed is left first); then `drfleet increment-training --checkpoint "
-            "last` and `drfleet train` go on from the last checkpoint, if the model is in S3 "
-            "that outlives the host (DR_CLOUD=aws or remote; minio's data is on the trainer's "
-            "disk). An on-demand trainer (`drfleet up` without --trainer-spot) is not "
-            "interrupted",
+            fix=observe.TRAINER_LOST
+            + ". An on-demand trainer (`drfleet up` without --trainer-spot) is not interrupted",
         )
     caps = capacity.of_hosts(inv, options, frozenset(unreachable))
     held = {h: r.status for h, r in reports.items() if r.status is not None}

@@ -18,7 +18,9 @@ What it serves, and where each behaviour comes from:
   "EC2 instance rebalance recommendations"). A test sends them as AWS FIS's
   aws:ec2:send-spot-instance-interruptions does (`send_interruption`): the rebalance
   recommendation and the notice together, the action two minutes on. The files under
-  --notices hold them, so a test writes them through the host's shell.
+  --notices hold them, so a test writes them through the host's shell. Not as AWS: FIS
+  refuses a durationBeforeInterruption under two minutes, and EC2 always gives two; the
+  tests pass a shorter `lead` to keep the suite fast, which only shortens the wait.
 
 Run: python3 imds_standin.py --notices DIR [--address A] [--port P]; the instance is
 described by IMDS_INSTANCE_ID, IMDS_LIFE_CYCLE, and IMDS_ROLE/IMDS_KEY/IMDS_SECRET."""
