@@ -107,7 +107,7 @@ def _run_lines(run: dict[str, Any] | None) -> list[Text]:
         out.append(
             Text(
                 f"the trainer host {run['trainer']['host']} is unreachable: training is stalled "
-                "until it is back",
+                f"until it is back; {TRAINER_LOST}",
                 style="red",
             )
         )

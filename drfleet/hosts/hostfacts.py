@@ -25,12 +25,21 @@ class Gpu:
 
 
 @dataclass(frozen=True)
+class Manager:
+    """A swarm manager as a node knows it (docker info's RemoteManagers)."""
+
+    node_id: str = ""
+    addr: str = ""  # ip:port
+
+
+@dataclass(frozen=True)
 class Swarm:
     state: str = "inactive"
     node_id: str = ""
     is_manager: bool = False
     node_addr: str = ""
     cluster_id: str = ""
+    managers: tuple[Manager, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -128,6 +137,12 @@ def _pick(cls: type, doc: dict[str, Any]) -> Any:
     return cls(**{k: v for k, v in doc.items() if k in names})
 
 
+def _swarm(doc: dict[str, Any]) -> Swarm:
+    managers = tuple(_pick(Manager, m) for m in doc.get("managers") or [])
+    swarm: Swarm = _pick(Swarm, {**doc, "managers": managers})
+    return swarm
+
+
 class Facts:
     """A typed view of one host's probe output; `raw` is the JSON as the probe printed it
     (what `drfleet facts --json` shows). Sections not asked for read as empty."""
@@ -193,7 +208,7 @@ class Facts:
             running=bool(d.get("running")),
             version=d.get("version"),
             error=d.get("error"),
-            swarm=_pick(Swarm, d.get("swarm") or {}),
+            swarm=_swarm(d.get("swarm") or {}),
         )
 
     # sections asked for by tasks --------------------------------------------------------------
@@ -238,6 +253,12 @@ class Facts:
     def boot(self) -> Boot:
         boot: Boot = _pick(Boot, self.raw.get("boot") or {})
         return boot
+
+    @property
+    def managers(self) -> dict[str, str]:
+        """A swarm worker's managers, address -> "" when it answers from this host, else why
+        not (probe.managers_reach); {} when not asked or not a worker."""
+        return {str(k): str(v) for k, v in (self.raw.get("managers") or {}).items()}
 
     @property
     def nodes(self) -> list[Node]:

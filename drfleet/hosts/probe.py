@@ -157,6 +157,7 @@ def parse_docker_info(
             "is_manager": False,
             "node_addr": "",
             "cluster_id": "",
+            "managers": [],
         },
     }
     if data is None:
@@ -175,6 +176,11 @@ def parse_docker_info(
             "is_manager": bool(swarm.get("ControlAvailable")),
             "node_addr": swarm.get("NodeAddr") or "",
             "cluster_id": (swarm.get("Cluster") or {}).get("ID", ""),
+            # the managers this node knows of (a worker's only way to its swarm)
+            "managers": [
+                {"node_id": m.get("NodeID") or "", "addr": m.get("Addr") or ""}
+                for m in swarm.get("RemoteManagers") or []
+            ],
         },
     )
     return info
@@ -447,6 +453,23 @@ def nodes() -> list[dict[str, Any]]:
     ]
 
 
+def managers_reach(swarm: dict[str, Any], timeout: float = 3.0) -> dict[str, str]:
+    """A swarm worker's managers: address -> "" when it takes a TCP connection on its swarm
+    port, else why not. A manager (or a host in no swarm) asks nothing: {}."""
+    if swarm.get("is_manager") or swarm.get("state", "inactive") == "inactive":
+        return {}
+    out = {}
+    for m in swarm.get("managers") or []:
+        addr = m.get("addr") or ""
+        host, _, port = addr.rpartition(":")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+            out[addr] = ""
+        except (OSError, ValueError) as exc:
+            out[addr] = str(exc) or type(exc).__name__
+    return out
+
+
 def parse_ip_addr(text: str) -> list[dict[str, str]]:
     """`ip -4 -o addr show` -> [{"dev", "cidr"}]."""
     out = []
@@ -581,6 +604,8 @@ def gather(params: dict[str, Any]) -> dict[str, Any]:
         }
     if "ipsec" in sections:
         out["ipsec"] = ipsec()
+    if "managers" in sections:
+        out["managers"] = managers_reach((out.get("docker") or docker())["swarm"])
     if "boot" in sections:
         section(out, "boot", {}, boot)
     if "pending" in sections:

@@ -355,6 +355,8 @@ def swarm(runner: Runner, task: Task, chosen: Chosen) -> dict[str, TaskResult]:
     members = {st.host.name: st for st, _ in chosen}
     members[trainer_name] = trainer
     for st in members.values():
+        if "managers" in st.asked.sections:  # whether they answer decides: asked afresh
+            st.dirty.add("managers")
         runner.ensure_facts(st, _swarm_needs())
     if runner.options.check and any(not st.typed.docker.running for st in members.values()):
         # docker comes with this very run: say what would happen once it runs
@@ -496,4 +498,4 @@ def _document(doc: dict[str, Any] | None, bound: dict[Late, Secret | str]) -> by
 def _swarm_needs() -> Any:
     from drfleet.playbook.model import Needs
 
-    return Needs({"docker", "net", "networks", "nodes", "ipsec"})
+    return Needs({"docker", "net", "networks", "nodes", "ipsec", "managers"})

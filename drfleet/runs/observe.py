@@ -14,8 +14,9 @@ from drfleet.runs import placement, runstate
 
 # What to do when the trainer's host is taken back (status says it too).
 TRAINER_LOST = (
-    "when it is gone, `drfleet up` and `drfleet provision` replace it (docs/aws.md: the swarm "
-    "it managed is left first); then `drfleet increment-training --checkpoint last` and "
+    "when it is gone, `drfleet up` and `drfleet provision` replace it (provision moves the "
+    "other hosts from its swarm to the new trainer's); then `drfleet increment-training "
+    "--checkpoint last` and "
     "`drfleet train` go on from the last checkpoint, if the model is in S3 that outlives the "
     "host (DR_CLOUD=aws or remote; minio's data is on the trainer's disk)"
 )

@@ -20,7 +20,7 @@ import yaml
 
 from tests.conftest import Run, invoke, schema_ok
 from tests.testbed.bed import ensure_ubuntu_image, kernel_has_esp
-from tests.testbed.drfc_run import NONSTOP, write_drfc
+from tests.testbed.drfc_run import NONSTOP, PREFIX, write_drfc
 from tests.testbed.ec2_standin import Ec2StandIn
 from tests.testbed.images import ensure_standin
 
@@ -251,7 +251,13 @@ def test_up_shows_the_cost_creates_converges_and_down_leaves_nothing(
     )
     ensure_standin()
     drfc = write_drfc(tmp_path / "train", 3, {2: "Monaco", 3: "Bowtie_track"}, 4, NONSTOP)
-    on = ("--inventory", str(inv), "--env-dir", str(drfc))  # the run: DR_CLOUD=local
+    # the run's model lives off the fleet (DR_CLOUD=remote, a minio of the user's own, here
+    # beside the instances), so that losing the trainer's host loses no checkpoint
+    nas = nas_up(aws, home)
+    system = (drfc / "system.env").read_text().replace("DR_CLOUD=local", "DR_CLOUD=remote")
+    system = system.replace("DR_LOCAL_S3_PROFILE=minio", "DR_LOCAL_S3_PROFILE=nas")
+    (drfc / "system.env").write_text(system + f"DR_REMOTE_MINIO_URL={nas}\n")
+    on = ("--inventory", str(inv), "--env-dir", str(drfc))
     prov = invoke(
         "provision",
         *on,
@@ -321,16 +327,52 @@ def test_up_shows_the_cost_creates_converges_and_down_leaves_nothing(
         for it in its[since + 1 : since + 3]:  # begun after the move
             assert Counter(e["slot"] for e in it) == shares  # every slot, none twice
             assert all(e["answers"] == 1 for e in it)
+
+        # the on-demand trainer is lost too (a console click, a retired instance) while
+        # training runs: up replaces it (and w1, reclaimed meanwhile), provision moves w2
+        # from the lost trainer's swarm to the new one's, and training goes on from the
+        # last checkpoint in S3
+        ec2(aws).terminate_instances(InstanceIds=[trainer])
+        deadline = time.monotonic() + 120
+        while {trainer, w1} & {i["InstanceId"] for i in live(aws, "drfleet")}:
+            assert time.monotonic() < deadline, "the instances were not ended"
+            time.sleep(1)
+        text = invoke("status", *on, env={"HOME": str(home)}).stdout
+        assert "the trainer host drfleet-trainer is unreachable" in text, text
+        assert "`drfleet up` and `drfleet provision` replace it" in text, text
+        again = up(aws, home, *args, "--yes", "--json")
+        assert again.code == 0, again.stderr
+        assert json.loads(again.stdout)["created"] == ["drfleet-trainer", "drfleet-w1"]
+        prov = invoke(
+            "provision", *on, "--images-from", "controller", "--json",
+            env={"HOME": str(home)}, timeout=900,
+        )  # fmt: skip
+        assert prov.code == 0, prov.stdout[-3000:] + prov.stderr
+        swarm = {
+            h: t["msg"]
+            for h, r in prov.json["hosts"].items()
+            for t in r["tasks"]
+            if t["name"].startswith("Swarm")
+        }
+        assert "leave an abandoned swarm (its managers are gone" in swarm["drfleet-w2"], swarm
+        assert "join the swarm of drfleet-trainer" in swarm["drfleet-w2"], swarm
+        assert "abandoned" not in swarm["drfleet-w1"] + swarm["drfleet-trainer"], swarm
+        last = json.loads(nas_object(nas, f"{PREFIX}/model/deepracer_checkpoints.json"))
+        inc = invoke(
+            "increment-training", "--checkpoint", "last", "--json", *on, env={"HOME": str(home)}
+        )
+        assert inc.code == 0, inc.stdout + inc.stderr
+        run = invoke("train", *on, "--json", env={"HOME": str(home)}, timeout=600)
+        assert run.code == 0, run.stdout[-3000:] + run.stderr
+        shares = {w["slot"]: w["episodes"] for w in run.json["plan"]["workers"]}
+        for it in trained(on, home, 2, "resumed")[:2]:
+            assert Counter(e["slot"] for e in it) == shares  # every slot, none twice
+        loaded = json.loads(nas_object(nas, f"{PREFIX}-1/standin/trainer.json"))
+        assert loaded["pretrained"]["prefix"] == PREFIX, loaded
+        assert loaded["pretrained"]["name"] == last["last_checkpoint"]["name"], (loaded, last)
     finally:
         stopped = invoke("stop", *on, env={"HOME": str(home)})
     assert stopped.code == 0, stopped.stdout + stopped.stderr
-    deadline = time.monotonic() + 120
-    while w1 in {i["InstanceId"] for i in live(aws, "drfleet")}:
-        assert time.monotonic() < deadline, "the interrupted instance was not reclaimed"
-        time.sleep(1)
-    again = up(aws, home, *args, "--yes", "--json")
-    assert again.code == 0, again.stderr
-    assert json.loads(again.stdout)["created"] == ["drfleet-w1"]
     assert len(live(aws, "drfleet")) == 3
 
     down = invoke("down", *args, "--yes", env={**aws.env, "HOME": str(home)})
@@ -366,7 +408,9 @@ def test_up_shows_the_cost_creates_converges_and_down_leaves_nothing(
     assert aws.errors() == []
 
 
-def trained(on: tuple[str, ...], home: Path, count: int) -> list[list[dict[str, Any]]]:
+def trained(
+    on: tuple[str, ...], home: Path, count: int, tag: str = ""
+) -> list[list[dict[str, Any]]]:
     """Waits until the run has saved `count` iterations (status, as a user watches it), then
     returns each iteration's episodes as the stand-in trainer recorded them, read from a
     download of the model (download-model, as a user gets it out)."""
@@ -377,11 +421,64 @@ def trained(on: tuple[str, ...], home: Path, count: int) -> list[list[dict[str, 
             break
         assert time.monotonic() < deadline, st.stdout[-2000:] + st.stderr
         time.sleep(2)
-    out = Path(on[-1]) / f"download-{count}"
+    out = Path(on[-1]) / f"download-{count}{tag}"
     got = invoke("download-model", *on, "--out", str(out), "--json", env={"HOME": str(home)})
     assert got.code == 0, got.stdout[-2000:] + got.stderr
     found = {int(p.stem.rsplit("-", 1)[1]): p for p in out.rglob("standin/iteration-*.json")}
     return [json.loads(found[k].read_text()) for k in sorted(found)]
+
+
+NAS_KEY, NAS_SECRET = "naskey", "nas-secret-1"
+
+
+def nas_up(aws: Ec2StandIn, home: Path) -> str:
+    """The stand-in minio (the simapp image's, as test_storage.py's NAS) on the instances'
+    network at an address EC2 keeps for itself in every subnet (no instance gets it), with
+    its bucket; its keys are the profile `nas` in home's AWS files. Its URL."""
+    address = str(aws.subnet.network_address + 2)
+    api = aws.client.api
+    net = api.create_networking_config(
+        {aws.network.name: api.create_endpoint_config(ipv4_address=address)}
+    )
+    box = api.create_container(
+        "drfleet-standin/simapp:1.0-cpu",
+        ["/opt/ml/code/standin.py", "minio", "server", "/data"],
+        entrypoint=["python3"],
+        name=f"{aws.id}-nas",
+        environment={"MINIO_ROOT_USER": NAS_KEY, "MINIO_ROOT_PASSWORD": NAS_SECRET},
+        labels=aws.labels,  # removed with the stand-in
+        networking_config=net,
+        host_config=api.create_host_config(network_mode=aws.network.name),
+    )
+    api.start(box["Id"])
+    (home / ".aws").mkdir(parents=True, exist_ok=True)
+    (home / ".aws" / "credentials").write_text(
+        f"[nas]\naws_access_key_id = {NAS_KEY}\naws_secret_access_key = {NAS_SECRET}\n"
+    )
+    url = f"http://{address}:9000"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            _nas(url).create_bucket(Bucket="bucket")
+            return url
+        except Exception:
+            assert time.monotonic() < deadline, "the NAS stand-in did not start"
+            time.sleep(0.5)
+
+
+def _nas(url: str) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id=NAS_KEY,
+        aws_secret_access_key=NAS_SECRET,
+    )
+
+
+def nas_object(url: str, key: str) -> bytes:
+    body: bytes = _nas(url).get_object(Bucket="bucket", Key=key)["Body"].read()
+    return body
 
 
 def _host(i: dict[str, Any]) -> str:

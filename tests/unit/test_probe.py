@@ -140,3 +140,37 @@ def test_an_encrypted_overlay_needs_esp_on_every_host() -> None:
         "t", {"t": Facts({**base, "ipsec": esp, "networks": {"n": clear}})}, "n", None, True
     )
     assert "exists unencrypted and overlay_encrypted is true" in changed.network_error
+
+
+def test_a_workers_managers_and_whether_they_answer() -> None:
+    """docker info's RemoteManagers (a worker's only view of its swarm), and a TCP connection
+    to each on its swarm port: one that listens answers "", one that does not says why."""
+    import socket
+
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen()
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: refused
+    up, down = (f"127.0.0.1:{s.getsockname()[1]}" for s in (listening, closed))
+    info = {
+        "ServerVersion": "29.1.3",
+        "Swarm": {
+            "LocalNodeState": "active",
+            "NodeID": "n2",
+            "ControlAvailable": False,
+            "RemoteManagers": [{"NodeID": "m1", "Addr": up}, {"NodeID": "m2", "Addr": down}],
+        },
+    }
+    swarm = probe.parse_docker_info(info, installed=True)["swarm"]
+    typed = Facts({"docker": {"running": True, "swarm": swarm}}).docker.swarm
+    assert [(m.node_id, m.addr) for m in typed.managers] == [("m1", up), ("m2", down)]
+    try:
+        reach = probe.managers_reach(swarm, timeout=2)
+    finally:
+        listening.close()
+        closed.close()
+    assert reach[up] == "" and "refused" in reach[down].lower()
+    assert probe.managers_reach({**swarm, "is_manager": True}) == {}
+    assert probe.managers_reach({"state": "inactive", "managers": swarm["managers"]}) == {}
+    assert Facts({"managers": reach}).managers == reach

@@ -112,17 +112,69 @@ def test_phases_bind_the_secret_at_run_time_and_check_mode_runs_nothing() -> Non
     assert Late("join_token") == JOIN_TOKEN and isinstance(Secret("x"), Secret)
 
 
-def test_hosts_left_in_a_lost_trainers_swarm_are_refused_with_the_fix() -> None:
-    """The trainer's host is gone for good (a spot trainer EC2 took back): the new trainer
-    and the others are still workers of its swarm, which has no manager now. Provision
-    refuses them, naming the command that frees them (docs/aws.md)."""
-    orphan = {"state": "active", "is_manager": False, "node_id": "n2", "cluster_id": ""}
-    plan = plan_swarm("t", {"t": facts(orphan), "w": facts(orphan)}, "sagemaker-local", None)
-    assert "the trainer is a worker in another swarm" in plan.errors["t"]
-    assert "docker swarm leave --force" in plan.errors["t"]
-    lead = {"state": "active", "is_manager": True, "node_id": "n9", "cluster_id": "new"}
-    plan = plan_swarm("t", {"t": facts(lead), "w": facts(orphan)}, "sagemaker-local", None)
-    assert (
-        "not the trainer's" in plan.errors["w"]
-        and "docker swarm leave --force" in (plan.errors["w"])
+OLD = [{"node_id": "old1", "addr": "10.0.0.9:2377"}]  # the lost trainer's manager node
+
+
+def orphan(node: str, reach: dict[str, str] | None) -> Facts:
+    """A worker of the lost trainer's swarm; reach: what its managers answered (None: not
+    asked)."""
+    f = facts({"state": "active", "is_manager": False, "node_id": node, "managers": OLD})
+    if reach is not None:
+        f.raw["managers"] = reach
+    return f
+
+
+def test_hosts_left_in_a_lost_trainers_swarm_leave_it_and_form_the_new_one() -> None:
+    """The trainer's host is gone for good: the new trainer and the others are still
+    workers of its swarm, whose manager answers no more. Provision leaves that swarm on
+    each, first, then forms the new one as on fresh hosts (docs/aws.md)."""
+    gone = {"10.0.0.9:2377": "timed out"}
+    h = hosts()
+    h = {"t": (h["t"][0], orphan("n1", gone)), "w": (h["w"][0], orphan("n2", gone))}
+    plan = plan_swarm("t", {n: f for n, (_, f) in h.items()}, "sagemaker-local", None)
+    assert not plan.errors and plan.init and plan.join == ["w"]
+    assert plan.leave == dict.fromkeys(
+        ["t", "w"], "its managers are gone: 10.0.0.9:2377 does not answer (timed out)"
     )
+    phases = swarm_phases("t", h, plan, {})
+    assert [(s.host, s.argv) for s in phases[0]] == [
+        ("t", ("docker", "swarm", "leave", "--force")),
+        ("w", ("docker", "swarm", "leave", "--force")),
+    ]
+    assert phases[0][0].says.startswith("leave an abandoned swarm (its managers are gone")
+    assert phases[1][0].says == "swarm init (advertise 10.0.0.1)"
+    assert [s.says for s in phases[3] if s.says] == ["join the swarm of t (10.0.0.1:2377)"]
+
+    # the new trainer leads already (provision stopped half-way): the rest join it
+    lead = facts({"state": "active", "is_manager": True, "node_id": "n9"}, [{"id": "n9"}])
+    plan = plan_swarm("t", {"t": lead, "w": orphan("n2", gone)}, "sagemaker-local", None)
+    assert not plan.errors and not plan.init and plan.join == ["w"] and list(plan.leave) == ["w"]
+
+
+def test_a_swarm_whose_manager_answers_or_was_not_asked_is_never_left() -> None:
+    """A manager that answers may lead a swarm of the user's own: refused, with the fix."""
+    for reach in ({"10.0.0.9:2377": ""}, None, {}):
+        plan = plan_swarm(
+            "t", {"t": orphan("n1", reach), "w": orphan("n2", reach)}, "sagemaker-local", None
+        )
+        assert not plan.leave and not plan.init
+        assert "the trainer is a worker in another swarm" in plan.errors["t"]
+        assert "docker swarm leave --force" in plan.errors["t"]
+        lead = facts({"state": "active", "is_manager": True, "node_id": "n9"}, [{"id": "n9"}])
+        plan = plan_swarm("t", {"t": lead, "w": orphan("n2", reach)}, "sagemaker-local", None)
+        assert not plan.leave and "not the trainer's" in plan.errors["w"]
+        assert "docker swarm leave --force" in plan.errors["w"]
+
+
+def test_a_lost_managers_address_taken_by_the_new_trainer_is_gone() -> None:
+    """EC2 gives the new trainer the lost one's private address: the old manager's address
+    answers, but from a host that is not that node."""
+    old = [{"node_id": "old1", "addr": "10.0.0.1:2377"}]  # the new trainer's address
+    w = facts({"state": "active", "is_manager": False, "node_id": "n2", "managers": old})
+    w.raw["managers"] = {"10.0.0.1:2377": ""}  # it answers: another swarm's manager
+    for t in (facts(), facts({"state": "active", "is_manager": True, "node_id": "n9"})):
+        plan = plan_swarm("t", {"t": t, "w": w}, "sagemaker-local", None)
+        assert plan.join == ["w"] and "10.0.0.1:2377 is now the trainer" in plan.leave["w"]
+    same = facts({"state": "active", "is_manager": True, "node_id": "old1"}, [{"id": "n2"}])
+    plan = plan_swarm("t", {"t": same, "w": w}, "sagemaker-local", None)
+    assert not plan.leave and not plan.join and not plan.errors  # still its member

@@ -62,6 +62,7 @@ def network_args(
 class SwarmDecision:
     init: bool = False
     join: list[str] = field(default_factory=list)
+    leave: dict[str, str] = field(default_factory=dict)  # host -> why its swarm is gone
     errors: dict[str, str] = field(default_factory=dict)
     network: dict[str, Any] | None = None  # what to create, or None
     network_error: str = ""
@@ -75,6 +76,32 @@ def advertise_address(host: Any, facts: Facts) -> str:
     if host.address in mine:
         return str(host.address)
     return str(facts.net.default_source or host.address)
+
+
+def abandoned(facts: Facts, trainer: Facts) -> str:
+    """Why a host's swarm is one it can leave without loss, or "": it is a worker (not a
+    manager) and every manager it knows is gone: it takes no connection on the swarm port
+    from the host, or its address is now the trainer's while the trainer is not that node
+    (EC2 hands a lost instance's private address to the next one). Such a swarm can no
+    longer place or network anything; its managers came from an earlier trainer (a lost
+    host's). A manager that answers, or one not asked about, keeps the swarm: it may be
+    the user's own."""
+    s = facts.docker.swarm
+    if s.state == "inactive" or s.is_manager or not s.managers:
+        return ""
+    ours = {a.cidr.split("/")[0] for a in trainer.net.addresses}
+    tswarm = trainer.docker.swarm
+    leader = tswarm.node_id if tswarm.is_manager else ""
+    reach = facts.managers
+    gone = []
+    for m in s.managers:
+        if m.addr.rpartition(":")[0].strip("[]") in ours and m.node_id != leader:
+            gone.append(f"{m.addr} is now the trainer, not that swarm's manager")
+        elif reach.get(m.addr):
+            gone.append(f"{m.addr} does not answer ({reach[m.addr]})")
+        else:
+            return ""
+    return "its managers are gone: " + "; ".join(gone)
 
 
 def plan_swarm(
@@ -107,7 +134,10 @@ def plan_swarm(
     if trainer in decision.errors:
         return decision
     t = hosts[trainer].docker.swarm
-    if t.state == "inactive":
+    gone = abandoned(hosts[trainer], hosts[trainer])
+    if gone:
+        decision.leave[trainer] = gone
+    if t.state == "inactive" or gone:
         decision.init = True
     elif t.state == "active" and not t.is_manager:
         decision.errors[trainer] = (
@@ -125,7 +155,10 @@ def plan_swarm(
         if name == trainer or name in decision.errors:
             continue
         s = f.docker.swarm
-        if s.state == "inactive":
+        gone = "" if s.node_id in members else abandoned(f, hosts[trainer])
+        if gone:
+            decision.leave[name] = gone
+        if s.state == "inactive" or gone:
             decision.join.append(name)
         elif s.state == "active" and not decision.init and s.node_id in members:
             continue
@@ -222,7 +255,8 @@ def swarm_phases(
     decision: SwarmDecision,
     args: dict[str, Any],
 ) -> list[Phase]:
-    """The swarm task as phases (pure): init on the trainer; its join token read (a secret,
+    """The swarm task as phases (pure): hosts whose swarm is gone leave it (abandoned);
+    init on the trainer; its join token read (a secret,
     late-bound); every joining host joins through dockerd's API with the token on stdin;
     the token rotated (the one handed out is spent); node labels where they lack what is
     wanted (a node made now is known by the id its host reports after joining); the overlay
@@ -231,6 +265,18 @@ def swarm_phases(
     addr = advertise_address(thost, tfacts)
     phases: list[Phase] = []
     fresh = set(decision.join) | ({trainer} if decision.init else set())
+    if decision.leave:
+        phases.append(
+            tuple(
+                FleetStep(
+                    name,
+                    f"leave an abandoned swarm ({why})",
+                    ("docker", "swarm", "leave", "--force"),
+                    dirty=frozenset({"docker", "nodes", "networks", "managers"}),
+                )
+                for name, why in sorted(decision.leave.items())
+            )
+        )
     if decision.init:
         phases.append(
             (
