@@ -103,6 +103,7 @@ def test_five_workers_on_three_hosts_train_as_planned(
             watch.kill()
             watch.wait()
         check_worker_reports(bed, planned)
+        check_robomaker_stats(inv, env_dir, planned)
         vnc = invoke("vnc", "--worker", "2", "--inventory", inv)  # DR_GUI_ENABLE=False
         assert vnc.code == 2 and "DR_GUI_ENABLE=True" in vnc.stderr, vnc.stderr
         check_progress_in_status(bed, env_dir, planned)
@@ -402,6 +403,27 @@ def check_worker_reports(bed: TestBed, planned: dict[int, dict[str, Any]]) -> No
         assert cpus <= set(range(r["cpu_count"])), r  # on CPUs its host has
         beyond += 2 * (slot - 1) + 1 >= r["cpu_count"]  # the simapp's own pair would not exist
     assert beyond >= 3
+
+
+def check_robomaker_stats(inv: str, env_dir: Path, planned: dict[int, dict[str, Any]]) -> None:
+    """robomaker-stats reads every worker's Gazebo at once (its world's statistics topic):
+    each on the host the plan gave it, simulating at the real-time factor DR_TRAIN_RTF set."""
+    args = ("--inventory", inv, "--env-dir", str(env_dir))
+    got = invoke("robomaker-stats", *args, "--duration", "2", "--json")
+    assert got.code == 0, got.stdout[-2000:] + got.stderr
+    schema_ok("robomaker-stats", got.json)
+    workers = {w["slot"]: w for w in got.json["workers"]}
+    assert sorted(workers) == sorted(planned)
+    for slot, w in workers.items():
+        assert (w["host"], w["world"]) == (planned[slot]["host"], planned[slot]["world"]), w
+        assert abs(w["factor"] - 1.5) < 0.1 and w["samples"] >= 5 and w["paused"] is False, w
+    one = invoke("robomaker-stats", *args, "--worker", "2", "--duration", "1")
+    said = f"worker 2 on {planned[2]['host']} (Monaco): real-time factor 1.50"
+    assert one.code == 0 and one.stdout.startswith(said), one.stdout + one.stderr
+    none = invoke("robomaker-stats", *args, "--worker", "9")
+    assert none.code == 2 and "the run has no worker 9; its workers are 1, 2, 3, 4, 5" in (
+        none.stderr
+    )
 
 
 HOSTILE = ["$(touch /tmp/pwned)", "`touch /tmp/pwned`", "a; touch /tmp/pwned", "'\";|&<>"]

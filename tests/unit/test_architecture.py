@@ -38,6 +38,7 @@ PURE = (
     "drfleet.images.image_layers",
     "drfleet.images.relay_trust",
     "drfleet.runs.sharing",
+    "drfleet.runs.simstats",
     "drfleet.names",
     "drfleet.errors",
     "drfleet.shell",

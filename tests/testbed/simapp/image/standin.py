@@ -10,7 +10,8 @@ Dockerfile, run.sh, ros2, start.py, train beside this file):
   episodes per iteration the way markov/deepracer_memory.py does (see `fetch`), loads a
   pretrained checkpoint and writes each new one in the real layout (see `Checkpoints`), and
   what it got to `<prefix>/standin/iteration-N.json`;
-- `gazebo`: the simulation server, started pinned by `ros2` (taskset);
+- `gazebo`: the simulation server, started pinned by `ros2` (taskset); its clock is what the
+  stand-in `gz` reports as the world's statistics;
 - `rollout <gazebo pid>`: download_params_and_roslaunch_agent.py and the rollout worker: the
   params file `<prefix>/<S3_YAML_NAME>` and its model metadata must exist; rollout_idx is
   ROLLOUT_IDX; it reports what it was started with to `<prefix>/standin/workers/<idx>.json`,
@@ -622,6 +623,13 @@ def gazebo(args):
         "real_time_factor",
         world_rtf(world) or "default",
     )
+    # its clock, for the stand-in `gz` (see gz): the world's statistics topic while it runs
+    os.makedirs("/tmp/gz-standin", exist_ok=True)
+    state = {"world": world, "pid": os.getpid(), "started": time.time()}
+    state["rtf"] = float(world_rtf(world) or 1.0)
+    with open("/tmp/gz-standin/world.json.new", "w") as f:
+        json.dump(state, f)
+    os.replace("/tmp/gz-standin/world.json.new", "/tmp/gz-standin/world.json")
     while True:
         time.sleep(3600)
 
