@@ -241,14 +241,6 @@ def test_up_shows_the_cost_creates_converges_and_down_leaves_nothing(
     kept = yaml.safe_load(inv.read_text())["all"]["vars"]
     assert {k: kept[k] for k in added} == added
 
-    # provision as the hosts boot: apt's lock held (here by the trainer's apt-daily, as
-    # unattended-upgrades holds it) is waited for, the reason said; Ubuntu's docker.io
-    trainer = next(i["InstanceId"] for i in instances if _host(i) == "drfleet-trainer")
-    aws.run(
-        trainer,
-        "systemd-run --unit apt-daily-upgrade-standin --setenv DRFLEET_FIRSTBOOT_APT=15 "
-        "/usr/local/sbin/drfleet-firstboot-apt && sleep 1",
-    )
     ensure_standin()
     drfc = write_drfc(tmp_path / "train", 3, {2: "Monaco", 3: "Bowtie_track"}, 4, NONSTOP)
     # the run's model lives off the fleet (DR_CLOUD=remote, a minio of the user's own, here
@@ -258,6 +250,14 @@ def test_up_shows_the_cost_creates_converges_and_down_leaves_nothing(
     system = system.replace("DR_LOCAL_S3_PROFILE=minio", "DR_LOCAL_S3_PROFILE=nas")
     (drfc / "system.env").write_text(system + f"DR_REMOTE_MINIO_URL={nas}\n")
     on = ("--inventory", str(inv), "--env-dir", str(drfc))
+    # provision as the hosts boot: apt's lock held (here by the trainer's apt-daily, as
+    # unattended-upgrades holds it) is waited for, the reason said; Ubuntu's docker.io
+    trainer = next(i["InstanceId"] for i in instances if _host(i) == "drfleet-trainer")
+    aws.run(
+        trainer,
+        "systemd-run --unit apt-daily-upgrade-standin --setenv DRFLEET_FIRSTBOOT_APT=15 "
+        "/usr/local/sbin/drfleet-firstboot-apt && sleep 1",
+    )
     prov = invoke(
         "provision",
         *on,
