@@ -28,6 +28,7 @@ NETWORK = "sagemaker-local"
 STATE_DIR = "/var/lib/drfleet"  # the agent's state, minio's data, shipped files
 PENDING_HANDLERS = f"{STATE_DIR}/pending-handlers"
 MINIO_DATA = f"{STATE_DIR}/minio"
+METRICS_DATA = f"{STATE_DIR}/metrics"  # the metrics stack's InfluxDB
 IMAGE_PINS = f"{STATE_DIR}/images.json"  # tag -> id as provisioning verified it (the agent's)
 XAUTHORITY = f"{STATE_DIR}/Xauthority"
 STAGED_FILES = f"{STATE_DIR}/files"  # directories shipped to worker hosts, by digest
@@ -39,6 +40,7 @@ TASKSET_SHIM = f"{LIB_DIR}/taskset"
 
 
 MINIO_STACK = "s3"  # minio alone, shared by every run on the fleet (DRfC's s3 stack)
+METRICS_STACK = "metrics"  # Telegraf, InfluxDB, Grafana (DRfC's deepracer-metrics)
 RUN_PORT_STEP = 100  # run N publishes its ports N * 100 above run 0's
 
 

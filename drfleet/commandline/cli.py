@@ -13,7 +13,15 @@ from rich.table import Table
 from rich.text import Text
 
 from drfleet import __version__
-from drfleet.commandline import cli_cloud, cli_droa, cli_eval, cli_models, program, status_view
+from drfleet.commandline import (
+    cli_cloud,
+    cli_droa,
+    cli_eval,
+    cli_models,
+    cli_watch,
+    program,
+    status_view,
+)
 from drfleet.commandline.command import (
     WORKERS_NOT_GIVEN,
     command,
@@ -173,6 +181,7 @@ def default_playbook() -> Path:
 def drfc_vars(env_dir: str | None) -> dict[str, Any]:
     """What the provision playbook needs from the user's DRfC files: the images."""
     from drfleet.drfc import envfile, images
+    from drfleet.runs import metrics
 
     path = Path(env_dir or ".") / "system.env"
     if not path.exists():
@@ -182,6 +191,8 @@ def drfc_vars(env_dir: str | None) -> dict[str, Any]:
     minio = images.minio_image(system)
     if minio:
         found["minio"] = minio
+    if metrics.wanted(system):  # the trainer runs the metrics stack (drfleet metrics)
+        found["metrics"] = list(metrics.IMAGES.values())
     return {"drfc_images": found, "drfc_system_env": str(path)}
 
 
@@ -575,62 +586,6 @@ def vnc(
             time.sleep(3600)
 
 
-@command(
-    worker="only this worker slot (DRfC's -n); default: every worker of the run",
-    duration="seconds to read each worker's statistics, all workers at once (default 3)",
-)
-def robomaker_stats(
-    c: Any,
-    worker: int = 0,
-    duration: float = 3.0,
-    json: bool = False,
-    inventory: str | None = None,
-    env_dir: str | None = None,
-    accept_new_host_keys: bool = False,
-    known_hosts: str | None = None,
-    verbose: int = 0,
-) -> None:
-    """Gazebo's real-time factor and simulated time of each worker of the run started from
-    --env-dir (DRfC's dr-get-robomaker-stats), read for --duration seconds."""
-    from drfleet.runs import launch, runstate, simstats, simwatch, training
-
-    if not 0 < duration <= 600:
-        raise DrfleetError(f"--duration {duration:g}: give seconds, more than 0 and at most 600")
-    where = Path(env_dir or ".")
-    state = runstate.load(where)
-    if state is None:
-        raise DrfleetError(
-            f"no run was started from {where.resolve()}", fix="`drfleet train` starts one"
-        )
-    slots = [w for w in state.plan.workers if not worker or w.slot == worker]
-    if not slots:
-        have = ", ".join(str(w.slot) for w in state.plan.workers)
-        raise DrfleetError(f"the run has no worker {worker}; its workers are {have}")
-    inv, options = inventory_and_options(
-        inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
-    )
-    run = training.run_of(where)
-    report = launch.status(inv, options, where, progress=False)
-    targets, missing = [], []
-    for w in slots:
-        found = report.locate(run.robomaker(w.slot))
-        if found is None or found[0] not in inv.hosts:
-            why = "not running on any host (see `drfleet status`)"
-            missing.append(simstats.summarize(w.slot, w.host, "", w.world, [], why))
-        else:
-            targets.append(
-                simwatch.Target(w.slot, inv.hosts[found[0]], run.robomaker(w.slot), w.world)
-            )
-    got = sorted(simwatch.read(targets, options, duration) + missing, key=lambda g: g.slot)
-    if json:
-        print_json({"seconds": duration, "workers": [g.as_json() for g in got]})
-    else:
-        for g in got:
-            print(simstats.line(g))
-    if any(g.factor is None for g in got):
-        raise Exit(code=1)
-
-
 @command()
 def init(c: Any, env_dir: str | None = None, json: bool = False, verbose: int = 0) -> None:
     """Write DRfC-compatible system.env, run.env, custom_files/ and inventory/local.yml
@@ -657,12 +612,12 @@ ns = Collection(
     stop,
     viewer,
     vnc,
-    robomaker_stats,
     init,
     *cli_models.TASKS,
     *cli_eval.TASKS,
     *cli_droa.TASKS,
     *cli_cloud.TASKS,
+    *cli_watch.TASKS,
 )
 ns.configure({"run": {"echo_stdin": False}})
 

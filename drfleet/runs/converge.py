@@ -88,12 +88,13 @@ def shims(sessions: dict[str, Session], docs: dict[str, dict[str, Any]], limit: 
 
 
 def stage(sess: Session, staged: dict[str, training.Staged], doc: dict[str, Any]) -> None:
-    """Copies DR_ROBOMAKER_MOUNT_SIMAPP_DIR / _SCRIPTS_DIR to a host that runs workers or the
-    evaluation, once per content: the directory is named by its digest and appears whole
-    (rename) or not."""
-    if not any(c["role"] in ("robomaker", "evaluation") for c in doc["containers"]):
-        return
+    """Copies each staged directory (DR_ROBOMAKER_MOUNT_SIMAPP_DIR / _SCRIPTS_DIR, the
+    metrics stack's files) to a host whose containers mount it, once per content: the
+    directory is named by its digest and appears whole (rename) or not."""
+    sources = [m["source"] for c in doc["containers"] for m in c.get("mounts") or []]
     for st in staged.values():
+        if not any(s == st.host_path or s.startswith(st.host_path + "/") for s in sources):
+            continue
         final, tmp = st.host_path, f"{st.host_path}.partial"
         install = sh(
             Command(

@@ -29,11 +29,14 @@ from drfleet.hosts.agent_client import HostStatus, reach
 from drfleet.hosts.inventory import Host
 from drfleet.hosts.remote import Options, Outcome, Session, fan_out, session
 from drfleet.hosts.tunnel import forward
-from drfleet.names import FLEET
+from drfleet.names import FLEET, METRICS_STACK
 from drfleet.runs import converge, runstate, sharing, storage, training
 from drfleet.runs.placement import Plan
 from drfleet.runs.sagemaker import remove_sagemaker
 from drfleet.ui import Board
+
+# stacks a host may hold beside the fleet's minio when it is "alone" there: not runs
+ALONGSIDE = frozenset({METRICS_STACK})
 
 
 @dataclass(frozen=True)
@@ -377,7 +380,7 @@ def _apply(
         sess = sessions[host.name]
         st: HostStatus | None = None
         for s, doc in per_host[host.name]:
-            if s.when_alone and (st is None or set(st.agent.stacks) != {s.name}):
+            if s.when_alone and (st is None or set(st.agent.stacks) - ALONGSIDE != {s.name}):
                 continue
             if board:
                 board.update(host.name, f"converging {len(doc.containers)} containers")

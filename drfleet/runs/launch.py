@@ -15,11 +15,12 @@ from drfleet.hosts import agent_client
 from drfleet.hosts.agent_client import ContainerStatus, HostStatus
 from drfleet.hosts.inventory import Host, Inventory
 from drfleet.hosts.remote import Options, Outcome, fan_out, session
-from drfleet.names import MINIO_STACK, Run
+from drfleet.names import METRICS_STACK, MINIO_STACK, Run
 from drfleet.runs import (
     capacity,
     converge,
     execute,
+    metrics,
     observe,
     placement,
     runstate,
@@ -77,6 +78,12 @@ def train(
         converge.reached(unreached, {p.plan.trainer, *(w.host for w in p.plan.workers)})
         p.plan.notes.extend(shared)
         t = p.plan.trainer
+        there = held[t].agent.stacks if t in held else {}
+        if metrics.wanted(p.cfg.system) and METRICS_STACK not in there:
+            p.plan.notes.append(
+                f"DR_TELEGRAF_HOST=telegraf and no metrics stack runs on {t}: the workers' "
+                "metrics go nowhere until `drfleet metrics` starts it"
+            )
         if shared and left[t].vcpus < caps[t].trainer_vcpus:
             p.plan.warnings.append(
                 f"{t} has {left[t].vcpus} vCPUs left beside other runs and this run's trainer "
@@ -541,7 +548,7 @@ def _would_stop(hosts: list[Host], options: Options, run: Run, everything: bool)
         with session(host, options) as s:
             st = agent_client.status(s)
             stacks = set(st.agent.stacks) if everything else {run.eval_stack, run.stack}
-            left = set(st.agent.stacks) - stacks
+            left = set(st.agent.stacks) - stacks - {METRICS_STACK}
             if left == {MINIO_STACK}:  # the last run on the fleet's minio: it goes too
                 stacks.add(MINIO_STACK)
             names = [c.name for c in st.containers if c.stack in stacks]

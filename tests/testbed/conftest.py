@@ -10,12 +10,13 @@ import pytest
 
 from tests.testbed import TestBed, ensure_docker_host_image
 from tests.testbed.drfc_run import provisioned, write_drfc
-from tests.testbed.images import ensure_standin
+from tests.testbed.images import ensure_metrics_standins, ensure_standin
 
 
 @pytest.fixture(scope="session")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestBed, Path]]:
     ensure_standin()
+    ensure_metrics_standins()  # provision puts them on the trainer: DR_TELEGRAF_HOST below
     image = ensure_docker_host_image(tmp_path_factory.mktemp("bake"))
     env_dir = write_drfc(
         tmp_path_factory.mktemp("drfc"),
@@ -28,6 +29,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestBed, P
     (scripts / "alter_environment_1.sh").write_text('echo "altered for worker $ROLLOUT_IDX"\n')
     with (env_dir / "system.env").open("a") as fh:
         fh.write("DR_ROBOMAKER_MOUNT_SCRIPTS_DIR=scripts\n")
+        # the metrics stack, as DRfC's template has it commented out (drfleet metrics)
+        fh.write("DR_TELEGRAF_HOST=telegraf\nDR_TELEGRAF_PORT=8092\n")
     with (env_dir / "run.env").open("a") as fh:
         fh.write("DR_TRAIN_RTF=1.5\n")  # run.sh writes it into each worker's world file
     with TestBed(3, tmp_path_factory.mktemp("fleet"), image=image) as bed:

@@ -158,3 +158,55 @@ def ensure_standin(client: docker.DockerClient | None = None) -> dict[str, str]:
             )
             client.images.build(path=ctx, tag=tags["minio"], rm=True, forcerm=True)
     return tags
+
+
+METRICS_DIR = Path(__file__).with_name("metrics")
+
+
+def ensure_metrics_standins(client: docker.DockerClient | None = None) -> dict[str, str]:
+    """The metrics stack's images under the tags drfleet runs (drfleet.runs.metrics.IMAGES),
+    built once per recipe (metrics/Dockerfile) on a debootstrap root cached like the others:
+    Debian's InfluxDB itself, and the Telegraf and Grafana stand-ins."""
+    import subprocess
+
+    from drfleet.runs.metrics import IMAGES
+    from tests.testbed.bed import _lock
+
+    client = client or docker.from_env()
+    parts = sorted(METRICS_DIR.iterdir())
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in parts)).hexdigest()[:12]
+    with _lock("metrics"):
+        try:
+            if all(
+                client.images.get(tag).labels.get("drfleet.recipe") == digest
+                for tag in IMAGES.values()
+            ):
+                return dict(IMAGES)
+        except docker.errors.ImageNotFound:
+            pass
+        script = METRICS_DIR / "build-rootfs.sh"
+        rootfs_hash = hashlib.sha256(script.read_bytes()).hexdigest()[:12]
+        base = f"drfleet-standin/metrics-base:{rootfs_hash}"
+        try:
+            client.images.get(base)
+        except docker.errors.ImageNotFound:
+            tar = _cache() / f"metrics-rootfs-{rootfs_hash}.tar"
+            if not tar.exists():
+                subprocess.run(["bash", str(script), str(tar)], check=True)
+            client.api.import_image_from_file(
+                str(tar), repository="drfleet-standin/metrics-base", tag=rootfs_hash
+            )
+        with tempfile.TemporaryDirectory() as ctx:
+            for p in parts:
+                shutil.copy(p, Path(ctx) / p.name)
+            for name, tag in IMAGES.items():
+                client.images.build(
+                    path=ctx,
+                    tag=tag,
+                    target=name,
+                    buildargs={"BASE": base},
+                    labels={"drfleet.recipe": digest},
+                    rm=True,
+                    forcerm=True,
+                )
+    return dict(IMAGES)

@@ -27,6 +27,7 @@ from tests.testbed.drfc_run import (
     write_drfc,
 )
 from tests.testbed.droa_checks import check_droa
+from tests.testbed.metrics_checks import STACK, check_metrics, start_metrics
 from tests.testbed.model_out import (
     check_car_model,
     check_increment_training,
@@ -46,6 +47,7 @@ def test_five_workers_on_three_hosts_train_as_planned(
     assert plan.code == 0, plan.stderr
     schema_ok("plan", plan.json)
     planned = {w["slot"]: w for w in plan.json["plan"]["workers"]}
+    start_metrics(bed, inv, env_dir)  # before training, as DRfC's docs/metrics.md has it
     run: Run = invoke("train", "--inventory", inv, "--env-dir", str(env_dir), "--json")
     assert run.code == 0, run.stdout[-3000:] + run.stderr
     schema_ok("train", run.json)
@@ -73,7 +75,7 @@ def test_five_workers_on_three_hosts_train_as_planned(
         states = {
             c["name"]: c["state"] for h in status.json["hosts"].values() for c in h["containers"]
         }
-        assert len(states) == 7 and set(states.values()) == {"running"}
+        assert len(states) == 7 + len(STACK) and set(states.values()) == {"running"}
         check_status_only_reads(inv, env_dir, tmp_path)
         logs = invoke("logs", "--inventory", inv, "--worker", "2", "--tail", "50")
         # run.sh's own line: the arguments and MULTI_CONFIG reached it through /bin/bash -c
@@ -104,6 +106,7 @@ def test_five_workers_on_three_hosts_train_as_planned(
             watch.wait()
         check_worker_reports(bed, planned)
         check_robomaker_stats(inv, env_dir, planned)
+        check_metrics(bed, inv, env_dir, len(planned))
         vnc = invoke("vnc", "--worker", "2", "--inventory", inv)  # DR_GUI_ENABLE=False
         assert vnc.code == 2 and "DR_GUI_ENABLE=True" in vnc.stderr, vnc.stderr
         check_progress_in_status(bed, env_dir, planned)

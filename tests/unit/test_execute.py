@@ -16,7 +16,7 @@ from drfleet_agent.spec import ContainerSpec
 from drfleet.errors import DrfleetError
 from drfleet.hosts.inventory import Host
 from drfleet.hosts.remote import Result
-from drfleet.names import MINIO_STACK, TASKSET_SHIM, Run
+from drfleet.names import METRICS_STACK, MINIO_STACK, TASKSET_SHIM, Run
 from drfleet.runs import evaluation, execute, launch, runstate, s3access, training
 from drfleet.runs.execute import EndRun, Fenced, Intent, Preflight, SaveRun, Stack
 from drfleet.runs.placement import Plan, rebalance
@@ -309,15 +309,17 @@ def test_stop_keeps_the_hosts_it_could_not_tell_and_ends_minio_only_where_it_is_
     minio = {"run_id": "", "generation": 1, "containers": [{"name": "minio", "role": "minio"}]}
     worker = {"run_id": "0", "generation": 2, "containers": [{"name": "w1", "role": "x"}]}
     other = {"run_id": "1", "generation": 2, "containers": [{"name": "w9", "role": "x"}]}
+    graphs = {"run_id": "", "generation": 1, "containers": [{"name": "g", "role": "metrics"}]}
     agents.stacks = {
-        "t": {MINIO_STACK: dict(minio), run.stack: dict(worker)},
+        "t": {MINIO_STACK: dict(minio), run.stack: dict(worker), METRICS_STACK: graphs},
         "a": {MINIO_STACK: dict(minio), run.stack: dict(worker), "deepracer-1": other},
     }
     runstate.save(tmp_path, runstate.RunState("0", "b", "p", 2, Plan("t", [])))
     intent = launch.stop_intent(run, ["t", "a", "gone"], False, [])
     agents.fail = {"gone"}
     done = execute.execute(intent, tmp_path, sessions(agents, "t", "a", "gone"), 4)
-    assert set(agents.stacks["t"]) == set()  # the last run on t's minio: it went too
+    # the last run on t's minio: it went too; the metrics stack is no run, and stays
+    assert set(agents.stacks["t"]) == {METRICS_STACK}
     assert set(agents.stacks["a"]) == {MINIO_STACK, "deepracer-1"}  # run 1 still uses it
     assert done.missed == ["gone"]
     state = runstate.load(tmp_path)

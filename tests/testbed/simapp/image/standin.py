@@ -609,6 +609,40 @@ def world_rtf(world):
     return node.text if node is not None else ""
 
 
+def telegraf(measurement, values, tags):
+    """s3_metrics.py's TelegrafClient(TELEGRAF_HOST, TELEGRAF_PORT or 8092).metric(...) when
+    TELEGRAF_HOST is set: one InfluxDB line over UDP as pytelegraf (telegraf/protocol.py,
+    utils.py) writes it: tags and fields sorted by name, commas and spaces escaped, ints with
+    an `i`, strings quoted; a socket error is ignored (client.py send)."""
+    host = os.environ.get("TELEGRAF_HOST")
+    if not host:
+        return
+
+    def name(x):
+        return str(x).replace(",", "\\,").replace(" ", "\\ ")
+
+    def value(v):
+        if isinstance(v, str):  # its replace('"', '\"') leaves the string as it was
+            return f'"{v}"'
+        if isinstance(v, bool):
+            return str(v)
+        if isinstance(v, int):
+            return f"{v}i"
+        return str(v)
+
+    tag_part = ",".join(f"{name(k)}={name(tags[k])}" for k in sorted(tags, key=str.lower))
+    fields = ",".join(f"{name(k)}={value(values[k])}" for k in sorted(values, key=str.lower))
+    line = name(measurement) + ("," + tag_part if tag_part else "") + " " + fields
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        port = int(os.environ.get("TELEGRAF_PORT") or 8092)
+        sock.sendto(line.encode("ascii") + b"\n", (host, port))
+    except (OSError, RuntimeError):
+        pass
+    finally:
+        sock.close()
+
+
 def gazebo(args):
     # empty_world.launch.py: `gz sim <share>/worlds/<world_name>.world -s ...`; gz sim cannot
     # load a world file that is not there and the (required) server dies
@@ -926,6 +960,21 @@ def rollout(args):
             )
             body = json.dumps({"metrics": metrics, "version": "2", "best_model_metric": "progress"})
             client.put_object(Bucket=params["METRICS_S3_BUCKET"], Key=metrics_key, Body=body)
+            last = metrics[-1]
+            telegraf(
+                "dr_training_episodes",
+                {
+                    "reward": last["reward_score"],
+                    "progress": last["completion_percentage"],
+                    "elapsed_time": last["elapsed_time_in_milliseconds"],
+                },
+                {
+                    "phase": last["phase"],
+                    "status": last["episode_status"],
+                    "model": os.environ.get("SAGEMAKER_SHARED_S3_PREFIX", "sagemaker"),
+                    "worker": str(os.environ.get("ROLLOUT_IDX", 0)),
+                },
+            )
 
     def answer(message):
         """DeepRacerRolloutBackEnd.data_req_handler: publish the requested episode when this
