@@ -70,6 +70,32 @@ def test_ca() -> tuple[Path, Path]:
     return crt, key
 
 
+def standin_base(client: docker.DockerClient) -> str:
+    """The stand-in images' Debian root (simapp/build-rootfs.sh), imported once from its
+    cached tarball: its tag."""
+    import subprocess
+
+    from tests.testbed.bed import _lock
+
+    script = SIMAPP_DIR / "build-rootfs.sh"
+    rootfs_hash = hashlib.sha256(script.read_bytes()).hexdigest()[:12]
+    base = f"drfleet-standin/base:{rootfs_hash}"
+    with _lock("standin-base"):
+        try:
+            client.images.get(base)
+        except docker.errors.ImageNotFound:
+            tar = _cache() / f"simapp-rootfs-{rootfs_hash}.tar"
+            if not tar.exists():
+                subprocess.run(["bash", str(script), str(tar)], check=True)
+            client.api.import_image_from_file(
+                str(tar),
+                repository="drfleet-standin/base",
+                tag=rootfs_hash,
+                changes=['CMD ["bash"]'],
+            )
+    return base
+
+
 def ensure_standin(client: docker.DockerClient | None = None) -> dict[str, str]:
     """The stand-in simapp (all three roles, with the real image's entrypoint: see
     simapp/image/Dockerfile) and its S3 server image, built once per recipe: a debootstrap
@@ -98,20 +124,7 @@ def ensure_standin(client: docker.DockerClient | None = None) -> dict[str, str]:
                 return tags
         except docker.errors.ImageNotFound:
             pass
-        rootfs_hash = hashlib.sha256(parts[0].read_bytes()).hexdigest()[:12]
-        base = f"drfleet-standin/base:{rootfs_hash}"
-        try:
-            client.images.get(base)
-        except docker.errors.ImageNotFound:
-            tar = _cache() / f"simapp-rootfs-{rootfs_hash}.tar"
-            if not tar.exists():
-                subprocess.run(["bash", str(parts[0]), str(tar)], check=True)
-            client.api.import_image_from_file(
-                str(tar),
-                repository="drfleet-standin/base",
-                tag=rootfs_hash,
-                changes=['CMD ["bash"]'],
-            )
+        base = standin_base(client)
         wheels = (
             _cache() / f"wheels-{hashlib.sha256(' '.join(WHEELS_SPEC).encode()).hexdigest()[:8]}"
         )
@@ -165,16 +178,17 @@ METRICS_DIR = Path(__file__).with_name("metrics")
 
 def ensure_metrics_standins(client: docker.DockerClient | None = None) -> dict[str, str]:
     """The metrics stack's images under the tags drfleet runs (drfleet.runs.metrics.IMAGES),
-    built once per recipe (metrics/Dockerfile) on a debootstrap root cached like the others:
-    Debian's InfluxDB itself, and the Telegraf and Grafana stand-ins."""
-    import subprocess
-
+    built once per recipe (metrics/Dockerfile) on the stand-in simapp's Debian root, which
+    holds Debian's InfluxDB: the real server, and the Telegraf and Grafana stand-ins."""
     from drfleet.runs.metrics import IMAGES
     from tests.testbed.bed import _lock
 
     client = client or docker.from_env()
+    base = standin_base(client)
     parts = sorted(METRICS_DIR.iterdir())
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in parts)).hexdigest()[:12]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in parts) + base.encode()).hexdigest()[
+        :12
+    ]
     with _lock("metrics"):
         try:
             if all(
@@ -184,18 +198,6 @@ def ensure_metrics_standins(client: docker.DockerClient | None = None) -> dict[s
                 return dict(IMAGES)
         except docker.errors.ImageNotFound:
             pass
-        script = METRICS_DIR / "build-rootfs.sh"
-        rootfs_hash = hashlib.sha256(script.read_bytes()).hexdigest()[:12]
-        base = f"drfleet-standin/metrics-base:{rootfs_hash}"
-        try:
-            client.images.get(base)
-        except docker.errors.ImageNotFound:
-            tar = _cache() / f"metrics-rootfs-{rootfs_hash}.tar"
-            if not tar.exists():
-                subprocess.run(["bash", str(script), str(tar)], check=True)
-            client.api.import_image_from_file(
-                str(tar), repository="drfleet-standin/metrics-base", tag=rootfs_hash
-            )
         with tempfile.TemporaryDirectory() as ctx:
             for p in parts:
                 shutil.copy(p, Path(ctx) / p.name)
