@@ -67,21 +67,30 @@ def ensure_image(client: docker.DockerClient | None = None) -> str:
     tarball, else built with debootstrap (about 50 s, once per recipe change)."""
     client = client or _client()
     digest = recipe_hash()
-    tag = f"drfleet-testbed/host:{digest}"
-    with _lock("image"):
+    return rootfs_image(
+        client, "image", "drfleet-testbed/host", digest, [str(RECIPE)], f"rootfs-{digest}.tar"
+    )
+
+
+def rootfs_image(
+    client: docker.DockerClient, lock: str, repo: str, tag: str, build: list[str], tar: str
+) -> str:
+    """repo:tag from docker, else imported from the cached root fs tarball (CACHE/tar), else
+    that tarball built first (`bash BUILD... TAR`, debootstrap, once per recipe); boots
+    /sbin/init when the root has one, else runs bash."""
+    image = f"{repo}:{tag}"
+    with _lock(lock):
         with contextlib.suppress(docker.errors.ImageNotFound):
-            client.images.get(tag)
-            return tag
-        tar = CACHE / f"rootfs-{digest}.tar"
-        if not tar.exists():
-            subprocess.run(["bash", str(RECIPE), str(tar)], check=True)
+            client.images.get(image)
+            return image
+        path = CACHE / tar
+        if not path.exists():
+            subprocess.run(["bash", *build, str(path)], check=True)
+        init = "/sbin/init" if repo.startswith("drfleet-testbed/") else "bash"
         client.api.import_image_from_file(
-            str(tar),
-            repository="drfleet-testbed/host",
-            tag=digest,
-            changes=['CMD ["/sbin/init"]'],
+            str(path), repository=repo, tag=tag, changes=[f'CMD ["{init}"]']
         )
-    return tag
+    return image
 
 
 UBUNTU_RECIPE = Path(__file__).with_name("build-ubuntu-rootfs.sh")
@@ -94,21 +103,14 @@ def ensure_ubuntu_image(version: str = "24.04") -> str:
     client = _client()
     release = UBUNTU_RELEASES[version]
     digest = hashlib.sha256(UBUNTU_RECIPE.read_bytes()).hexdigest()[:12]
-    tag = f"drfleet-testbed/ubuntu:{release}-{digest}"
-    with _lock(f"ubuntu-{release}"):
-        with contextlib.suppress(docker.errors.ImageNotFound):
-            client.images.get(tag)
-            return tag
-        tar = CACHE / f"ubuntu-{release}-{digest}.tar"
-        if not tar.exists():
-            subprocess.run(["bash", str(UBUNTU_RECIPE), release, str(tar)], check=True)
-        client.api.import_image_from_file(
-            str(tar),
-            repository="drfleet-testbed/ubuntu",
-            tag=f"{release}-{digest}",
-            changes=['CMD ["/sbin/init"]'],
-        )
-    return tag
+    return rootfs_image(
+        client,
+        f"ubuntu-{release}",
+        "drfleet-testbed/ubuntu",
+        f"{release}-{digest}",
+        [str(UBUNTU_RECIPE), release],
+        f"ubuntu-{release}-{digest}.tar",
+    )
 
 
 DOCKER_HOST_STEPS = (

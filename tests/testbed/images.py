@@ -73,27 +73,15 @@ def test_ca() -> tuple[Path, Path]:
 def standin_base(client: docker.DockerClient) -> str:
     """The stand-in images' Debian root (simapp/build-rootfs.sh), imported once from its
     cached tarball: its tag."""
-    import subprocess
-
-    from tests.testbed.bed import _lock
+    from tests.testbed.bed import rootfs_image
 
     script = SIMAPP_DIR / "build-rootfs.sh"
-    rootfs_hash = hashlib.sha256(script.read_bytes()).hexdigest()[:12]
-    base = f"drfleet-standin/base:{rootfs_hash}"
-    with _lock("standin-base"):
-        try:
-            client.images.get(base)
-        except docker.errors.ImageNotFound:
-            tar = _cache() / f"simapp-rootfs-{rootfs_hash}.tar"
-            if not tar.exists():
-                subprocess.run(["bash", str(script), str(tar)], check=True)
-            client.api.import_image_from_file(
-                str(tar),
-                repository="drfleet-standin/base",
-                tag=rootfs_hash,
-                changes=['CMD ["bash"]'],
-            )
-    return base
+    digest = hashlib.sha256(script.read_bytes()).hexdigest()[:12]
+    _cache()
+    return rootfs_image(
+        client, "standin-base", "drfleet-standin/base", digest, [str(script)],
+        f"simapp-rootfs-{digest}.tar",
+    )  # fmt: skip
 
 
 def ensure_standin(client: docker.DockerClient | None = None) -> dict[str, str]:

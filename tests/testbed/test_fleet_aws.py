@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from tests.conftest import Run, invoke, schema_ok
+from tests.testbed import nas
 from tests.testbed.bed import ensure_ubuntu_image, kernel_has_esp
 from tests.testbed.drfc_run import NONSTOP, PREFIX, write_drfc
 from tests.testbed.ec2_standin import Ec2StandIn
@@ -245,10 +246,10 @@ def test_up_shows_the_cost_creates_converges_and_down_leaves_nothing(
     drfc = write_drfc(tmp_path / "train", 3, {2: "Monaco", 3: "Bowtie_track"}, 4, NONSTOP)
     # the run's model lives off the fleet (DR_CLOUD=remote, a minio of the user's own, here
     # beside the instances), so that losing the trainer's host loses no checkpoint
-    nas = nas_up(aws, home)
+    nas_url = nas_up(aws, home)
     system = (drfc / "system.env").read_text().replace("DR_CLOUD=local", "DR_CLOUD=remote")
     system = system.replace("DR_LOCAL_S3_PROFILE=minio", "DR_LOCAL_S3_PROFILE=nas")
-    (drfc / "system.env").write_text(system + f"DR_REMOTE_MINIO_URL={nas}\n")
+    (drfc / "system.env").write_text(system + f"DR_REMOTE_MINIO_URL={nas_url}\n")
     on = ("--inventory", str(inv), "--env-dir", str(drfc))
     # provision as the hosts boot: apt's lock held (here by the trainer's apt-daily, as
     # unattended-upgrades holds it) is waited for, the reason said; Ubuntu's docker.io
@@ -357,7 +358,7 @@ def test_up_shows_the_cost_creates_converges_and_down_leaves_nothing(
         assert "leave an abandoned swarm (its managers are gone" in swarm["drfleet-w2"], swarm
         assert "join the swarm of drfleet-trainer" in swarm["drfleet-w2"], swarm
         assert "abandoned" not in swarm["drfleet-w1"] + swarm["drfleet-trainer"], swarm
-        last = json.loads(nas_object(nas, f"{PREFIX}/model/deepracer_checkpoints.json"))
+        last = json.loads(nas_object(nas_url, f"{PREFIX}/model/deepracer_checkpoints.json"))
         inc = invoke(
             "increment-training", "--checkpoint", "last", "--json", *on, env={"HOME": str(home)}
         )
@@ -367,7 +368,7 @@ def test_up_shows_the_cost_creates_converges_and_down_leaves_nothing(
         shares = {w["slot"]: w["episodes"] for w in run.json["plan"]["workers"]}
         for it in trained(on, home, 2, "resumed")[:2]:
             assert Counter(e["slot"] for e in it) == shares  # every slot, none twice
-        loaded = json.loads(nas_object(nas, f"{PREFIX}-1/standin/trainer.json"))
+        loaded = json.loads(nas_object(nas_url, f"{PREFIX}-1/standin/trainer.json"))
         assert loaded["pretrained"]["prefix"] == PREFIX, loaded
         assert loaded["pretrained"]["name"] == last["last_checkpoint"]["name"], (loaded, last)
     finally:
@@ -428,9 +429,6 @@ def trained(
     return [json.loads(found[k].read_text()) for k in sorted(found)]
 
 
-NAS_KEY, NAS_SECRET = "naskey", "nas-secret-1"
-
-
 def nas_up(aws: Ec2StandIn, home: Path) -> str:
     """The stand-in minio (the simapp image's, as test_storage.py's NAS) on the instances'
     network at an address EC2 keeps for itself in every subnet (no instance gets it), with
@@ -441,11 +439,11 @@ def nas_up(aws: Ec2StandIn, home: Path) -> str:
         {aws.network.name: api.create_endpoint_config(ipv4_address=address)}
     )
     box = api.create_container(
-        "drfleet-standin/simapp:1.0-cpu",
-        ["/opt/ml/code/standin.py", "minio", "server", "/data"],
+        nas.IMAGE,
+        nas.COMMAND,
         entrypoint=["python3"],
         name=f"{aws.id}-nas",
-        environment={"MINIO_ROOT_USER": NAS_KEY, "MINIO_ROOT_PASSWORD": NAS_SECRET},
+        environment={"MINIO_ROOT_USER": nas.KEY, "MINIO_ROOT_PASSWORD": nas.SECRET},
         labels=aws.labels,  # removed with the stand-in
         networking_config=net,
         host_config=api.create_host_config(network_mode=aws.network.name),
@@ -453,31 +451,21 @@ def nas_up(aws: Ec2StandIn, home: Path) -> str:
     api.start(box["Id"])
     (home / ".aws").mkdir(parents=True, exist_ok=True)
     (home / ".aws" / "credentials").write_text(
-        f"[nas]\naws_access_key_id = {NAS_KEY}\naws_secret_access_key = {NAS_SECRET}\n"
+        f"[nas]\naws_access_key_id = {nas.KEY}\naws_secret_access_key = {nas.SECRET}\n"
     )
     url = f"http://{address}:9000"
     deadline = time.monotonic() + 60
     while True:
         try:
-            _nas(url).create_bucket(Bucket="bucket")
+            nas.client(url).create_bucket(Bucket="bucket")
             return url
         except Exception:
             assert time.monotonic() < deadline, "the NAS stand-in did not start"
             time.sleep(0.5)
 
 
-def _nas(url: str) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id=NAS_KEY,
-        aws_secret_access_key=NAS_SECRET,
-    )
-
-
 def nas_object(url: str, key: str) -> bytes:
-    body: bytes = _nas(url).get_object(Bucket="bucket", Key=key)["Body"].read()
+    body: bytes = nas.client(url).get_object(Bucket="bucket", Key=key)["Body"].read()
     return body
 
 

@@ -10,17 +10,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from tests.conftest import invoke, schema_ok
-from tests.testbed import TestBed
+from tests.testbed import TestBed, nas
 from tests.testbed.drfc_run import PREFIX, SAGEMAKER, containers, write_drfc
+from tests.testbed.nas import KEY, SECRET
 
 pytestmark = pytest.mark.testbed
 
 NAS = "test-nas"  # not drfleet-*: the tests look for those
-KEY, SECRET = "naskey", "nas-secret-1"
 
 
 def drfc_on(tmp: Path, cloud: str, bucket: str, profile: str) -> tuple[Path, str]:
@@ -44,26 +43,16 @@ def refused(bed: TestBed, env_dir: Path, env: dict[str, str], *expected: str) ->
     assert not [c for h in containers(bed).values() for c in h if c.startswith("drfleet-")]
 
 
-def nas_client(url: str) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id=KEY,
-        aws_secret_access_key=SECRET,
-    )
-
-
 def nas_up(bed: TestBed) -> str:
     """The stand-in minio on h3's port 9000 (from the simapp image h3 has as a worker host)."""
     bed.exec(
         "h3",
         f"docker run -d --name {NAS} -p 9000:9000 -e MINIO_ROOT_USER={KEY} "
-        f"-e MINIO_ROOT_PASSWORD={SECRET} --entrypoint python3 drfleet-standin/simapp:1.0-cpu "
-        "/opt/ml/code/standin.py minio server /data",
+        f"-e MINIO_ROOT_PASSWORD={SECRET} --entrypoint python3 {nas.IMAGE} "
+        + " ".join(nas.COMMAND),
     )
     url = f"http://{bed.hosts['h3'].address}:9000"
-    client = nas_client(url)
+    client = nas.client(url)
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -111,13 +100,13 @@ def test_remote_s3_trains_without_minio_and_bad_input_is_named(
         run = invoke("train", *args, "--wipe", "--json", env=env)
         assert run.code == 0, run.stdout[-2000:] + run.stderr
         try:
-            nas = nas_client(url)
+            store = nas.client(url)
             deadline = time.monotonic() + 120
             key = f"{PREFIX}/standin/iteration-0.json"
-            while not nas.list_objects_v2(Bucket="nasbucket", Prefix=key).get("Contents"):
+            while not store.list_objects_v2(Bucket="nasbucket", Prefix=key).get("Contents"):
                 assert time.monotonic() < deadline, "no iteration trained against the NAS"
                 time.sleep(1)
-            episodes = json.loads(nas.get_object(Bucket="nasbucket", Key=key)["Body"].read())
+            episodes = json.loads(store.get_object(Bucket="nasbucket", Key=key)["Body"].read())
             assert sorted(e["slot"] for e in episodes) == [1, 1, 2, 2]
             running = containers(bed)
             assert not [c for h in running.values() for c in h if c == "drfleet-minio"]
