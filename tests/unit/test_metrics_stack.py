@@ -107,3 +107,20 @@ def test_provision_brings_the_metrics_images_to_the_trainer(tmp_path: Path) -> N
     assert all(i in msg for i in metrics.IMAGES.values()), msg
     (tmp_path / "system.env").write_text("DR_SIMAPP_VERSION=6.0.4-cpu\n")
     assert "metrics" not in drfc_vars(str(tmp_path))["drfc_images"]
+
+
+def test_a_trainer_without_the_images_is_refused_naming_them() -> None:
+    """docker image inspect's answer for a host provisioned without DR_TELEGRAF_HOST."""
+    from types import SimpleNamespace
+
+    from drfleet.hosts.remote import Result
+
+    def run(command, **kw):  # type: ignore[no-untyped-def]
+        argv = command.display()
+        assert "docker image inspect" in argv and kw["become"] is True
+        return Result("h1", argv, 1, "", "Error: No such image: telegraf:1.18-alpine\n", 0.1)
+
+    with pytest.raises(DrfleetError) as err:
+        metrics.lacking(SimpleNamespace(host=SimpleNamespace(name="h1"), run=run))  # type: ignore[arg-type]
+    assert "h1 lacks telegraf:1.18-alpine; nothing was started" in err.value.message
+    assert "drfleet provision" in (err.value.fix or "")
