@@ -3,14 +3,39 @@ tests that break a host put it back before they end)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.testbed import TestBed, ensure_docker_host_image
+from tests.testbed.bed import ensure_ubuntu_image
 from tests.testbed.drfc_run import provisioned, write_drfc
 from tests.testbed.images import ensure_metrics_standins, ensure_standin
+
+
+@pytest.fixture(scope="session", autouse=True)
+def images_built_ahead() -> Iterator[None]:
+    """The slow builds (debootstrap of the Ubuntu roots and of the stand-ins' Debian root)
+    start in the background with the first test-bed test, so the tests that come first run
+    while they build. A later caller waits on the same lock rather than building twice; a
+    build that fails here is tried again by the test that needs it, which then says why."""
+    steps: list[Callable[[], object]] = [
+        lambda: ensure_ubuntu_image("24.04"),
+        lambda: ensure_ubuntu_image("22.04"),
+        ensure_standin,
+        ensure_metrics_standins,
+    ]
+
+    def build() -> None:
+        for step in steps:
+            with contextlib.suppress(Exception):  # said again by the test that needs it
+                step()
+
+    threading.Thread(target=build, name="images-ahead", daemon=True).start()
+    yield
 
 
 @pytest.fixture(scope="session")
