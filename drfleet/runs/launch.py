@@ -548,7 +548,7 @@ def _would_stop(hosts: list[Host], options: Options, run: Run, everything: bool)
         with session(host, options) as s:
             st = agent_client.status(s)
             stacks = set(st.agent.stacks) if everything else {run.eval_stack, run.stack}
-            left = set(st.agent.stacks) - stacks - {METRICS_STACK}
+            left = set(st.agent.stacks) - stacks - execute.ALONGSIDE
             if left == {MINIO_STACK}:  # the last run on the fleet's minio: it goes too
                 stacks.add(MINIO_STACK)
             names = [c.name for c in st.containers if c.stack in stacks]

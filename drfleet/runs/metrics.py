@@ -11,10 +11,8 @@ tells the trainer's agent (through the executor)."""
 
 from __future__ import annotations
 
-import io
 import json
 import secrets
-import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,7 @@ from drfleet.hosts.remote import Options, Session
 from drfleet.localfs import atomic_write
 from drfleet.names import METRICS_DATA, METRICS_STACK, NETWORK
 from drfleet.runs import execute
-from drfleet.runs.training import Staged
+from drfleet.runs.training import Staged, dir_tar
 from drfleet.shell import cmd
 
 # docker/docker-compose-metrics.yml's images
@@ -76,21 +74,13 @@ def refusal(system: EnvFile) -> str | None:
 
 def bundle(udp_port: str) -> Staged:
     """drfleet/data/metrics as the tar the host gets, Telegraf listening on udp_port."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path in sorted(DATA.rglob("*")):
-            info = tarfile.TarInfo(str(path.relative_to(DATA)))
-            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "root", "root"
-            if path.is_dir():
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
-                continue
-            data = path.read_bytes()
-            if path.name == "telegraf.conf":
-                data = data.replace(b"{{PORT}}", udp_port.encode())
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return Staged("metrics", DATA, buf.getvalue())
+
+    def port_in(path: Path, data: bytes) -> bytes:
+        return (
+            data.replace(b"{{PORT}}", udp_port.encode()) if path.name == "telegraf.conf" else data
+        )
+
+    return Staged("metrics", DATA, dir_tar(DATA, "metrics", str(DATA), port_in))
 
 
 def stack_containers(staged: str, password: str) -> list[dict[str, Any]]:

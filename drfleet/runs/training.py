@@ -10,6 +10,7 @@ import os
 import secrets
 import socket
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,11 +76,15 @@ def staged_dirs(cfg: config.TrainingConfig) -> dict[str, Staged]:
                 where=cfg.where(key),
                 fix="point it at the directory to mount into every worker, or remove the line",
             )
-        out[key] = Staged(key, path, _tar(path, key, cfg.where(key)))
+        out[key] = Staged(key, path, dir_tar(path, key, cfg.where(key)))
     return out
 
 
-def _tar(root: Path, key: str, where: str) -> bytes:
+def dir_tar(
+    root: Path, key: str, where: str, edit: Callable[[Path, bytes], bytes] | None = None
+) -> bytes:
+    """root as a deterministic tar (sorted, root's, no times): the same content, the same
+    bytes, so its digest names it. edit: a file's content as it is to be shipped."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path in sorted(root.rglob("*")):
@@ -87,7 +92,11 @@ def _tar(root: Path, key: str, where: str) -> bytes:
             info.uid = info.gid = 0
             info.uname = info.gname = "root"
             info.mtime = 0
-            if info.isfile():
+            if info.isfile() and edit is not None:
+                data = edit(path, path.read_bytes())
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            elif info.isfile():
                 with path.open("rb") as fh:
                     tar.addfile(info, fh)
             elif info.isdir() or info.issym():
