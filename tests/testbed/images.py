@@ -173,7 +173,7 @@ def ensure_metrics_standins(client: docker.DockerClient | None = None) -> dict[s
 
     client = client or docker.from_env()
     base = standin_base(client)
-    parts = sorted(METRICS_DIR.iterdir())
+    parts = sorted(p for p in METRICS_DIR.iterdir() if p.is_file())
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in parts) + base.encode()).hexdigest()[
         :12
     ]

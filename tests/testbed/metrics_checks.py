@@ -63,6 +63,7 @@ def check_metrics(bed: TestBed, inv: str, env_dir: Path, workers: int) -> None:
         schema_ok("metrics", line)
         url = line["url"]
         password = json.loads(Path(line["credentials"]).read_text())["password"]
+        assert password not in json.dumps(line)  # the file is named, the password never said
         assert oct(Path(line["credentials"]).stat().st_mode & 0o777) == "0o600"
         assert _get(f"{url}/api/search", "wrong")[0] == 401
         code, found = _get(f"{url}/api/search?query=DeepRacer", password)
@@ -78,7 +79,9 @@ def check_metrics(bed: TestBed, inv: str, env_dir: Path, workers: int) -> None:
             .replace("$__interval", "1s")
             .replace("$model", PREFIX)
         )
-        proxy = f"{url}/api/datasources/proxy/uid/{uid}/query?" + urllib.parse.urlencode({"q": q})
+        # the database named as Grafana's InfluxQL client names it: the data source's own
+        args = urllib.parse.urlencode({"db": source["database"], "q": q})
+        proxy = f"{url}/api/datasources/proxy/uid/{uid}/query?{args}"
         deadline = time.monotonic() + 90
         while True:
             code, got = _get(proxy, password)
