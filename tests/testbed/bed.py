@@ -229,7 +229,9 @@ def create_host(
     if instance:
         binds[f"{container}-containerd"] = {"bind": "/var/lib/containerd", "mode": "rw"}
     host_config = client.api.create_host_config(
-        cap_add=["SYS_ADMIN", "NET_ADMIN"],
+        # SYS_PTRACE as a real host's root has it: without it, runc cannot enter a container
+        # whose first process runs as another user (`docker exec` fails in setns)
+        cap_add=["SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE"],
         security_opt=["seccomp=unconfined", "apparmor=unconfined"],
         cgroupns="host",
         binds=binds,

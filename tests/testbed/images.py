@@ -89,7 +89,6 @@ def ensure_standin(client: docker.DockerClient | None = None) -> dict[str, str]:
     simapp/image/Dockerfile) and its S3 server image, built once per recipe: a debootstrap
     root (cached tarball), moto wheels fetched on this controller (hosts and images never
     reach PyPI), and the stand-in's scripts."""
-    import subprocess
 
     from tests.testbed.bed import _lock
 
@@ -113,33 +112,9 @@ def ensure_standin(client: docker.DockerClient | None = None) -> dict[str, str]:
         except docker.errors.ImageNotFound:
             pass
         base = standin_base(client)
-        wheels = (
-            _cache() / f"wheels-{hashlib.sha256(' '.join(WHEELS_SPEC).encode()).hexdigest()[:8]}"
+        wheels = _wheels(
+            f"wheels-{hashlib.sha256(' '.join(WHEELS_SPEC).encode()).hexdigest()[:8]}", WHEELS_SPEC
         )
-        if not (wheels / ".complete").exists():
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pip",
-                    "download",
-                    "-q",
-                    "-d",
-                    str(wheels),
-                    "--python-version",
-                    "3.11",
-                    "--only-binary=:all:",
-                    "--platform",
-                    "manylinux2014_x86_64",
-                    "--platform",
-                    "manylinux_2_17_x86_64",
-                    "--platform",
-                    "any",
-                    *WHEELS_SPEC,
-                ],
-                check=True,
-            )
-            (wheels / ".complete").touch()
         with tempfile.TemporaryDirectory() as ctx:
             shutil.copytree(wheels, Path(ctx) / "wheels")
             for p in parts[1:]:
@@ -159,6 +134,25 @@ def ensure_standin(client: docker.DockerClient | None = None) -> dict[str, str]:
             )
             client.images.build(path=ctx, tag=tags["minio"], rm=True, forcerm=True)
     return tags
+
+
+def _wheels(name: str, spec: tuple[str, ...]) -> Path:
+    """Wheels for the stand-ins' Debian Python (3.11), fetched once on this controller into the
+    cache (hosts and images never reach PyPI)."""
+    import subprocess
+
+    wheels = _cache() / name
+    if not (wheels / ".complete").exists():
+        platforms = ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "any")
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "-q", "-d", str(wheels)]
+            + ["--python-version", "3.11", "--only-binary=:all:"]
+            + [arg for p in platforms for arg in ("--platform", p)]
+            + list(spec),
+            check=True,
+        )
+        (wheels / ".complete").touch()
+    return wheels
 
 
 METRICS_DIR = Path(__file__).with_name("metrics")
@@ -200,3 +194,42 @@ def ensure_metrics_standins(client: docker.DockerClient | None = None) -> dict[s
                     forcerm=True,
                 )
     return dict(IMAGES)
+
+
+ANALYSIS_DIR = Path(__file__).with_name("analysis")
+ANALYSIS_WHEELS = ("jupyterlab", "boto3", "awscli")
+
+
+def ensure_analysis_standin(client: docker.DockerClient | None = None) -> str:
+    """The log-analysis image under the tag drfleet runs by default (DR_ANALYSIS_IMAGE=cpu),
+    built once per recipe (analysis/Dockerfile) on the stand-in simapp's Debian root, with the
+    real JupyterLab from wheels fetched on this controller."""
+    from drfleet.runs.loganalysis import image_of
+    from tests.testbed.bed import _lock
+
+    client = client or docker.from_env()
+    tag = image_of("cpu")
+    base = standin_base(client)
+    parts = sorted(p for p in ANALYSIS_DIR.iterdir() if p.is_file())
+    spec = " ".join(ANALYSIS_WHEELS).encode()
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in parts) + spec + base.encode())
+    with _lock("analysis"):
+        try:
+            if client.images.get(tag).labels.get("drfleet.recipe") == digest.hexdigest()[:12]:
+                return tag
+        except docker.errors.ImageNotFound:
+            pass
+        wheels = _wheels(f"analysis-wheels-{hashlib.sha256(spec).hexdigest()[:8]}", ANALYSIS_WHEELS)
+        with tempfile.TemporaryDirectory() as ctx:
+            shutil.copytree(wheels, Path(ctx) / "wheels")
+            for p in parts:
+                shutil.copy(p, Path(ctx) / p.name)
+            client.images.build(
+                path=ctx,
+                tag=tag,
+                buildargs={"BASE": base},
+                labels={"drfleet.recipe": digest.hexdigest()[:12]},
+                rm=True,
+                forcerm=True,
+            )
+    return tag
