@@ -32,7 +32,10 @@ METRICS_DATA = f"{STATE_DIR}/metrics"  # the metrics stack's InfluxDB
 IMAGE_PINS = f"{STATE_DIR}/images.json"  # tag -> id as provisioning verified it (the agent's)
 XAUTHORITY = f"{STATE_DIR}/Xauthority"
 STAGED_FILES = f"{STATE_DIR}/files"  # directories shipped to worker hosts, by digest
-ROBOMAKER_LOGS = f"{STATE_DIR}/logs/robomaker"
+LOGS = f"{STATE_DIR}/logs"  # DRfC's data/logs: what log analysis sees as /workspace/logs
+ROBOMAKER_LOGS = f"{LOGS}/robomaker"  # DR_ROBOMAKER_MOUNT_LOGS: <prefix>/ per run, as DRfC's
+ANALYSIS_DATA = f"{STATE_DIR}/analysis"  # DRfC's data/analysis: the notebooks' own folder
+ANALYSIS_AWS = f"{STATE_DIR}/analysis-aws"  # the analysis container's ~/.aws: the run's S3
 LIB_DIR = "/usr/local/lib/drfleet"
 AGENT_PYZ = f"{LIB_DIR}/drfleet-agent.pyz"
 AGENT_UNIT = "/etc/systemd/system/drfleet-agent.service"
@@ -41,6 +44,7 @@ TASKSET_SHIM = f"{LIB_DIR}/taskset"
 
 MINIO_STACK = "s3"  # minio alone, shared by every run on the fleet (DRfC's s3 stack)
 METRICS_STACK = "metrics"  # Telegraf, InfluxDB, Grafana (DRfC's deepracer-metrics)
+ANALYSIS_STACK = "log-analysis"  # the Jupyter container (DRfC's deepracer-analysis)
 RUN_PORT_STEP = 100  # run N publishes its ports N * 100 above run 0's
 
 

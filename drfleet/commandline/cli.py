@@ -14,6 +14,7 @@ from rich.text import Text
 
 from drfleet import __version__
 from drfleet.commandline import (
+    cli_analysis,
     cli_cloud,
     cli_droa,
     cli_eval,
@@ -28,6 +29,7 @@ from drfleet.commandline.command import (
     inventory_and_options,
     print_json,
     print_json_line,
+    shipped_playbook,
     show,
     workers_given,
 )
@@ -144,7 +146,7 @@ def provision(
         raise DrfleetError(
             f"--images-from {images_from}: use pull, controller, controller-direct or peer"
         )
-    book = loader.load(playbook or default_playbook())
+    book = loader.load(playbook or shipped_playbook("provision.yml"))
     inv, remote = inventory_and_options(
         inventory, known_hosts, accept_new_host_keys, forks, env_dir=env_dir, quiet=json
     )
@@ -163,19 +165,6 @@ def provision(
         recap.show(reports, check, diff)
     if any(r.failed for r in reports.values()):
         raise Exit(code=1)
-
-
-def default_playbook() -> Path:
-    for candidate in (
-        Path("playbooks/provision.yml"),
-        Path(__file__).resolve().parents[2] / "playbooks" / "provision.yml",
-        Path(__file__).resolve().parents[1] / "data" / "playbooks" / "provision.yml",
-    ):
-        if candidate.exists():
-            return candidate
-    raise DrfleetError(
-        "no playbooks/provision.yml here or in the drfleet installation", fix="pass --playbook FILE"
-    )
 
 
 def drfc_vars(env_dir: str | None) -> dict[str, Any]:
@@ -602,6 +591,68 @@ def init(c: Any, env_dir: str | None = None, json: bool = False, verbose: int = 
         print(f"kept    {f} (exists)")
 
 
+@command(
+    stop="end the container (the notebooks' folder stays on the host)",
+    port="local port for Jupyter (default: any free one)",
+    detach="start it (or find it running) and return, without forwarding Jupyter here",
+    logs="follow the container's log (dr-logs-loganalysis) and start nothing",
+    collect="only bring every worker host's logs to the trainer's host (done on each start)",
+    images_from="where the image comes from when the host lacks it, as provision's: "
+    "pull (default), controller, controller-direct or peer",
+)
+def log_analysis(
+    c: Any,
+    stop: bool = False,
+    port: int = 0,
+    detach: bool = False,
+    logs: bool = False,
+    collect: bool = False,
+    images_from: str = "pull",
+    json: bool = False,
+    inventory: str | None = None,
+    env_dir: str | None = None,
+    accept_new_host_keys: bool = False,
+    known_hosts: str | None = None,
+    verbose: int = 0,
+) -> None:
+    """Log analysis (DRfC's dr-start-loganalysis): the deepracer-analysis Jupyter image
+    (DR_ANALYSIS_IMAGE) on the trainer's host, with the run's S3 as DR_LOCAL_S3_PROFILE and
+    every worker's logs under logs/robomaker; Jupyter forwarded to 127.0.0.1 here through SSH
+    until Ctrl-C, its URL with the token printed (dr-url-loganalysis)."""
+    cli_analysis.run(
+        provision_image, stop, port, detach, logs, collect, images_from, json, inventory,
+        env_dir, accept_new_host_keys, known_hosts,
+    )  # fmt: skip
+
+
+def provision_image(
+    inv: Any, trainer: Any, image: str, images_from: str, remote: Any, quiet: bool
+) -> None:
+    """An image on one host by provision's own image task (playbooks/log-analysis.yml: pulled
+    there, or copied as --images-from says); nothing happens when the host has it."""
+    from drfleet.playbook import loader, recap
+    from drfleet.playbook.runner import Runner, RunOptions
+
+    if images_from not in ("pull", "controller", "controller-direct", "peer"):
+        raise DrfleetError(
+            f"--images-from {images_from}: use pull, controller, controller-direct or peer"
+        )
+    book = loader.load(shipped_playbook(cli_analysis.PLAYBOOK))
+    options = RunOptions(
+        remote=remote, extra_vars={"analysis_image": image}, images_from=images_from
+    )
+    with Board([trainer.name], title="log-analysis image", quiet=quiet) as board:
+        reports = Runner(book, inv, [trainer], options, board).run()
+    if any(r.failed for r in reports.values()):
+        if not quiet:
+            recap.show(reports, False, False)
+        raise DrfleetError(
+            f"{trainer.name} lacks {image} and it could not be put there; nothing was started",
+            fix="see the task above; without a registry, `--images-from controller` copies it "
+            "from this machine's docker",
+        )
+
+
 ns = Collection(
     facts,
     provision,
@@ -618,6 +669,7 @@ ns = Collection(
     *cli_droa.TASKS,
     *cli_cloud.TASKS,
     *cli_watch.TASKS,
+    log_analysis,
 )
 ns.configure({"run": {"echo_stdin": False}})
 

@@ -194,3 +194,17 @@ def print_json_line(doc: Any) -> None:
     """One document per line (JSON Lines), for output that goes on (watch, logs)."""
     sys.stdout.write(_json.dumps(doc, sort_keys=False) + "\n")
     sys.stdout.flush()
+
+
+def shipped_playbook(name: str) -> Path:
+    """One of drfleet's playbooks: playbooks/NAME here, in the checkout, or in the package."""
+    for candidate in (
+        Path("playbooks") / name,
+        Path(__file__).resolve().parents[2] / "playbooks" / name,
+        Path(__file__).resolve().parents[1] / "data" / "playbooks" / name,
+    ):
+        if candidate.exists():
+            return candidate
+    raise DrfleetError(
+        f"no playbooks/{name} here or in the drfleet installation", fix="pass --playbook FILE"
+    )

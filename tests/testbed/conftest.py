@@ -13,7 +13,7 @@ import pytest
 from tests.testbed import TestBed, ensure_docker_host_image
 from tests.testbed.bed import ensure_ubuntu_image
 from tests.testbed.drfc_run import provisioned, write_drfc
-from tests.testbed.images import ensure_metrics_standins, ensure_standin
+from tests.testbed.images import ensure_analysis_standin, ensure_metrics_standins, ensure_standin
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -27,6 +27,7 @@ def images_built_ahead() -> Iterator[None]:
         lambda: ensure_ubuntu_image("22.04"),
         ensure_standin,
         ensure_metrics_standins,
+        ensure_analysis_standin,
     ]
 
     def build() -> None:
@@ -42,6 +43,7 @@ def images_built_ahead() -> Iterator[None]:
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestBed, Path]]:
     ensure_standin()
     ensure_metrics_standins()  # provision puts them on the trainer: DR_TELEGRAF_HOST below
+    ensure_analysis_standin()  # log-analysis copies it to the trainer from here
     image = ensure_docker_host_image(tmp_path_factory.mktemp("bake"))
     env_dir = write_drfc(
         tmp_path_factory.mktemp("drfc"),
@@ -56,6 +58,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestBed, P
         fh.write("DR_ROBOMAKER_MOUNT_SCRIPTS_DIR=scripts\n")
         # the metrics stack, as DRfC's template has it commented out (drfleet metrics)
         fh.write("DR_TELEGRAF_HOST=telegraf\nDR_TELEGRAF_PORT=8092\n")
+        # the workers' ros logs on their hosts, which log-analysis collects
+        fh.write("DR_ROBOMAKER_MOUNT_LOGS=True\n")
     with (env_dir / "run.env").open("a") as fh:
         fh.write("DR_TRAIN_RTF=1.5\n")  # run.sh writes it into each worker's world file
     with TestBed(3, tmp_path_factory.mktemp("fleet"), image=image) as bed:

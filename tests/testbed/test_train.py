@@ -17,6 +17,7 @@ import yaml
 
 from tests.conftest import REPO, Run, invoke, schema_ok
 from tests.testbed import TestBed
+from tests.testbed.analysis_checks import check_log_analysis
 from tests.testbed.drfc_run import (
     PREFIX,
     SAGEMAKER,
@@ -107,6 +108,7 @@ def test_five_workers_on_three_hosts_train_as_planned(
         check_worker_reports(bed, planned)
         check_robomaker_stats(inv, env_dir, planned)
         check_metrics(bed, inv, env_dir, len(planned))
+        check_log_analysis(bed, inv, env_dir, planned)
         vnc = invoke("vnc", "--worker", "2", "--inventory", inv)  # DR_GUI_ENABLE=False
         assert vnc.code == 2 and "DR_GUI_ENABLE=True" in vnc.stderr, vnc.stderr
         check_progress_in_status(bed, env_dir, planned)

@@ -34,6 +34,7 @@ PURE = (
     "drfleet.drfc.settings",
     "drfleet.runs.placement",
     "drfleet.runs.specs",
+    "drfleet.runs.loganalysis",
     "drfleet.runs.observe",
     "drfleet.images.image_layers",
     "drfleet.images.relay_trust",
