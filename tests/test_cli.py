@@ -137,6 +137,18 @@ def test_droa_commands_say_what_is_missing_before_they_reach_anything(tmp_path: 
     assert "cannot reach" not in run.stderr  # refused before DRoA is asked anything
 
 
+def test_log_analysis_says_what_is_wrong_before_it_reaches_a_host(tmp_path: Path) -> None:
+    run = drfleet("log-analysis", "--stop", "--logs", cwd=tmp_path)
+    assert run.code == 2 and "give one of --stop, --logs and --collect" in run.stderr
+    run = drfleet("log-analysis", "--images-from", "registry", cwd=tmp_path)
+    assert run.code == 2 and "--images-from registry: use pull, controller" in run.stderr
+    (tmp_path / "system.env").write_text("DR_CLOUD=local\nDR_ANALYSIS_IMAGE='cpu latest'\n")
+    (tmp_path / "run.env").write_text("DR_LOCAL_S3_MODEL_PREFIX=m\n")
+    run = drfleet("log-analysis", "--detach", cwd=tmp_path)
+    assert run.code == 2 and "DR_ANALYSIS_IMAGE=cpu latest is not an image tag" in run.stderr
+    assert "system.env" in run.stderr
+
+
 def test_download_models_source_flags_go_with_a_source(tmp_path: Path) -> None:
     run = drfleet("download-model", "--source-profile", "minio", cwd=tmp_path)
     assert run.code == 2 and "go with --source URL" in run.stderr

@@ -633,10 +633,6 @@ def provision_image(
     from drfleet.playbook import loader, recap
     from drfleet.playbook.runner import Runner, RunOptions
 
-    if images_from not in ("pull", "controller", "controller-direct", "peer"):
-        raise DrfleetError(
-            f"--images-from {images_from}: use pull, controller, controller-direct or peer"
-        )
     book = loader.load(shipped_playbook(cli_analysis.PLAYBOOK))
     options = RunOptions(
         remote=remote, extra_vars={"analysis_image": image}, images_from=images_from

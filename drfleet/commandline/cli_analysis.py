@@ -24,6 +24,7 @@ from drfleet.names import ANALYSIS_AWS, ANALYSIS_DATA, ANALYSIS_STACK, LOGS, ROB
 from drfleet.runs import loganalysis as la
 from drfleet.shell import cmd, join
 
+IMAGES_FROM = ("pull", "controller", "controller-direct", "peer")  # provision's
 PLAYBOOK = "log-analysis.yml"  # what image_on runs on the trainer's host
 # (inventory, trainer, image, --images-from, options, quiet): the image put on the host
 ImageStep = Callable[[Inventory, Host, str, str, Options, bool], None]
@@ -52,6 +53,8 @@ def run(
 
     if sum((stop, logs, collect)) > 1:
         raise DrfleetError("give one of --stop, --logs and --collect")
+    if images_from not in IMAGES_FROM:
+        raise DrfleetError(f"--images-from {images_from}: use {', '.join(IMAGES_FROM)}")
     inv, options = inventory_and_options(
         inventory, known_hosts, accept_new_host_keys, env_dir=env_dir, quiet=json
     )
@@ -68,6 +71,9 @@ def run(
         return
     if logs:
         with session(trainer, options) as s:
+            running = s.run(cmd("docker", "inspect", la.NAME), become=True, check=False)
+            if running.exit_code != 0:  # as dr-logs-loganalysis says it
+                raise DrfleetError(f"log analysis is not running on {trainer.name}")
             for chunk in s.stream_out(cmd("docker", "logs", "-f", la.NAME), become=True):
                 sys.stdout.buffer.write(chunk)
                 sys.stdout.flush()
