@@ -42,6 +42,7 @@ DATABASE = "influx"  # docker/metrics/configuration.env INFLUXDB_DB
 DATA = Path(__file__).resolve().parents[1] / "data" / "metrics"
 DASHBOARD = "drfleet-training"  # the provisioned dashboard's uid
 DATASOURCE = "drfleet-influxdb"
+GRAFANA = "drfleet-grafana"  # its container
 
 
 def wanted(system: EnvFile) -> bool:
@@ -113,7 +114,7 @@ def stack_containers(staged: str, password: str) -> list[dict[str, Any]]:
         },
         {
             **common,
-            "name": "drfleet-grafana",
+            "name": GRAFANA,
             "image": IMAGES["grafana"],
             "aliases": ["grafana"],
             "env": {"GF_SECURITY_ADMIN_USER": "admin", "GF_SECURITY_ADMIN_PASSWORD": password},
@@ -130,35 +131,68 @@ def stack_containers(staged: str, password: str) -> list[dict[str, Any]]:
     ]
 
 
-def credentials(env_dir: Path) -> tuple[Path, str]:
-    """Grafana's admin password: made once (.drfleet/grafana-credentials.json, 0600) and
-    kept, as Grafana keeps the one it first started with. DRfC's is admin/admin."""
+def credentials(env_dir: Path, running: str | None = None) -> tuple[Path, str]:
+    """Grafana's admin password: the running Grafana's when there is one (started perhaps
+    from another env dir: its data lives in its container, so the password it started with
+    is the one it takes), written into this env dir's .drfleet/grafana-credentials.json
+    (0600); else the one that file holds; else a new one, made once and kept. DRfC's is
+    admin/admin."""
     path = env_dir / ".drfleet" / "grafana-credentials.json"
     try:
-        return path, str(json.loads(path.read_text())["password"])
+        kept = str(json.loads(path.read_text())["password"])
     except FileNotFoundError:
-        pass
+        kept = None
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DrfleetError(
-            f"{path} cannot be read: {exc}", fix="remove it; a new password is made"
-        ) from exc
-    password = secrets.token_urlsafe(18)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, json.dumps({"user": "admin", "password": password}) + "\n", mode=0o600)
+        if running is None:
+            raise DrfleetError(
+                f"{path} cannot be read: {exc}", fix="remove it; a new password is made"
+            ) from exc
+        kept = None
+    password = running or kept or secrets.token_urlsafe(18)
+    if password != kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps({"user": "admin", "password": password}) + "\n", mode=0o600)
     return path, password
+
+
+def password_in(env: str) -> str | None:
+    """GF_SECURITY_ADMIN_PASSWORD in a container's environment as `docker inspect` gives it
+    with --format '{{json .Config.Env}}' (a JSON list of NAME=value), or None."""
+    try:
+        items = json.loads(env)
+    except ValueError:
+        return None
+    for item in items if isinstance(items, list) else ():
+        name, _, value = str(item).partition("=")
+        if name == "GF_SECURITY_ADMIN_PASSWORD" and value:
+            return value
+    return None
+
+
+def running_password(sess: Session) -> str | None:
+    """The password the host's Grafana container was started with, if it has one; read as
+    the secret it is (never echoed)."""
+    res = sess.run(
+        cmd("docker", "inspect", "--format", "{{json .Config.Env}}", GRAFANA),
+        become=True,
+        check=False,
+        prints_secret=True,
+        timeout=60,
+        task="metrics password",
+    )
+    return password_in(res.stdout) if res.exit_code == 0 else None
 
 
 def start(inv: Inventory, options: Options, env_dir: Path, stop: bool = False) -> tuple[Host, Path]:
     """Starts (or with stop, ends) the stack on the trainer's host, as a stack of its own
-    that no run's train or stop touches; its host and the file holding Grafana's password.
-    InfluxDB's data stays on the host when it ends."""
+    that no run's train or stop touches; its host and the file holding Grafana's password
+    (the running Grafana's, so every env dir's file names the one it takes). InfluxDB's
+    data stays on the host when it ends."""
     trainer = next((h for h in inv.hosts.values() if "trainer" in h.roles), None)
     if trainer is None:
         raise DrfleetError("no host has the trainer role: the metrics stack runs on it")
     path = env_dir / "system.env"
-    creds, password = credentials(env_dir)
-    containers: tuple[ContainerSpec, ...] = ()
-    staged = {}
+    system = None
     if not stop:
         if not path.exists():
             raise DrfleetError(f"no system.env in {env_dir.resolve()}", fix="pass --env-dir")
@@ -166,20 +200,23 @@ def start(inv: Inventory, options: Options, env_dir: Path, stop: bool = False) -
         why = refusal(system)
         if why:
             raise DrfleetError(why, where=str(path))
-        files = bundle(port(system, str(path)))
-        staged = {"metrics": files}
-        docs = stack_containers(files.host_path, password)
-        containers = execute.typed(trainer.name, METRICS_STACK, docs)
-    intent = execute.Intent(
-        "metrics",
-        # no run's assignment: forced, at a generation of its own, none taken from the runs'
-        (execute.Stack(trainer.name, METRICS_STACK, "", containers, 180, True, generation=1),),
-        preflight=execute.Preflight(),
-        staged=staged,
-    )
     with execute.opened({trainer.name: trainer}, options) as sessions:
-        if not stop:
+        creds, password = credentials(env_dir, running_password(sessions[trainer.name]))
+        containers: tuple[ContainerSpec, ...] = ()
+        staged = {}
+        if system is not None:
             lacking(sessions[trainer.name])
+            files = bundle(port(system, str(path)))
+            staged = {"metrics": files}
+            docs = stack_containers(files.host_path, password)
+            containers = execute.typed(trainer.name, METRICS_STACK, docs)
+        intent = execute.Intent(
+            "metrics",
+            # no run's assignment: forced, at a generation of its own, none taken from the runs'
+            (execute.Stack(trainer.name, METRICS_STACK, "", containers, 180, True, generation=1),),
+            preflight=execute.Preflight(),
+            staged=staged,
+        )
         execute.execute(intent, env_dir, sessions, options.limit).raise_first()
     return trainer, creds
 

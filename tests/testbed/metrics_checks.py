@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -34,6 +36,21 @@ def start_metrics(bed: TestBed, inv: str, env_dir: Path) -> None:
     listening = bed.exec("h1", "ss -Htln 'sport = :3000'")
     local = [line.split()[3] for line in listening.splitlines() if line.strip()]
     assert local == ["127.0.0.1:3000"], listening  # Grafana on loopback, nowhere else
+
+
+def _second_env_dir_takes_the_running_password(
+    inv: str, env_dir: Path, url: str, password: str
+) -> None:
+    """Another env dir's `metrics` (a second run's) finds Grafana running and takes its
+    password, so the first env dir's file stays true and Grafana keeps answering it."""
+    other = Path(tempfile.mkdtemp(prefix="second-", dir=env_dir.parent))
+    for name in ("system.env", "run.env"):
+        shutil.copy(env_dir / name, other / name)
+    run = invoke("metrics", "-i", inv, "--env-dir", str(other), "--detach", "--json")
+    assert run.code == 0, run.stdout[-2000:] + run.stderr
+    assert password not in run.stdout + run.stderr
+    assert json.loads(Path(run.json["credentials"]).read_text())["password"] == password
+    assert _get(f"{url}/api/search?query=DeepRacer", password)[0] == 200
 
 
 def _get(url: str, password: str | None) -> tuple[int, Any]:
@@ -93,6 +110,7 @@ def check_metrics(bed: TestBed, inv: str, env_dir: Path, workers: int) -> None:
             time.sleep(2)
         for s in series:
             assert s["values"] and all(v[1] > 0 for v in s["values"]), s  # rewards came
+        _second_env_dir_takes_the_running_password(inv, env_dir, url, password)
     finally:
         proc.kill()
         proc.wait()

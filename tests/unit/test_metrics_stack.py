@@ -96,6 +96,43 @@ def test_grafanas_password_is_made_once_and_kept_in_a_0600_file(tmp_path: Path) 
         metrics.credentials(tmp_path)
 
 
+def test_the_running_grafanas_password_wins_and_is_written_for_this_env_dir(
+    tmp_path: Path,
+) -> None:
+    """A second env dir's `metrics` takes the password the running Grafana started with (from
+    the first env dir), so it does not restart Grafana with one of its own; the first's file
+    stays true."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    path_a, made = metrics.credentials(first)
+    env = json.dumps(
+        ["PATH=/usr/bin", "GF_SECURITY_ADMIN_USER=admin", f"GF_SECURITY_ADMIN_PASSWORD={made}"]
+    )
+    running = metrics.password_in(env)
+    assert running == made
+    path_b, got = metrics.credentials(second, running)
+    assert got == made and json.loads(path_b.read_text())["password"] == made
+    assert path_b.stat().st_mode & 0o777 == 0o600
+    assert metrics.credentials(first, running) == (path_a, made)
+    path_a.write_text("{not json")  # a broken file is replaced by what runs
+    assert metrics.credentials(first, running) == (path_a, made)
+    assert json.loads(path_a.read_text())["password"] == made
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        "",
+        "null",
+        "[]",
+        '["GF_SECURITY_ADMIN_PASSWORD="]',
+        '["X=GF_SECURITY_ADMIN_PASSWORD=a"]',
+        "{}",
+    ],
+)
+def test_no_password_in_an_environment_without_one(env: str) -> None:
+    assert metrics.password_in(env) is None
+
+
 def test_provision_brings_the_metrics_images_to_the_trainer(tmp_path: Path) -> None:
     (tmp_path / "system.env").write_text(
         "DR_SIMAPP_VERSION=6.0.4-cpu\nDR_TELEGRAF_HOST=telegraf\nDR_TELEGRAF_PORT=8092\n"
