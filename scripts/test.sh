@@ -9,4 +9,5 @@ export PATH="$PWD/.venv/bin:$PATH"
 ruff check .
 ruff format --check .
 mypy
-exec python -m pytest "$@"
+# two streams side by side (tests/conftest.py STREAMS); -n 0 after them runs one
+exec python -m pytest -n 2 --dist loadgroup "$@"

@@ -21,6 +21,20 @@ from tests.testbed import TestBed
 REPO = Path(__file__).resolve().parent.parent
 
 
+STREAMS = ("fleet", "rest")  # the suite's two streams, side by side (scripts/test.sh)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Splits the suite into two streams that pytest-xdist runs side by side (scripts/test.sh:
+    -n 2 --dist loadgroup, one group per worker): the tests on the shared training fleet,
+    which boots once and must stay in one process, and all the rest, whose beds are their
+    own. Each stream waits on its hosts half of the time (docs/testing.md has the
+    measurements), so two fill the machine's cores that one leaves idle."""
+    for item in items:
+        stream = STREAMS[0] if "fleet" in getattr(item, "fixturenames", ()) else STREAMS[1]
+        item.add_marker(pytest.mark.xdist_group(stream))
+
+
 @dataclass
 class Run:
     code: int

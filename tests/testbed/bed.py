@@ -203,6 +203,21 @@ def _free_subnet(client: docker.DockerClient) -> ipaddress.IPv4Network:
     raise RuntimeError("no free /24 in 10.213.0.0/16 for the test bed")
 
 
+def bed_network(
+    client: docker.DockerClient, name: str, labels: dict[str, str]
+) -> tuple[Any, ipaddress.IPv4Network]:
+    """A bridge network on a /24 no other network or route uses, and that /24. Chosen and
+    made under a lock: the suite's two streams (scripts/test.sh) start beds side by side,
+    and two of them must not pick the same free /24."""
+    with _lock("subnet"):
+        subnet = _free_subnet(client)
+        gateway = str(subnet.network_address + 1)
+        ipam = docker.types.IPAMConfig(
+            pool_configs=[docker.types.IPAMPool(subnet=str(subnet), gateway=gateway)]
+        )
+        return client.networks.create(name, driver="bridge", ipam=ipam, labels=labels), subnet
+
+
 def create_host(
     client: docker.DockerClient,
     image: str | None,
@@ -305,14 +320,7 @@ class TestBed:
             ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", self.id, "-f", str(self.key)],
             check=True,
         )
-        self.subnet = _free_subnet(self.client)
-        gateway = str(self.subnet.network_address + 1)
-        ipam = docker.types.IPAMConfig(
-            pool_configs=[docker.types.IPAMPool(subnet=str(self.subnet), gateway=gateway)]
-        )
-        self.network = self.client.networks.create(
-            f"{self.id}-net", driver="bridge", ipam=ipam, labels=self._labels()
-        )
+        self.network, self.subnet = bed_network(self.client, f"{self.id}-net", self._labels())
         names = [f"h{i}" for i in range(1, self.n + 1)]
         try:
             with ThreadPoolExecutor(max_workers=len(names)) as pool:

@@ -107,14 +107,7 @@ class Ec2StandIn:
 
         bedmod.reap_orphans(self.client)
         labels = {bedmod.LABEL: self.id, bedmod.OWNER: bedmod._me()}
-        self.subnet = bedmod._free_subnet(self.client)
-        gateway = str(self.subnet.network_address + 1)
-        ipam = docker.types.IPAMConfig(
-            pool_configs=[docker.types.IPAMPool(subnet=str(self.subnet), gateway=gateway)]
-        )
-        self.network = self.client.networks.create(
-            f"{self.id}-net", driver="bridge", ipam=ipam, labels=labels
-        )
+        self.network, self.subnet = bedmod.bed_network(self.client, f"{self.id}-net", labels)
         self.labels = labels
         self.moto = DomainDispatcherApplication(create_backend_app)
         self.server = make_server("127.0.0.1", 0, self._app, threaded=True, request_handler=_Quiet)
