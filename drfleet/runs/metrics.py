@@ -183,11 +183,14 @@ def running_password(sess: Session) -> str | None:
     return password_in(res.stdout) if res.exit_code == 0 else None
 
 
-def start(inv: Inventory, options: Options, env_dir: Path, stop: bool = False) -> tuple[Host, Path]:
+def start(
+    inv: Inventory, options: Options, env_dir: Path, stop: bool = False
+) -> tuple[Host, Path | None]:
     """Starts (or with stop, ends) the stack on the trainer's host, as a stack of its own
     that no run's train or stop touches; its host and the file holding Grafana's password
-    (the running Grafana's, so every env dir's file names the one it takes). InfluxDB's
-    data stays on the host when it ends."""
+    (the running Grafana's, so every env dir's file names the one it takes; None on stop,
+    which neither reads nor writes a password). InfluxDB's data stays on the host when it
+    ends."""
     trainer = next((h for h in inv.hosts.values() if "trainer" in h.roles), None)
     if trainer is None:
         raise DrfleetError("no host has the trainer role: the metrics stack runs on it")
@@ -201,10 +204,11 @@ def start(inv: Inventory, options: Options, env_dir: Path, stop: bool = False) -
         if why:
             raise DrfleetError(why, where=str(path))
     with execute.opened({trainer.name: trainer}, options) as sessions:
-        creds, password = credentials(env_dir, running_password(sessions[trainer.name]))
+        creds = None
         containers: tuple[ContainerSpec, ...] = ()
         staged = {}
         if system is not None:
+            creds, password = credentials(env_dir, running_password(sessions[trainer.name]))
             lacking(sessions[trainer.name])
             files = bundle(port(system, str(path)))
             staged = {"metrics": files}

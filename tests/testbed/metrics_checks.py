@@ -114,7 +114,11 @@ def check_metrics(bed: TestBed, inv: str, env_dir: Path, workers: int) -> None:
     finally:
         proc.kill()
         proc.wait()
-    run = invoke("metrics", "-i", inv, "--env-dir", str(env_dir), "--stop", "--json")
+    # ended from an env dir that never started it: no password is read or written there
+    elsewhere = Path(tempfile.mkdtemp(prefix="stopper-", dir=env_dir.parent))
+    run = invoke("metrics", "-i", inv, "--env-dir", str(elsewhere), "--stop", "--json")
     assert run.code == 0 and run.json["running"] is False, run.stdout + run.stderr
+    assert run.json["credentials"] is None
+    assert not (elsewhere / ".drfleet" / "grafana-credentials.json").exists()
     assert not STACK & set(containers(bed)["h1"])
     assert bed.exec("h1", "ls /var/lib/drfleet/metrics/influxdb").split()  # data kept
