@@ -21,16 +21,23 @@ from tests.testbed import TestBed
 REPO = Path(__file__).resolve().parent.parent
 
 
-STREAMS = ("fleet", "rest")  # the suite's two streams, side by side (scripts/test.sh)
+STREAMS = ("fleet", "rest")  # the test-bed tests' two streams, side by side (scripts/test.sh)
+TESTBED = Path(__file__).resolve().parent / "testbed"
 
 
+@pytest.hookimpl(tryfirst=True)  # xdist's worker reads the group into the node id after this
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Splits the suite into two streams that pytest-xdist runs side by side (scripts/test.sh:
-    -n 2 --dist loadgroup, one group per worker): the tests on the shared training fleet,
-    which boots once and must stay in one process, and all the rest, whose beds are their
-    own. Each stream waits on its hosts half of the time (docs/testing.md has the
-    measurements), so two fill the machine's cores that one leaves idle."""
+    """Marks every test under tests/testbed `testbed`, so `-m "not testbed"` leaves out each
+    one that needs dockerd, and splits those into two streams that pytest-xdist runs side by
+    side (scripts/test.sh: -n 2 --dist loadgroup, one group per worker): the tests on the
+    shared training fleet, which boots once and must stay in one process, and all the rest,
+    whose beds are their own. Each stream waits on its hosts half of the time
+    (docs/testing.md has the measurements), so two fill the cores one leaves idle. The unit
+    tests belong to no group: xdist hands them to whichever worker is free."""
     for item in items:
+        if not item.path.is_relative_to(TESTBED):
+            continue
+        item.add_marker(pytest.mark.testbed)
         stream = STREAMS[0] if "fleet" in getattr(item, "fixturenames", ()) else STREAMS[1]
         item.add_marker(pytest.mark.xdist_group(stream))
 
