@@ -17,8 +17,6 @@ import pytest
 from tests.testbed.agent_harness import AgentHarness, all_running, mode
 from tests.testbed.images import ensure_busybox
 
-pytestmark = pytest.mark.testbed
-
 
 @pytest.fixture(scope="session")
 def busybox() -> str:

@@ -14,7 +14,6 @@ from drfleet.hosts import agent_bundle
 from tests.testbed import TestBed, ensure_docker_host_image
 from tests.testbed.images import ensure_busybox
 
-pytestmark = pytest.mark.testbed
 PYZ = "/usr/local/lib/drfleet/drfleet-agent.pyz"
 
 

@@ -6,14 +6,11 @@ import base64
 from pathlib import Path
 
 import paramiko
-import pytest
 import yaml
 
 from drfleet.hosts.hostkeys import fingerprint
 from tests.conftest import drfleet, invoke
 from tests.testbed import TestBed
-
-pytestmark = pytest.mark.testbed
 
 
 def fingerprints(keys: list[str]) -> set[str]:

@@ -25,7 +25,6 @@ from tests.testbed.drfc_run import NONSTOP, PREFIX, write_drfc
 from tests.testbed.ec2_standin import Ec2StandIn
 from tests.testbed.images import ensure_standin
 
-pytestmark = pytest.mark.testbed
 CONTROLLER = "10.0.0.0/8"  # the bed's networks: the controller reaches the hosts from there
 
 

@@ -14,7 +14,6 @@ from tests.conftest import Run, invoke, killed, provision, provision_args
 from tests.testbed import TestBed, kernel_has_esp
 from tests.testbed.images import ensure_busybox
 
-pytestmark = pytest.mark.testbed
 SIMAPP, MINIO = "drfleet-test/simapp:1.0-cpu", "drfleet-test/minio:test"
 
 

@@ -17,7 +17,6 @@ import pytest
 from tests.conftest import REPO
 from tests.testbed import TestBed, ensure_docker_host_image
 
-pytestmark = pytest.mark.testbed
 CA_BUNDLE = Path(os.environ.get("SSL_CERT_FILE") or "/etc/ssl/certs/ca-certificates.crt")
 
 

@@ -11,7 +11,6 @@ import pytest
 from tests.conftest import REPO
 from tests.testbed.images import ensure_standin
 
-pytestmark = pytest.mark.testbed
 SHIM = str(REPO / "playbooks" / "files" / "taskset")
 
 

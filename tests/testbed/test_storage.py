@@ -10,14 +10,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.conftest import invoke, schema_ok
 from tests.testbed import TestBed, nas
 from tests.testbed.drfc_run import PREFIX, SAGEMAKER, containers, write_drfc
 from tests.testbed.nas import KEY, SECRET
-
-pytestmark = pytest.mark.testbed
 
 NAS = "test-nas"  # not drfleet-*: the tests look for those
 

@@ -36,8 +36,6 @@ from tests.testbed.model_out import (
     check_upload_model,
 )
 
-pytestmark = pytest.mark.testbed
-
 
 def test_five_workers_on_three_hosts_train_as_planned(
     fleet: tuple[TestBed, Path], tmp_path: Path

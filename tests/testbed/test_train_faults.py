@@ -26,8 +26,6 @@ from tests.testbed.drfc_run import (
 )
 from tests.testbed.evaluation_checks import check_evaluation
 
-pytestmark = pytest.mark.testbed
-
 CUT = (  # every packet in or out of the host's only link, forwarded ones included
     "iptables -{op} INPUT -i eth0 -j DROP && iptables -{op} OUTPUT -o eth0 -j DROP && "
     "iptables -{op} FORWARD -i eth0 -j DROP && iptables -{op} FORWARD -o eth0 -j DROP"

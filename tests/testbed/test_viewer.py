@@ -23,7 +23,6 @@ from tests.conftest import REPO, invoke
 from tests.testbed import TestBed
 from tests.testbed.drfc_run import PREFIX, s3, write_drfc
 
-pytestmark = pytest.mark.testbed
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
